@@ -1,0 +1,363 @@
+//! A WebSocket connection: the handle every other part talks to. The actor (`actor.rs`) owns
+//! the socket; this side holds the send queue, the state and the event mailbox.
+
+mod actor;
+
+pub(crate) use actor::{finish, run, unless_cancelled, Note, WsStream};
+
+use crate::dispatch::Mailbox;
+use crate::error::{Error, ErrorKind, Result};
+use crate::options::ConnectionSettings;
+use bytes::Bytes;
+use std::ffi::CString;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU8, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, OnceLock, RwLock, Weak};
+use std::time::{Duration, Instant};
+use tokio::sync::mpsc;
+
+/// Where a connection is in its life.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u8)]
+pub enum State {
+    /// Resolving, connecting, handshaking.
+    Connecting = 0,
+    /// Messages flow both ways.
+    Open = 1,
+    /// A Close frame was sent or received; waiting for the other.
+    Closing = 2,
+    /// Finished; the close event was (or is being) delivered.
+    Closed = 3,
+}
+
+/// How a connection ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CloseInfo {
+    /// The close code: the one both sides agreed on, 1005 when the Close frame had none, 1006
+    /// when there was no closing handshake, or the code this side failed the connection with.
+    pub code: u16,
+    /// The close reason (may be empty).
+    pub reason: String,
+    /// Both Close frames were exchanged.
+    pub was_clean: bool,
+    /// What went wrong, when something did.
+    pub error: Option<Error>,
+}
+
+/// What happened on a connection, delivered in order: `Open`, `Message`s, then one `Close`.
+#[derive(Debug, Clone)]
+pub enum Event {
+    /// The handshake completed.
+    Open,
+    /// A whole message (text is valid UTF-8).
+    Message {
+        /// Text (true) or binary.
+        text: bool,
+        /// The payload.
+        data: Bytes,
+    },
+    /// The connection ended; always the last event.
+    Close(CloseInfo),
+}
+
+/// Receives a connection's events on a callback thread, one at a time.
+pub trait Handler: Send + Sync + 'static {
+    /// Called for each event. May call any method of any connection, including `release`.
+    fn on_event(&self, conn: &Arc<Conn>, event: &Event);
+}
+
+/// What the send queue carries to the writer.
+pub(crate) enum Command {
+    Send(tungstenite::Message, usize),
+    Close(tungstenite::protocol::CloseFrame),
+}
+
+/// The queue gate: closed once the connection stops accepting sends, so nothing is queued
+/// behind the Close frame.
+struct Gate {
+    closed: bool,
+    why: &'static str,
+}
+
+/// A WebSocket connection, client or server side. Shared by the application's handle, the
+/// actor and queued events; the socket itself lives only in the actor.
+pub struct Conn {
+    state: AtomicU8,
+    gate: RwLock<Gate>,
+    commands: mpsc::UnboundedSender<Command>,
+    notes: mpsc::UnboundedSender<Note>,
+    buffered: AtomicUsize,
+    progress: AtomicUsize,
+    pub(crate) settings: ConnectionSettings,
+    mailbox: Arc<Mailbox>,
+    handler: Mutex<Option<Arc<dyn Handler>>>,
+    peer_addr: OnceLock<(SocketAddr, CString)>,
+    subprotocol: OnceLock<CString>,
+    close_info: OnceLock<CloseInfo>,
+    user_data: AtomicUsize,
+}
+
+/// The receiving ends that the actor takes over.
+pub(crate) struct ConnChannels {
+    pub(crate) commands: mpsc::UnboundedReceiver<Command>,
+    pub(crate) notes: mpsc::UnboundedReceiver<Note>,
+}
+
+static LIVE: Mutex<Vec<Weak<Conn>>> = Mutex::new(Vec::new());
+
+impl Conn {
+    pub(crate) fn new(settings: ConnectionSettings, handler: Option<Arc<dyn Handler>>) -> (Arc<Conn>, ConnChannels) {
+        let (ctx, crx) = mpsc::unbounded_channel();
+        let (ntx, nrx) = mpsc::unbounded_channel();
+        let conn = Arc::new(Conn {
+            state: AtomicU8::new(State::Connecting as u8),
+            gate: RwLock::new(Gate { closed: false, why: "" }),
+            commands: ctx,
+            notes: ntx,
+            buffered: AtomicUsize::new(0),
+            progress: AtomicUsize::new(0),
+            settings,
+            mailbox: Arc::new(Mailbox::default()),
+            handler: Mutex::new(handler),
+            peer_addr: OnceLock::new(),
+            subprotocol: OnceLock::new(),
+            close_info: OnceLock::new(),
+            user_data: AtomicUsize::new(0),
+        });
+        let mut live = LIVE.lock().unwrap_or_else(|p| p.into_inner());
+        if live.len() >= 64 && live.len().is_power_of_two() {
+            live.retain(|w| w.strong_count() > 0);
+        }
+        live.push(Arc::downgrade(&conn));
+        (conn, ConnChannels { commands: crx, notes: nrx })
+    }
+
+    /// The current state.
+    pub fn state(&self) -> State {
+        match self.state.load(Ordering::Acquire) {
+            0 => State::Connecting,
+            1 => State::Open,
+            2 => State::Closing,
+            _ => State::Closed,
+        }
+    }
+
+    pub(crate) fn set_state(&self, s: State) {
+        self.state.store(s as u8, Ordering::Release);
+    }
+
+    /// Bytes queued by `send` and not yet handed to the socket.
+    pub fn buffered_amount(&self) -> usize {
+        self.buffered.load(Ordering::Relaxed)
+    }
+
+    pub(crate) fn written(&self, n: usize) {
+        self.buffered.fetch_sub(n, Ordering::Relaxed);
+        self.progress.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Messages written so far: lets the close watchdog see whether the queue still moves.
+    pub(crate) fn progress(&self) -> usize {
+        self.progress.load(Ordering::Relaxed)
+    }
+
+    /// The peer's address, once connected.
+    pub fn peer_addr(&self) -> Option<SocketAddr> {
+        self.peer_addr.get().map(|p| p.0)
+    }
+
+    /// The peer's address as text ("" before connected), NUL-terminated for C.
+    pub fn peer_addr_cstr(&self) -> &std::ffi::CStr {
+        self.peer_addr.get().map(|p| p.1.as_c_str()).unwrap_or(c"")
+    }
+
+    pub(crate) fn set_peer_addr(&self, addr: SocketAddr) {
+        let text = CString::new(addr.to_string()).unwrap_or_default();
+        let _ = self.peer_addr.set((addr, text));
+    }
+
+    /// The negotiated subprotocol ("" when none), NUL-terminated for C.
+    pub fn subprotocol(&self) -> &std::ffi::CStr {
+        self.subprotocol.get().map(|s| s.as_c_str()).unwrap_or(c"")
+    }
+
+    pub(crate) fn set_subprotocol(&self, p: Option<String>) {
+        if let Some(p) = p {
+            let _ = self.subprotocol.set(CString::new(p).unwrap_or_default());
+        }
+    }
+
+    /// How the connection ended, once it has.
+    pub fn close_info(&self) -> Option<&CloseInfo> {
+        self.close_info.get()
+    }
+
+    /// A pointer-sized value the application may keep with the connection.
+    pub fn user_data(&self) -> usize {
+        self.user_data.load(Ordering::Relaxed)
+    }
+
+    /// Sets the application's pointer-sized value.
+    pub fn set_user_data(&self, v: usize) {
+        self.user_data.store(v, Ordering::Relaxed)
+    }
+
+    /// Queues a text message. Safe from any thread; messages from one thread keep their order.
+    pub fn send_text(&self, text: &str) -> Result<()> {
+        self.enqueue(tungstenite::Message::text(text.to_owned()), text.len())
+    }
+
+    /// Queues a binary message. Safe from any thread; messages from one thread keep their order.
+    pub fn send_binary(&self, data: &[u8]) -> Result<()> {
+        self.enqueue(tungstenite::Message::binary(data.to_vec()), data.len())
+    }
+
+    /// Queues a message whose payload is already owned.
+    pub fn send_bytes(&self, text: bool, data: Bytes) -> Result<()> {
+        let len = data.len();
+        let msg = if text {
+            let t = tungstenite::Utf8Bytes::try_from(data)
+                .map_err(|_| Error::invalid("text message is not valid UTF-8"))?;
+            tungstenite::Message::Text(t)
+        } else {
+            tungstenite::Message::Binary(data)
+        };
+        self.enqueue(msg, len)
+    }
+
+    fn enqueue(&self, msg: tungstenite::Message, len: usize) -> Result<()> {
+        let gate = self.gate.read().unwrap_or_else(|p| p.into_inner());
+        if gate.closed {
+            return Err(Error::state(format!("cannot send: {}", gate.why)));
+        }
+        self.buffered.fetch_add(len, Ordering::Relaxed);
+        if self.commands.send(Command::Send(msg, len)).is_err() {
+            self.buffered.fetch_sub(len, Ordering::Relaxed);
+            return Err(Error::state("cannot send: the connection is closed"));
+        }
+        Ok(())
+    }
+
+    /// Starts the closing handshake after everything already queued: sends the Close frame,
+    /// waits for the peer's up to the close timeout, then ends the stream. Never blocks.
+    /// Closing again, or after the peer closed, does nothing.
+    pub fn close(&self, code: u16, reason: &str) -> Result<()> {
+        check_close_code(code)?;
+        if reason.len() > 123 {
+            return Err(Error::invalid(format!("close reason is {} bytes; at most 123 fit in a Close frame", reason.len())));
+        }
+        if !self.close_gate("the connection is closing") {
+            return Ok(());
+        }
+        let frame = tungstenite::protocol::CloseFrame { code: code.into(), reason: reason.to_owned().into() };
+        let _ = self.commands.send(Command::Close(frame));
+        let _ = self.notes.send(Note::CloseRequested(Instant::now()));
+        Ok(())
+    }
+
+    /// Ends the connection at once, without a closing handshake (close event: 1006).
+    pub fn abort(&self) {
+        self.close_gate("the connection was aborted");
+        let _ = self.notes.send(Note::Abort);
+    }
+
+    /// Closes the queue; true when this call closed it.
+    pub(crate) fn close_gate(&self, why: &'static str) -> bool {
+        let mut g = self.gate.write().unwrap_or_else(|p| p.into_inner());
+        if g.closed {
+            return false;
+        }
+        g.closed = true;
+        g.why = why;
+        true
+    }
+
+    /// Stops every callback of this connection (none runs after this returns, except the
+    /// calling one) and closes it with 1001 when still open. The handle stays valid.
+    pub fn release(&self) {
+        self.mailbox.release();
+        let handler = self.handler.lock().unwrap_or_else(|p| p.into_inner()).take();
+        drop(handler);
+        if self.state() != State::Closed {
+            let _ = self.close(1001, "");
+        }
+    }
+
+    /// Delivers an event to the handler on a callback thread.
+    pub(crate) fn deliver(self: &Arc<Self>, event: Event) {
+        if self.mailbox.is_released() {
+            return;
+        }
+        let me = self.clone();
+        let last = matches!(event, Event::Close(_));
+        if let Event::Close(info) = &event {
+            let _ = self.close_info.set(info.clone());
+        }
+        let job: Box<dyn FnOnce() + Send> = Box::new(move || {
+            let handler = me.handler.lock().unwrap_or_else(|p| p.into_inner()).clone();
+            if let Some(h) = handler {
+                h.on_event(&me, &event);
+            }
+        });
+        if last {
+            self.mailbox.post_last(job)
+        } else {
+            self.mailbox.post(job)
+        }
+    }
+
+    pub(crate) fn notify(&self, note: Note) {
+        let _ = self.notes.send(note);
+    }
+}
+
+/// Codes an application may send: 1000-1003, 1007-1014, 3000-4999.
+pub fn check_close_code(code: u16) -> Result<()> {
+    match code {
+        1000..=1003 | 1007..=1014 | 3000..=4999 => Ok(()),
+        _ => Err(Error::invalid(format!(
+            "close code {code} may not be sent: use 1000 (normal), 1001-1003, 1007-1014, or 3000-4999 (4000-4999 for the application)"
+        ))),
+    }
+}
+
+/// Closes every live connection with 1001 and waits up to `grace` for them to finish.
+pub(crate) fn close_all(grace: Duration) {
+    let live: Vec<Arc<Conn>> = {
+        let mut l = LIVE.lock().unwrap_or_else(|p| p.into_inner());
+        let v = l.iter().filter_map(|w| w.upgrade()).collect();
+        l.clear();
+        v
+    };
+    for c in &live {
+        if c.state() == State::Connecting {
+            c.abort();
+        } else {
+            let _ = c.close(1001, "shutting down");
+        }
+    }
+    let end = Instant::now() + grace;
+    while Instant::now() < end && live.iter().any(|c| c.state() != State::Closed) {
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    for c in &live {
+        if c.state() != State::Closed {
+            c.abort();
+        }
+    }
+}
+
+impl std::fmt::Debug for Conn {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Conn").field("state", &self.state()).field("peer", &self.peer_addr()).finish()
+    }
+}
+
+/// The close event of a connection that never opened.
+pub(crate) fn failed(error: Error) -> CloseInfo {
+    CloseInfo { code: 1006, reason: String::new(), was_clean: false, error: Some(error) }
+}
+
+pub(crate) fn aborted() -> Error {
+    Error::new(ErrorKind::Aborted, "the connection was aborted by this side")
+}

@@ -1,0 +1,167 @@
+//! Callback delivery off the I/O threads (G8, G9) with a plain lifetime (G7).
+//!
+//! Every connection and server has a [`Mailbox`]: an ordered queue of jobs. A small pool of
+//! callback threads runs each mailbox's jobs one at a time, in order, never two at once for the
+//! same mailbox, and never holding a lock while a job runs. [`Mailbox::release`] guarantees
+//! that no job of that mailbox runs after it returns (or, when called from inside one of its
+//! jobs, after that job returns).
+
+use std::collections::VecDeque;
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock};
+use std::thread::ThreadId;
+
+type Job = Box<dyn FnOnce() + Send>;
+
+/// Jobs run per turn before a busy mailbox yields its thread to the others.
+const JOBS_PER_TURN: usize = 64;
+
+#[derive(Default)]
+struct Inner {
+    jobs: VecDeque<Job>,
+    scheduled: bool,
+    running_on: Option<ThreadId>,
+    released: bool,
+    sealed: bool,
+}
+
+/// An ordered queue of callbacks for one handle.
+#[derive(Default)]
+pub(crate) struct Mailbox {
+    inner: Mutex<Inner>,
+    idle: Condvar,
+}
+
+fn relock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+impl Mailbox {
+    /// Queues `job`; dropped when the mailbox was released or sealed.
+    pub(crate) fn post(self: &Arc<Self>, job: Job) {
+        let mut g = relock(&self.inner);
+        if g.released || g.sealed {
+            drop(g);
+            drop(job);
+            return;
+        }
+        g.jobs.push_back(job);
+        if !g.scheduled {
+            g.scheduled = true;
+            drop(g);
+            pool().schedule(self.clone());
+        }
+    }
+
+    /// Queues `job` as the last one: later posts are dropped.
+    pub(crate) fn post_last(self: &Arc<Self>, job: Job) {
+        self.post(job);
+        relock(&self.inner).sealed = true;
+    }
+
+    /// No job runs after this returns, except the one calling it, which finishes.
+    pub(crate) fn release(&self) {
+        let me = std::thread::current().id();
+        let mut g = relock(&self.inner);
+        g.released = true;
+        let dropped = std::mem::take(&mut g.jobs);
+        if g.running_on != Some(me) {
+            while g.running_on.is_some() {
+                g = self.idle.wait(g).unwrap_or_else(|p| p.into_inner());
+            }
+        }
+        drop(g);
+        drop(dropped); // may drop the last reference to the owner of this mailbox
+    }
+
+    /// Whether `release` was called.
+    pub(crate) fn is_released(&self) -> bool {
+        relock(&self.inner).released
+    }
+
+    fn run_turn(self: Arc<Self>) {
+        let me = std::thread::current().id();
+        for _ in 0..JOBS_PER_TURN {
+            let job = {
+                let mut g = relock(&self.inner);
+                match (g.released, g.jobs.pop_front()) {
+                    (false, Some(job)) => {
+                        g.running_on = Some(me);
+                        job
+                    }
+                    _ => {
+                        g.scheduled = false;
+                        return;
+                    }
+                }
+            };
+            // A panicking callback must not take the callback thread down with it.
+            let _ = catch_unwind(AssertUnwindSafe(job));
+            let mut g = relock(&self.inner);
+            g.running_on = None;
+            if g.released {
+                self.idle.notify_all();
+            }
+        }
+        pool().schedule(self);
+    }
+}
+
+struct Pool {
+    queue: Mutex<VecDeque<Arc<Mailbox>>>,
+    ready: Condvar,
+}
+
+static POOL: OnceLock<Pool> = OnceLock::new();
+static POOL_THREADS: Mutex<usize> = Mutex::new(0);
+
+/// Sets the number of callback threads (0 = 2). Fails once they run.
+pub fn set_callback_threads(n: usize) -> crate::Result<()> {
+    if POOL.get().is_some() {
+        return Err(crate::Error::state("the callback threads are already running: set their count before the first connection or server"));
+    }
+    if n > 256 {
+        return Err(crate::Error::invalid(format!("callback thread count {n} is out of range (0..=256)")));
+    }
+    *relock(&POOL_THREADS) = n;
+    Ok(())
+}
+
+fn pool() -> &'static Pool {
+    POOL.get_or_init(|| {
+        let n = match *relock(&POOL_THREADS) {
+            0 => 2,
+            n => n,
+        };
+        for i in 0..n {
+            std::thread::Builder::new()
+                .name(format!("wsn-callback-{i}"))
+                .spawn(worker)
+                .expect("cannot start a wsnative callback thread");
+        }
+        Pool { queue: Mutex::new(VecDeque::new()), ready: Condvar::new() }
+    })
+}
+
+impl Pool {
+    fn schedule(&self, mb: Arc<Mailbox>) {
+        relock(&self.queue).push_back(mb);
+        self.ready.notify_one();
+    }
+}
+
+fn worker() {
+    let pool = pool();
+    loop {
+        let mb = {
+            let mut q = relock(&pool.queue);
+            loop {
+                if let Some(mb) = q.pop_front() {
+                    break mb;
+                }
+                q = pool.ready.wait(q).unwrap_or_else(|p| p.into_inner());
+            }
+        };
+        mb.run_turn();
+    }
+}

@@ -1,0 +1,278 @@
+//! Connections for C: connect, send, close, state, events.
+//!
+//! A `wsn_conn *` is the address of the connection's shared state (`Arc::into_raw`); the
+//! application's handle owns one reference, released by wsn_conn_free.
+
+use super::{bytes_arg, guard, opt_str_arg, status, str_arg, to_cstring, wsn_client_options, wsn_status};
+use crate::connection::{Conn, Event, Handler, State};
+use crate::error::{Error, Result};
+use std::ffi::{c_char, c_void, CString};
+use std::sync::Arc;
+
+/// A WebSocket connection, client or server side. Created by wsn_connect (client) or handed
+/// over in the WSN_EVENT_OPEN event of a server; freed with wsn_conn_free. Every function on
+/// it may be called from any thread.
+pub struct wsn_conn {
+    _private: [u8; 0],
+}
+
+/// The kind of a wsn_event.
+#[repr(u32)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum wsn_event_kind {
+    /// The connection is open. For a server connection, the application now owns `conn` and
+    /// must eventually free it with wsn_conn_free.
+    WSN_EVENT_OPEN = 1,
+    /// A whole message arrived: `data`/`len`, `is_text`.
+    WSN_EVENT_MESSAGE = 2,
+    /// The connection ended: `close_code`, `reason`, `was_clean`, `error`. Always the last event.
+    WSN_EVENT_CLOSE = 3,
+}
+
+/// The state of a connection.
+#[repr(u32)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum wsn_conn_state {
+    /// Resolving, connecting, handshaking. Sends are queued until open.
+    WSN_STATE_CONNECTING = 0,
+    /// Messages flow both ways.
+    WSN_STATE_OPEN = 1,
+    /// A Close frame was sent or received; sends fail.
+    WSN_STATE_CLOSING = 2,
+    /// Ended; the close event was or is being delivered.
+    WSN_STATE_CLOSED = 3,
+}
+
+/// One event of a connection. Everything it points to is borrowed until the callback returns:
+/// copy what you keep.
+#[repr(C)]
+pub struct wsn_event {
+    /// Which event this is.
+    pub kind: wsn_event_kind,
+    /// MESSAGE: true for a text message (valid UTF-8, not NUL-terminated), false for binary.
+    pub is_text: bool,
+    /// MESSAGE: the payload (NULL only when `len` is 0).
+    pub data: *const u8,
+    /// MESSAGE: the payload length in bytes.
+    pub len: usize,
+    /// CLOSE: the close code (1000 normal, 1001 going away, 1005 no code sent, 1006 no closing
+    /// handshake, 1002/1007/1009 protocol/UTF-8/size failures, 4000-4999 the application's).
+    pub close_code: u16,
+    /// CLOSE: both Close frames were exchanged.
+    pub was_clean: bool,
+    /// CLOSE: the close reason, NUL-terminated ("" when none).
+    pub reason: *const c_char,
+    /// CLOSE: what went wrong, NUL-terminated, or NULL when nothing did.
+    pub error: *const c_char,
+    /// CLOSE: the kind of error (WSN_OK when none): WSN_ERR_DNS, WSN_ERR_CONNECT, WSN_ERR_TLS,
+    /// WSN_ERR_HANDSHAKE, WSN_ERR_TIMEOUT, WSN_ERR_PROTOCOL, WSN_ERR_IO, WSN_ERR_ABORTED.
+    pub error_status: wsn_status,
+    /// CLOSE: the HTTP status when the server refused the upgrade, else 0.
+    pub http_status: u16,
+}
+
+/// Receives a connection's events. `user_data` is the pointer given at registration; `conn` is
+/// the connection's handle (valid during the call; for a server connection, owned by the
+/// application from its OPEN event on); `event` is borrowed until the callback returns.
+/// Runs on a wsnative callback thread. It may call any wsnative function, including
+/// wsn_conn_free(conn); it must not unwind (C++ exceptions, longjmp) into wsnative.
+pub type wsn_event_cb = Option<unsafe extern "C" fn(user_data: *mut c_void, conn: *mut wsn_conn, event: *const wsn_event)>;
+
+/// Calls a C event callback.
+pub(crate) struct CHandler {
+    pub(crate) callback: unsafe extern "C" fn(*mut c_void, *mut wsn_conn, *const wsn_event),
+    pub(crate) user_data: usize,
+    /// Server connections: the application's reference is taken at the open event.
+    pub(crate) server: bool,
+}
+
+impl Handler for CHandler {
+    fn on_event(&self, conn: &Arc<Conn>, event: &Event) {
+        let ptr = Arc::as_ptr(conn) as *mut wsn_conn;
+        let mut ev = wsn_event {
+            kind: wsn_event_kind::WSN_EVENT_OPEN,
+            is_text: false,
+            data: std::ptr::null(),
+            len: 0,
+            close_code: 0,
+            was_clean: false,
+            reason: c"".as_ptr(),
+            error: std::ptr::null(),
+            error_status: wsn_status::WSN_OK,
+            http_status: 0,
+        };
+        let (reason, error): (CString, Option<CString>);
+        match event {
+            Event::Open => {
+                if self.server {
+                    std::mem::forget(conn.clone()); // the handle the application now owns
+                }
+            }
+            Event::Message { text, data } => {
+                ev.kind = wsn_event_kind::WSN_EVENT_MESSAGE;
+                ev.is_text = *text;
+                ev.data = if data.is_empty() { std::ptr::null() } else { data.as_ptr() };
+                ev.len = data.len();
+            }
+            Event::Close(info) => {
+                ev.kind = wsn_event_kind::WSN_EVENT_CLOSE;
+                ev.close_code = info.code;
+                ev.was_clean = info.was_clean;
+                reason = to_cstring(&info.reason);
+                ev.reason = reason.as_ptr();
+                error = info.error.as_ref().map(|e| to_cstring(e.message()));
+                if let (Some(c), Some(e)) = (&error, &info.error) {
+                    ev.error = c.as_ptr();
+                    ev.error_status = e.kind().into();
+                    ev.http_status = e.http_status();
+                }
+            }
+        }
+        unsafe { (self.callback)(self.user_data as *mut c_void, ptr, &ev) }
+    }
+}
+
+/// Borrows a connection handle.
+pub(crate) unsafe fn conn_ref<'a>(conn: *const wsn_conn) -> Result<&'a Conn> {
+    (conn as *const Conn).as_ref().ok_or_else(|| Error::invalid("conn is NULL"))
+}
+
+/// Opens a client connection to `url` (ws:// or wss://) and returns at once with the handle in
+/// `*conn_out` (state CONNECTING). Then `on_event` gets WSN_EVENT_OPEN, or a WSN_EVENT_CLOSE
+/// whose `error` says why it failed (DNS, refused, TLS reason, HTTP status, timeout).
+/// `options` may be NULL (defaults) and is copied. `on_event` may be NULL (no events).
+/// Ownership: the caller owns `*conn_out` and frees it with wsn_conn_free. Thread: any.
+/// Errors: INVALID_ARGUMENT (NULL url or conn_out, bad URL or header), WSN_ERR_TLS (unreadable
+/// CA file); `*conn_out` is untouched then.
+#[no_mangle]
+pub unsafe extern "C" fn wsn_connect(
+    url: *const c_char,
+    options: *const wsn_client_options,
+    on_event: wsn_event_cb,
+    user_data: *mut c_void,
+    conn_out: *mut *mut wsn_conn,
+) -> wsn_status {
+    status(|| {
+        let url = str_arg(url, "url")?;
+        if conn_out.is_null() {
+            return Err(Error::invalid("conn_out is NULL"));
+        }
+        let default = crate::ClientOptions::default();
+        let opts = options.as_ref().map(|o| &o.inner).unwrap_or(&default);
+        let handler = on_event
+            .map(|cb| Arc::new(CHandler { callback: cb, user_data: user_data as usize, server: false }) as Arc<dyn Handler>);
+        let conn = crate::client::connect(url, opts, handler)?;
+        *conn_out = Arc::into_raw(conn) as *mut wsn_conn;
+        Ok(())
+    })
+}
+
+/// Queues a text message (`len` bytes of UTF-8, no NUL needed) and returns at once; the bytes
+/// are copied. Safe from any thread; messages sent from one thread arrive in that order.
+/// Allowed while CONNECTING (sent once open). Errors: INVALID_ARGUMENT (NULL conn, NULL data
+/// with len > 0, invalid UTF-8), INVALID_STATE (closing or closed).
+#[no_mangle]
+pub unsafe extern "C" fn wsn_conn_send_text(conn: *mut wsn_conn, data: *const c_char, len: usize) -> wsn_status {
+    status(|| {
+        let c = conn_ref(conn)?;
+        let bytes = bytes_arg(data as *const u8, len, "data")?;
+        let text = std::str::from_utf8(bytes)
+            .map_err(|e| Error::invalid(format!("text message is not valid UTF-8 (at byte {})", e.valid_up_to())))?;
+        c.send_text(text)
+    })
+}
+
+/// Queues a binary message and returns at once; the bytes are copied. Same rules as
+/// wsn_conn_send_text. Errors: INVALID_ARGUMENT, INVALID_STATE.
+#[no_mangle]
+pub unsafe extern "C" fn wsn_conn_send_binary(conn: *mut wsn_conn, data: *const u8, len: usize) -> wsn_status {
+    status(|| conn_ref(conn)?.send_binary(bytes_arg(data, len, "data")?))
+}
+
+/// Starts the closing handshake and returns at once: what is queued is sent first, then the
+/// Close frame; the peer's Close is awaited up to the close timeout, then the stream ends and
+/// the CLOSE event reports the outcome. Closing again or after the peer closed does nothing.
+/// `reason` may be NULL; at most 123 bytes. Thread: any.
+/// Errors: INVALID_ARGUMENT (NULL conn, a code that may not be sent, long or non-UTF-8 reason).
+#[no_mangle]
+pub unsafe extern "C" fn wsn_conn_close(conn: *mut wsn_conn, code: u16, reason: *const c_char) -> wsn_status {
+    status(|| {
+        let c = conn_ref(conn)?;
+        let reason = opt_str_arg(reason, "reason")?.unwrap_or("");
+        c.close(code, reason)
+    })
+}
+
+/// Ends the connection at once, without a closing handshake; the CLOSE event follows
+/// (1006, WSN_ERR_ABORTED). Thread: any. Errors: INVALID_ARGUMENT for NULL.
+#[no_mangle]
+pub unsafe extern "C" fn wsn_conn_abort(conn: *mut wsn_conn) -> wsn_status {
+    status(|| {
+        conn_ref(conn)?.abort();
+        Ok(())
+    })
+}
+
+/// The connection's state (WSN_STATE_CLOSED for NULL). Thread: any.
+#[no_mangle]
+pub unsafe extern "C" fn wsn_conn_get_state(conn: *const wsn_conn) -> wsn_conn_state {
+    guard(|| match conn_ref(conn).map(|c| c.state()) {
+        Ok(State::Connecting) => wsn_conn_state::WSN_STATE_CONNECTING,
+        Ok(State::Open) => wsn_conn_state::WSN_STATE_OPEN,
+        Ok(State::Closing) => wsn_conn_state::WSN_STATE_CLOSING,
+        Ok(State::Closed) | Err(_) => wsn_conn_state::WSN_STATE_CLOSED,
+    })
+}
+
+/// Bytes queued by the send functions and not yet handed to the socket (0 for NULL). Thread: any.
+#[no_mangle]
+pub unsafe extern "C" fn wsn_conn_get_buffered_amount(conn: *const wsn_conn) -> usize {
+    guard(|| conn_ref(conn).map(|c| c.buffered_amount()).unwrap_or(0))
+}
+
+/// The peer's address as "ip:port" ("" before the TCP connection exists, NULL for NULL).
+/// Ownership: borrowed, valid until wsn_conn_free. Thread: any.
+#[no_mangle]
+pub unsafe extern "C" fn wsn_conn_get_peer_addr(conn: *const wsn_conn) -> *const c_char {
+    guard(|| conn_ref(conn).map(|c| c.peer_addr_cstr().as_ptr()).unwrap_or(std::ptr::null()))
+}
+
+/// The negotiated subprotocol ("" when none, NULL for NULL). Ownership: borrowed, valid until
+/// wsn_conn_free. Thread: any.
+#[no_mangle]
+pub unsafe extern "C" fn wsn_conn_get_subprotocol(conn: *const wsn_conn) -> *const c_char {
+    guard(|| conn_ref(conn).map(|c| c.subprotocol().as_ptr()).unwrap_or(std::ptr::null()))
+}
+
+/// Stores a pointer of the application's with the connection (wsnative never reads it).
+/// Useful for server connections, whose events carry the server's user_data. Thread: any.
+#[no_mangle]
+pub unsafe extern "C" fn wsn_conn_set_user_data(conn: *mut wsn_conn, user_data: *mut c_void) -> wsn_status {
+    status(|| {
+        conn_ref(conn)?.set_user_data(user_data as usize);
+        Ok(())
+    })
+}
+
+/// The pointer stored with wsn_conn_set_user_data (NULL when none or for NULL). Thread: any.
+#[no_mangle]
+pub unsafe extern "C" fn wsn_conn_get_user_data(conn: *const wsn_conn) -> *mut c_void {
+    guard(|| conn_ref(conn).map(|c| c.user_data() as *mut c_void).unwrap_or(std::ptr::null_mut()))
+}
+
+/// Frees the handle. No callback for this connection runs after this returns (called from
+/// inside its own callback: none after that callback returns); it may wait for a callback
+/// running on another thread to finish. An open connection is closed with 1001 in the
+/// background, bounded by its close timeout. NULL is ignored. Must not be called twice for the
+/// same handle. Thread: any.
+#[no_mangle]
+pub unsafe extern "C" fn wsn_conn_free(conn: *mut wsn_conn) {
+    guard(|| {
+        if conn.is_null() {
+            return;
+        }
+        let conn = Arc::from_raw(conn as *const Conn);
+        conn.release();
+    })
+}
+

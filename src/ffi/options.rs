@@ -1,0 +1,331 @@
+//! Option objects for C: opaque, created with `_new`, configured with typed setters, freed
+//! with `_free`. A connect or listen copies them, so one object may serve many calls.
+
+use super::{guard, status, str_arg, wsn_status};
+use crate::error::{Error, Result};
+use crate::options::{ClientOptions, ConnectionSettings, Heartbeat, ServerOptions, TlsRoots};
+use std::ffi::c_char;
+use std::time::Duration;
+
+/// Options for wsn_connect. Create with wsn_client_options_new, free with
+/// wsn_client_options_free. Not thread-safe: configure from one thread at a time.
+pub struct wsn_client_options {
+    pub(crate) inner: ClientOptions,
+}
+
+/// Options for wsn_server_listen. Create with wsn_server_options_new, free with
+/// wsn_server_options_free. Not thread-safe: configure from one thread at a time.
+pub struct wsn_server_options {
+    pub(crate) inner: ServerOptions,
+}
+
+/// Which certificate authorities a client trusts for wss:// (plus any CA files added).
+#[repr(u32)]
+pub enum wsn_tls_roots {
+    /// The Mozilla roots bundled in the library (the default).
+    WSN_TLS_ROOTS_BUNDLED = 0,
+    /// The operating system's certificate store.
+    WSN_TLS_ROOTS_SYSTEM = 1,
+    /// Only the CA files added with wsn_client_options_add_ca_file.
+    WSN_TLS_ROOTS_NONE = 2,
+}
+
+/// How a connection checks that its peer is alive.
+#[repr(u32)]
+pub enum wsn_heartbeat {
+    /// Ping every interval; no Pong within the pong timeout ends the connection (the default).
+    WSN_HEARTBEAT_PING = 0,
+    /// Unsolicited Pong every interval: keeps proxies from idling the connection out, never times out.
+    WSN_HEARTBEAT_PONG = 1,
+}
+
+fn millis(v: u32) -> Duration {
+    Duration::from_millis(v as u64)
+}
+
+fn positive(v: u32, what: &str) -> Result<Duration> {
+    if v == 0 {
+        return Err(Error::invalid(format!("{what} must be at least 1 ms")));
+    }
+    Ok(millis(v))
+}
+
+unsafe fn client<'a>(o: *mut wsn_client_options) -> Result<&'a mut ClientOptions> {
+    o.as_mut().map(|o| &mut o.inner).ok_or_else(|| Error::invalid("options is NULL"))
+}
+
+unsafe fn server<'a>(o: *mut wsn_server_options) -> Result<&'a mut ServerOptions> {
+    o.as_mut().map(|o| &mut o.inner).ok_or_else(|| Error::invalid("options is NULL"))
+}
+
+fn set_heartbeat(c: &mut ConnectionSettings, kind: u32) -> Result<()> {
+    c.heartbeat = match kind {
+        0 => Heartbeat::Ping,
+        1 => Heartbeat::Pong,
+        k => return Err(Error::invalid(format!("unknown heartbeat kind {k}"))),
+    };
+    Ok(())
+}
+
+fn set_max_message_size(c: &mut ConnectionSettings, size: usize) -> Result<()> {
+    if size == 0 {
+        return Err(Error::invalid("max message size must be at least 1 byte"));
+    }
+    c.max_message_size = size;
+    Ok(())
+}
+
+/// A new client options object with the defaults: connect and handshake timeouts 10 s, close
+/// timeout 5 s, max message 64 MiB, ping every 30 s with a 30 s pong timeout, bundled TLS roots.
+/// Ownership: the caller owns it and frees it with wsn_client_options_free. Never NULL.
+#[no_mangle]
+pub extern "C" fn wsn_client_options_new() -> *mut wsn_client_options {
+    guard(|| Box::into_raw(Box::new(wsn_client_options { inner: ClientOptions::default() })))
+}
+
+/// Frees client options. NULL is ignored. Connections made with them are not affected.
+#[no_mangle]
+pub unsafe extern "C" fn wsn_client_options_free(options: *mut wsn_client_options) {
+    guard(|| {
+        if !options.is_null() {
+            drop(Box::from_raw(options));
+        }
+    })
+}
+
+/// Time allowed for DNS and the TCP connection (default 10000). Errors: INVALID_ARGUMENT for NULL or 0.
+#[no_mangle]
+pub unsafe extern "C" fn wsn_client_options_set_connect_timeout_ms(options: *mut wsn_client_options, ms: u32) -> wsn_status {
+    status(|| Ok(client(options)?.connect_timeout = positive(ms, "connect timeout")?))
+}
+
+/// Time allowed for the TLS and WebSocket handshakes (default 10000). Errors: INVALID_ARGUMENT for NULL or 0.
+#[no_mangle]
+pub unsafe extern "C" fn wsn_client_options_set_handshake_timeout_ms(options: *mut wsn_client_options, ms: u32) -> wsn_status {
+    status(|| Ok(client(options)?.handshake_timeout = positive(ms, "handshake timeout")?))
+}
+
+/// How long a close waits for the peer (default 5000). Errors: INVALID_ARGUMENT for NULL or 0.
+#[no_mangle]
+pub unsafe extern "C" fn wsn_client_options_set_close_timeout_ms(options: *mut wsn_client_options, ms: u32) -> wsn_status {
+    status(|| Ok(client(options)?.conn.close_timeout = positive(ms, "close timeout")?))
+}
+
+/// Largest incoming message; a larger one closes the connection with 1009 (default 64 MiB).
+/// Errors: INVALID_ARGUMENT for NULL or 0.
+#[no_mangle]
+pub unsafe extern "C" fn wsn_client_options_set_max_message_size(options: *mut wsn_client_options, bytes: usize) -> wsn_status {
+    status(|| set_max_message_size(&mut client(options)?.conn, bytes))
+}
+
+/// Heartbeat interval (default 30000; 0 turns the heartbeat off). Errors: INVALID_ARGUMENT for NULL.
+#[no_mangle]
+pub unsafe extern "C" fn wsn_client_options_set_ping_interval_ms(options: *mut wsn_client_options, ms: u32) -> wsn_status {
+    status(|| Ok(client(options)?.conn.ping_interval = millis(ms)))
+}
+
+/// How long to wait for a Pong before ending the connection (default 30000).
+/// Errors: INVALID_ARGUMENT for NULL or 0.
+#[no_mangle]
+pub unsafe extern "C" fn wsn_client_options_set_pong_timeout_ms(options: *mut wsn_client_options, ms: u32) -> wsn_status {
+    status(|| Ok(client(options)?.conn.pong_timeout = positive(ms, "pong timeout")?))
+}
+
+/// Heartbeat kind: a wsn_heartbeat value. Errors: INVALID_ARGUMENT for NULL or an unknown kind.
+#[no_mangle]
+pub unsafe extern "C" fn wsn_client_options_set_heartbeat(options: *mut wsn_client_options, kind: u32) -> wsn_status {
+    status(|| set_heartbeat(&mut client(options)?.conn, kind))
+}
+
+/// Adds a request header (Authorization, Cookie, ...); both strings are copied.
+/// Errors: INVALID_ARGUMENT for NULL, invalid UTF-8, or a name or value HTTP does not allow.
+#[no_mangle]
+pub unsafe extern "C" fn wsn_client_options_add_header(
+    options: *mut wsn_client_options,
+    name: *const c_char,
+    value: *const c_char,
+) -> wsn_status {
+    status(|| {
+        let o = client(options)?;
+        let name = str_arg(name, "header name")?;
+        let value = str_arg(value, "header value")?;
+        tungstenite::http::HeaderName::from_bytes(name.as_bytes())
+            .map_err(|_| Error::invalid(format!("invalid header name '{name}'")))?;
+        tungstenite::http::HeaderValue::from_str(value)
+            .map_err(|_| Error::invalid(format!("invalid value for header '{name}'")))?;
+        o.headers.push((name.to_owned(), value.to_owned()));
+        Ok(())
+    })
+}
+
+/// Offers a subprotocol (in order of preference). Errors: INVALID_ARGUMENT for NULL, empty,
+/// invalid UTF-8, or characters not allowed in a token.
+#[no_mangle]
+pub unsafe extern "C" fn wsn_client_options_add_subprotocol(options: *mut wsn_client_options, protocol: *const c_char) -> wsn_status {
+    status(|| {
+        let o = client(options)?;
+        let p = str_arg(protocol, "subprotocol")?;
+        if p.is_empty() || !p.bytes().all(|b| b.is_ascii_graphic() && !b"()<>@,;:\\\"/[]?={}".contains(&b)) {
+            return Err(Error::invalid(format!("'{p}' is not a valid subprotocol token")));
+        }
+        o.subprotocols.push(p.to_owned());
+        Ok(())
+    })
+}
+
+/// Sets the Origin header. Errors: INVALID_ARGUMENT for NULL or invalid UTF-8.
+#[no_mangle]
+pub unsafe extern "C" fn wsn_client_options_set_origin(options: *mut wsn_client_options, origin: *const c_char) -> wsn_status {
+    status(|| {
+        let o = client(options)?;
+        o.origin = Some(str_arg(origin, "origin")?.to_owned());
+        Ok(())
+    })
+}
+
+/// Chooses the trusted roots: a wsn_tls_roots value. Errors: INVALID_ARGUMENT for NULL or an unknown value.
+#[no_mangle]
+pub unsafe extern "C" fn wsn_client_options_set_tls_roots(options: *mut wsn_client_options, roots: u32) -> wsn_status {
+    status(|| {
+        client(options)?.tls_roots = match roots {
+            0 => TlsRoots::Bundled,
+            1 => TlsRoots::System,
+            2 => TlsRoots::None,
+            r => return Err(Error::invalid(format!("unknown TLS roots value {r}"))),
+        };
+        Ok(())
+    })
+}
+
+/// Adds a PEM file of trusted CA certificates (read at connect time; a bad file fails
+/// wsn_connect with WSN_ERR_TLS). Errors: INVALID_ARGUMENT for NULL or invalid UTF-8.
+#[no_mangle]
+pub unsafe extern "C" fn wsn_client_options_add_ca_file(options: *mut wsn_client_options, path: *const c_char) -> wsn_status {
+    status(|| {
+        let o = client(options)?;
+        o.ca_files.push(str_arg(path, "CA file path")?.into());
+        Ok(())
+    })
+}
+
+/// A new server options object with the defaults: handshake timeout 10 s, max request header
+/// 16 KiB, close timeout 5 s, drain timeout 5 s, max message 64 MiB, ping every 30 s, no
+/// connection limit, any Origin. Ownership: the caller frees it with wsn_server_options_free.
+#[no_mangle]
+pub extern "C" fn wsn_server_options_new() -> *mut wsn_server_options {
+    guard(|| Box::into_raw(Box::new(wsn_server_options { inner: ServerOptions::default() })))
+}
+
+/// Frees server options. NULL is ignored. Servers started with them are not affected.
+#[no_mangle]
+pub unsafe extern "C" fn wsn_server_options_free(options: *mut wsn_server_options) {
+    guard(|| {
+        if !options.is_null() {
+            drop(Box::from_raw(options));
+        }
+    })
+}
+
+/// Time a client has for the TLS and WebSocket handshakes (default 10000).
+/// Errors: INVALID_ARGUMENT for NULL or 0.
+#[no_mangle]
+pub unsafe extern "C" fn wsn_server_options_set_handshake_timeout_ms(options: *mut wsn_server_options, ms: u32) -> wsn_status {
+    status(|| Ok(server(options)?.handshake_timeout = positive(ms, "handshake timeout")?))
+}
+
+/// Largest upgrade request (request line plus headers); larger ones get HTTP 431 (default 16384).
+/// Errors: INVALID_ARGUMENT for NULL or below 256.
+#[no_mangle]
+pub unsafe extern "C" fn wsn_server_options_set_max_header_size(options: *mut wsn_server_options, bytes: usize) -> wsn_status {
+    status(|| {
+        if bytes < 256 {
+            return Err(Error::invalid("max header size must be at least 256 bytes"));
+        }
+        Ok(server(options)?.max_header_size = bytes)
+    })
+}
+
+/// How long a close waits for the peer (default 5000). Errors: INVALID_ARGUMENT for NULL or 0.
+#[no_mangle]
+pub unsafe extern "C" fn wsn_server_options_set_close_timeout_ms(options: *mut wsn_server_options, ms: u32) -> wsn_status {
+    status(|| Ok(server(options)?.conn.close_timeout = positive(ms, "close timeout")?))
+}
+
+/// How long stopping the server waits for its connections to close (default 5000).
+/// Errors: INVALID_ARGUMENT for NULL.
+#[no_mangle]
+pub unsafe extern "C" fn wsn_server_options_set_drain_timeout_ms(options: *mut wsn_server_options, ms: u32) -> wsn_status {
+    status(|| Ok(server(options)?.drain_timeout = millis(ms)))
+}
+
+/// Largest incoming message; a larger one closes the connection with 1009 (default 64 MiB).
+/// Errors: INVALID_ARGUMENT for NULL or 0.
+#[no_mangle]
+pub unsafe extern "C" fn wsn_server_options_set_max_message_size(options: *mut wsn_server_options, bytes: usize) -> wsn_status {
+    status(|| set_max_message_size(&mut server(options)?.conn, bytes))
+}
+
+/// Heartbeat interval (default 30000; 0 turns it off). Errors: INVALID_ARGUMENT for NULL.
+#[no_mangle]
+pub unsafe extern "C" fn wsn_server_options_set_ping_interval_ms(options: *mut wsn_server_options, ms: u32) -> wsn_status {
+    status(|| Ok(server(options)?.conn.ping_interval = millis(ms)))
+}
+
+/// How long to wait for a Pong (default 30000). Errors: INVALID_ARGUMENT for NULL or 0.
+#[no_mangle]
+pub unsafe extern "C" fn wsn_server_options_set_pong_timeout_ms(options: *mut wsn_server_options, ms: u32) -> wsn_status {
+    status(|| Ok(server(options)?.conn.pong_timeout = positive(ms, "pong timeout")?))
+}
+
+/// Heartbeat kind: a wsn_heartbeat value. Errors: INVALID_ARGUMENT for NULL or an unknown kind.
+#[no_mangle]
+pub unsafe extern "C" fn wsn_server_options_set_heartbeat(options: *mut wsn_server_options, kind: u32) -> wsn_status {
+    status(|| set_heartbeat(&mut server(options)?.conn, kind))
+}
+
+/// Adds a subprotocol this server speaks: without an accept callback choosing, the first
+/// protocol the client offers that is in this list is chosen. Errors: INVALID_ARGUMENT for NULL.
+#[no_mangle]
+pub unsafe extern "C" fn wsn_server_options_add_subprotocol(options: *mut wsn_server_options, protocol: *const c_char) -> wsn_status {
+    status(|| {
+        let o = server(options)?;
+        o.subprotocols.push(str_arg(protocol, "subprotocol")?.to_owned());
+        Ok(())
+    })
+}
+
+/// Allows an Origin (for example "https://app.example.com"). Once any is added, requests whose
+/// Origin header is not listed are refused with HTTP 403 (Cross-Site WebSocket Hijacking
+/// defence); requests without Origin (non-browser clients) still pass.
+/// Errors: INVALID_ARGUMENT for NULL or invalid UTF-8.
+#[no_mangle]
+pub unsafe extern "C" fn wsn_server_options_add_allowed_origin(options: *mut wsn_server_options, origin: *const c_char) -> wsn_status {
+    status(|| {
+        let o = server(options)?;
+        o.allowed_origins.push(str_arg(origin, "origin")?.to_owned());
+        Ok(())
+    })
+}
+
+/// Most connections open at once; more get HTTP 503 (default 0: no limit). Errors: INVALID_ARGUMENT for NULL.
+#[no_mangle]
+pub unsafe extern "C" fn wsn_server_options_set_max_connections(options: *mut wsn_server_options, max: usize) -> wsn_status {
+    status(|| Ok(server(options)?.max_connections = max))
+}
+
+/// Serves wss: the certificate chain and private key PEM files (read at listen time; bad files
+/// fail wsn_server_listen with WSN_ERR_TLS). Errors: INVALID_ARGUMENT for NULL or invalid UTF-8.
+#[no_mangle]
+pub unsafe extern "C" fn wsn_server_options_set_tls(
+    options: *mut wsn_server_options,
+    cert_pem_path: *const c_char,
+    key_pem_path: *const c_char,
+) -> wsn_status {
+    status(|| {
+        let o = server(options)?;
+        let cert = str_arg(cert_pem_path, "certificate path")?;
+        let key = str_arg(key_pem_path, "key path")?;
+        o.tls = Some((cert.into(), key.into()));
+        Ok(())
+    })
+}

@@ -1,0 +1,24 @@
+//! wsnative: a WebSocket client and server whose closing never hangs, whose sends are safe
+//! from any thread, and which says why a connection ended. The C ABI lives in [`ffi`]; the
+//! rest is plain Rust and usable directly.
+
+mod client;
+mod connection;
+mod dispatch;
+mod error;
+pub mod ffi;
+mod io;
+mod options;
+mod runtime;
+mod server;
+
+pub use client::connect;
+pub use connection::{check_close_code, CloseInfo, Conn, Event, Handler, State};
+pub use dispatch::set_callback_threads;
+pub use error::{Error, ErrorKind, Result};
+pub use options::{ClientOptions, ConnectionSettings, Heartbeat, ServerOptions, TlsRoots};
+pub use runtime::{set_io_threads, shutdown};
+pub use server::{AcceptHook, Decision, Request, Server};
+
+/// The crate version, as in Cargo.toml.
+pub const VERSION: &str = env!("CARGO_PKG_VERSION");

@@ -1,0 +1,139 @@
+//! Option objects for clients and servers. Plain data with documented defaults; checked when
+//! set (in the setters of the C ABI) and used when a connection or server starts.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// Where a client finds the certificate authorities it trusts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TlsRoots {
+    /// The Mozilla roots bundled in the library (webpki-roots): same result on every machine.
+    Bundled,
+    /// The operating system's store (`/etc/ssl/certs` and the like).
+    System,
+    /// None: only the CA files added with `ca_files`.
+    None,
+}
+
+/// How a connection checks that its peer is alive.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Heartbeat {
+    /// Send a Ping every interval; no Pong within the pong timeout ends the connection (1006).
+    Ping,
+    /// Send an unsolicited Pong every interval, for peers that only need traffic; never times out.
+    Pong,
+}
+
+/// Settings shared by both ends of a connection.
+#[derive(Debug, Clone)]
+pub struct ConnectionSettings {
+    /// Largest message accepted; a bigger one closes the connection with 1009. Default 64 MiB.
+    pub max_message_size: usize,
+    /// How long `close` waits for the peer's Close (and for queued data to move). Default 5 s.
+    pub close_timeout: Duration,
+    /// Heartbeat interval; zero turns it off. Default 30 s.
+    pub ping_interval: Duration,
+    /// How long to wait for a Pong after a Ping. Default 30 s.
+    pub pong_timeout: Duration,
+    /// Ping or unsolicited Pong.
+    pub heartbeat: Heartbeat,
+}
+
+impl Default for ConnectionSettings {
+    fn default() -> Self {
+        ConnectionSettings {
+            max_message_size: 64 << 20,
+            close_timeout: Duration::from_secs(5),
+            ping_interval: Duration::from_secs(30),
+            pong_timeout: Duration::from_secs(30),
+            heartbeat: Heartbeat::Ping,
+        }
+    }
+}
+
+/// Options of an outgoing connection.
+#[derive(Debug, Clone)]
+pub struct ClientOptions {
+    /// Time to resolve the host and open the TCP connection. Default 10 s.
+    pub connect_timeout: Duration,
+    /// Time for the TLS and WebSocket handshakes. Default 10 s.
+    pub handshake_timeout: Duration,
+    /// Extra request headers, in order (Authorization, Cookie, ...).
+    pub headers: Vec<(String, String)>,
+    /// Subprotocols offered, in order of preference.
+    pub subprotocols: Vec<String>,
+    /// The Origin header, when set.
+    pub origin: Option<String>,
+    /// Trusted roots for `wss://`.
+    pub tls_roots: TlsRoots,
+    /// Extra PEM files of trusted certificate authorities.
+    pub ca_files: Vec<PathBuf>,
+    /// Settings of the connection once open.
+    pub conn: ConnectionSettings,
+}
+
+impl Default for ClientOptions {
+    fn default() -> Self {
+        ClientOptions {
+            connect_timeout: Duration::from_secs(10),
+            handshake_timeout: Duration::from_secs(10),
+            headers: Vec::new(),
+            subprotocols: Vec::new(),
+            origin: None,
+            tls_roots: TlsRoots::Bundled,
+            ca_files: Vec::new(),
+            conn: ConnectionSettings::default(),
+        }
+    }
+}
+
+/// Options of a server.
+#[derive(Debug, Clone)]
+pub struct ServerOptions {
+    /// Time a client has to complete the TLS and WebSocket handshakes. Default 10 s.
+    pub handshake_timeout: Duration,
+    /// Largest HTTP upgrade request (request line and headers). Default 16 KiB.
+    pub max_header_size: usize,
+    /// Subprotocols this server speaks; the first one the client offers is chosen unless the
+    /// accept hook chooses.
+    pub subprotocols: Vec<String>,
+    /// When not empty, upgrade requests whose Origin is not listed are refused with 403
+    /// (Cross-Site WebSocket Hijacking defence). Requests without Origin (non-browsers) pass.
+    pub allowed_origins: Vec<String>,
+    /// Most connections open at once; more are refused with 503. Zero: no limit.
+    pub max_connections: usize,
+    /// Certificate chain and private key (PEM files) for `wss`.
+    pub tls: Option<(PathBuf, PathBuf)>,
+    /// How long stopping the server waits for its connections to close. Default 5 s.
+    pub drain_timeout: Duration,
+    /// Settings of each accepted connection.
+    pub conn: ConnectionSettings,
+}
+
+impl Default for ServerOptions {
+    fn default() -> Self {
+        ServerOptions {
+            handshake_timeout: Duration::from_secs(10),
+            max_header_size: 16 << 10,
+            subprotocols: Vec::new(),
+            allowed_origins: Vec::new(),
+            max_connections: 0,
+            tls: None,
+            drain_timeout: Duration::from_secs(5),
+            conn: ConnectionSettings::default(),
+        }
+    }
+}
+
+impl ConnectionSettings {
+    /// The tungstenite configuration for these settings.
+    pub(crate) fn ws_config(&self) -> tungstenite::protocol::WebSocketConfig {
+        tungstenite::protocol::WebSocketConfig::default()
+            // Reads go through a buffer of this size, zero-filled on first use: keep idle
+            // connections small; large messages still grow their own buffer.
+            .read_buffer_size(8 << 10)
+            .write_buffer_size(64 << 10)
+            .max_message_size(Some(self.max_message_size))
+            .max_frame_size(Some(self.max_message_size))
+    }
+}

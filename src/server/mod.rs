@@ -1,0 +1,365 @@
+//! Servers: a listener, the TLS acceptor, the handshake policy (limits, Origin, accept hook),
+//! and the registry of open connections that stopping drains.
+
+mod handshake;
+
+use crate::connection::{self, run, Conn, Handler, State};
+use crate::dispatch::Mailbox;
+use crate::error::{Error, ErrorKind, Result};
+use crate::io::BoxIo;
+use crate::options::ServerOptions;
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, Weak};
+use std::time::{Duration, Instant};
+use tokio::sync::{oneshot, Notify};
+
+/// An upgrade request, as the accept hook sees it.
+#[derive(Debug, Clone)]
+pub struct Request {
+    /// The HTTP method (always GET once the hook runs).
+    pub method: String,
+    /// The path, without the query.
+    pub path: String,
+    /// The query string without '?' ("" when none).
+    pub query: String,
+    /// Every header in order, names as sent.
+    pub headers: Vec<(String, String)>,
+    /// The client's address.
+    pub peer_addr: SocketAddr,
+    /// The subprotocols the client offered, in its order of preference.
+    pub subprotocols: Vec<String>,
+}
+
+impl Request {
+    /// The first header named `name` (case-insensitive).
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.iter().find(|(n, _)| n.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
+    }
+}
+
+/// What to do with an upgrade request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Decision {
+    /// Accept, optionally choosing one of the offered subprotocols.
+    Accept {
+        /// The chosen subprotocol.
+        subprotocol: Option<String>,
+    },
+    /// Refuse with an HTTP status (400-599) and a short text body.
+    Reject {
+        /// The HTTP status.
+        status: u16,
+        /// The response body.
+        body: String,
+    },
+    /// Accept, then close at once with `code` (4000-4999 for applications) and `reason`:
+    /// unlike an HTTP status, a browser can read these.
+    Close {
+        /// The close code.
+        code: u16,
+        /// The close reason.
+        reason: String,
+        /// The chosen subprotocol.
+        subprotocol: Option<String>,
+    },
+}
+
+/// Decides on each upgrade request, on a callback thread.
+pub trait AcceptHook: Send + Sync + 'static {
+    /// Returns the decision for `req`.
+    fn accept(&self, req: &Request) -> Decision;
+}
+
+struct Shared {
+    opts: ServerOptions,
+    local_addr: SocketAddr,
+    handler: Option<Arc<dyn Handler>>,
+    hook: Option<Arc<dyn AcceptHook>>,
+    mailbox: Arc<Mailbox>,
+    tls: Option<tokio_rustls::TlsAcceptor>,
+    conns: Mutex<HashMap<u64, Arc<Conn>>>,
+    drained: Condvar,
+    attached: Mutex<Vec<Weak<Conn>>>,
+    next_id: AtomicU64,
+    stopping: AtomicBool,
+    stop_accepting: Notify,
+}
+
+/// A listening WebSocket server.
+pub struct Server {
+    shared: Arc<Shared>,
+}
+
+static SERVERS: Mutex<Vec<Weak<Shared>>> = Mutex::new(Vec::new());
+
+fn relock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+fn load_tls(cert: &std::path::Path, key: &std::path::Path) -> Result<tokio_rustls::TlsAcceptor> {
+    use rustls::pki_types::pem::PemObject;
+    let certs = crate::client::load_certs(cert)?;
+    let key = rustls::pki_types::PrivateKeyDer::from_pem_file(key)
+        .map_err(|e| Error::new(ErrorKind::Tls, format!("cannot read a private key from {}: {e}", key.display())))?;
+    let config = rustls::ServerConfig::builder_with_provider(crate::client::provider())
+        .with_safe_default_protocol_versions()
+        .map_err(|e| Error::new(ErrorKind::Tls, e.to_string()))?
+        .with_no_client_auth()
+        .with_single_cert(certs, key)
+        .map_err(|e| Error::new(ErrorKind::Tls, format!("the certificate and key do not form a usable pair: {e}")))?;
+    Ok(tokio_rustls::TlsAcceptor::from(Arc::new(config)))
+}
+
+impl Server {
+    /// Listens on `host:port` (port 0 picks a free one). `handler` gets every accepted
+    /// connection's events, starting with `Open`; `hook`, when given, decides on each request.
+    pub fn listen(
+        host: &str,
+        port: u16,
+        opts: &ServerOptions,
+        hook: Option<Arc<dyn AcceptHook>>,
+        handler: Option<Arc<dyn Handler>>,
+    ) -> Result<Server> {
+        let tls = match &opts.tls {
+            Some((cert, key)) => Some(load_tls(cert, key)?),
+            None => None,
+        };
+        let rt = crate::runtime::handle()?;
+        let std_listener = std::net::TcpListener::bind((host, port)).map_err(|e| {
+            let why = match e.kind() {
+                std::io::ErrorKind::AddrInUse => "address already in use".to_owned(),
+                std::io::ErrorKind::PermissionDenied => "permission denied (ports below 1024 need privileges)".to_owned(),
+                _ => e.to_string(),
+            };
+            Error::new(ErrorKind::Io, format!("cannot listen on {host}:{port}: {why}"))
+        })?;
+        std_listener.set_nonblocking(true)?;
+        let local_addr = std_listener.local_addr()?;
+        let listener = {
+            let _enter = rt.enter();
+            tokio::net::TcpListener::from_std(std_listener)?
+        };
+        let shared = Arc::new(Shared {
+            opts: opts.clone(),
+            local_addr,
+            handler,
+            hook,
+            mailbox: Arc::new(Mailbox::default()),
+            tls,
+            conns: Mutex::new(HashMap::new()),
+            drained: Condvar::new(),
+            attached: Mutex::new(Vec::new()),
+            next_id: AtomicU64::new(1),
+            stopping: AtomicBool::new(false),
+            stop_accepting: Notify::new(),
+        });
+        {
+            let mut all = relock(&SERVERS);
+            all.retain(|w| w.strong_count() > 0);
+            all.push(Arc::downgrade(&shared));
+        }
+        rt.spawn(accept_loop(shared.clone(), listener));
+        Ok(Server { shared })
+    }
+
+    /// The bound address (its port is the real one when 0 was asked for).
+    pub fn local_addr(&self) -> SocketAddr {
+        self.shared.local_addr
+    }
+
+    /// Connections open now.
+    pub fn connection_count(&self) -> usize {
+        relock(&self.shared.conns).len()
+    }
+
+    /// Stops accepting, closes every connection with 1001 and waits up to `drain` for them;
+    /// aborts the rest. Blocks the caller; safe to call twice.
+    pub fn stop(&self, drain: Duration) {
+        self.shared.stop(drain)
+    }
+
+    /// Stops (with the configured drain timeout) and ends every callback of this server and
+    /// of its connections: none runs after this returns.
+    pub fn release(&self) {
+        self.shared.stop(self.shared.opts.drain_timeout);
+        self.shared.mailbox.release();
+        let attached = std::mem::take(&mut *relock(&self.shared.attached));
+        for conn in attached.iter().filter_map(Weak::upgrade) {
+            conn.release();
+        }
+    }
+}
+
+impl Shared {
+    fn stop(&self, drain: Duration) {
+        self.stopping.store(true, Ordering::SeqCst);
+        self.stop_accepting.notify_one();
+        let open: Vec<Arc<Conn>> = relock(&self.conns).values().cloned().collect();
+        for c in &open {
+            let _ = c.close(1001, "server shutting down");
+        }
+        let end = Instant::now() + drain;
+        let mut conns = relock(&self.conns);
+        while !conns.is_empty() {
+            let left = end.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                break;
+            }
+            conns = self.drained.wait_timeout(conns, left).unwrap_or_else(|p| p.into_inner()).0;
+        }
+        let rest: Vec<Arc<Conn>> = conns.values().cloned().collect();
+        drop(conns);
+        for c in rest {
+            c.abort();
+        }
+    }
+}
+
+/// Stops every server (used by the runtime's shutdown).
+pub(crate) fn stop_all(drain: Duration) {
+    let all: Vec<Arc<Shared>> = relock(&SERVERS).drain(..).filter_map(|w| w.upgrade()).collect();
+    for s in all {
+        s.stop(drain);
+    }
+}
+
+async fn accept_loop(shared: Arc<Shared>, listener: tokio::net::TcpListener) {
+    loop {
+        if shared.stopping.load(Ordering::SeqCst) {
+            return;
+        }
+        let accepted = tokio::select! {
+            _ = shared.stop_accepting.notified() => return,
+            a = listener.accept() => a,
+        };
+        match accepted {
+            Ok((tcp, peer)) => {
+                let _ = tcp.set_nodelay(true);
+                tokio::spawn(serve_one(shared.clone(), tcp, peer));
+            }
+            // Out of file descriptors and the like: wait instead of spinning.
+            Err(_) => tokio::time::sleep(Duration::from_millis(50)).await,
+        }
+    }
+}
+
+/// The accepted connection after the handshake, or `None` when it was refused.
+struct Upgraded {
+    ws: connection::WsStream,
+    subprotocol: Option<String>,
+    close_now: Option<(u16, String)>,
+}
+
+async fn serve_one(shared: Arc<Shared>, tcp: tokio::net::TcpStream, peer: SocketAddr) {
+    let limit = shared.opts.handshake_timeout;
+    let upgraded = match tokio::time::timeout(limit, handshake(&shared, tcp, peer)).await {
+        Ok(Ok(Some(u))) => u,
+        _ => return, // refused, failed or timed out: the client has its answer or its timeout
+    };
+    let handler = if upgraded.close_now.is_some() { None } else { shared.handler.clone() };
+    let (conn, channels) = Conn::new(shared.opts.conn.clone(), handler);
+    conn.set_peer_addr(peer);
+    conn.set_subprotocol(upgraded.subprotocol);
+    if let Some((code, reason)) = &upgraded.close_now {
+        let _ = conn.close(*code, reason);
+    }
+    let id = shared.next_id.fetch_add(1, Ordering::Relaxed);
+    {
+        let mut conns = relock(&shared.conns);
+        if shared.stopping.load(Ordering::SeqCst) {
+            let _ = conn.close(1001, "server shutting down");
+        }
+        conns.insert(id, conn.clone());
+    }
+    if upgraded.close_now.is_none() {
+        let mut attached = relock(&shared.attached);
+        if attached.len() >= 64 && attached.len().is_power_of_two() {
+            attached.retain(|w| w.strong_count() > 0);
+        }
+        attached.push(Arc::downgrade(&conn));
+    }
+    run(conn, upgraded.ws, channels).await;
+    let mut conns = relock(&shared.conns);
+    conns.remove(&id);
+    if conns.is_empty() {
+        shared.drained.notify_all();
+    }
+}
+
+async fn handshake(shared: &Arc<Shared>, tcp: tokio::net::TcpStream, peer: SocketAddr) -> Result<Option<Upgraded>> {
+    let mut io: BoxIo = match &shared.tls {
+        Some(acceptor) => Box::new(acceptor.accept(tcp).await?),
+        None => Box::new(tcp),
+    };
+    let Some((req, leftover)) = handshake::read_request(&mut io, shared.opts.max_header_size, peer).await? else {
+        return Ok(None);
+    };
+    let key = match handshake::check(&req) {
+        Ok(k) => k,
+        Err((status, why)) => {
+            handshake::refuse(&mut io, status, why).await;
+            return Ok(None);
+        }
+    };
+    let o = &shared.opts;
+    if !o.allowed_origins.is_empty() {
+        if let Some(origin) = req.header("origin") {
+            if !o.allowed_origins.iter().any(|a| a.eq_ignore_ascii_case(origin.trim())) {
+                handshake::refuse(&mut io, 403, "origin not allowed").await;
+                return Ok(None);
+            }
+        }
+    }
+    if shared.stopping.load(Ordering::SeqCst) {
+        handshake::refuse(&mut io, 503, "server shutting down").await;
+        return Ok(None);
+    }
+    if o.max_connections > 0 && relock(&shared.conns).len() >= o.max_connections {
+        handshake::refuse(&mut io, 503, "too many connections").await;
+        return Ok(None);
+    }
+    let default_proto = req.subprotocols.iter().find(|p| o.subprotocols.contains(p)).cloned();
+    let decision = match &shared.hook {
+        None => Decision::Accept { subprotocol: default_proto },
+        Some(hook) => {
+            let (tx, rx) = oneshot::channel();
+            let hook = hook.clone();
+            let req2 = req.clone();
+            shared.mailbox.post(Box::new(move || {
+                let _ = tx.send(hook.accept(&req2));
+            }));
+            match rx.await {
+                Ok(d) => handshake::validate(d, &req),
+                Err(_) => Decision::Reject { status: 503, body: "server shutting down".into() },
+            }
+        }
+    };
+    let (subprotocol, close_now) = match decision {
+        Decision::Accept { subprotocol } => (subprotocol, None),
+        Decision::Close { code, reason, subprotocol } => (subprotocol, Some((code, reason))),
+        Decision::Reject { status, body } => {
+            handshake::refuse(&mut io, status, &body).await;
+            return Ok(None);
+        }
+    };
+    handshake::switch(&mut io, &key, subprotocol.as_deref()).await?;
+    let ws = tokio_tungstenite::WebSocketStream::from_partially_read(
+        io,
+        leftover,
+        tungstenite::protocol::Role::Server,
+        Some(o.conn.ws_config()),
+    )
+    .await;
+    Ok(Some(Upgraded { ws, subprotocol, close_now }))
+}
+
+impl std::fmt::Debug for Server {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Server").field("addr", &self.shared.local_addr).finish()
+    }
+}
+
+#[allow(dead_code)]
+fn _assert_state_used(_: State) {}
