@@ -1,0 +1,75 @@
+"""wsnative: WebSocket client and server over the wsnative native library (ctypes).
+
+Blocking API::
+
+    with wsnative.connect("ws://127.0.0.1:9001/") as ws:
+        ws.send("hello")
+        print(ws.recv(timeout=5))
+
+    def echo(conn):
+        for message in conn:
+            conn.send(message)
+
+    with wsnative.serve("127.0.0.1", 9001, echo) as server:
+        server.serve_forever()
+
+asyncio API: ``wsnative.asyncio.connect`` and ``wsnative.asyncio.serve``.
+"""
+
+from __future__ import annotations
+
+from . import _native
+from ._core import CloseInfo, Request, State, configure
+from ._lib import LibraryNotFound
+from .client import Connection, connect
+from .errors import (
+    ConnectError,
+    ConnectionClosed,
+    ConnectionClosedError,
+    ConnectionClosedOK,
+    HandshakeError,
+    InternalError,
+    InvalidArgument,
+    InvalidState,
+    OpenTimeout,
+    TLSError,
+    WebSocketError,
+)
+from .server import Server, serve
+from . import asyncio  # noqa: E402  (wsnative.asyncio)
+
+__version__ = "0.1.0"
+
+#: Where the native library was loaded from.
+library_path: str = _native.library_path
+
+
+def library_version() -> str:
+    """The native library's version (wsn_version)."""
+    return _native.version()
+
+
+__all__ = [
+    "CloseInfo",
+    "ConnectError",
+    "Connection",
+    "ConnectionClosed",
+    "ConnectionClosedError",
+    "ConnectionClosedOK",
+    "HandshakeError",
+    "InternalError",
+    "InvalidArgument",
+    "InvalidState",
+    "LibraryNotFound",
+    "OpenTimeout",
+    "Request",
+    "Server",
+    "State",
+    "TLSError",
+    "WebSocketError",
+    "configure",
+    "connect",
+    "library_path",
+    "library_version",
+    "serve",
+]

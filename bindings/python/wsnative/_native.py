@@ -1,0 +1,239 @@
+"""The C API, one declaration per function (include/wsnative.h), and the callback types.
+
+Nothing here is public: the classes in ``wsnative`` are the API. Handles are plain integers
+(``c_void_p``); strings go in as UTF-8 ``bytes`` and come back as ``bytes``.
+"""
+
+from __future__ import annotations
+
+import ctypes
+from ctypes import (
+    CFUNCTYPE,
+    POINTER,
+    Structure,
+    c_bool,
+    c_char_p,
+    c_int32,
+    c_size_t,
+    c_uint16,
+    c_uint32,
+    c_void_p,
+)
+from typing import Any, Callable
+
+from . import _lib
+
+lib, library_path = _lib.load()
+
+# wsn_status
+OK = 0
+ERR_INVALID_ARGUMENT = -1
+ERR_INVALID_STATE = -2
+ERR_DNS = -3
+ERR_CONNECT = -4
+ERR_TLS = -5
+ERR_HANDSHAKE = -6
+ERR_TIMEOUT = -7
+ERR_PROTOCOL = -8
+ERR_IO = -9
+ERR_ABORTED = -10
+ERR_INTERNAL = -11
+
+# wsn_event_kind
+EVENT_OPEN = 1
+EVENT_MESSAGE = 2
+EVENT_CLOSE = 3
+
+# wsn_conn_state
+STATE_CONNECTING = 0
+STATE_OPEN = 1
+STATE_CLOSING = 2
+STATE_CLOSED = 3
+
+# wsn_tls_roots
+TLS_ROOTS_BUNDLED = 0
+TLS_ROOTS_SYSTEM = 1
+TLS_ROOTS_NONE = 2
+
+# wsn_heartbeat
+HEARTBEAT_PING = 0
+HEARTBEAT_PONG = 1
+
+
+class wsn_event(Structure):
+    """struct wsn_event (borrowed: read it only during the callback)."""
+
+    _fields_ = [
+        ("kind", c_uint32),
+        ("is_text", c_bool),
+        ("data", c_void_p),
+        ("len", c_size_t),
+        ("close_code", c_uint16),
+        ("was_clean", c_bool),
+        ("reason", c_char_p),
+        ("error", c_char_p),
+        ("error_status", c_int32),
+        ("http_status", c_uint16),
+    ]
+
+
+# typedef void (*wsn_event_cb)(void *user_data, struct wsn_conn *conn, const struct wsn_event *event);
+# The event arrives as an address (c_void_p) so the trampoline can view it without a copy.
+wsn_event_cb = CFUNCTYPE(None, c_void_p, c_void_p, c_void_p)
+# typedef void (*wsn_accept_cb)(void *user_data, struct wsn_request *request);
+wsn_accept_cb = CFUNCTYPE(None, c_void_p, c_void_p)
+
+_status = c_int32
+_ptr = c_void_p
+
+
+def _fn(name: str, argtypes: list, restype: Any) -> Callable[..., Any]:
+    f = getattr(lib, name)
+    f.argtypes = argtypes
+    f.restype = restype
+    return f
+
+
+# const char *wsn_last_error(void);
+wsn_last_error = _fn("wsn_last_error", [], c_char_p)
+# const char *wsn_version(void);
+wsn_version = _fn("wsn_version", [], c_char_p)
+# wsn_status wsn_runtime_set_io_threads(uint32_t threads);
+wsn_runtime_set_io_threads = _fn("wsn_runtime_set_io_threads", [c_uint32], _status)
+# wsn_status wsn_runtime_set_callback_threads(uint32_t threads);
+wsn_runtime_set_callback_threads = _fn("wsn_runtime_set_callback_threads", [c_uint32], _status)
+# void wsn_shutdown(uint32_t grace_ms);
+wsn_shutdown = _fn("wsn_shutdown", [c_uint32], None)
+
+# wsn_status wsn_connect(const char *url, const wsn_client_options *options, wsn_event_cb on_event,
+#                        void *user_data, wsn_conn **conn_out);
+wsn_connect = _fn("wsn_connect", [c_char_p, _ptr, wsn_event_cb, c_void_p, POINTER(c_void_p)], _status)
+# wsn_status wsn_conn_send_text(wsn_conn *conn, const char *data, size_t len);
+wsn_conn_send_text = _fn("wsn_conn_send_text", [_ptr, c_char_p, c_size_t], _status)
+# wsn_status wsn_conn_send_binary(wsn_conn *conn, const uint8_t *data, size_t len);
+wsn_conn_send_binary = _fn("wsn_conn_send_binary", [_ptr, c_char_p, c_size_t], _status)
+# wsn_status wsn_conn_close(wsn_conn *conn, uint16_t code, const char *reason);
+wsn_conn_close = _fn("wsn_conn_close", [_ptr, c_uint16, c_char_p], _status)
+# wsn_status wsn_conn_abort(wsn_conn *conn);
+wsn_conn_abort = _fn("wsn_conn_abort", [_ptr], _status)
+# wsn_conn_state wsn_conn_get_state(const wsn_conn *conn);
+wsn_conn_get_state = _fn("wsn_conn_get_state", [_ptr], c_uint32)
+# size_t wsn_conn_get_buffered_amount(const wsn_conn *conn);
+wsn_conn_get_buffered_amount = _fn("wsn_conn_get_buffered_amount", [_ptr], c_size_t)
+# const char *wsn_conn_get_peer_addr(const wsn_conn *conn);
+wsn_conn_get_peer_addr = _fn("wsn_conn_get_peer_addr", [_ptr], c_char_p)
+# const char *wsn_conn_get_subprotocol(const wsn_conn *conn);
+wsn_conn_get_subprotocol = _fn("wsn_conn_get_subprotocol", [_ptr], c_char_p)
+# wsn_status wsn_conn_set_user_data(wsn_conn *conn, void *user_data);
+wsn_conn_set_user_data = _fn("wsn_conn_set_user_data", [_ptr, c_void_p], _status)
+# void *wsn_conn_get_user_data(const wsn_conn *conn);
+wsn_conn_get_user_data = _fn("wsn_conn_get_user_data", [_ptr], c_void_p)
+# void wsn_conn_free(wsn_conn *conn);
+wsn_conn_free = _fn("wsn_conn_free", [_ptr], None)
+
+# wsn_client_options *wsn_client_options_new(void);
+wsn_client_options_new = _fn("wsn_client_options_new", [], _ptr)
+# void wsn_client_options_free(wsn_client_options *options);
+wsn_client_options_free = _fn("wsn_client_options_free", [_ptr], None)
+# wsn_status wsn_client_options_set_connect_timeout_ms(wsn_client_options *options, uint32_t ms);
+wsn_client_options_set_connect_timeout_ms = _fn("wsn_client_options_set_connect_timeout_ms", [_ptr, c_uint32], _status)
+# wsn_status wsn_client_options_set_handshake_timeout_ms(wsn_client_options *options, uint32_t ms);
+wsn_client_options_set_handshake_timeout_ms = _fn("wsn_client_options_set_handshake_timeout_ms", [_ptr, c_uint32], _status)
+# wsn_status wsn_client_options_set_close_timeout_ms(wsn_client_options *options, uint32_t ms);
+wsn_client_options_set_close_timeout_ms = _fn("wsn_client_options_set_close_timeout_ms", [_ptr, c_uint32], _status)
+# wsn_status wsn_client_options_set_max_message_size(wsn_client_options *options, size_t bytes);
+wsn_client_options_set_max_message_size = _fn("wsn_client_options_set_max_message_size", [_ptr, c_size_t], _status)
+# wsn_status wsn_client_options_set_ping_interval_ms(wsn_client_options *options, uint32_t ms);
+wsn_client_options_set_ping_interval_ms = _fn("wsn_client_options_set_ping_interval_ms", [_ptr, c_uint32], _status)
+# wsn_status wsn_client_options_set_pong_timeout_ms(wsn_client_options *options, uint32_t ms);
+wsn_client_options_set_pong_timeout_ms = _fn("wsn_client_options_set_pong_timeout_ms", [_ptr, c_uint32], _status)
+# wsn_status wsn_client_options_set_heartbeat(wsn_client_options *options, uint32_t kind);
+wsn_client_options_set_heartbeat = _fn("wsn_client_options_set_heartbeat", [_ptr, c_uint32], _status)
+# wsn_status wsn_client_options_add_header(wsn_client_options *options, const char *name, const char *value);
+wsn_client_options_add_header = _fn("wsn_client_options_add_header", [_ptr, c_char_p, c_char_p], _status)
+# wsn_status wsn_client_options_add_subprotocol(wsn_client_options *options, const char *protocol);
+wsn_client_options_add_subprotocol = _fn("wsn_client_options_add_subprotocol", [_ptr, c_char_p], _status)
+# wsn_status wsn_client_options_set_origin(wsn_client_options *options, const char *origin);
+wsn_client_options_set_origin = _fn("wsn_client_options_set_origin", [_ptr, c_char_p], _status)
+# wsn_status wsn_client_options_set_tls_roots(wsn_client_options *options, uint32_t roots);
+wsn_client_options_set_tls_roots = _fn("wsn_client_options_set_tls_roots", [_ptr, c_uint32], _status)
+# wsn_status wsn_client_options_add_ca_file(wsn_client_options *options, const char *path);
+wsn_client_options_add_ca_file = _fn("wsn_client_options_add_ca_file", [_ptr, c_char_p], _status)
+
+# wsn_server_options *wsn_server_options_new(void);
+wsn_server_options_new = _fn("wsn_server_options_new", [], _ptr)
+# void wsn_server_options_free(wsn_server_options *options);
+wsn_server_options_free = _fn("wsn_server_options_free", [_ptr], None)
+# wsn_status wsn_server_options_set_handshake_timeout_ms(wsn_server_options *options, uint32_t ms);
+wsn_server_options_set_handshake_timeout_ms = _fn("wsn_server_options_set_handshake_timeout_ms", [_ptr, c_uint32], _status)
+# wsn_status wsn_server_options_set_max_header_size(wsn_server_options *options, size_t bytes);
+wsn_server_options_set_max_header_size = _fn("wsn_server_options_set_max_header_size", [_ptr, c_size_t], _status)
+# wsn_status wsn_server_options_set_close_timeout_ms(wsn_server_options *options, uint32_t ms);
+wsn_server_options_set_close_timeout_ms = _fn("wsn_server_options_set_close_timeout_ms", [_ptr, c_uint32], _status)
+# wsn_status wsn_server_options_set_drain_timeout_ms(wsn_server_options *options, uint32_t ms);
+wsn_server_options_set_drain_timeout_ms = _fn("wsn_server_options_set_drain_timeout_ms", [_ptr, c_uint32], _status)
+# wsn_status wsn_server_options_set_max_message_size(wsn_server_options *options, size_t bytes);
+wsn_server_options_set_max_message_size = _fn("wsn_server_options_set_max_message_size", [_ptr, c_size_t], _status)
+# wsn_status wsn_server_options_set_ping_interval_ms(wsn_server_options *options, uint32_t ms);
+wsn_server_options_set_ping_interval_ms = _fn("wsn_server_options_set_ping_interval_ms", [_ptr, c_uint32], _status)
+# wsn_status wsn_server_options_set_pong_timeout_ms(wsn_server_options *options, uint32_t ms);
+wsn_server_options_set_pong_timeout_ms = _fn("wsn_server_options_set_pong_timeout_ms", [_ptr, c_uint32], _status)
+# wsn_status wsn_server_options_set_heartbeat(wsn_server_options *options, uint32_t kind);
+wsn_server_options_set_heartbeat = _fn("wsn_server_options_set_heartbeat", [_ptr, c_uint32], _status)
+# wsn_status wsn_server_options_add_subprotocol(wsn_server_options *options, const char *protocol);
+wsn_server_options_add_subprotocol = _fn("wsn_server_options_add_subprotocol", [_ptr, c_char_p], _status)
+# wsn_status wsn_server_options_add_allowed_origin(wsn_server_options *options, const char *origin);
+wsn_server_options_add_allowed_origin = _fn("wsn_server_options_add_allowed_origin", [_ptr, c_char_p], _status)
+# wsn_status wsn_server_options_set_max_connections(wsn_server_options *options, size_t max);
+wsn_server_options_set_max_connections = _fn("wsn_server_options_set_max_connections", [_ptr, c_size_t], _status)
+# wsn_status wsn_server_options_set_tls(wsn_server_options *options, const char *cert_pem_path, const char *key_pem_path);
+wsn_server_options_set_tls = _fn("wsn_server_options_set_tls", [_ptr, c_char_p, c_char_p], _status)
+
+# wsn_status wsn_server_listen(const char *host, uint16_t port, const wsn_server_options *options,
+#                              wsn_accept_cb on_accept, wsn_event_cb on_event, void *user_data,
+#                              wsn_server **server_out);
+wsn_server_listen = _fn(
+    "wsn_server_listen",
+    [c_char_p, c_uint16, _ptr, wsn_accept_cb, wsn_event_cb, c_void_p, POINTER(c_void_p)],
+    _status,
+)
+# uint16_t wsn_server_get_port(const wsn_server *server);
+wsn_server_get_port = _fn("wsn_server_get_port", [_ptr], c_uint16)
+# wsn_status wsn_server_stop(wsn_server *server, uint32_t drain_timeout_ms);
+wsn_server_stop = _fn("wsn_server_stop", [_ptr, c_uint32], _status)
+# void wsn_server_free(wsn_server *server);
+wsn_server_free = _fn("wsn_server_free", [_ptr], None)
+
+# const char *wsn_request_get_path(const wsn_request *request);
+wsn_request_get_path = _fn("wsn_request_get_path", [_ptr], c_char_p)
+# const char *wsn_request_get_query(const wsn_request *request);
+wsn_request_get_query = _fn("wsn_request_get_query", [_ptr], c_char_p)
+# const char *wsn_request_get_header(const wsn_request *request, const char *name);
+wsn_request_get_header = _fn("wsn_request_get_header", [_ptr, c_char_p], c_char_p)
+# size_t wsn_request_get_header_count(const wsn_request *request);
+wsn_request_get_header_count = _fn("wsn_request_get_header_count", [_ptr], c_size_t)
+# const char *wsn_request_get_header_name(const wsn_request *request, size_t index);
+wsn_request_get_header_name = _fn("wsn_request_get_header_name", [_ptr, c_size_t], c_char_p)
+# const char *wsn_request_get_header_value(const wsn_request *request, size_t index);
+wsn_request_get_header_value = _fn("wsn_request_get_header_value", [_ptr, c_size_t], c_char_p)
+# const char *wsn_request_get_peer_addr(const wsn_request *request);
+wsn_request_get_peer_addr = _fn("wsn_request_get_peer_addr", [_ptr], c_char_p)
+# size_t wsn_request_get_subprotocol_count(const wsn_request *request);
+wsn_request_get_subprotocol_count = _fn("wsn_request_get_subprotocol_count", [_ptr], c_size_t)
+# const char *wsn_request_get_subprotocol(const wsn_request *request, size_t index);
+wsn_request_get_subprotocol = _fn("wsn_request_get_subprotocol", [_ptr, c_size_t], c_char_p)
+# wsn_status wsn_request_accept(wsn_request *request, const char *subprotocol);
+wsn_request_accept = _fn("wsn_request_accept", [_ptr, c_char_p], _status)
+# wsn_status wsn_request_reject(wsn_request *request, uint16_t http_status, const char *body);
+wsn_request_reject = _fn("wsn_request_reject", [_ptr, c_uint16, c_char_p], _status)
+# wsn_status wsn_request_accept_and_close(wsn_request *request, uint16_t code, const char *reason);
+wsn_request_accept_and_close = _fn("wsn_request_accept_and_close", [_ptr, c_uint16, c_char_p], _status)
+
+
+def last_error() -> str:
+    """This thread's last native error message (read right after the failing call)."""
+    return (wsn_last_error() or b"").decode("utf-8", "replace")
+
+
+def version() -> str:
+    return (wsn_version() or b"").decode("ascii", "replace")

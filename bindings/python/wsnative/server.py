@@ -1,0 +1,130 @@
+"""The blocking server: ``serve()`` runs ``handler(conn)`` in a thread per connection."""
+
+from __future__ import annotations
+
+import os
+import threading
+from types import TracebackType
+from typing import Any, Callable, Optional, Sequence, Type, Union
+
+from . import _core
+from ._core import AcceptResult, Request, report
+from .client import Connection
+from .errors import ConnectionClosed
+
+__all__ = ["Server", "serve", "Request"]
+
+Handler = Callable[[Connection], Any]
+Accept = Callable[[Request], AcceptResult]
+
+
+class Server(_core.ServerCore):
+    """A listening WebSocket server. ``port`` is the port it listens on.
+
+    Each accepted connection runs ``handler(conn)`` in its own (daemon) thread; when the handler
+    returns, the connection is closed with 1000 (1011 when it raised). Use ``close()`` or a
+    ``with`` block to stop it.
+    """
+
+    def __init__(self, host: str, port: int, handler: Handler, accept: Optional[Accept], options: dict) -> None:
+        self._handler = handler
+        self._close_timeout = float(options.get("close_timeout", 5.0))
+        self._stopped = threading.Event()
+        super().__init__(host, port, accept, options)
+
+    def _new_connection(self) -> Connection:
+        return Connection(close_timeout=self._close_timeout)
+
+    def _connection_opened(self, conn: _core.NativeConn) -> None:
+        t = threading.Thread(
+            target=self._run, args=(conn,), name=f"wsnative-handler-{conn.remote_address}", daemon=True
+        )
+        t.start()
+
+    def _run(self, conn: Connection) -> None:
+        code, reason = 1000, ""
+        try:
+            self._handler(conn)
+        except ConnectionClosed:
+            pass
+        except BaseException:
+            report("the connection handler")
+            code, reason = 1011, "internal error"
+        try:
+            conn.close(code, reason)
+        except BaseException:
+            report("closing after the handler")
+
+    @property
+    def connections(self) -> list:
+        """The connections open now."""
+        return list(self._conns.values())
+
+    def close(self, drain_timeout: Optional[float] = None) -> None:
+        """Stops accepting, closes every connection with 1001 and waits up to ``drain_timeout``
+        seconds (default: the server's) for them to close; the rest are aborted. Idempotent."""
+        self._stop(drain_timeout)
+        self._free()
+        self._stopped.set()
+
+    def serve_forever(self) -> None:
+        """Blocks until ``close()`` is called (from another thread or a handler)."""
+        self._stopped.wait()
+
+    def __enter__(self) -> "Server":
+        return self
+
+    def __exit__(
+        self, t: Optional[Type[BaseException]], v: Optional[BaseException], tb: Optional[TracebackType]
+    ) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"<wsnative.Server ws://{self.host}:{self.port} {len(self._conns)} connections>"
+
+
+def serve(
+    host: str,
+    port: int,
+    handler: Handler,
+    *,
+    accept: Optional[Accept] = None,
+    subprotocols: Optional[Sequence[str]] = None,
+    origins: Optional[Sequence[str]] = None,
+    max_connections: int = 0,
+    tls_cert: Union[None, str, "os.PathLike[str]"] = None,
+    tls_key: Union[None, str, "os.PathLike[str]"] = None,
+    handshake_timeout: float = 10.0,
+    max_header_size: Optional[int] = None,
+    close_timeout: float = 5.0,
+    drain_timeout: float = 5.0,
+    max_size: Optional[int] = 64 << 20,
+    ping_interval: Optional[float] = 30.0,
+    ping_timeout: Optional[float] = 30.0,
+    heartbeat: str = "ping",
+) -> Server:
+    """Starts a server on ``host``:``port`` (port 0 picks a free one: see ``server.port``).
+
+    ``accept(request)`` (optional) runs on a wsnative callback thread during the handshake and
+    decides: return None/True to accept, a subprotocol name to accept with it, False or an HTTP
+    status (400-599) to refuse, a close code (e.g. 4000-4999) to accept and close at once, or a
+    tuple (status or code, text). It may also call ``request.accept/reject/close`` itself.
+    ``subprotocols``: spoken by the server, first offered match wins. ``origins``: allowed
+    Origin values (others get 403). ``tls_cert``/``tls_key``: PEM files, serve wss://.
+    """
+    options = dict(
+        subprotocols=subprotocols,
+        origins=origins,
+        max_connections=max_connections,
+        tls_cert=tls_cert,
+        tls_key=tls_key,
+        handshake_timeout=handshake_timeout,
+        max_header_size=max_header_size,
+        close_timeout=close_timeout,
+        drain_timeout=drain_timeout,
+        max_size=max_size,
+        ping_interval=ping_interval,
+        ping_timeout=ping_timeout,
+        heartbeat=heartbeat,
+    )
+    return Server(host, port, handler, accept, options)
