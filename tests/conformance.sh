@@ -1,0 +1,407 @@
+#!/usr/bin/env bash
+# conformance.sh - the Autobahn|Testsuite against wsnative through its C ABI, both directions.
+#
+#   tests/conformance.sh
+#
+# 1. Builds the library (release), the C testees examples/c/echo_server.c and
+#    examples/c/autobahn_client.c into build/, and the tokio-tungstenite baseline examples
+#    (examples/tt_echo_server.rs, examples/tt_autobahn_client.rs).
+# 2. Installs the suite when `wstest` is missing (../shared/tools/autobahn/install.sh beside
+#    the repo), then runs sections 1-10 (12 and 13 need permessage-deflate: excluded) with
+#    wsnative as server and as client, through ../shared/tools/autobahn/run.sh, or through
+#    plain `wstest` when run.sh is absent (outside this workplace, the suite installed another
+#    way).
+# 3. Runs section 9 against the tokio-tungstenite baseline in each direction, right after, and
+#    compares the section 9 times (wsnative / baseline at most CONFORMANCE_MAX_RATIO, 1.5).
+# 4. Regenerates the "Conformance" section of README.md between the markers
+#    <!-- conformance:begin --> and <!-- conformance:end --> (only that text).
+#
+# Fails (exit 1) on any failed or missing case, any case whose close phase is not clean
+# (OK or INFORMATIONAL), or a section 9 over the ratio. The last line is
+#   conformance: N passed, M failed
+# N and M counting wsnative's cases of both directions (M also counts each direction whose
+# section 9 is too slow, and is 1 for a setup error).
+#
+# Environment: AUTOBAHN_TOOLS (default: ../shared/tools/autobahn beside the repo),
+# CONFORMANCE_OUT (default: autobahn-out/conformance), CONFORMANCE_MAX_RATIO (1.5),
+# CONFORMANCE_README=0 (do not touch README.md), CARGO_TARGET_DIR (default: target).
+set -uo pipefail
+
+T0=$(date +%s)
+HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+ROOT="$(git -C "$HERE" rev-parse --show-toplevel 2>/dev/null || (cd "$HERE/.." && pwd))"
+cd "$ROOT" || exit 1
+TOOLS="${AUTOBAHN_TOOLS:-$ROOT/../shared/tools/autobahn}"
+OUT="${CONFORMANCE_OUT:-$ROOT/autobahn-out/conformance}"
+BUILD="$ROOT/build"
+TARGET="${CARGO_TARGET_DIR:-$ROOT/target}"
+case "$TARGET" in /*) ;; *) TARGET="$ROOT/$TARGET" ;; esac
+MAX_RATIO="${CONFORMANCE_MAX_RATIO:-1.5}"
+EXCLUDE='12.*,13.*'
+RUN_TIMEOUT=600 # one run of the suite; sections 1-10 take about 20 s
+
+say() { echo "conformance: $*"; }
+die() {
+  echo "conformance: $*" >&2
+  echo "conformance: 0 passed, 1 failed"
+  exit 1
+}
+
+SERVER_PID=""
+stop_server() { # stops the testee server we started, by its PID: TERM, then KILL after 5 s
+  local pid="$SERVER_PID" _
+  SERVER_PID=""
+  [ -n "$pid" ] || return 0
+  kill -TERM "$pid" 2>/dev/null
+  for _ in $(seq 1 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+  kill -0 "$pid" 2>/dev/null && kill -KILL "$pid" 2>/dev/null
+  wait "$pid" 2>/dev/null
+  return 0
+}
+trap stop_server EXIT
+trap 'stop_server; exit 130' INT TERM
+
+# --- build --------------------------------------------------------------------------------
+say "building (release)"
+cargo build --release --quiet --lib --example tt_echo_server --example tt_autobahn_client \
+  || die "cargo build --release failed"
+mkdir -p "$BUILD" || die "cannot create $BUILD"
+for prog in echo_server autobahn_client; do
+  gcc -O2 -Wall -Wextra -Werror -Iinclude "examples/c/$prog.c" -L"$TARGET/release" -lwsnative \
+    -lpthread -Wl,-rpath,"$TARGET/release" -o "$BUILD/$prog" || die "cannot build build/$prog"
+done
+TT_SERVER="$TARGET/release/examples/tt_echo_server"
+TT_CLIENT="$TARGET/release/examples/tt_autobahn_client"
+
+# --- the suite ----------------------------------------------------------------------------
+if ! command -v wstest >/dev/null 2>&1; then
+  [ -f "$TOOLS/install.sh" ] || die "wstest is not installed and $TOOLS/install.sh is absent"
+  say "installing the Autobahn testsuite ($TOOLS/install.sh)"
+  bash "$TOOLS/install.sh" || die "installing the Autobahn testsuite failed"
+fi
+command -v wstest >/dev/null 2>&1 || die "wstest not found on PATH after the install"
+SUITE_VERSION="$(wstest -a 2>/dev/null | tr '\n' ' ' | sed 's/ *$//')"
+[ -n "$SUITE_VERSION" ] || SUITE_VERSION="unknown"
+if [ -x "$TOOLS/run.sh" ]; then RUNNER=run.sh; else RUNNER=wstest; fi
+say "suite: $SUITE_VERSION, runner: $RUNNER"
+
+rm -rf "$OUT"
+mkdir -p "$OUT" || die "cannot create $OUT"
+
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1]); s.close()'; }
+
+wait_port() { # PORT SECS
+  python3 - "$1" "$2" <<'PY'
+import socket, sys, time
+port, end = int(sys.argv[1]), time.time() + float(sys.argv[2])
+while time.time() < end:
+    try:
+        socket.create_connection(("127.0.0.1", port), timeout=1).close()
+        sys.exit(0)
+    except OSError:
+        time.sleep(0.1)
+sys.exit(1)
+PY
+}
+
+# Starts a testee server (COMMAND... with port 0 appended), sets SERVER_PID and SERVER_URL.
+start_server() { # LOG COMMAND...
+  local log="$1" _
+  shift
+  "$@" 0 >"$log" 2>&1 &
+  SERVER_PID=$!
+  SERVER_URL=""
+  for _ in $(seq 1 100); do
+    SERVER_URL="$(grep -o 'ws://127\.0\.0\.1:[0-9]*' "$log" | head -n 1)"
+    [ -n "$SERVER_URL" ] && return 0
+    kill -0 "$SERVER_PID" 2>/dev/null || break
+    sleep 0.1
+  done
+  cat "$log" >&2
+  return 1
+}
+
+write_spec() { # FILE MODE URL AGENT CASES EXCLUDE REPORTDIR
+  python3 - "$@" <<'PY'
+import json, sys
+path, mode, url, agent, cases, exclude, outdir = sys.argv[1:8]
+split = lambda s: [p.strip() for p in s.split(",") if p.strip()]
+spec = {"options": {"failByDrop": False}, "outdir": outdir, "cases": split(cases) or ["*"],
+        "exclude-cases": split(exclude), "exclude-agent-cases": {}}
+if mode == "server":
+    spec["servers"] = [{"agent": agent, "url": url}]
+else:
+    spec["url"] = url
+json.dump(spec, open(path, "w"), indent=2)
+PY
+}
+
+# One run of the suite. MODE server: TARGET is the testee's URL; MODE client: TARGET is the
+# client command. Output (report/index.json) in DIR. Returns the runner's status.
+run_suite() { # MODE AGENT DIR CASES EXCLUDE TARGET
+  local mode="$1" agent="$2" dir="$3" cases="$4" exclude="$5" target="$6" rc
+  if [ "$RUNNER" = run.sh ]; then
+    local args=(--agent "$agent" --out "$dir" --cases "$cases" --timeout "$RUN_TIMEOUT")
+    [ -n "$exclude" ] && args+=(--exclude "$exclude")
+    if [ "$mode" = server ]; then
+      bash "$TOOLS/run.sh" server --url "$target" --wait 10 "${args[@]}" >"$dir.log" 2>&1
+    else
+      bash "$TOOLS/run.sh" client --cmd "$target" "${args[@]}" >"$dir.log" 2>&1
+    fi
+    rc=$?
+    tail -n 1 "$dir.log"
+    return $rc
+  fi
+  # Plain wstest: what run.sh does, in short.
+  mkdir -p "$dir"
+  if [ "$mode" = server ]; then
+    write_spec "$dir/spec.json" server "$target" "$agent" "$cases" "$exclude" "$dir/report"
+    (cd "$dir" && timeout -k 10 "$RUN_TIMEOUT" wstest -m fuzzingclient -s spec.json) >"$dir/wstest.log" 2>&1
+    rc=$?
+  else
+    local port fuzz_pid
+    port="$(free_port)"
+    write_spec "$dir/spec.json" client "ws://127.0.0.1:$port" "$agent" "$cases" "$exclude" "$dir/report"
+    (cd "$dir" && exec timeout -k 10 "$RUN_TIMEOUT" wstest -m fuzzingserver -s spec.json) >"$dir/wstest.log" 2>&1 &
+    fuzz_pid=$!
+    if wait_port "$port" 30; then
+      # The client asks for the reports itself (updateReports) before it exits.
+      AUTOBAHN_URL="ws://127.0.0.1:$port" AUTOBAHN_AGENT="$agent" \
+        timeout -k 10 "$RUN_TIMEOUT" bash -c "$target" >"$dir/client.log" 2>&1 </dev/null
+      rc=$?
+    else
+      echo "wstest fuzzingserver did not start" >&2
+      rc=2
+    fi
+    kill -TERM "$fuzz_pid" 2>/dev/null
+    wait "$fuzz_pid" 2>/dev/null
+  fi
+  return $rc
+}
+
+# --- the runs -------------------------------------------------------------------------------
+# wsnative first in each direction, then the baseline's section 9 right after it, one at a
+# time (2 cores: running them side by side would skew the times being compared).
+start_server "$OUT/echo_server.log" "$BUILD/echo_server" || die "build/echo_server did not start"
+say "wsnative as server ($SERVER_URL), sections 1-10"
+run_suite server wsnative-server "$OUT/server" '*' "$EXCLUDE" "$SERVER_URL"
+stop_server
+
+start_server "$OUT/tt_echo_server.log" "$TT_SERVER" || die "tt_echo_server did not start"
+say "tokio-tungstenite as server ($SERVER_URL), section 9"
+run_suite server tt-server "$OUT/tt-server" '9.*' "" "$SERVER_URL"
+stop_server
+
+say "wsnative as client, sections 1-10"
+run_suite client wsnative-client "$OUT/client" '*' "$EXCLUDE" "$BUILD/autobahn_client"
+
+say "tokio-tungstenite as client, section 9"
+run_suite client tt-client "$OUT/tt-client" '9.*' "" "$TT_CLIENT"
+
+# --- the report -----------------------------------------------------------------------------
+T1=$(date +%s)
+CONF_T0="$T0" CONF_T1="$T1" CONF_OUT="$OUT" CONF_SUITE="$SUITE_VERSION" CONF_RATIO="$MAX_RATIO" \
+CONF_README="${CONFORMANCE_README:-1}" CONF_ROOT="$ROOT" python3 - <<'PY'
+import datetime, json, os, re, sys
+
+E = os.environ
+OUT = E["CONF_OUT"]
+MAX_RATIO = float(E["CONF_RATIO"])
+PASSING = ("OK", "NON-STRICT", "INFORMATIONAL")
+SECTIONS = [(1, "Framing"), (2, "Pings/Pongs"), (3, "Reserved bits"), (4, "Opcodes"),
+            (5, "Fragmentation"), (6, "UTF-8"), (7, "Close"), (9, "Limits/performance"),
+            (10, "Misc")]
+# Cases per section in autobahntestsuite 25.10.1: a section with fewer results has MISSING cases.
+CASE_COUNT = {1: 16, 2: 11, 3: 7, 4: 10, 5: 20, 6: 145, 7: 37, 9: 54, 10: 1}
+WHY = {
+    "6.4.3": "invalid UTF-8 in the middle of one text frame that arrives in chops: tungstenite "
+             "checks a frame's UTF-8 once the whole frame is in, so the connection fails (1007) "
+             "at the end of the frame, not at the first bad byte (the same in tokio-tungstenite; "
+             "fail-fast would need a streaming UTF-8 check inside tungstenite)",
+    "7.1.6": "a 256 KiB message, a short one and a Close sent back to back: the Close is answered "
+             "(tungstenite replies as it reads it) before the application's callback has queued "
+             "the echo of the short message, which then can no longer be sent; RFC 6455 allows "
+             "either order, the suite calls it implementation-defined",
+    "7.13.1": "a Close with code 5000, which RFC 6455 leaves undefined: wsnative answers 1002 "
+              "(protocol error); the suite only records the reaction",
+    "7.13.2": "a Close with code 65535, which RFC 6455 leaves undefined: wsnative answers 1002 "
+              "(protocol error); the suite only records the reaction",
+}
+WHY["6.4.4"] = WHY["6.4.3"]
+
+
+def parse_started(s):
+    try:
+        return datetime.datetime.strptime(s, "%Y-%m-%dT%H:%M:%S.%fZ")
+    except (TypeError, ValueError):
+        return None
+
+
+def analyse(name, sections):
+    """Outcome counts, close-phase problems and wall time per section of one run."""
+    report = os.path.join(OUT, name, "report")
+    try:
+        index = json.load(open(os.path.join(report, "index.json")))
+    except (OSError, ValueError):
+        index = {}
+    results = {}
+    for cases in index.values():
+        results.update(cases)
+    rows, odd, bad_close, spans = {}, [], [], {}
+    for sec in sections:
+        rows[sec] = dict.fromkeys(["OK", "NON-STRICT", "INFORMATIONAL", "FAILED", "MISSING"], 0)
+    for cid, r in results.items():
+        sec = int(cid.split(".")[0])
+        if sec not in rows:
+            continue
+        beh, close = r.get("behavior", "FAILED"), r.get("behaviorClose", "")
+        outcome = beh if beh in PASSING else "FAILED"
+        if outcome != "FAILED" and close not in ("OK", "INFORMATIONAL"):
+            bad_close.append((cid, close))
+            if close in ("FAILED", "UNCLEAN"):
+                outcome = "FAILED"  # as summarize.py and the suite's own report count it
+        rows[sec][outcome] += 1
+        detail = {}
+        try:
+            detail = json.load(open(os.path.join(report, r["reportfile"].replace(".html", ".json"))))
+        except (OSError, ValueError, KeyError):
+            pass
+        if outcome != "OK":
+            odd.append((cid, outcome, detail.get("result") or "", detail.get("remoteCloseCode")))
+        start = parse_started(detail.get("started"))
+        if start is not None:
+            end = start + datetime.timedelta(milliseconds=r.get("duration") or 0)
+            lo, hi = spans.get(sec, (start, end))
+            spans[sec] = (min(lo, start), max(hi, end))
+    for sec in sections:
+        rows[sec]["MISSING"] = max(0, CASE_COUNT[sec] - sum(rows[sec].values()))
+    wall = {sec: (spans[sec][1] - spans[sec][0]).total_seconds() if sec in spans else 0.0 for sec in sections}
+    return {"rows": rows, "odd": odd, "bad_close": bad_close, "wall": wall}
+
+
+ALL = [s for s, _ in SECTIONS]
+runs = {"server": analyse("server", ALL), "client": analyse("client", ALL),
+        "tt-server": analyse("tt-server", [9]), "tt-client": analyse("tt-client", [9])}
+
+passed = failed = 0
+problems = []
+for d in ("server", "client"):
+    run = runs[d]
+    for sec in ALL:
+        row = run["rows"][sec]
+        passed += row["OK"] + row["NON-STRICT"] + row["INFORMATIONAL"]
+        failed += row["FAILED"] + row["MISSING"]
+        if row["FAILED"] or row["MISSING"]:
+            problems.append("as %s: section %d has %d failed, %d missing" % (d, sec, row["FAILED"], row["MISSING"]))
+    for cid, close in run["bad_close"]:
+        problems.append("as %s: case %s close phase %s" % (d, cid, close))
+        if close not in ("FAILED", "UNCLEAN"):
+            failed += 1  # WRONG CODE / FAILED BY CLIENT: not a clean close either
+            passed -= 1
+ratios = {}
+for d in ("server", "client"):
+    ours, base = runs[d]["wall"][9], runs["tt-" + d]["wall"][9]
+    brow = runs["tt-" + d]["rows"][9]
+    if brow["FAILED"] or brow["MISSING"] or base <= 0:
+        problems.append("the tokio-tungstenite baseline (%s) did not complete section 9: no time to compare" % d)
+        ratios[d] = None
+        failed += 1
+        continue
+    ratios[d] = ours / base
+    if ratios[d] > MAX_RATIO:
+        problems.append("as %s: section 9 took %.1f s, %.2fx the baseline's %.1f s (limit %.1fx)"
+                        % (d, ours, ratios[d], base, MAX_RATIO))
+        failed += 1
+
+# --- console ---
+for d in ("server", "client"):
+    print("\nwsnative as %s (through the C ABI):" % d)
+    print("  %-24s %5s %5s %5s %5s %6s %7s %7s" % ("section", "cases", "OK", "NS", "INFO", "FAILED", "MISSING", "time_s"))
+    for sec, title in SECTIONS:
+        r = runs[d]["rows"][sec]
+        print("  %-24s %5d %5d %5d %5d %6d %7d %7.1f" % ("%d %s" % (sec, title), CASE_COUNT[sec], r["OK"], r["NON-STRICT"],
+              r["INFORMATIONAL"], r["FAILED"], r["MISSING"], runs[d]["wall"][sec]))
+print("\nsection 9, wsnative / tokio-tungstenite 0.30 (limit %.1fx):" % MAX_RATIO)
+for d in ("server", "client"):
+    ours, base = runs[d]["wall"][9], runs["tt-" + d]["wall"][9]
+    print("  as %-6s  wsnative %5.1f s   tokio-tungstenite %5.1f s   ratio %s" % (
+        d, ours, base, "%.2f" % ratios[d] if ratios[d] is not None else "n/a"))
+elapsed = int(E["CONF_T1"]) - int(E["CONF_T0"])
+print("\nconformance step: %d s (build, install when needed, four suite runs)" % elapsed)
+
+# --- README ---
+def outcome_text(row):
+    parts = ["%d %s" % (row[k], k) for k in ("OK", "NON-STRICT", "INFORMATIONAL", "FAILED", "MISSING") if row[k]]
+    return ", ".join(parts) or "-"
+
+today = datetime.date.today().isoformat()
+lines = ["## Conformance", "",
+         "<!-- Generated by tests/conformance.sh; edits between the conformance markers are overwritten. -->", "",
+         "[Autobahn|Testsuite](https://github.com/crossbario/autobahn-testsuite) (%s), run on %s "
+         "through the C ABI: `examples/c/echo_server.c` is the server under test and "
+         "`examples/c/autobahn_client.c` the client. Sections 1-10; sections 12 and 13 test "
+         "permessage-deflate, which wsnative does not implement yet, and are left out." % (E["CONF_SUITE"], today), ""]
+tot = {d: {k: sum(runs[d]["rows"][s][k] for s in ALL) for k in ("OK", "NON-STRICT", "INFORMATIONAL", "FAILED", "MISSING")} for d in ("server", "client")}
+for d in ("server", "client"):
+    t = tot[d]
+    lines.append("- As %s: %d of %d passed (%s); close phase %s." % (
+        d, t["OK"] + t["NON-STRICT"] + t["INFORMATIONAL"], sum(CASE_COUNT.values()), outcome_text(t),
+        "clean in every case" if not runs[d]["bad_close"] else
+        "not clean in " + ", ".join("%s (%s)" % x for x in runs[d]["bad_close"])))
+lines.append("")
+for d in ("server", "client"):
+    lines += ["As %s:" % d, "",
+              "| section | cases | OK | NON-STRICT | INFORMATIONAL | FAILED | MISSING | time (s) |",
+              "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
+    for sec, title in SECTIONS:
+        r = runs[d]["rows"][sec]
+        lines.append("| %d %s | %d | %d | %d | %d | %d | %d | %.1f |" % (
+            sec, title, CASE_COUNT[sec], r["OK"], r["NON-STRICT"], r["INFORMATIONAL"], r["FAILED"], r["MISSING"], runs[d]["wall"][sec]))
+    lines.append("")
+lines += ["Section 9 (messages up to 16 MiB, up to 65536 fragments) against a plain tokio-tungstenite 0.30 "
+          "echo server and client in the same run (`examples/tt_*.rs`):", "",
+          "| direction | wsnative (s) | tokio-tungstenite (s) | ratio |", "| --- | ---: | ---: | ---: |"]
+for d in ("server", "client"):
+    lines.append("| as %s | %.1f | %.1f | %s |" % (d, runs[d]["wall"][9], runs["tt-" + d]["wall"][9],
+                 "%.2f" % ratios[d] if ratios[d] is not None else "n/a"))
+lines.append("")
+odd = {}
+for d in ("server", "client"):
+    for cid, outcome, result, _ in runs[d]["odd"]:
+        odd.setdefault((cid, outcome), {"dirs": [], "result": result})["dirs"].append(d)
+if odd:
+    lines += ["Cases that are not plain OK (NON-STRICT and INFORMATIONAL count as passed by the suite's rules):", ""]
+    key = lambda k: tuple(int(x) for x in k[0].split("."))
+    for (cid, outcome) in sorted(odd, key=key):
+        o = odd[(cid, outcome)]
+        where = "both directions" if len(o["dirs"]) == 2 else "as " + o["dirs"][0]
+        why = WHY.get(cid) if outcome in ("NON-STRICT", "INFORMATIONAL") else None
+        lines.append("- %s %s (%s): %s." % (cid, outcome, where, why or ("the suite says: " + o["result"].rstrip("."))))
+    lines.append("")
+lines.append("Regenerate with `tests/conformance.sh` (it installs the suite when `wstest` is missing).")
+block = "\n".join(lines).rstrip("\n") + "\n"
+
+if E.get("CONF_README", "1") != "0":
+    path = os.path.join(E["CONF_ROOT"], "README.md")
+    BEGIN, END = "<!-- conformance:begin -->", "<!-- conformance:end -->"
+    # Re-read right before writing: someone else may be editing the rest of the file.
+    try:
+        text = open(path, encoding="utf-8").read()
+    except FileNotFoundError:
+        text = BEGIN + "\n" + END + "\n"
+    if BEGIN in text and END in text and text.index(BEGIN) < text.index(END):
+        head, rest = text.split(BEGIN, 1)
+        _, tail = rest.split(END, 1)
+        new = head + BEGIN + "\n" + block + END + tail
+    else:
+        new = text + ("" if text.endswith("\n") or not text else "\n") + ("\n" if text else "") + BEGIN + "\n" + block + END + "\n"
+    if new != text:
+        with open(path, "w", encoding="utf-8") as f:
+            f.write(new)
+    print("README.md: Conformance section regenerated")
+
+for p in problems:
+    print("conformance: FAIL: " + p)
+print("conformance: %d passed, %d failed" % (passed, failed))
+sys.exit(1 if failed or problems else 0)
+PY
