@@ -40,6 +40,8 @@ pub(crate) enum Note {
     ReadEnded(Option<tungstenite::Error>),
     /// The writer could not write.
     WriteEnded(tungstenite::Error),
+    /// The callbacks queued before a failure have run (or were dropped): see `after_callbacks`.
+    Delivered,
 }
 
 /// What the supervisor asks the writer to send ahead of the queue.
@@ -149,6 +151,45 @@ async fn write_loop(
     }
 }
 
+/// Sends `Note::Delivered` when dropped: posted into the connection's mailbox, it is dropped
+/// once the callbacks queued before it have run, or at once when the mailbox no longer runs
+/// callbacks (released or sealed).
+struct DeliveredGuard(Arc<Conn>);
+
+impl Drop for DeliveredGuard {
+    fn drop(&mut self) {
+        self.0.notify(Note::Delivered);
+    }
+}
+
+/// Arranges for `Note::Delivered` once every callback queued so far has run, so that what they
+/// send goes out before the Close frame of a failed connection.
+fn after_callbacks(conn: &Arc<Conn>) {
+    let guard = DeliveredGuard(conn.clone());
+    conn.mailbox.post(Box::new(move || drop(guard)));
+}
+
+/// The close event when the reading side ended after the peer's Close (or at the end of the
+/// stream without one).
+fn read_end(theirs: &Option<Option<CloseFrame>>, ours: &Option<CloseFrame>, we_started: bool) -> CloseInfo {
+    match (theirs, ours) {
+        (Some(_), Some(f)) if we_started => CloseInfo {
+            code: f.code.into(),
+            reason: f.reason.to_string(),
+            was_clean: true,
+            error: None,
+        },
+        (Some(Some(f)), _) => CloseInfo { code: f.code.into(), reason: f.reason.to_string(), was_clean: true, error: None },
+        (Some(None), _) => CloseInfo { code: 1005, reason: String::new(), was_clean: true, error: None },
+        (None, _) => CloseInfo {
+            code: 1006,
+            reason: String::new(),
+            was_clean: false,
+            error: Some(Error::new(ErrorKind::Io, "connection closed by peer without a Close frame")),
+        },
+    }
+}
+
 /// How a read error ends the connection.
 enum ReadFailure {
     /// The peer broke the protocol: send a Close frame with this code, then drop.
@@ -204,16 +245,28 @@ async fn supervise(
     let heartbeat = !s.ping_interval.is_zero();
     let mut ping_at = heartbeat.then(|| Instant::now() + s.ping_interval);
     let mut pong_due: Option<Instant> = None;
+    let mut close_requested = false; // the application called close
+    // After a failure: the Close frame waits until the callbacks already queued have run (or
+    // until then), so that their replies to earlier messages are sent first.
+    let mut callbacks_due: Option<Instant> = None;
 
     let unclean = |error: Error| CloseInfo { code: 1006, reason: String::new(), was_clean: false, error: Some(error) };
     let failed = |f: (u16, &'static str, Error)| CloseInfo { code: f.0, reason: f.1.to_owned(), was_clean: false, error: Some(f.2) };
 
     loop {
-        let timer = [deadline, stall.map(|s| s.0), ping_at, pong_due].into_iter().flatten().min();
+        let timer = [deadline, stall.map(|s| s.0), ping_at, pong_due, callbacks_due].into_iter().flatten().min();
         let note = tokio::select! {
             n = notes.recv() => n,
             _ = sleep_until(timer.unwrap_or_else(Instant::now).into()), if timer.is_some() => {
                 let now = Instant::now();
+                if callbacks_due.is_some_and(|d| now >= d) {
+                    // A callback is slow: send the Close frame without waiting any longer.
+                    callbacks_due = None;
+                    if let Some(info) = queue_fail_close(conn, &failure, &mut deadline, s.close_timeout) {
+                        return info;
+                    }
+                    continue;
+                }
                 if deadline.is_some_and(|d| now >= d) {
                     let e = Error::new(ErrorKind::Timeout, format!(
                         "close timed out: the peer did not complete the closing handshake within {} ms", ms(s.close_timeout)));
@@ -252,6 +305,7 @@ async fn supervise(
         match note {
             None | Some(Note::Abort) => return unclean(aborted()),
             Some(Note::CloseRequested(at)) => {
+                close_requested = true;
                 conn.set_state(State::Closing);
                 if ours.is_none() && stall.is_none() {
                     stall = Some((at + s.close_timeout, conn.progress()));
@@ -282,34 +336,49 @@ async fn supervise(
                 pong_due = None;
             }
             Some(Note::Pong) => pong_due = None,
-            Some(Note::ReadEnded(None)) => {
-                return match (&theirs, &ours) {
-                    (Some(_), Some(f)) if we_started => CloseInfo {
-                        code: f.code.into(),
-                        reason: f.reason.to_string(),
-                        was_clean: true,
-                        error: None,
-                    },
-                    (Some(Some(f)), _) => CloseInfo { code: f.code.into(), reason: f.reason.to_string(), was_clean: true, error: None },
-                    (Some(None), _) => CloseInfo { code: 1005, reason: String::new(), was_clean: true, error: None },
-                    (None, _) => unclean(Error::new(ErrorKind::Io, "connection closed by peer without a Close frame")),
-                };
-            }
+            Some(Note::ReadEnded(None)) => return read_end(&theirs, &ours, we_started),
             Some(Note::ReadEnded(Some(e))) => match classify(e) {
+                // The peer's Close arrived: a stream that then ends without ceremony (a TLS
+                // peer that skips close_notify, a reset) does not make the close unclean.
+                ReadFailure::Broken(_) if theirs.is_some() => return read_end(&theirs, &ours, we_started),
                 ReadFailure::Broken(error) => return unclean(error),
+                // The peer's Close arrived and was answered (tungstenite replies while reading):
+                // the closing handshake is over, so what the peer sends after it (tungstenite:
+                // "Remote sent after having closed") is ignored rather than answered with a
+                // second Close frame that can no longer be sent.
+                ReadFailure::Fail(..) if theirs.is_some() => return read_end(&theirs, &ours, we_started),
                 ReadFailure::Fail(code, reason, error) => {
-                    conn.close_gate("the connection failed");
                     if ours.is_some() {
+                        conn.close_gate("the connection failed");
                         return failed((code, reason, error));
                     }
-                    conn.set_state(State::Closing);
-                    let frame = CloseFrame { code: code.into(), reason: reason.into() };
-                    let _ = control.send(Control::Fail(frame));
                     failure = Some((code, reason, error));
                     stall = None;
-                    deadline = Some(Instant::now() + s.close_timeout);
+                    ping_at = None;
+                    pong_due = None;
+                    if close_requested {
+                        // The application's Close frame is queued: ours goes ahead of it.
+                        conn.close_gate("the connection failed");
+                        conn.set_state(State::Closing);
+                        let frame = CloseFrame { code: code.into(), reason: reason.into() };
+                        let _ = control.send(Control::Fail(frame));
+                        deadline = Some(Instant::now() + s.close_timeout);
+                    } else {
+                        // Messages read before the failure may still be in the callbacks,
+                        // whose replies should go out before our Close frame (Autobahn 3.2,
+                        // 4.1.3, 5.15: echo, then fail). Wait for them, at most the close timeout.
+                        after_callbacks(conn);
+                        callbacks_due = Some(Instant::now() + s.close_timeout);
+                    }
                 }
             },
+            Some(Note::Delivered) => {
+                if callbacks_due.take().is_some() {
+                    if let Some(info) = queue_fail_close(conn, &failure, &mut deadline, s.close_timeout) {
+                        return info;
+                    }
+                }
+            }
             Some(Note::WriteEnded(e)) => {
                 let closing = theirs.is_some() || ours.is_some();
                 let benign = matches!(
@@ -335,4 +404,23 @@ async fn supervise(
             }
         }
     }
+}
+
+/// Queues the Close frame of a failed connection after the messages already queued, and closes
+/// the queue. Returns the close event when the writer is already gone.
+fn queue_fail_close(
+    conn: &Arc<Conn>,
+    failure: &Option<(u16, &'static str, Error)>,
+    deadline: &mut Option<Instant>,
+    close_timeout: std::time::Duration,
+) -> Option<CloseInfo> {
+    let (code, reason, error) = failure.as_ref()?;
+    conn.close_gate("the connection failed");
+    conn.set_state(State::Closing);
+    let frame = CloseFrame { code: (*code).into(), reason: (*reason).into() };
+    if conn.commands.send(Command::Close(frame)).is_err() {
+        return Some(CloseInfo { code: *code, reason: (*reason).to_owned(), was_clean: false, error: Some(error.clone()) });
+    }
+    deadline.get_or_insert(Instant::now() + close_timeout);
+    None
 }

@@ -1,0 +1,144 @@
+//! wss:// through the C ABI: a wsnative TLS server, and clients that trust it or say exactly
+//! why they do not (unknown issuer, name mismatch, expired).
+
+mod common;
+
+use common::*;
+use rcgen::{BasicConstraints, CertificateParams, IsCa, KeyPair};
+use std::path::PathBuf;
+use wsnative::ffi::*;
+
+struct Pki {
+    dir: PathBuf,
+}
+
+impl Pki {
+    /// A CA, and leaf certificates it signs: "good" (localhost, 127.0.0.1), "other" (another
+    /// name), "expired".
+    fn new(tag: &str) -> Pki {
+        let dir = std::env::temp_dir().join(format!("wsn-tls-{tag}-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let ca_key = KeyPair::generate().unwrap();
+        let mut ca = CertificateParams::new(Vec::<String>::new()).unwrap();
+        ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        ca.distinguished_name.push(rcgen::DnType::CommonName, "wsnative test CA");
+        let ca_cert = ca.self_signed(&ca_key).unwrap();
+        std::fs::write(dir.join("ca.pem"), ca_cert.pem()).unwrap();
+        let leaf = |name: &str, names: Vec<String>, expired: bool| {
+            let key = KeyPair::generate().unwrap();
+            let mut p = CertificateParams::new(names).unwrap();
+            if expired {
+                p.not_before = rcgen::date_time_ymd(2001, 1, 1);
+                p.not_after = rcgen::date_time_ymd(2002, 1, 1);
+            }
+            let cert = p.signed_by(&key, &ca_cert, &ca_key).unwrap();
+            std::fs::write(dir.join(format!("{name}.pem")), cert.pem()).unwrap();
+            std::fs::write(dir.join(format!("{name}.key")), key.serialize_pem()).unwrap();
+        };
+        leaf("good", vec!["localhost".into(), "127.0.0.1".into()], false);
+        leaf("other", vec!["other.example".into()], false);
+        leaf("expired", vec!["localhost".into()], true);
+        Pki { dir }
+    }
+    fn path(&self, f: &str) -> String {
+        self.dir.join(f).to_str().unwrap().to_owned()
+    }
+    fn server(&self, leaf: &str) -> TestServer {
+        let so = wsn_server_options_new();
+        let st = unsafe {
+            wsn_server_options_set_tls(so, cstr(&self.path(&format!("{leaf}.pem"))).as_ptr(), cstr(&self.path(&format!("{leaf}.key"))).as_ptr())
+        };
+        assert_eq!(st, wsn_status::WSN_OK);
+        let s = TestServer::start(Recorder::server(), so, None);
+        unsafe { wsn_server_options_free(so) };
+        s
+    }
+    fn client(&self, url: &str, trust_ca: bool) -> TestClient {
+        let o = wsn_client_options_new();
+        if trust_ca {
+            unsafe { wsn_client_options_add_ca_file(o, cstr(&self.path("ca.pem")).as_ptr()) };
+        }
+        let c = TestClient::connect(url, o);
+        unsafe { wsn_client_options_free(o) };
+        c
+    }
+}
+
+impl Drop for Pki {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+fn tls_failure(c: &TestClient) -> String {
+    match c.rec.wait_close() {
+        Ev::Close { code, status, error, .. } => {
+            assert_eq!((code, status), (1006, wsn_status::WSN_ERR_TLS), "{error:?}");
+            error.unwrap()
+        }
+        _ => unreachable!(),
+    }
+}
+
+#[test]
+fn wss_with_a_trusted_ca_works_both_ways() {
+    let pki = Pki::new("ok");
+    let server = pki.server("good");
+    let c = pki.client(&format!("wss://localhost:{}/secure", server.port), true);
+    c.rec.wait_open();
+    assert_eq!(c.send_text("over TLS"), wsn_status::WSN_OK);
+    server.rec.wait(WAIT, "message", |e| (msg_count(e) == 1).then_some(()));
+    c.close(1000, "tls bye");
+    match c.rec.wait_close() {
+        Ev::Close { code, clean, reason, .. } => assert_eq!((code, clean, reason.as_str()), (1000, true, "tls bye")),
+        _ => unreachable!(),
+    }
+}
+
+#[test]
+fn unknown_issuer_is_named() {
+    let pki = Pki::new("issuer");
+    let server = pki.server("good");
+    let c = pki.client(&format!("wss://localhost:{}/", server.port), false); // bundled roots only
+    let e = tls_failure(&c);
+    assert!(e.contains("unknown issuer"), "{e}");
+}
+
+#[test]
+fn name_mismatch_is_named() {
+    let pki = Pki::new("name");
+    let server = pki.server("other");
+    let c = pki.client(&format!("wss://localhost:{}/", server.port), true);
+    let e = tls_failure(&c);
+    assert!(e.contains("not valid for the name 'localhost'"), "{e}");
+}
+
+#[test]
+fn expired_certificate_is_named() {
+    let pki = Pki::new("expired");
+    let server = pki.server("expired");
+    let c = pki.client(&format!("wss://localhost:{}/", server.port), true);
+    let e = tls_failure(&c);
+    assert!(e.contains("expired"), "{e}");
+}
+
+#[test]
+fn bad_tls_files_fail_at_once() {
+    let o = wsn_client_options_new();
+    unsafe { wsn_client_options_add_ca_file(o, cstr("/nonexistent/ca.pem").as_ptr()) };
+    let mut conn = std::ptr::null_mut();
+    let st = unsafe { wsn_connect(cstr("wss://localhost:1/").as_ptr(), o, None, std::ptr::null_mut(), &mut conn) };
+    unsafe { wsn_client_options_free(o) };
+    assert_eq!(st, wsn_status::WSN_ERR_TLS);
+    assert!(last_error().contains("/nonexistent/ca.pem"), "{}", last_error());
+
+    let so = wsn_server_options_new();
+    unsafe { wsn_server_options_set_tls(so, cstr("/nonexistent/cert.pem").as_ptr(), cstr("/nonexistent/key.pem").as_ptr()) };
+    let mut server = std::ptr::null_mut();
+    let st = unsafe {
+        wsn_server_listen(cstr("127.0.0.1").as_ptr(), 0, so, None, Some(record), std::ptr::null_mut(), &mut server)
+    };
+    unsafe { wsn_server_options_free(so) };
+    assert_eq!(st, wsn_status::WSN_ERR_TLS);
+    assert!(server.is_null());
+}
