@@ -11,7 +11,7 @@
 
 static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
 static pthread_cond_t changed = PTHREAD_COND_INITIALIZER;
-static int opened, closed;
+static int opened, closed, received;
 
 static void on_event(void *user_data, struct wsn_conn *conn, const struct wsn_event *ev) {
     (void)user_data;
@@ -21,6 +21,7 @@ static void on_event(void *user_data, struct wsn_conn *conn, const struct wsn_ev
         opened = 1;
         fprintf(stderr, "connected (subprotocol \"%s\")\n", wsn_conn_get_subprotocol(conn));
     } else if (ev->kind == WSN_EVENT_MESSAGE) {
+        received++;
         if (ev->is_text)
             printf("< %.*s\n", (int)ev->len, (const char *)ev->data);
         else
@@ -64,6 +65,16 @@ int main(int argc, char **argv) {
         size_t n = strcspn(line, "\r\n");
         if (wsn_conn_send_text(conn, line, n) != WSN_OK)
             fprintf(stderr, "client: %s\n", wsn_last_error());
+    }
+    /* Replies may still be on their way: close once none came for 300 ms (at most 3 s). */
+    for (int i = 0, last = -1; i < 30 && !closed; i++) {
+        pthread_mutex_lock(&lock);
+        int now = received;
+        pthread_mutex_unlock(&lock);
+        if (now == last && i >= 3)
+            break;
+        last = now;
+        nanosleep(&(struct timespec){0, 100 * 1000 * 1000}, NULL);
     }
     wsn_conn_close(conn, 1000, "bye");
     int ok = wait_for(&closed, 30); /* the close timeout (5 s) ends it well before this */

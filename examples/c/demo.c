@@ -24,11 +24,14 @@ struct side {
     bool clean;
 };
 
-static struct side server_sides[3] = {
-    {"server #1", PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER},
-    {"server #2", PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER},
-    {"server #3", PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER},
-};
+static struct side server_sides[3];
+
+static void side_init(struct side *s, const char *name) {
+    memset(s, 0, sizeof *s);
+    s->name = name;
+    pthread_mutex_init(&s->lock, NULL);
+    pthread_cond_init(&s->changed, NULL);
+}
 static int server_conns;
 static pthread_mutex_t server_lock = PTHREAD_MUTEX_INITIALIZER;
 
@@ -116,11 +119,12 @@ int main(void) {
     unsigned port = wsn_server_get_port(server);
     printf("server listening on ws://127.0.0.1:%u\n", port);
 
-    struct side clients[3] = {
-        {"client #1", PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER},
-        {"client #2", PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER},
-        {"client #3", PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER},
-    };
+    static struct side clients[3];
+    static const char *names[6] = {"client #1", "client #2", "client #3", "server #1", "server #2", "server #3"};
+    for (int i = 0; i < 3; i++) {
+        side_init(&clients[i], names[i]);
+        side_init(&server_sides[i], names[3 + i]);
+    }
     const char *paths[3] = {"/chat", "/chat", "/banned"};
     struct wsn_conn *conns[3];
     int failures = 0;
