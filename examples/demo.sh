@@ -1,0 +1,11 @@
+#!/usr/bin/env bash
+# Builds wsnative and runs the demo: a server and three clients exchange messages, then close
+# from the client, from the server, and from the accept hook, each side printing what it saw.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+command -v cc >/dev/null || { apt-get update -qq && apt-get install -y -qq gcc libc6-dev; }
+cargo build --release -q
+mkdir -p build
+cc -std=c11 -D_POSIX_C_SOURCE=200809L -O2 -Wall -Iinclude examples/c/demo.c \
+   -Ltarget/release -lwsnative -lpthread -Wl,-rpath,"$PWD/target/release" -o build/demo
+exec build/demo

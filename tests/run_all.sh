@@ -1,0 +1,40 @@
+#!/usr/bin/env bash
+# Every test of wsnative, installing what each part needs on a fresh Debian machine:
+#   1. Rust: unit and integration tests through the C ABI (cargo nextest, or cargo test),
+#      including the check that include/wsnative.h is current (run with CI=true to check the
+#      committed header instead of regenerating it);
+#   2. C: the API compiled as C and C++, every example built, the demo run (tests/c/run.sh);
+#   3. Python binding (bindings/python/test.sh);
+#   4. C# binding on Mono and CoreCLR (bindings/csharp/test.sh);
+#   5. Autobahn conformance through the C ABI, both directions (tests/conformance.sh).
+# Runs every part even when one fails; the last line is "all: N passed, M failed" over parts.
+set -uo pipefail
+cd "$(dirname "$0")/.."
+export CARGO_TERM_COLOR=never
+pass=0 fail=0 failed_parts=""
+part() { # NAME COMMAND...
+  local name="$1"; shift
+  local t0=$SECONDS
+  echo "=== $name"
+  if "$@"; then pass=$((pass + 1)); echo "=== $name: ok ($((SECONDS - t0)) s)";
+  else fail=$((fail + 1)); failed_parts="$failed_parts $name"; echo "=== $name: FAILED ($((SECONDS - t0)) s)"; fi
+}
+if ! command -v cc >/dev/null || ! command -v c++ >/dev/null; then
+  apt-get update -qq && apt-get install -y -qq gcc g++ libc6-dev
+fi
+rust_tests() {
+  cargo build --release -q || return 1
+  if cargo nextest --version >/dev/null 2>&1; then
+    cargo nextest run --release --no-fail-fast
+  else
+    cargo test --release --no-fail-fast
+  fi
+}
+part rust rust_tests
+part c bash tests/c/run.sh
+part python bash bindings/python/test.sh
+part csharp bash bindings/csharp/test.sh
+part conformance bash tests/conformance.sh
+[ -z "$failed_parts" ] || echo "failed parts:$failed_parts"
+echo "all: $pass passed, $fail failed"
+[ "$fail" = 0 ]
