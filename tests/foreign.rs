@@ -344,3 +344,94 @@ fn j_tokio_tungstenite_client_against_wsnative_server() {
         _ => unreachable!(),
     }
 }
+
+/// A wsnative echo server whose handler echoes from its callback.
+fn echo_server() -> TestServer {
+    let srec = Recorder::server();
+    srec.set_hook(|conn, ev| {
+        if let Ev::Msg { text, data, .. } = ev {
+            unsafe {
+                if *text {
+                    wsn_conn_send_text(conn, data.as_ptr() as *const _, data.len());
+                } else {
+                    wsn_conn_send_binary(conn, data.as_ptr(), data.len());
+                }
+            }
+        }
+    });
+    TestServer::start(srec, std::ptr::null(), None)
+}
+
+#[test]
+fn replies_to_messages_before_the_peers_close_go_out_before_the_close_reply() {
+    let server = echo_server();
+    let rt = foreign_runtime();
+    let url = server.url();
+    let got = rt.block_on(async move {
+        tokio::time::timeout(Duration::from_secs(30), async move {
+            let (mut ws, _) = tokio_tungstenite::connect_async(url).await.unwrap();
+            for i in 0..50 {
+                ws.feed(Message::text(format!("message {i}"))).await.unwrap();
+            }
+            // The Close follows the messages at once, in the same write.
+            ws.close(None).await.unwrap();
+            let mut echoes = Vec::new();
+            while let Some(Ok(m)) = ws.next().await {
+                if let Message::Text(t) = m {
+                    echoes.push(t.to_string());
+                }
+            }
+            echoes
+        })
+        .await
+        .expect("timed out")
+    });
+    let want: Vec<String> = (0..50).map(|i| format!("message {i}")).collect();
+    assert_eq!(got, want, "every echo arrives before the server answers the Close");
+    assert!(matches!(server.rec.wait_close(), Ev::Close { code: 1005, clean: true, .. }));
+}
+
+#[test]
+fn echo_of_a_message_before_a_protocol_error_goes_out_before_the_1002() {
+    let server = echo_server();
+    let rt = foreign_runtime();
+    let port = server.port;
+    let (echo, code) = rt.block_on(async move {
+        tokio::time::timeout(Duration::from_secs(30), async move {
+            use tokio::io::AsyncReadExt;
+            let mut tcp = tokio::net::TcpStream::connect(("127.0.0.1", port)).await.unwrap();
+            tcp.write_all(b"GET / HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+                Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n").await.unwrap();
+            // A masked text "hi", then a frame with reserved opcode 0x3, in one write.
+            let mut frames = vec![0x81, 0x82, 1, 2, 3, 4, b'h' ^ 1, b'i' ^ 2];
+            frames.extend_from_slice(&[0x83, 0x80, 0, 0, 0, 0]);
+            let mut buf = Vec::new();
+            let mut chunk = [0u8; 1024];
+            loop {
+                let n = tcp.read(&mut chunk).await.unwrap();
+                buf.extend_from_slice(&chunk[..n]);
+                if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                    buf.drain(..i + 4);
+                    break;
+                }
+            }
+            tcp.write_all(&frames).await.unwrap();
+            while let Ok(n) = tcp.read(&mut chunk).await {
+                if n == 0 {
+                    break;
+                }
+                buf.extend_from_slice(&chunk[..n]);
+            }
+            // Expect: text frame "hi" (unmasked, from the server), then Close 1002.
+            assert!(buf.len() >= 8, "{buf:?}");
+            let echo = (buf[0] == 0x81 && buf[1] == 2).then(|| String::from_utf8_lossy(&buf[2..4]).into_owned());
+            let close = &buf[4..];
+            let code = (close[0] == 0x88).then(|| u16::from_be_bytes([close[2], close[3]]));
+            (echo, code)
+        })
+        .await
+        .expect("timed out")
+    });
+    assert_eq!(echo.as_deref(), Some("hi"));
+    assert_eq!(code, Some(1002));
+}

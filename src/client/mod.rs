@@ -109,6 +109,7 @@ async fn establish(
                 Box::new(s)
             }
         };
+        let io: BoxIo = Box::new(crate::connection::HoldingIo::new(io, conn.hold.clone(), true, Vec::new()));
         tokio_tungstenite::client_async_with_config(request, io, Some(conn.settings.ws_config()))
             .await
             .map_err(handshake_error)

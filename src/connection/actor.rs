@@ -42,6 +42,8 @@ pub(crate) enum Note {
     WriteEnded(tungstenite::Error),
     /// The callbacks queued before a failure have run (or were dropped): see `after_callbacks`.
     Delivered,
+    /// The next frame from the peer is its Close, held back (see `close_hold.rs`).
+    PeerClosePending,
 }
 
 /// What the supervisor asks the writer to send ahead of the queue.
@@ -134,6 +136,11 @@ async fn write_loop(
                         None
                     }
                     Some(Command::Close(frame)) => Some(frame),
+                    Some(Command::ReleaseHold) => {
+                        sink.flush().await?;
+                        conn.hold.release();
+                        None
+                    }
                     None => return Ok(()),
                 },
             };
@@ -249,16 +256,25 @@ async fn supervise(
     // After a failure: the Close frame waits until the callbacks already queued have run (or
     // until then), so that their replies to earlier messages are sent first.
     let mut callbacks_due: Option<Instant> = None;
+    // The peer's Close is held until the callbacks already queued have run and the writer has
+    // sent what they queued, or until then.
+    let mut hold_due: Option<Instant> = None;
 
     let unclean = |error: Error| CloseInfo { code: 1006, reason: String::new(), was_clean: false, error: Some(error) };
     let failed = |f: (u16, &'static str, Error)| CloseInfo { code: f.0, reason: f.1.to_owned(), was_clean: false, error: Some(f.2) };
 
     loop {
-        let timer = [deadline, stall.map(|s| s.0), ping_at, pong_due, callbacks_due].into_iter().flatten().min();
+        let timer = [deadline, stall.map(|s| s.0), ping_at, pong_due, callbacks_due, hold_due].into_iter().flatten().min();
         let note = tokio::select! {
             n = notes.recv() => n,
             _ = sleep_until(timer.unwrap_or_else(Instant::now).into()), if timer.is_some() => {
                 let now = Instant::now();
+                if hold_due.is_some_and(|d| now >= d) {
+                    // A callback or the peer is slow: answer the Close without waiting longer.
+                    hold_due = None;
+                    conn.hold.release();
+                    continue;
+                }
                 if callbacks_due.is_some_and(|d| now >= d) {
                     // A callback is slow: send the Close frame without waiting any longer.
                     callbacks_due = None;
@@ -312,6 +328,8 @@ async fn supervise(
                 }
             }
             Some(Note::CloseSending(frame)) => {
+                conn.hold.release(); // our Close goes out: let the peer's in
+                hold_due = None;
                 conn.set_state(State::Closing);
                 we_started |= theirs.is_none();
                 ours = Some(frame);
@@ -326,7 +344,12 @@ async fn supervise(
                     return failed(f);
                 }
             }
+            Some(Note::PeerClosePending) => {
+                after_callbacks(conn);
+                hold_due = Some(Instant::now() + s.close_timeout);
+            }
             Some(Note::CloseReceived(frame)) => {
+                hold_due = None;
                 conn.close_gate("the peer closed the connection");
                 conn.set_state(State::Closing);
                 theirs = Some(frame);
@@ -372,6 +395,13 @@ async fn supervise(
                     }
                 }
             },
+            Some(Note::Delivered) if hold_due.is_some() && callbacks_due.is_none() => {
+                // The callbacks have run: once the writer has sent what they queued, the
+                // peer's Close goes to tungstenite, which answers it.
+                if conn.commands.send(Command::ReleaseHold).is_err() {
+                    conn.hold.release();
+                }
+            }
             Some(Note::Delivered) => {
                 if callbacks_due.take().is_some() {
                     if let Some(info) = queue_fail_close(conn, &failure, &mut deadline, s.close_timeout) {

@@ -2,8 +2,10 @@
 //! the socket; this side holds the send queue, the state and the event mailbox.
 
 mod actor;
+mod close_hold;
 
 pub(crate) use actor::{finish, run, unless_cancelled, Note, WsStream};
+pub(crate) use close_hold::{CloseHold, HoldingIo};
 
 use crate::dispatch::Mailbox;
 use crate::error::{Error, ErrorKind, Result};
@@ -70,6 +72,8 @@ pub trait Handler: Send + Sync + 'static {
 pub(crate) enum Command {
     Send(tungstenite::Message, usize),
     Close(tungstenite::protocol::CloseFrame),
+    /// Everything before this is written: let the peer's held Close frame through.
+    ReleaseHold,
 }
 
 /// The queue gate: closed once the connection stops accepting sends, so nothing is queued
@@ -89,7 +93,9 @@ pub struct Conn {
     buffered: AtomicUsize,
     progress: AtomicUsize,
     pub(crate) settings: ConnectionSettings,
-    mailbox: Arc<Mailbox>,
+    pub(crate) mailbox: Arc<Mailbox>,
+    /// Holds the peer's Close frame until the replies to earlier messages are out.
+    pub(crate) hold: Arc<CloseHold>,
     handler: Mutex<Option<Arc<dyn Handler>>>,
     peer_addr: OnceLock<(SocketAddr, CString)>,
     subprotocol: OnceLock<CString>,
@@ -109,6 +115,7 @@ impl Conn {
     pub(crate) fn new(settings: ConnectionSettings, handler: Option<Arc<dyn Handler>>) -> (Arc<Conn>, ConnChannels) {
         let (ctx, crx) = mpsc::unbounded_channel();
         let (ntx, nrx) = mpsc::unbounded_channel();
+        let hold = Arc::new(CloseHold::new(ntx.clone()));
         let conn = Arc::new(Conn {
             state: AtomicU8::new(State::Connecting as u8),
             gate: RwLock::new(Gate { closed: false, why: "" }),
@@ -118,6 +125,7 @@ impl Conn {
             progress: AtomicUsize::new(0),
             settings,
             mailbox: Arc::new(Mailbox::default()),
+            hold,
             handler: Mutex::new(handler),
             peer_addr: OnceLock::new(),
             subprotocol: OnceLock::new(),

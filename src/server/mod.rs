@@ -3,7 +3,7 @@
 
 mod handshake;
 
-use crate::connection::{self, run, Conn, Handler, State};
+use crate::connection::{run, Conn, Handler, HoldingIo, State};
 use crate::dispatch::Mailbox;
 use crate::error::{Error, ErrorKind, Result};
 use crate::io::BoxIo;
@@ -247,7 +247,9 @@ async fn accept_loop(shared: Arc<Shared>, listener: tokio::net::TcpListener) {
 
 /// The accepted connection after the handshake, or `None` when it was refused.
 struct Upgraded {
-    ws: connection::WsStream,
+    io: BoxIo,
+    /// Bytes the client sent right after its request (frames already).
+    leftover: Vec<u8>,
     subprotocol: Option<String>,
     close_now: Option<(u16, String)>,
 }
@@ -280,7 +282,9 @@ async fn serve_one(shared: Arc<Shared>, tcp: tokio::net::TcpStream, peer: Socket
         }
         attached.push(Arc::downgrade(&conn));
     }
-    run(conn, upgraded.ws, channels).await;
+    let io: BoxIo = Box::new(HoldingIo::new(upgraded.io, conn.hold.clone(), false, upgraded.leftover));
+    let ws = tokio_tungstenite::WebSocketStream::from_raw_socket(io, tungstenite::protocol::Role::Server, Some(shared.opts.conn.ws_config())).await;
+    run(conn, ws, channels).await;
     let mut conns = relock(&shared.conns);
     conns.remove(&id);
     if conns.is_empty() {
@@ -345,14 +349,7 @@ async fn handshake(shared: &Arc<Shared>, tcp: tokio::net::TcpStream, peer: Socke
         }
     };
     handshake::switch(&mut io, &key, subprotocol.as_deref()).await?;
-    let ws = tokio_tungstenite::WebSocketStream::from_partially_read(
-        io,
-        leftover,
-        tungstenite::protocol::Role::Server,
-        Some(o.conn.ws_config()),
-    )
-    .await;
-    Ok(Some(Upgraded { ws, subprotocol, close_now }))
+Ok(Some(Upgraded { io, leftover, subprotocol, close_now }))
 }
 
 impl std::fmt::Debug for Server {
