@@ -453,3 +453,49 @@ fn every_header_item_is_documented() {
         }
     }
 }
+
+/// Sends raw bytes to the server and returns what it answers until it closes (30 s at most).
+fn raw_exchange(port: u16, request: &[u8]) -> (String, Duration) {
+    use std::io::{Read, Write};
+    let start = Instant::now();
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    s.write_all(request).unwrap();
+    let mut out = Vec::new();
+    let _ = s.read_to_end(&mut out);
+    (String::from_utf8_lossy(&out).into_owned(), start.elapsed())
+}
+
+const UPGRADE: &str = "GET / HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+    Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n";
+
+#[test]
+fn server_limits_handshake_time_header_size_and_connections() {
+    let so = wsn_server_options_new();
+    unsafe {
+        wsn_server_options_set_handshake_timeout_ms(so, 300);
+        wsn_server_options_set_max_header_size(so, 4096);
+        wsn_server_options_set_max_connections(so, 1);
+    }
+    let server = TestServer::start(Recorder::server(), so, None);
+    unsafe { wsn_server_options_free(so) };
+
+    // A client that never finishes its request is dropped after the handshake timeout.
+    let (answer, took) = raw_exchange(server.port, b"GET / HTTP/1.1\r\nHost: x\r\n");
+    assert!(answer.is_empty() && took >= Duration::from_millis(250) && took < Duration::from_secs(10), "{answer:?} {took:?}");
+
+    // An oversized request head gets 431.
+    let big = format!("{UPGRADE}X-Big: {}\r\n\r\n", "a".repeat(8000));
+    let (answer, _) = raw_exchange(server.port, big.as_bytes());
+    assert!(answer.starts_with("HTTP/1.1 431"), "{answer}");
+
+    // Not a WebSocket request: 426 with the version to use.
+    let (answer, _) = raw_exchange(server.port, b"GET / HTTP/1.1\r\nHost: x\r\n\r\n");
+    assert!(answer.starts_with("HTTP/1.1 426") && answer.contains("Sec-WebSocket-Version: 13"), "{answer}");
+
+    // Over the connection limit: 503.
+    let first = TestClient::connect(&server.url(), std::ptr::null());
+    first.rec.wait_open();
+    let second = TestClient::connect(&server.url(), std::ptr::null());
+    assert!(matches!(second.rec.wait_close(), Ev::Close { http: 503, .. }));
+}

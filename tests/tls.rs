@@ -142,3 +142,18 @@ fn bad_tls_files_fail_at_once() {
     assert_eq!(st, wsn_status::WSN_ERR_TLS);
     assert!(server.is_null());
 }
+
+#[test]
+fn system_roots_load_and_do_not_trust_a_private_ca() {
+    let pki = Pki::new("system");
+    let server = pki.server("good");
+    let o = wsn_client_options_new();
+    assert_eq!(unsafe { wsn_client_options_set_tls_roots(o, wsn_tls_roots::WSN_TLS_ROOTS_SYSTEM as u32) }, wsn_status::WSN_OK);
+    let c = TestClient::connect(&format!("wss://localhost:{}/", server.port), o);
+    // With the private CA added, the same system-roots client trusts the server.
+    unsafe { wsn_client_options_add_ca_file(o, cstr(&pki.path("ca.pem")).as_ptr()) };
+    let trusted = TestClient::connect(&format!("wss://localhost:{}/", server.port), o);
+    unsafe { wsn_client_options_free(o) };
+    assert!(tls_failure(&c).contains("unknown issuer"));
+    trusted.rec.wait_open();
+}
