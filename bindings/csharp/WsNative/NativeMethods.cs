@@ -1,0 +1,244 @@
+// One [DllImport] per function of include/wsnative.h, in the header's order. Nothing else lives
+// here: argument checks, handles and callbacks are in Handles.cs and Callbacks.cs.
+using System;
+using System.Runtime.InteropServices;
+
+namespace WsNative.Native
+{
+    /// <summary>wsn_event_cb: (void *user_data, wsn_conn *conn, const wsn_event *event).</summary>
+    [UnmanagedFunctionPointer(CallingConvention.Cdecl)]
+    internal delegate void EventCallback(IntPtr userData, IntPtr conn, IntPtr evt);
+
+    /// <summary>wsn_accept_cb: (void *user_data, wsn_request *request).</summary>
+    [UnmanagedFunctionPointer(CallingConvention.Cdecl)]
+    internal delegate void AcceptCallback(IntPtr userData, IntPtr request);
+
+    /// <summary>struct wsn_event, field for field (C bools read as bytes).</summary>
+    [StructLayout(LayoutKind.Sequential)]
+    internal struct WsnEvent
+    {
+        public uint Kind;           // wsn_event_kind
+        public byte IsText;         // bool
+        public IntPtr Data;         // const uint8_t *
+        public UIntPtr Len;         // size_t
+        public ushort CloseCode;    // uint16_t
+        public byte WasClean;       // bool
+        public IntPtr Reason;       // const char *
+        public IntPtr Error;        // const char * (NULL when none)
+        public int ErrorStatus;     // wsn_status
+        public ushort HttpStatus;   // uint16_t
+    }
+
+    internal static class EventKind
+    {
+        public const uint Open = 1, Message = 2, Close = 3;
+    }
+
+    internal static class NativeMethods
+    {
+        internal const string Lib = "wsnative";
+
+        // ---- errors, version, runtime ----
+        [DllImport(Lib, CallingConvention = CallingConvention.Cdecl)]
+        internal static extern IntPtr wsn_last_error();
+
+        [DllImport(Lib, CallingConvention = CallingConvention.Cdecl)]
+        internal static extern IntPtr wsn_version();
+
+        [DllImport(Lib, CallingConvention = CallingConvention.Cdecl)]
+        internal static extern int wsn_runtime_set_io_threads(uint threads);
+
+        [DllImport(Lib, CallingConvention = CallingConvention.Cdecl)]
+        internal static extern int wsn_runtime_set_callback_threads(uint threads);
+
+        [DllImport(Lib, CallingConvention = CallingConvention.Cdecl)]
+        internal static extern void wsn_shutdown(uint graceMs);
+
+        // ---- connections ----
+        [DllImport(Lib, CallingConvention = CallingConvention.Cdecl)]
+        internal static extern int wsn_connect(byte[] urlUtf8Z, ClientOptionsHandle options, EventCallback onEvent,
+                                               IntPtr userData, out IntPtr connOut);
+
+        /// <summary>wsn_connect with default options (a SafeHandle argument may not be null).</summary>
+        [DllImport(Lib, CallingConvention = CallingConvention.Cdecl)]
+        internal static extern int wsn_connect(byte[] urlUtf8Z, IntPtr noOptions, EventCallback onEvent,
+                                               IntPtr userData, out IntPtr connOut);
+
+        [DllImport(Lib, CallingConvention = CallingConvention.Cdecl)]
+        internal static extern unsafe int wsn_conn_send_text(ConnHandle conn, byte* data, UIntPtr len);
+
+        [DllImport(Lib, CallingConvention = CallingConvention.Cdecl)]
+        internal static extern unsafe int wsn_conn_send_binary(ConnHandle conn, byte* data, UIntPtr len);
+
+        [DllImport(Lib, CallingConvention = CallingConvention.Cdecl)]
+        internal static extern int wsn_conn_close(ConnHandle conn, ushort code, byte[] reasonUtf8Z);
+
+        [DllImport(Lib, CallingConvention = CallingConvention.Cdecl)]
+        internal static extern int wsn_conn_abort(ConnHandle conn);
+
+        [DllImport(Lib, CallingConvention = CallingConvention.Cdecl)]
+        internal static extern uint wsn_conn_get_state(ConnHandle conn);
+
+        [DllImport(Lib, CallingConvention = CallingConvention.Cdecl)]
+        internal static extern UIntPtr wsn_conn_get_buffered_amount(ConnHandle conn);
+
+        [DllImport(Lib, CallingConvention = CallingConvention.Cdecl)]
+        internal static extern IntPtr wsn_conn_get_peer_addr(ConnHandle conn);
+
+        [DllImport(Lib, CallingConvention = CallingConvention.Cdecl)]
+        internal static extern IntPtr wsn_conn_get_subprotocol(IntPtr conn);
+
+        [DllImport(Lib, CallingConvention = CallingConvention.Cdecl)]
+        internal static extern int wsn_conn_set_user_data(IntPtr conn, IntPtr userData);
+
+        [DllImport(Lib, CallingConvention = CallingConvention.Cdecl)]
+        internal static extern IntPtr wsn_conn_get_user_data(IntPtr conn);
+
+        [DllImport(Lib, CallingConvention = CallingConvention.Cdecl)]
+        internal static extern void wsn_conn_free(IntPtr conn);
+
+        // ---- client options ----
+        [DllImport(Lib, CallingConvention = CallingConvention.Cdecl)]
+        internal static extern ClientOptionsHandle wsn_client_options_new();
+
+        [DllImport(Lib, CallingConvention = CallingConvention.Cdecl)]
+        internal static extern void wsn_client_options_free(IntPtr options);
+
+        [DllImport(Lib, CallingConvention = CallingConvention.Cdecl)]
+        internal static extern int wsn_client_options_set_connect_timeout_ms(ClientOptionsHandle o, uint ms);
+
+        [DllImport(Lib, CallingConvention = CallingConvention.Cdecl)]
+        internal static extern int wsn_client_options_set_handshake_timeout_ms(ClientOptionsHandle o, uint ms);
+
+        [DllImport(Lib, CallingConvention = CallingConvention.Cdecl)]
+        internal static extern int wsn_client_options_set_close_timeout_ms(ClientOptionsHandle o, uint ms);
+
+        [DllImport(Lib, CallingConvention = CallingConvention.Cdecl)]
+        internal static extern int wsn_client_options_set_max_message_size(ClientOptionsHandle o, UIntPtr bytes);
+
+        [DllImport(Lib, CallingConvention = CallingConvention.Cdecl)]
+        internal static extern int wsn_client_options_set_ping_interval_ms(ClientOptionsHandle o, uint ms);
+
+        [DllImport(Lib, CallingConvention = CallingConvention.Cdecl)]
+        internal static extern int wsn_client_options_set_pong_timeout_ms(ClientOptionsHandle o, uint ms);
+
+        [DllImport(Lib, CallingConvention = CallingConvention.Cdecl)]
+        internal static extern int wsn_client_options_set_heartbeat(ClientOptionsHandle o, uint kind);
+
+        [DllImport(Lib, CallingConvention = CallingConvention.Cdecl)]
+        internal static extern int wsn_client_options_add_header(ClientOptionsHandle o, byte[] nameZ, byte[] valueZ);
+
+        [DllImport(Lib, CallingConvention = CallingConvention.Cdecl)]
+        internal static extern int wsn_client_options_add_subprotocol(ClientOptionsHandle o, byte[] protocolZ);
+
+        [DllImport(Lib, CallingConvention = CallingConvention.Cdecl)]
+        internal static extern int wsn_client_options_set_origin(ClientOptionsHandle o, byte[] originZ);
+
+        [DllImport(Lib, CallingConvention = CallingConvention.Cdecl)]
+        internal static extern int wsn_client_options_set_tls_roots(ClientOptionsHandle o, uint roots);
+
+        [DllImport(Lib, CallingConvention = CallingConvention.Cdecl)]
+        internal static extern int wsn_client_options_add_ca_file(ClientOptionsHandle o, byte[] pathZ);
+
+        // ---- server options ----
+        [DllImport(Lib, CallingConvention = CallingConvention.Cdecl)]
+        internal static extern ServerOptionsHandle wsn_server_options_new();
+
+        [DllImport(Lib, CallingConvention = CallingConvention.Cdecl)]
+        internal static extern void wsn_server_options_free(IntPtr options);
+
+        [DllImport(Lib, CallingConvention = CallingConvention.Cdecl)]
+        internal static extern int wsn_server_options_set_handshake_timeout_ms(ServerOptionsHandle o, uint ms);
+
+        [DllImport(Lib, CallingConvention = CallingConvention.Cdecl)]
+        internal static extern int wsn_server_options_set_max_header_size(ServerOptionsHandle o, UIntPtr bytes);
+
+        [DllImport(Lib, CallingConvention = CallingConvention.Cdecl)]
+        internal static extern int wsn_server_options_set_close_timeout_ms(ServerOptionsHandle o, uint ms);
+
+        [DllImport(Lib, CallingConvention = CallingConvention.Cdecl)]
+        internal static extern int wsn_server_options_set_drain_timeout_ms(ServerOptionsHandle o, uint ms);
+
+        [DllImport(Lib, CallingConvention = CallingConvention.Cdecl)]
+        internal static extern int wsn_server_options_set_max_message_size(ServerOptionsHandle o, UIntPtr bytes);
+
+        [DllImport(Lib, CallingConvention = CallingConvention.Cdecl)]
+        internal static extern int wsn_server_options_set_ping_interval_ms(ServerOptionsHandle o, uint ms);
+
+        [DllImport(Lib, CallingConvention = CallingConvention.Cdecl)]
+        internal static extern int wsn_server_options_set_pong_timeout_ms(ServerOptionsHandle o, uint ms);
+
+        [DllImport(Lib, CallingConvention = CallingConvention.Cdecl)]
+        internal static extern int wsn_server_options_set_heartbeat(ServerOptionsHandle o, uint kind);
+
+        [DllImport(Lib, CallingConvention = CallingConvention.Cdecl)]
+        internal static extern int wsn_server_options_add_subprotocol(ServerOptionsHandle o, byte[] protocolZ);
+
+        [DllImport(Lib, CallingConvention = CallingConvention.Cdecl)]
+        internal static extern int wsn_server_options_add_allowed_origin(ServerOptionsHandle o, byte[] originZ);
+
+        [DllImport(Lib, CallingConvention = CallingConvention.Cdecl)]
+        internal static extern int wsn_server_options_set_max_connections(ServerOptionsHandle o, UIntPtr max);
+
+        [DllImport(Lib, CallingConvention = CallingConvention.Cdecl)]
+        internal static extern int wsn_server_options_set_tls(ServerOptionsHandle o, byte[] certZ, byte[] keyZ);
+
+        // ---- servers ----
+        [DllImport(Lib, CallingConvention = CallingConvention.Cdecl)]
+        internal static extern int wsn_server_listen(byte[] hostZ, ushort port, ServerOptionsHandle options,
+                                                     AcceptCallback onAccept, EventCallback onEvent, IntPtr userData,
+                                                     out IntPtr serverOut);
+
+        /// <summary>wsn_server_listen with default options.</summary>
+        [DllImport(Lib, CallingConvention = CallingConvention.Cdecl)]
+        internal static extern int wsn_server_listen(byte[] hostZ, ushort port, IntPtr noOptions,
+                                                     AcceptCallback onAccept, EventCallback onEvent, IntPtr userData,
+                                                     out IntPtr serverOut);
+
+        [DllImport(Lib, CallingConvention = CallingConvention.Cdecl)]
+        internal static extern ushort wsn_server_get_port(ServerHandle server);
+
+        [DllImport(Lib, CallingConvention = CallingConvention.Cdecl)]
+        internal static extern int wsn_server_stop(ServerHandle server, uint drainTimeoutMs);
+
+        [DllImport(Lib, CallingConvention = CallingConvention.Cdecl)]
+        internal static extern void wsn_server_free(IntPtr server);
+
+        // ---- upgrade requests (valid only inside the accept callback: raw pointers) ----
+        [DllImport(Lib, CallingConvention = CallingConvention.Cdecl)]
+        internal static extern IntPtr wsn_request_get_path(IntPtr request);
+
+        [DllImport(Lib, CallingConvention = CallingConvention.Cdecl)]
+        internal static extern IntPtr wsn_request_get_query(IntPtr request);
+
+        [DllImport(Lib, CallingConvention = CallingConvention.Cdecl)]
+        internal static extern IntPtr wsn_request_get_header(IntPtr request, byte[] nameZ);
+
+        [DllImport(Lib, CallingConvention = CallingConvention.Cdecl)]
+        internal static extern UIntPtr wsn_request_get_header_count(IntPtr request);
+
+        [DllImport(Lib, CallingConvention = CallingConvention.Cdecl)]
+        internal static extern IntPtr wsn_request_get_header_name(IntPtr request, UIntPtr index);
+
+        [DllImport(Lib, CallingConvention = CallingConvention.Cdecl)]
+        internal static extern IntPtr wsn_request_get_header_value(IntPtr request, UIntPtr index);
+
+        [DllImport(Lib, CallingConvention = CallingConvention.Cdecl)]
+        internal static extern IntPtr wsn_request_get_peer_addr(IntPtr request);
+
+        [DllImport(Lib, CallingConvention = CallingConvention.Cdecl)]
+        internal static extern UIntPtr wsn_request_get_subprotocol_count(IntPtr request);
+
+        [DllImport(Lib, CallingConvention = CallingConvention.Cdecl)]
+        internal static extern IntPtr wsn_request_get_subprotocol(IntPtr request, UIntPtr index);
+
+        [DllImport(Lib, CallingConvention = CallingConvention.Cdecl)]
+        internal static extern int wsn_request_accept(IntPtr request, byte[] subprotocolZ);
+
+        [DllImport(Lib, CallingConvention = CallingConvention.Cdecl)]
+        internal static extern int wsn_request_reject(IntPtr request, ushort httpStatus, byte[] bodyZ);
+
+        [DllImport(Lib, CallingConvention = CallingConvention.Cdecl)]
+        internal static extern int wsn_request_accept_and_close(IntPtr request, ushort code, byte[] reasonZ);
+    }
+}

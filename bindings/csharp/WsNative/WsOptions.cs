@@ -1,0 +1,138 @@
+// Client and server options. Unset values keep wsnative's defaults; the native options object
+// lives only for the duration of ConnectAsync/Listen (the library copies it).
+using System;
+using System.Collections.Generic;
+using WsNative.Native;
+using static WsNative.Native.NativeMethods;
+
+namespace WsNative
+{
+    public sealed class WsClientOptions
+    {
+        /// <summary>DNS and TCP connect (default 10 s).</summary>
+        public TimeSpan? ConnectTimeout { get; set; }
+        /// <summary>TLS and WebSocket handshakes (default 10 s).</summary>
+        public TimeSpan? HandshakeTimeout { get; set; }
+        /// <summary>How long a close waits for the peer (default 5 s); CloseAsync is bounded by it.</summary>
+        public TimeSpan? CloseTimeout { get; set; }
+        /// <summary>Largest incoming message; larger closes with 1009 (default 64 MiB).</summary>
+        public long? MaxMessageSize { get; set; }
+        /// <summary>Heartbeat interval (default 30 s; TimeSpan.Zero turns it off).</summary>
+        public TimeSpan? PingInterval { get; set; }
+        public TimeSpan? PongTimeout { get; set; }
+        public WsHeartbeat? Heartbeat { get; set; }
+        public IList<KeyValuePair<string, string>> Headers { get; } = new List<KeyValuePair<string, string>>();
+        public IList<string> SubProtocols { get; } = new List<string>();
+        public string Origin { get; set; }
+        public WsTlsRoots? TlsRoots { get; set; }
+        public IList<string> CaFiles { get; } = new List<string>();
+
+        internal uint CloseTimeoutMs => Ms(CloseTimeout, 5000);
+
+        internal ClientOptionsHandle ToNative()
+        {
+            var o = wsn_client_options_new();
+            try
+            {
+                if (ConnectTimeout.HasValue) Status.Check(wsn_client_options_set_connect_timeout_ms(o, Ms(ConnectTimeout, 0)));
+                if (HandshakeTimeout.HasValue) Status.Check(wsn_client_options_set_handshake_timeout_ms(o, Ms(HandshakeTimeout, 0)));
+                if (CloseTimeout.HasValue) Status.Check(wsn_client_options_set_close_timeout_ms(o, Ms(CloseTimeout, 0)));
+                if (MaxMessageSize.HasValue) Status.Check(wsn_client_options_set_max_message_size(o, Size(MaxMessageSize.Value)));
+                if (PingInterval.HasValue) Status.Check(wsn_client_options_set_ping_interval_ms(o, Ms(PingInterval, 0)));
+                if (PongTimeout.HasValue) Status.Check(wsn_client_options_set_pong_timeout_ms(o, Ms(PongTimeout, 0)));
+                if (Heartbeat.HasValue) Status.Check(wsn_client_options_set_heartbeat(o, (uint)Heartbeat.Value));
+                foreach (var h in Headers) Status.Check(wsn_client_options_add_header(o, Utf8.Z(h.Key), Utf8.Z(h.Value)));
+                foreach (var p in SubProtocols) Status.Check(wsn_client_options_add_subprotocol(o, Utf8.Z(p)));
+                if (Origin != null) Status.Check(wsn_client_options_set_origin(o, Utf8.Z(Origin)));
+                if (TlsRoots.HasValue) Status.Check(wsn_client_options_set_tls_roots(o, (uint)TlsRoots.Value));
+                foreach (var f in CaFiles) Status.Check(wsn_client_options_add_ca_file(o, Utf8.Z(f)));
+                return o;
+            }
+            catch
+            {
+                o.Dispose();
+                throw;
+            }
+        }
+
+        internal static uint Ms(TimeSpan? t, uint dflt)
+        {
+            if (!t.HasValue) return dflt;
+            var ms = t.Value.TotalMilliseconds;
+            if (ms < 0 || ms > uint.MaxValue) throw new ArgumentOutOfRangeException(nameof(t), "timeout out of range");
+            return (uint)Math.Ceiling(ms);
+        }
+
+        internal static UIntPtr Size(long n)
+        {
+            if (n < 0) throw new ArgumentOutOfRangeException(nameof(n));
+            return new UIntPtr((ulong)n);
+        }
+    }
+
+    public sealed class WsServerOptions
+    {
+        public TimeSpan? HandshakeTimeout { get; set; }
+        /// <summary>Largest upgrade request; larger gets HTTP 431 (default 16 KiB).</summary>
+        public int? MaxHeaderSize { get; set; }
+        public TimeSpan? CloseTimeout { get; set; }
+        /// <summary>How long stopping waits for connections to close (default 5 s).</summary>
+        public TimeSpan? DrainTimeout { get; set; }
+        public long? MaxMessageSize { get; set; }
+        public TimeSpan? PingInterval { get; set; }
+        public TimeSpan? PongTimeout { get; set; }
+        public WsHeartbeat? Heartbeat { get; set; }
+        public IList<string> SubProtocols { get; } = new List<string>();
+        /// <summary>Once any is listed, browser requests from other origins get HTTP 403.</summary>
+        public IList<string> AllowedOrigins { get; } = new List<string>();
+        /// <summary>Most connections at once; more get HTTP 503 (default 0: no limit).</summary>
+        public int? MaxConnections { get; set; }
+        public string TlsCertificatePemPath { get; set; }
+        public string TlsKeyPemPath { get; set; }
+
+        internal uint CloseTimeoutMs => WsClientOptions.Ms(CloseTimeout, 5000);
+
+        internal ServerOptionsHandle ToNative()
+        {
+            var o = wsn_server_options_new();
+            try
+            {
+                if (HandshakeTimeout.HasValue) Status.Check(wsn_server_options_set_handshake_timeout_ms(o, WsClientOptions.Ms(HandshakeTimeout, 0)));
+                if (MaxHeaderSize.HasValue) Status.Check(wsn_server_options_set_max_header_size(o, WsClientOptions.Size(MaxHeaderSize.Value)));
+                if (CloseTimeout.HasValue) Status.Check(wsn_server_options_set_close_timeout_ms(o, WsClientOptions.Ms(CloseTimeout, 0)));
+                if (DrainTimeout.HasValue) Status.Check(wsn_server_options_set_drain_timeout_ms(o, WsClientOptions.Ms(DrainTimeout, 0)));
+                if (MaxMessageSize.HasValue) Status.Check(wsn_server_options_set_max_message_size(o, WsClientOptions.Size(MaxMessageSize.Value)));
+                if (PingInterval.HasValue) Status.Check(wsn_server_options_set_ping_interval_ms(o, WsClientOptions.Ms(PingInterval, 0)));
+                if (PongTimeout.HasValue) Status.Check(wsn_server_options_set_pong_timeout_ms(o, WsClientOptions.Ms(PongTimeout, 0)));
+                if (Heartbeat.HasValue) Status.Check(wsn_server_options_set_heartbeat(o, (uint)Heartbeat.Value));
+                foreach (var p in SubProtocols) Status.Check(wsn_server_options_add_subprotocol(o, Utf8.Z(p)));
+                foreach (var a in AllowedOrigins) Status.Check(wsn_server_options_add_allowed_origin(o, Utf8.Z(a)));
+                if (MaxConnections.HasValue) Status.Check(wsn_server_options_set_max_connections(o, WsClientOptions.Size(MaxConnections.Value)));
+                if (TlsCertificatePemPath != null || TlsKeyPemPath != null)
+                    Status.Check(wsn_server_options_set_tls(o, Utf8.Z(TlsCertificatePemPath), Utf8.Z(TlsKeyPemPath)));
+                return o;
+            }
+            catch
+            {
+                o.Dispose();
+                throw;
+            }
+        }
+    }
+
+    /// <summary>Process-wide settings of wsnative's background runtime.</summary>
+    public static class WsRuntime
+    {
+        /// <summary>The native library's version ("major.minor.patch").</summary>
+        public static string Version => Utf8.FromPtr(wsn_version());
+
+        /// <summary>I/O threads (0: one per core, at most 4). Before the first connection or server.</summary>
+        public static void SetIoThreads(int threads) => Status.Check(wsn_runtime_set_io_threads(checked((uint)threads)));
+
+        /// <summary>Threads that run event handlers (0: 2). Before the first connection or server.</summary>
+        public static void SetCallbackThreads(int threads) => Status.Check(wsn_runtime_set_callback_threads(checked((uint)threads)));
+
+        /// <summary>Closes everything with 1001, waits up to the grace period, aborts the rest. Blocks.</summary>
+        public static void Shutdown(TimeSpan grace) => wsn_shutdown(WsClientOptions.Ms(grace, 0));
+    }
+}

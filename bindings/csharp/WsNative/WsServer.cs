@@ -1,0 +1,223 @@
+// A listening server. It stays alive while it listens (native code holds a strong GCHandle
+// to it) until Dispose; it keeps each of its connections alive until that connection closes.
+using System;
+using System.Collections.Generic;
+using System.Runtime.InteropServices;
+using System.Threading;
+using System.Threading.Tasks;
+using WsNative.Native;
+using static WsNative.Native.NativeMethods;
+
+namespace WsNative
+{
+    public sealed class WsServer : IDisposable
+    {
+        private readonly Action<WsConnection> _onConnection;
+        private readonly Action<WsAcceptRequest> _onAccept;
+        private readonly uint _closeTimeoutMs;
+        private readonly HashSet<WsConnection> _live = new HashSet<WsConnection>();
+        private ServerHandle _handle;
+        private int _disposed;
+
+        private WsServer(Action<WsConnection> onConnection, Action<WsAcceptRequest> onAccept, uint closeTimeoutMs)
+        {
+            _onConnection = onConnection;
+            _onAccept = onAccept;
+            _closeTimeoutMs = closeTimeoutMs;
+        }
+
+        /// <summary>
+        /// Listens on host:port (port 0 picks a free one: see Port). <paramref name="onConnection"/>
+        /// runs on a callback thread for each new connection before any of its messages: subscribe
+        /// to its events there. <paramref name="onAccept"/> (optional) sees each upgrade request first
+        /// and may refuse it, or accept and close it with a 4000-4999 code; if it throws, the request
+        /// is refused with HTTP 500.
+        /// </summary>
+        public static WsServer Listen(string host, int port, Action<WsConnection> onConnection,
+                                      WsServerOptions options = null, Action<WsAcceptRequest> onAccept = null)
+        {
+            if (host == null) throw new ArgumentNullException(nameof(host));
+            if (port < 0 || port > ushort.MaxValue) throw new ArgumentOutOfRangeException(nameof(port));
+            MonoExit.Ensure();
+            var server = new WsServer(onConnection, onAccept, options != null ? options.CloseTimeoutMs : 5000);
+            var gch = GCHandle.Alloc(server); // strong: a listening server is not collected
+            try
+            {
+                IntPtr ptr;
+                int st;
+                var accept = onAccept != null ? Trampolines.ServerAccept : null;
+                if (options != null)
+                    using (var o = options.ToNative())
+                        st = wsn_server_listen(Utf8.Z(host), (ushort)port, o, accept, Trampolines.ServerEvent, GCHandle.ToIntPtr(gch), out ptr);
+                else
+                    st = wsn_server_listen(Utf8.Z(host), (ushort)port, IntPtr.Zero, accept, Trampolines.ServerEvent, GCHandle.ToIntPtr(gch), out ptr);
+                Status.Check(st);
+                server._handle = new ServerHandle(ptr, GCHandle.ToIntPtr(gch));
+                server.Port = wsn_server_get_port(server._handle);
+                return server;
+            }
+            catch
+            {
+                gch.Free();
+                throw;
+            }
+        }
+
+        /// <summary>The port the server listens on.</summary>
+        public int Port { get; private set; }
+
+        /// <summary>An onConnection or onAccept handler threw.</summary>
+        public event EventHandler<WsErrorEventArgs> Error;
+
+        /// <summary>
+        /// Stops accepting, closes every connection with 1001 and completes when they are closed or
+        /// the drain timeout passed (the rest are aborted). Closed events are delivered.
+        /// </summary>
+        public Task StopAsync(TimeSpan drainTimeout)
+        {
+            var h = _handle;
+            if (h == null || _disposed != 0) return Task.CompletedTask;
+            var ms = WsClientOptions.Ms(drainTimeout, 0);
+            return Task.Factory.StartNew(() =>
+            {
+                try { Status.Check(wsn_server_stop(h, ms)); }
+                catch (ObjectDisposedException) { }
+            }, CancellationToken.None, TaskCreationOptions.LongRunning, TaskScheduler.Default);
+        }
+
+        /// <summary>Stops (in the background, with the options' drain timeout) and frees the server. Never blocks.</summary>
+        public void Dispose()
+        {
+            if (Interlocked.Exchange(ref _disposed, 1) != 0) return;
+            _handle?.Dispose();
+        }
+
+        internal unsafe bool OnNativeOpen(IntPtr conn, WsnEvent* e)
+        {
+            if (_disposed != 0) return false;
+            var c = new WsConnection(this, _closeTimeoutMs, _onConnection);
+            c.AttachServerHandle(conn);
+            lock (_live) _live.Add(c);
+            c.OnNativeEvent(conn, e); // runs onConnection
+            return true;
+        }
+
+        internal void Forget(WsConnection c)
+        {
+            lock (_live) _live.Remove(c);
+        }
+
+        internal void OnNativeAccept(IntPtr request)
+        {
+            var r = new WsAcceptRequest(request);
+            try
+            {
+                _onAccept(r);
+            }
+            catch (Exception e)
+            {
+                if (!r.Decided)
+                {
+                    try { r.Reject(500, "internal error"); }
+                    catch (Exception again) { Report.Swallowed("reject after a throwing accept handler", again); }
+                }
+                RaiseError(e);
+            }
+            finally
+            {
+                r.Invalidate();
+            }
+        }
+
+        internal void RaiseError(Exception ex)
+        {
+            var handlers = Error;
+            if (handlers == null)
+            {
+                Report.Swallowed("a WsServer handler (no Error handler)", ex);
+                return;
+            }
+            var args = new WsErrorEventArgs(ex);
+            foreach (EventHandler<WsErrorEventArgs> d in handlers.GetInvocationList())
+            {
+                try { d(this, args); }
+                catch (Exception again) { Report.Swallowed("WsServer.Error handler", again); }
+            }
+        }
+    }
+
+    /// <summary>An upgrade request, valid only while the accept handler runs.</summary>
+    public sealed class WsAcceptRequest
+    {
+        private IntPtr _request;
+
+        internal WsAcceptRequest(IntPtr request)
+        {
+            _request = request;
+            Path = Utf8.FromPtr(wsn_request_get_path(request));
+            Query = Utf8.FromPtr(wsn_request_get_query(request));
+            PeerAddress = Utf8.FromPtr(wsn_request_get_peer_addr(request));
+            var headers = new List<KeyValuePair<string, string>>();
+            var n = (long)wsn_request_get_header_count(request).ToUInt64();
+            for (long i = 0; i < n; i++)
+                headers.Add(new KeyValuePair<string, string>(
+                    Utf8.FromPtr(wsn_request_get_header_name(request, (UIntPtr)(ulong)i)),
+                    Utf8.FromPtr(wsn_request_get_header_value(request, (UIntPtr)(ulong)i))));
+            Headers = headers.AsReadOnly();
+            var protocols = new List<string>();
+            n = (long)wsn_request_get_subprotocol_count(request).ToUInt64();
+            for (long i = 0; i < n; i++) protocols.Add(Utf8.FromPtr(wsn_request_get_subprotocol(request, (UIntPtr)(ulong)i)));
+            SubProtocols = protocols.AsReadOnly();
+        }
+
+        public string Path { get; }
+        public string Query { get; }
+        public string PeerAddress { get; }
+        public IReadOnlyList<KeyValuePair<string, string>> Headers { get; }
+        public IReadOnlyList<string> SubProtocols { get; }
+        internal bool Decided { get; private set; }
+
+        /// <summary>The first header called <paramref name="name"/> (case-insensitive), or null.</summary>
+        public string GetHeader(string name)
+        {
+            foreach (var h in Headers)
+                if (string.Equals(h.Key, name, StringComparison.OrdinalIgnoreCase)) return h.Value;
+            return null;
+        }
+
+        /// <summary>Accepts, choosing one of the offered subprotocols (null: none).</summary>
+        public void Accept(string subProtocol = null)
+        {
+            Status.Check(wsn_request_accept(Live, Utf8.Z(subProtocol)));
+            Decided = true;
+        }
+
+        /// <summary>Refuses with an HTTP status (400-599). Browsers do not show it to scripts: see AcceptAndClose.</summary>
+        public void Reject(int httpStatus, string body = null)
+        {
+            if (httpStatus < 0 || httpStatus > ushort.MaxValue) throw new ArgumentOutOfRangeException(nameof(httpStatus));
+            Status.Check(wsn_request_reject(Live, (ushort)httpStatus, Utf8.Z(body)));
+            Decided = true;
+        }
+
+        /// <summary>Accepts and closes at once with <paramref name="code"/> (4000-4999), which browsers can read.</summary>
+        public void AcceptAndClose(int code, string reason = null)
+        {
+            if (code < 0 || code > ushort.MaxValue) throw new ArgumentOutOfRangeException(nameof(code));
+            Status.Check(wsn_request_accept_and_close(Live, (ushort)code, Utf8.Z(reason)));
+            Decided = true;
+        }
+
+        private IntPtr Live
+        {
+            get
+            {
+                if (_request == IntPtr.Zero)
+                    throw new InvalidOperationException("the request is only valid while the accept handler runs");
+                return _request;
+            }
+        }
+
+        internal void Invalidate() => _request = IntPtr.Zero;
+    }
+}
