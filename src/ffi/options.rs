@@ -96,19 +96,28 @@ pub unsafe extern "C" fn wsn_client_options_free(options: *mut wsn_client_option
 /// Time allowed for DNS and the TCP connection (default 10000). Errors: INVALID_ARGUMENT for NULL or 0.
 #[no_mangle]
 pub unsafe extern "C" fn wsn_client_options_set_connect_timeout_ms(options: *mut wsn_client_options, ms: u32) -> wsn_status {
-    status(|| Ok(client(options)?.connect_timeout = positive(ms, "connect timeout")?))
+    status(|| {
+        client(options)?.connect_timeout = positive(ms, "connect timeout")?;
+        Ok(())
+    })
 }
 
 /// Time allowed for the TLS and WebSocket handshakes (default 10000). Errors: INVALID_ARGUMENT for NULL or 0.
 #[no_mangle]
 pub unsafe extern "C" fn wsn_client_options_set_handshake_timeout_ms(options: *mut wsn_client_options, ms: u32) -> wsn_status {
-    status(|| Ok(client(options)?.handshake_timeout = positive(ms, "handshake timeout")?))
+    status(|| {
+        client(options)?.handshake_timeout = positive(ms, "handshake timeout")?;
+        Ok(())
+    })
 }
 
 /// How long a close waits for the peer (default 5000). Errors: INVALID_ARGUMENT for NULL or 0.
 #[no_mangle]
 pub unsafe extern "C" fn wsn_client_options_set_close_timeout_ms(options: *mut wsn_client_options, ms: u32) -> wsn_status {
-    status(|| Ok(client(options)?.conn.close_timeout = positive(ms, "close timeout")?))
+    status(|| {
+        client(options)?.conn.close_timeout = positive(ms, "close timeout")?;
+        Ok(())
+    })
 }
 
 /// Largest incoming message; a larger one closes the connection with 1009 (default 64 MiB).
@@ -121,14 +130,20 @@ pub unsafe extern "C" fn wsn_client_options_set_max_message_size(options: *mut w
 /// Heartbeat interval (default 30000; 0 turns the heartbeat off). Errors: INVALID_ARGUMENT for NULL.
 #[no_mangle]
 pub unsafe extern "C" fn wsn_client_options_set_ping_interval_ms(options: *mut wsn_client_options, ms: u32) -> wsn_status {
-    status(|| Ok(client(options)?.conn.ping_interval = millis(ms)))
+    status(|| {
+        client(options)?.conn.ping_interval = millis(ms);
+        Ok(())
+    })
 }
 
 /// How long to wait for a Pong before ending the connection (default 30000).
 /// Errors: INVALID_ARGUMENT for NULL or 0.
 #[no_mangle]
 pub unsafe extern "C" fn wsn_client_options_set_pong_timeout_ms(options: *mut wsn_client_options, ms: u32) -> wsn_status {
-    status(|| Ok(client(options)?.conn.pong_timeout = positive(ms, "pong timeout")?))
+    status(|| {
+        client(options)?.conn.pong_timeout = positive(ms, "pong timeout")?;
+        Ok(())
+    })
 }
 
 /// Heartbeat kind: a wsn_heartbeat value. Errors: INVALID_ARGUMENT for NULL or an unknown kind.
@@ -230,7 +245,10 @@ pub unsafe extern "C" fn wsn_server_options_free(options: *mut wsn_server_option
 /// Errors: INVALID_ARGUMENT for NULL or 0.
 #[no_mangle]
 pub unsafe extern "C" fn wsn_server_options_set_handshake_timeout_ms(options: *mut wsn_server_options, ms: u32) -> wsn_status {
-    status(|| Ok(server(options)?.handshake_timeout = positive(ms, "handshake timeout")?))
+    status(|| {
+        server(options)?.handshake_timeout = positive(ms, "handshake timeout")?;
+        Ok(())
+    })
 }
 
 /// Largest upgrade request (request line plus headers); larger ones get HTTP 431 (default 16384).
@@ -241,21 +259,28 @@ pub unsafe extern "C" fn wsn_server_options_set_max_header_size(options: *mut ws
         if bytes < 256 {
             return Err(Error::invalid("max header size must be at least 256 bytes"));
         }
-        Ok(server(options)?.max_header_size = bytes)
+        server(options)?.max_header_size = bytes;
+        Ok(())
     })
 }
 
 /// How long a close waits for the peer (default 5000). Errors: INVALID_ARGUMENT for NULL or 0.
 #[no_mangle]
 pub unsafe extern "C" fn wsn_server_options_set_close_timeout_ms(options: *mut wsn_server_options, ms: u32) -> wsn_status {
-    status(|| Ok(server(options)?.conn.close_timeout = positive(ms, "close timeout")?))
+    status(|| {
+        server(options)?.conn.close_timeout = positive(ms, "close timeout")?;
+        Ok(())
+    })
 }
 
 /// How long stopping the server waits for its connections to close (default 5000).
 /// Errors: INVALID_ARGUMENT for NULL.
 #[no_mangle]
 pub unsafe extern "C" fn wsn_server_options_set_drain_timeout_ms(options: *mut wsn_server_options, ms: u32) -> wsn_status {
-    status(|| Ok(server(options)?.drain_timeout = millis(ms)))
+    status(|| {
+        server(options)?.drain_timeout = millis(ms);
+        Ok(())
+    })
 }
 
 /// Largest incoming message; a larger one closes the connection with 1009 (default 64 MiB).
@@ -268,13 +293,19 @@ pub unsafe extern "C" fn wsn_server_options_set_max_message_size(options: *mut w
 /// Heartbeat interval (default 30000; 0 turns it off). Errors: INVALID_ARGUMENT for NULL.
 #[no_mangle]
 pub unsafe extern "C" fn wsn_server_options_set_ping_interval_ms(options: *mut wsn_server_options, ms: u32) -> wsn_status {
-    status(|| Ok(server(options)?.conn.ping_interval = millis(ms)))
+    status(|| {
+        server(options)?.conn.ping_interval = millis(ms);
+        Ok(())
+    })
 }
 
 /// How long to wait for a Pong (default 30000). Errors: INVALID_ARGUMENT for NULL or 0.
 #[no_mangle]
 pub unsafe extern "C" fn wsn_server_options_set_pong_timeout_ms(options: *mut wsn_server_options, ms: u32) -> wsn_status {
-    status(|| Ok(server(options)?.conn.pong_timeout = positive(ms, "pong timeout")?))
+    status(|| {
+        server(options)?.conn.pong_timeout = positive(ms, "pong timeout")?;
+        Ok(())
+    })
 }
 
 /// Heartbeat kind: a wsn_heartbeat value. Errors: INVALID_ARGUMENT for NULL or an unknown kind.
@@ -310,7 +341,10 @@ pub unsafe extern "C" fn wsn_server_options_add_allowed_origin(options: *mut wsn
 /// Most connections open at once; more get HTTP 503 (default 0: no limit). Errors: INVALID_ARGUMENT for NULL.
 #[no_mangle]
 pub unsafe extern "C" fn wsn_server_options_set_max_connections(options: *mut wsn_server_options, max: usize) -> wsn_status {
-    status(|| Ok(server(options)?.max_connections = max))
+    status(|| {
+        server(options)?.max_connections = max;
+        Ok(())
+    })
 }
 
 /// Serves wss: the certificate chain and private key PEM files (read at listen time; bad files

@@ -3,7 +3,7 @@
 
 mod handshake;
 
-use crate::connection::{run, Conn, Handler, HoldingIo, State};
+use crate::connection::{run, Conn, Handler, HoldingIo};
 use crate::dispatch::Mailbox;
 use crate::error::{Error, ErrorKind, Result};
 use crate::io::BoxIo;
@@ -357,6 +357,3 @@ impl std::fmt::Debug for Server {
         f.debug_struct("Server").field("addr", &self.shared.local_addr).finish()
     }
 }
-
-#[allow(dead_code)]
-fn _assert_state_used(_: State) {}
