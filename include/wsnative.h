@@ -341,9 +341,12 @@ wsn_status wsn_runtime_set_callback_threads(uint32_t threads);
 
 /**
  * Stops every server, closes every open connection with 1001, waits up to `grace_ms` for
- * the closing handshakes, aborts what is left and stops the I/O threads. Close events are
- * still delivered. Handles stay valid and must still be freed. A later connect or listen starts
- * the runtime again. Thread: any; never panics; blocks up to about twice `grace_ms`.
+ * the closing handshakes, aborts what is left, stops the I/O threads, delivers the remaining
+ * events, and ends the callback threads, so that no thread of wsnative's is left (call it
+ * before exit in runtimes that wait for every thread, such as Mono). Handles stay valid and
+ * must still be freed. A later connect or listen starts everything again.
+ * Thread: any (from a callback, that callback thread ends after it returns); never panics;
+ * blocks up to about three times `grace_ms`.
  */
 void wsn_shutdown(uint32_t grace_ms);
 

@@ -8,7 +8,7 @@
 
 use std::collections::VecDeque;
 use std::panic::{catch_unwind, AssertUnwindSafe};
-use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread::ThreadId;
 
 type Job = Box<dyn FnOnce() + Send>;
@@ -107,59 +107,100 @@ impl Mailbox {
     }
 }
 
+struct PoolState {
+    queue: VecDeque<Arc<Mailbox>>,
+    threads: Vec<std::thread::JoinHandle<()>>,
+    /// Threads to start (0 = 2).
+    wanted: usize,
+    stopping: bool,
+}
+
 struct Pool {
-    queue: Mutex<VecDeque<Arc<Mailbox>>>,
+    state: Mutex<PoolState>,
     ready: Condvar,
 }
 
-static POOL: OnceLock<Pool> = OnceLock::new();
-static POOL_THREADS: Mutex<usize> = Mutex::new(0);
+static POOL: Pool = Pool {
+    state: Mutex::new(PoolState { queue: VecDeque::new(), threads: Vec::new(), wanted: 0, stopping: false }),
+    ready: Condvar::new(),
+};
 
-/// Sets the number of callback threads (0 = 2). Fails once they run.
+fn pool() -> &'static Pool {
+    &POOL
+}
+
+/// Sets the number of callback threads (0 = 2). Fails while they run.
 pub fn set_callback_threads(n: usize) -> crate::Result<()> {
-    if POOL.get().is_some() {
-        return Err(crate::Error::state("the callback threads are already running: set their count before the first connection or server"));
-    }
     if n > 256 {
         return Err(crate::Error::invalid(format!("callback thread count {n} is out of range (0..=256)")));
     }
-    *relock(&POOL_THREADS) = n;
+    let mut st = relock(&POOL.state);
+    if !st.threads.is_empty() {
+        return Err(crate::Error::state("the callback threads are already running: set their count before the first connection or server"));
+    }
+    st.wanted = n;
     Ok(())
-}
-
-fn pool() -> &'static Pool {
-    POOL.get_or_init(|| {
-        let n = match *relock(&POOL_THREADS) {
-            0 => 2,
-            n => n,
-        };
-        for i in 0..n {
-            std::thread::Builder::new()
-                .name(format!("wsn-callback-{i}"))
-                .spawn(worker)
-                .expect("cannot start a wsnative callback thread");
-        }
-        Pool { queue: Mutex::new(VecDeque::new()), ready: Condvar::new() }
-    })
 }
 
 impl Pool {
     fn schedule(&self, mb: Arc<Mailbox>) {
-        relock(&self.queue).push_back(mb);
+        let mut st = relock(&self.state);
+        if st.threads.is_empty() {
+            let n = if st.wanted == 0 { 2 } else { st.wanted };
+            for i in 0..n {
+                match std::thread::Builder::new().name(format!("wsn-callback-{i}")).spawn(worker) {
+                    Ok(t) => st.threads.push(t),
+                    Err(_) if i > 0 => break, // fewer threads still work
+                    Err(e) => panic!("cannot start a wsnative callback thread: {e}"),
+                }
+            }
+        }
+        st.queue.push_back(mb);
+        drop(st);
         self.ready.notify_one();
     }
+}
+
+/// Runs what is queued, then ends the callback threads and waits up to `grace` for them, so
+/// that a process (or a runtime such as Mono) can exit with no thread of ours left. Threads
+/// start again on the next event. A thread stuck in a callback is left to finish on its own;
+/// called from a callback thread, that thread ends after its callback returns.
+pub(crate) fn stop_callback_threads(grace: std::time::Duration) {
+    let threads = {
+        let mut st = relock(&POOL.state);
+        st.stopping = true;
+        std::mem::take(&mut st.threads)
+    };
+    POOL.ready.notify_all();
+    let me = std::thread::current().id();
+    let end = std::time::Instant::now() + grace;
+    for t in threads {
+        if t.thread().id() == me {
+            continue;
+        }
+        while !t.is_finished() && std::time::Instant::now() < end {
+            std::thread::sleep(std::time::Duration::from_millis(1));
+        }
+        if t.is_finished() {
+            let _ = t.join();
+        }
+    }
+    relock(&POOL.state).stopping = false;
 }
 
 fn worker() {
     let pool = pool();
     loop {
         let mb = {
-            let mut q = relock(&pool.queue);
+            let mut st = relock(&pool.state);
             loop {
-                if let Some(mb) = q.pop_front() {
+                if let Some(mb) = st.queue.pop_front() {
                     break mb;
                 }
-                q = pool.ready.wait(q).unwrap_or_else(|p| p.into_inner());
+                if st.stopping {
+                    return;
+                }
+                st = pool.ready.wait(st).unwrap_or_else(|p| p.into_inner());
             }
         };
         mb.run_turn();

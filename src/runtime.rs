@@ -64,4 +64,6 @@ pub fn shutdown(grace: Duration) {
             rt.shutdown_timeout(Duration::from_millis(500));
         }
     }
+    // Close events are delivered first; then no thread of wsnative's is left.
+    crate::dispatch::stop_callback_threads(grace.max(Duration::from_millis(100)));
 }

@@ -24,6 +24,19 @@ fn shutdown_closes_everything_and_the_runtime_restarts() {
         }
         assert_eq!(unsafe { wsn_conn_get_state(c.conn) }, wsn_conn_state::WSN_STATE_CLOSED);
     }
+    // No thread of wsnative's is left (runtimes like Mono wait for every thread at exit).
+    let ours = || {
+        std::fs::read_dir("/proc/self/task")
+            .unwrap()
+            .filter_map(|t| std::fs::read_to_string(t.ok()?.path().join("comm")).ok())
+            .filter(|name| name.starts_with("wsn-"))
+            .count()
+    };
+    let end = Instant::now() + Duration::from_secs(5);
+    while ours() > 0 && Instant::now() < end {
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    assert_eq!(ours(), 0, "wsnative threads left after wsn_shutdown");
     // Shutting down twice, from another thread, is harmless.
     std::thread::spawn(|| wsn_shutdown(100)).join().unwrap();
 
