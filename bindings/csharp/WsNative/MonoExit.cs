@@ -1,11 +1,8 @@
-// Mono only: wsnative's callback threads never exit, and once they have run a callback Mono
-// counts them as its own threads. At exit Mono 6.8 then tries forever to suspend them while they
-// wait in native code (100% CPU, the process never ends). So, on Mono, when the process exits we
-// close what is open (wsn_shutdown) and end the process with _exit right after the
-// ProcessExit handlers that registered before ours. CoreCLR is not affected and is left alone.
-// The proper fix belongs in the core (see the binding's README: callback threads that end).
+// At process exit: close what is open (peers see 1001) and end wsnative's threads with
+// wsn_shutdown. Mono needs this: once a callback has run on a wsnative thread Mono counts it as
+// its own, and at exit it waits for every such thread to stop. Set WSNATIVE_EXIT_SHUTDOWN=0 to
+// leave the process exit alone.
 using System;
-using System.Runtime.InteropServices;
 using System.Threading;
 
 namespace WsNative.Native
@@ -14,15 +11,12 @@ namespace WsNative.Native
     {
         private static int s_hooked;
 
-        [DllImport("libc", EntryPoint = "_exit")]
-        private static extern void _exit(int status);
-
         internal static bool IsMono => Type.GetType("Mono.Runtime") != null;
 
         internal static void Ensure()
         {
             if (Volatile.Read(ref s_hooked) != 0 || Interlocked.Exchange(ref s_hooked, 1) != 0) return;
-            if (!IsMono || Environment.GetEnvironmentVariable("WSNATIVE_MONO_EXIT") == "0") return;
+            if (Environment.GetEnvironmentVariable("WSNATIVE_EXIT_SHUTDOWN") == "0") return;
             AppDomain.CurrentDomain.ProcessExit += OnExit;
         }
 
@@ -31,11 +25,11 @@ namespace WsNative.Native
             try
             {
                 NativeMethods.wsn_shutdown(500);
-                Console.Out.Flush();
-                Console.Error.Flush();
             }
-            catch { }
-            _exit(Environment.ExitCode);
+            catch (Exception ex)
+            {
+                System.Diagnostics.Trace.WriteLine("wsnative: shutdown at exit failed: " + ex);
+            }
         }
     }
 }
