@@ -435,3 +435,38 @@ fn echo_of_a_message_before_a_protocol_error_goes_out_before_the_1002() {
     assert_eq!(echo.as_deref(), Some("hi"));
     assert_eq!(code, Some(1002));
 }
+
+#[test]
+fn frames_sent_with_the_upgrade_request_are_read_and_the_close_waits_for_their_echo() {
+    let server = echo_server();
+    let rt = foreign_runtime();
+    let port = server.port;
+    let answer = rt.block_on(async move {
+        tokio::time::timeout(Duration::from_secs(30), async move {
+            use tokio::io::AsyncReadExt;
+            let mut tcp = tokio::net::TcpStream::connect(("127.0.0.1", port)).await.unwrap();
+            let mut bytes = b"GET / HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+                Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
+                .to_vec();
+            bytes.extend_from_slice(&[0x81, 0x82, 1, 2, 3, 4, b'h' ^ 1, b'i' ^ 2]); // text "hi"
+            bytes.extend_from_slice(&[0x88, 0x82, 0, 0, 0, 0, 0x03, 0xe8]); // Close 1000
+            tcp.write_all(&bytes).await.unwrap(); // request and frames in one write
+            let mut buf = Vec::new();
+            let mut chunk = [0u8; 1024];
+            while let Ok(n) = tcp.read(&mut chunk).await {
+                if n == 0 {
+                    break;
+                }
+                buf.extend_from_slice(&chunk[..n]);
+            }
+            buf
+        })
+        .await
+        .expect("timed out")
+    });
+    let end = answer.windows(4).position(|w| w == b"\r\n\r\n").expect("a response") + 4;
+    assert!(answer.starts_with(b"HTTP/1.1 101"));
+    let frames = &answer[end..];
+    assert_eq!(&frames[..4], &[0x81, 2, b'h', b'i'], "the echo first: {frames:?}");
+    assert_eq!(&frames[4..8], &[0x88, 2, 0x03, 0xe8], "then the Close reply: {frames:?}");
+}
