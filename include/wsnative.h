@@ -477,6 +477,14 @@ wsn_status wsn_client_options_set_ping_interval_ms(struct wsn_client_options *op
 wsn_status wsn_client_options_set_pong_timeout_ms(struct wsn_client_options *options, uint32_t ms);
 
 /**
+ * Most bytes of received messages whose callbacks have not finished (default 32 MiB). Above
+ * it, reading pauses, so TCP slows the peer down, until the callbacks are down to half of it:
+ * a fast peer cannot fill the memory of a slow application. Pings and Close frames wait too.
+ * Errors: INVALID_ARGUMENT for NULL or 0.
+ */
+wsn_status wsn_client_options_set_max_receive_queue(struct wsn_client_options *options, size_t bytes);
+
+/**
  * Heartbeat kind: a wsn_heartbeat value. Errors: INVALID_ARGUMENT for NULL or an unknown kind.
  */
 wsn_status wsn_client_options_set_heartbeat(struct wsn_client_options *options, uint32_t kind);
@@ -559,6 +567,12 @@ wsn_status wsn_server_options_set_ping_interval_ms(struct wsn_server_options *op
  * How long to wait for a Pong (default 30000). Errors: INVALID_ARGUMENT for NULL or 0.
  */
 wsn_status wsn_server_options_set_pong_timeout_ms(struct wsn_server_options *options, uint32_t ms);
+
+/**
+ * Most bytes of received messages whose callbacks have not finished, per connection (default
+ * 32 MiB); see wsn_client_options_set_max_receive_queue. Errors: INVALID_ARGUMENT for NULL or 0.
+ */
+wsn_status wsn_server_options_set_max_receive_queue(struct wsn_server_options *options, size_t bytes);
 
 /**
  * Heartbeat kind: a wsn_heartbeat value. Errors: INVALID_ARGUMENT for NULL or an unknown kind.

@@ -37,6 +37,10 @@ pub struct ConnectionSettings {
     pub pong_timeout: Duration,
     /// Ping or unsolicited Pong.
     pub heartbeat: Heartbeat,
+    /// Bytes of received messages whose callbacks have not finished yet. Above it, reading
+    /// pauses (TCP then slows the peer down) until the callbacks are down to half of it, so a
+    /// fast peer cannot fill the memory of a slow application. Default 32 MiB.
+    pub max_receive_queue: usize,
 }
 
 impl Default for ConnectionSettings {
@@ -47,6 +51,7 @@ impl Default for ConnectionSettings {
             ping_interval: Duration::from_secs(30),
             pong_timeout: Duration::from_secs(30),
             heartbeat: Heartbeat::Ping,
+            max_receive_queue: 32 << 20,
         }
     }
 }

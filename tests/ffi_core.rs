@@ -499,3 +499,39 @@ fn server_limits_handshake_time_header_size_and_connections() {
     let second = TestClient::connect(&server.url(), std::ptr::null());
     assert!(matches!(second.rec.wait_close(), Ev::Close { http: 503, .. }));
 }
+
+/// A fast sender and a slow application: reading pauses once the receive queue is full, so the
+/// sender's data waits in its own queue (TCP pushes back) instead of in the receiver's memory.
+#[test]
+fn a_slow_application_pushes_back_on_a_fast_peer() {
+    const COUNT: usize = 400;
+    const SIZE: usize = 64 << 10;
+    let server = TestServer::start(Recorder::server(), std::ptr::null(), None);
+    let o = wsn_client_options_new();
+    unsafe { wsn_client_options_set_max_receive_queue(o, 1 << 20) };
+    let client = TestClient::connect(&server.url(), o);
+    unsafe { wsn_client_options_free(o) };
+    client.rec.set_hook(|_, ev| {
+        if matches!(ev, Ev::Msg { .. }) {
+            std::thread::sleep(Duration::from_millis(2)); // a slow application
+        }
+    });
+    client.rec.wait_open();
+    let sconn = server.rec.wait_open() as *mut wsn_conn;
+    for i in 0..COUNT {
+        let mut payload = vec![0u8; SIZE];
+        payload[..8].copy_from_slice(&(i as u64).to_be_bytes());
+        assert_eq!(unsafe { wsn_conn_send_binary(sconn, payload.as_ptr(), payload.len()) }, wsn_status::WSN_OK);
+    }
+    std::thread::sleep(Duration::from_millis(300));
+    let held_by_sender = unsafe { wsn_conn_get_buffered_amount(sconn) };
+    assert!(
+        held_by_sender > 4 << 20,
+        "the sender should still hold most of the {} MiB; it holds {held_by_sender} bytes",
+        COUNT * SIZE >> 20
+    );
+    client.rec.wait(Duration::from_secs(60), "every message", |e| (msg_count(e) == COUNT).then_some(()));
+    for (i, (_, data)) in client.rec.messages().iter().enumerate() {
+        assert_eq!(u64::from_be_bytes(data[..8].try_into().unwrap()), i as u64);
+    }
+}

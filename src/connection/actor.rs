@@ -100,8 +100,14 @@ async fn read_loop(conn: Arc<Conn>, mut stream: SplitStream<WsStream>) {
     loop {
         match stream.next().await {
             None => return conn.notify(Note::ReadEnded(None)),
-            Some(Ok(Message::Text(t))) => conn.deliver(Event::Message { text: true, data: Bytes::from(t) }),
-            Some(Ok(Message::Binary(b))) => conn.deliver(Event::Message { text: false, data: b }),
+            Some(Ok(Message::Text(t))) => {
+                conn.deliver(Event::Message { text: true, data: Bytes::from(t) });
+                conn.wait_for_receive_room().await;
+            }
+            Some(Ok(Message::Binary(b))) => {
+                conn.deliver(Event::Message { text: false, data: b });
+                conn.wait_for_receive_room().await;
+            }
             Some(Ok(Message::Pong(_))) => conn.notify(Note::Pong),
             Some(Ok(Message::Close(f))) => conn.notify(Note::CloseReceived(f)),
             Some(Ok(Message::Ping(_))) | Some(Ok(Message::Frame(_))) => {}

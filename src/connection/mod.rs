@@ -92,6 +92,9 @@ pub struct Conn {
     notes: mpsc::UnboundedSender<Note>,
     buffered: AtomicUsize,
     progress: AtomicUsize,
+    /// Bytes of delivered messages whose callbacks have not finished (see `max_receive_queue`).
+    receive_queue: AtomicUsize,
+    receive_room: tokio::sync::Notify,
     pub(crate) settings: ConnectionSettings,
     pub(crate) mailbox: Arc<Mailbox>,
     /// Holds the peer's Close frame until the replies to earlier messages are out.
@@ -123,6 +126,8 @@ impl Conn {
             notes: ntx,
             buffered: AtomicUsize::new(0),
             progress: AtomicUsize::new(0),
+            receive_queue: AtomicUsize::new(0),
+            receive_room: tokio::sync::Notify::new(),
             settings,
             mailbox: Arc::new(Mailbox::default()),
             hold,
@@ -298,6 +303,10 @@ impl Conn {
         }
         let me = self.clone();
         let last = matches!(event, Event::Close(_));
+        let queued = match &event {
+            Event::Message { data, .. } => Some(ReceiveQueued::new(self.clone(), data.len())),
+            _ => None,
+        };
         if let Event::Close(info) = &event {
             let _ = self.close_info.set(info.clone());
         }
@@ -306,6 +315,7 @@ impl Conn {
             if let Some(h) = handler {
                 h.on_event(&me, &event);
             }
+            drop(queued);
         });
         if last {
             self.mailbox.post_last(job)
@@ -314,8 +324,49 @@ impl Conn {
         }
     }
 
+    /// Waits, when the receive queue is over its limit, until it is down to half of it.
+    pub(crate) async fn wait_for_receive_room(&self) {
+        let limit = self.settings.max_receive_queue;
+        if self.receive_queue.load(Ordering::Acquire) <= limit {
+            return;
+        }
+        loop {
+            let room = self.receive_room.notified();
+            tokio::pin!(room);
+            room.as_mut().enable();
+            if self.receive_queue.load(Ordering::Acquire) <= limit / 2 {
+                return;
+            }
+            room.await;
+        }
+    }
+
     pub(crate) fn notify(&self, note: Note) {
         let _ = self.notes.send(note);
+    }
+}
+
+/// A delivered message's share of the receive queue, given back when its callback finished or
+/// was dropped (a released connection runs no more callbacks).
+struct ReceiveQueued {
+    conn: Arc<Conn>,
+    len: usize,
+}
+
+impl ReceiveQueued {
+    fn new(conn: Arc<Conn>, len: usize) -> Self {
+        conn.receive_queue.fetch_add(len, Ordering::AcqRel);
+        ReceiveQueued { conn, len }
+    }
+}
+
+impl Drop for ReceiveQueued {
+    fn drop(&mut self) {
+        let low = self.conn.settings.max_receive_queue / 2;
+        let before = self.conn.receive_queue.fetch_sub(self.len, Ordering::AcqRel);
+        if before > low && before - self.len <= low {
+            self.conn.receive_room.notify_waiters();
+        }
     }
 }
 

@@ -67,6 +67,14 @@ fn set_heartbeat(c: &mut ConnectionSettings, kind: u32) -> Result<()> {
     Ok(())
 }
 
+fn set_max_receive_queue(c: &mut ConnectionSettings, bytes: usize) -> Result<()> {
+    if bytes == 0 {
+        return Err(Error::invalid("max receive queue must be at least 1 byte"));
+    }
+    c.max_receive_queue = bytes;
+    Ok(())
+}
+
 fn set_max_message_size(c: &mut ConnectionSettings, size: usize) -> Result<()> {
     if size == 0 {
         return Err(Error::invalid("max message size must be at least 1 byte"));
@@ -144,6 +152,15 @@ pub unsafe extern "C" fn wsn_client_options_set_pong_timeout_ms(options: *mut ws
         client(options)?.conn.pong_timeout = positive(ms, "pong timeout")?;
         Ok(())
     })
+}
+
+/// Most bytes of received messages whose callbacks have not finished (default 32 MiB). Above
+/// it, reading pauses, so TCP slows the peer down, until the callbacks are down to half of it:
+/// a fast peer cannot fill the memory of a slow application. Pings and Close frames wait too.
+/// Errors: INVALID_ARGUMENT for NULL or 0.
+#[no_mangle]
+pub unsafe extern "C" fn wsn_client_options_set_max_receive_queue(options: *mut wsn_client_options, bytes: usize) -> wsn_status {
+    status(|| set_max_receive_queue(&mut client(options)?.conn, bytes))
 }
 
 /// Heartbeat kind: a wsn_heartbeat value. Errors: INVALID_ARGUMENT for NULL or an unknown kind.
@@ -306,6 +323,13 @@ pub unsafe extern "C" fn wsn_server_options_set_pong_timeout_ms(options: *mut ws
         server(options)?.conn.pong_timeout = positive(ms, "pong timeout")?;
         Ok(())
     })
+}
+
+/// Most bytes of received messages whose callbacks have not finished, per connection (default
+/// 32 MiB); see wsn_client_options_set_max_receive_queue. Errors: INVALID_ARGUMENT for NULL or 0.
+#[no_mangle]
+pub unsafe extern "C" fn wsn_server_options_set_max_receive_queue(options: *mut wsn_server_options, bytes: usize) -> wsn_status {
+    status(|| set_max_receive_queue(&mut server(options)?.conn, bytes))
 }
 
 /// Heartbeat kind: a wsn_heartbeat value. Errors: INVALID_ARGUMENT for NULL or an unknown kind.

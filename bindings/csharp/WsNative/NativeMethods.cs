@@ -126,6 +126,9 @@ namespace WsNative.Native
         internal static extern int wsn_client_options_set_heartbeat(ClientOptionsHandle o, uint kind);
 
         [DllImport(Lib, CallingConvention = CallingConvention.Cdecl)]
+        internal static extern int wsn_client_options_set_max_receive_queue(ClientOptionsHandle o, UIntPtr bytes);
+
+        [DllImport(Lib, CallingConvention = CallingConvention.Cdecl)]
         internal static extern int wsn_client_options_add_header(ClientOptionsHandle o, byte[] nameZ, byte[] valueZ);
 
         [DllImport(Lib, CallingConvention = CallingConvention.Cdecl)]
@@ -170,6 +173,9 @@ namespace WsNative.Native
 
         [DllImport(Lib, CallingConvention = CallingConvention.Cdecl)]
         internal static extern int wsn_server_options_set_heartbeat(ServerOptionsHandle o, uint kind);
+
+        [DllImport(Lib, CallingConvention = CallingConvention.Cdecl)]
+        internal static extern int wsn_server_options_set_max_receive_queue(ServerOptionsHandle o, UIntPtr bytes);
 
         [DllImport(Lib, CallingConvention = CallingConvention.Cdecl)]
         internal static extern int wsn_server_options_add_subprotocol(ServerOptionsHandle o, byte[] protocolZ);

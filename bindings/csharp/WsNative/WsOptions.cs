@@ -17,6 +17,8 @@ namespace WsNative
         public TimeSpan? CloseTimeout { get; set; }
         /// <summary>Largest incoming message; larger closes with 1009 (default 64 MiB).</summary>
         public long? MaxMessageSize { get; set; }
+        /// <summary>Most bytes of received messages not yet handled; above it reading pauses (TCP slows the peer). Default 32 MiB.</summary>
+        public long? MaxReceiveQueue { get; set; }
         /// <summary>Heartbeat interval (default 30 s; TimeSpan.Zero turns it off).</summary>
         public TimeSpan? PingInterval { get; set; }
         public TimeSpan? PongTimeout { get; set; }
@@ -38,6 +40,7 @@ namespace WsNative
                 if (HandshakeTimeout.HasValue) Status.Check(wsn_client_options_set_handshake_timeout_ms(o, Ms(HandshakeTimeout, 0)));
                 if (CloseTimeout.HasValue) Status.Check(wsn_client_options_set_close_timeout_ms(o, Ms(CloseTimeout, 0)));
                 if (MaxMessageSize.HasValue) Status.Check(wsn_client_options_set_max_message_size(o, Size(MaxMessageSize.Value)));
+                if (MaxReceiveQueue.HasValue) Status.Check(wsn_client_options_set_max_receive_queue(o, Size(MaxReceiveQueue.Value)));
                 if (PingInterval.HasValue) Status.Check(wsn_client_options_set_ping_interval_ms(o, Ms(PingInterval, 0)));
                 if (PongTimeout.HasValue) Status.Check(wsn_client_options_set_pong_timeout_ms(o, Ms(PongTimeout, 0)));
                 if (Heartbeat.HasValue) Status.Check(wsn_client_options_set_heartbeat(o, (uint)Heartbeat.Value));
@@ -79,6 +82,8 @@ namespace WsNative
         /// <summary>How long stopping waits for connections to close (default 5 s).</summary>
         public TimeSpan? DrainTimeout { get; set; }
         public long? MaxMessageSize { get; set; }
+        /// <summary>Most bytes of received messages not yet handled; above it reading pauses (TCP slows the peer). Default 32 MiB.</summary>
+        public long? MaxReceiveQueue { get; set; }
         public TimeSpan? PingInterval { get; set; }
         public TimeSpan? PongTimeout { get; set; }
         public WsHeartbeat? Heartbeat { get; set; }
@@ -102,6 +107,7 @@ namespace WsNative
                 if (CloseTimeout.HasValue) Status.Check(wsn_server_options_set_close_timeout_ms(o, WsClientOptions.Ms(CloseTimeout, 0)));
                 if (DrainTimeout.HasValue) Status.Check(wsn_server_options_set_drain_timeout_ms(o, WsClientOptions.Ms(DrainTimeout, 0)));
                 if (MaxMessageSize.HasValue) Status.Check(wsn_server_options_set_max_message_size(o, WsClientOptions.Size(MaxMessageSize.Value)));
+                if (MaxReceiveQueue.HasValue) Status.Check(wsn_server_options_set_max_receive_queue(o, WsClientOptions.Size(MaxReceiveQueue.Value)));
                 if (PingInterval.HasValue) Status.Check(wsn_server_options_set_ping_interval_ms(o, WsClientOptions.Ms(PingInterval, 0)));
                 if (PongTimeout.HasValue) Status.Check(wsn_server_options_set_pong_timeout_ms(o, WsClientOptions.Ms(PongTimeout, 0)));
                 if (Heartbeat.HasValue) Status.Check(wsn_server_options_set_heartbeat(o, (uint)Heartbeat.Value));

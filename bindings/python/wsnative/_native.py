@@ -149,6 +149,8 @@ wsn_client_options_set_ping_interval_ms = _fn("wsn_client_options_set_ping_inter
 wsn_client_options_set_pong_timeout_ms = _fn("wsn_client_options_set_pong_timeout_ms", [_ptr, c_uint32], _status)
 # wsn_status wsn_client_options_set_heartbeat(wsn_client_options *options, uint32_t kind);
 wsn_client_options_set_heartbeat = _fn("wsn_client_options_set_heartbeat", [_ptr, c_uint32], _status)
+# wsn_status wsn_client_options_set_max_receive_queue(wsn_client_options *options, size_t bytes);
+wsn_client_options_set_max_receive_queue = _fn("wsn_client_options_set_max_receive_queue", [_ptr, c_size_t], _status)
 # wsn_status wsn_client_options_add_header(wsn_client_options *options, const char *name, const char *value);
 wsn_client_options_add_header = _fn("wsn_client_options_add_header", [_ptr, c_char_p, c_char_p], _status)
 # wsn_status wsn_client_options_add_subprotocol(wsn_client_options *options, const char *protocol);
@@ -180,6 +182,8 @@ wsn_server_options_set_ping_interval_ms = _fn("wsn_server_options_set_ping_inter
 wsn_server_options_set_pong_timeout_ms = _fn("wsn_server_options_set_pong_timeout_ms", [_ptr, c_uint32], _status)
 # wsn_status wsn_server_options_set_heartbeat(wsn_server_options *options, uint32_t kind);
 wsn_server_options_set_heartbeat = _fn("wsn_server_options_set_heartbeat", [_ptr, c_uint32], _status)
+# wsn_status wsn_server_options_set_max_receive_queue(wsn_server_options *options, size_t bytes);
+wsn_server_options_set_max_receive_queue = _fn("wsn_server_options_set_max_receive_queue", [_ptr, c_size_t], _status)
 # wsn_status wsn_server_options_add_subprotocol(wsn_server_options *options, const char *protocol);
 wsn_server_options_add_subprotocol = _fn("wsn_server_options_add_subprotocol", [_ptr, c_char_p], _status)
 # wsn_status wsn_server_options_add_allowed_origin(wsn_server_options *options, const char *origin);
