@@ -238,3 +238,114 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for HoldingIo<S> {
         self.inner.is_write_vectored()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::Arc;
+    use tokio::io::AsyncReadExt;
+
+    /// A reader that returns `data` in chunks of pseudo-random sizes.
+    struct Chunky {
+        data: Vec<u8>,
+        at: usize,
+        seed: u64,
+    }
+
+    impl AsyncRead for Chunky {
+        fn poll_read(mut self: Pin<&mut Self>, _: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
+            self.seed = self.seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            let want = 1 + (self.seed >> 33) as usize % 700;
+            let n = want.min(buf.remaining()).min(self.data.len() - self.at);
+            let at = self.at;
+            buf.put_slice(&self.data[at..at + n]);
+            self.at += n;
+            Poll::Ready(Ok(()))
+        }
+    }
+
+    fn frame(opcode: u8, len: usize, masked: bool, fill: u8) -> Vec<u8> {
+        let mut f = vec![0x80 | opcode];
+        let m = if masked { 0x80 } else { 0 };
+        match len {
+            0..=125 => f.push(m | len as u8),
+            126..=65535 => {
+                f.push(m | 126);
+                f.extend_from_slice(&(len as u16).to_be_bytes());
+            }
+            _ => {
+                f.push(m | 127);
+                f.extend_from_slice(&(len as u64).to_be_bytes());
+            }
+        }
+        if masked {
+            f.extend_from_slice(&[0x88, 0x88, 0x08, 0x08]); // bytes that look like Close headers
+        }
+        f.extend(std::iter::repeat_n(fill, len));
+        f
+    }
+
+    /// Random frame sequences in random chunks: every byte before the Close frame passes
+    /// unchanged, nothing of the Close frame passes until released, then everything does.
+    #[tokio::test]
+    async fn holds_exactly_at_the_close_frame_and_passes_everything_else() {
+        let mut seed = 7u64;
+        let mut rnd = |n: u64| {
+            seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            (seed >> 33) % n
+        };
+        for round in 0..200 {
+            let masked = round % 2 == 0;
+            let mut before = Vec::new();
+            for _ in 0..rnd(12) {
+                let opcode = [0x1, 0x2, 0x0, 0x9, 0xA][rnd(5) as usize];
+                let len = [0, 1, 125, 126, 127, 200, 65535, 65536, 70000][rnd(9) as usize];
+                // 0x88 payload bytes: a tracker that lost its place would hold here.
+                before.extend(frame(opcode, len, masked, 0x88));
+            }
+            let close = frame(0x8, 2, masked, 0x03);
+            let after = frame(0x1, rnd(300) as usize, masked, 0x41);
+            let mut wire = before.clone();
+            wire.extend(&close);
+            wire.extend(&after);
+            let (tx, _rx) = mpsc::unbounded_channel();
+            let hold = Arc::new(CloseHold::new(tx));
+            let inner = Chunky { data: wire.clone(), at: 0, seed: round };
+            let mut io = HoldingIo::new(inner, hold.clone(), false, Vec::new());
+            let mut got = vec![0u8; before.len()];
+            io.read_exact(&mut got).await.unwrap();
+            assert_eq!(got, before, "round {round}");
+            let mut one = [0u8; 1];
+            let held = tokio::time::timeout(std::time::Duration::from_millis(20), io.read(&mut one)).await;
+            assert!(held.is_err(), "round {round}: a byte of the Close frame passed before release");
+            hold.release();
+            let mut rest = Vec::new();
+            io.read_to_end(&mut rest).await.unwrap();
+            assert_eq!(rest, [close.clone(), after.clone()].concat(), "round {round}");
+        }
+    }
+
+    /// The client's handshake: bytes up to the end of the HTTP head only, then frames tracked.
+    #[tokio::test]
+    async fn hands_out_the_http_head_alone() {
+        let head = b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n\r\n".to_vec();
+        let mut wire = head.clone();
+        wire.extend(frame(0x1, 5, false, b'x'));
+        wire.extend(frame(0x8, 2, false, 0x03));
+        let (tx, _rx) = mpsc::unbounded_channel();
+        let hold = Arc::new(CloseHold::new(tx));
+        let mut io = HoldingIo::new(Chunky { data: wire, at: 0, seed: 1 }, hold.clone(), true, Vec::new());
+        let mut buf = vec![0u8; 4096];
+        let mut got = Vec::new();
+        while got.len() < head.len() {
+            let n = io.read(&mut buf).await.unwrap();
+            got.extend_from_slice(&buf[..n]);
+        }
+        assert_eq!(got, head, "no frame byte in the same read as the head");
+        let mut text = [0u8; 7];
+        io.read_exact(&mut text).await.unwrap();
+        assert_eq!(&text[2..], b"xxxxx");
+        let held = tokio::time::timeout(std::time::Duration::from_millis(20), io.read(&mut buf)).await;
+        assert!(held.is_err());
+    }
+}
