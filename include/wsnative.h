@@ -366,12 +366,14 @@ wsn_status wsn_connect(const char *url, const struct wsn_client_options *options
  * are copied. Safe from any thread; messages sent from one thread arrive in that order.
  * Allowed while CONNECTING (sent once open). Errors: INVALID_ARGUMENT (NULL conn, NULL data
  * with len > 0, invalid UTF-8), INVALID_STATE (closing or closed).
+ * Thread: any, concurrently. Ownership: `data` is copied before this returns.
  */
 wsn_status wsn_conn_send_text(struct wsn_conn *conn, const char *data, size_t len);
 
 /**
  * Queues a binary message and returns at once; the bytes are copied. Same rules as
  * wsn_conn_send_text. Errors: INVALID_ARGUMENT, INVALID_STATE.
+ * Thread: any, concurrently. Ownership: `data` is copied before this returns.
  */
 wsn_status wsn_conn_send_binary(struct wsn_conn *conn, const uint8_t *data, size_t len);
 
@@ -436,43 +438,51 @@ void wsn_conn_free(struct wsn_conn *conn);
  * A new client options object with the defaults: connect and handshake timeouts 10 s, close
  * timeout 5 s, max message 64 MiB, ping every 30 s with a 30 s pong timeout, bundled TLS roots.
  * Ownership: the caller owns it and frees it with wsn_client_options_free. Never NULL.
+ * Thread: any.
  */
 struct wsn_client_options *wsn_client_options_new(void);
 
 /**
  * Frees client options. NULL is ignored. Connections made with them are not affected.
+ * Thread: any.
  */
 void wsn_client_options_free(struct wsn_client_options *options);
 
 /**
  * Time allowed for DNS and the TCP connection (default 10000). Errors: INVALID_ARGUMENT for NULL or 0.
+ * Thread: one thread at a time per options object. Strings are copied; the caller keeps its own.
  */
 wsn_status wsn_client_options_set_connect_timeout_ms(struct wsn_client_options *options, uint32_t ms);
 
 /**
  * Time allowed for the TLS and WebSocket handshakes (default 10000). Errors: INVALID_ARGUMENT for NULL or 0.
+ * Thread: one thread at a time per options object. Strings are copied; the caller keeps its own.
  */
 wsn_status wsn_client_options_set_handshake_timeout_ms(struct wsn_client_options *options, uint32_t ms);
 
 /**
  * How long a close waits for the peer (default 5000). Errors: INVALID_ARGUMENT for NULL or 0.
+ * Thread: one thread at a time per options object. Strings are copied; the caller keeps its own.
  */
 wsn_status wsn_client_options_set_close_timeout_ms(struct wsn_client_options *options, uint32_t ms);
 
 /**
  * Largest incoming message; a larger one closes the connection with 1009 (default 64 MiB).
  * Errors: INVALID_ARGUMENT for NULL or 0.
+ * Thread: one thread at a time per options object. Strings are copied; the caller keeps its own.
  */
 wsn_status wsn_client_options_set_max_message_size(struct wsn_client_options *options, size_t bytes);
 
 /**
  * Heartbeat interval (default 30000; 0 turns the heartbeat off). Errors: INVALID_ARGUMENT for NULL.
+ * Thread: one thread at a time per options object. Strings are copied; the caller keeps its own.
  */
 wsn_status wsn_client_options_set_ping_interval_ms(struct wsn_client_options *options, uint32_t ms);
 
 /**
  * How long to wait for a Pong before ending the connection (default 30000).
  * Errors: INVALID_ARGUMENT for NULL or 0.
+ * Thread: one thread at a time per options object. Strings are copied; the caller keeps its own.
  */
 wsn_status wsn_client_options_set_pong_timeout_ms(struct wsn_client_options *options, uint32_t ms);
 
@@ -481,39 +491,46 @@ wsn_status wsn_client_options_set_pong_timeout_ms(struct wsn_client_options *opt
  * it, reading pauses, so TCP slows the peer down, until the callbacks are down to half of it:
  * a fast peer cannot fill the memory of a slow application. Pings and Close frames wait too.
  * Errors: INVALID_ARGUMENT for NULL or 0.
+ * Thread: one thread at a time per options object. Strings are copied; the caller keeps its own.
  */
 wsn_status wsn_client_options_set_max_receive_queue(struct wsn_client_options *options, size_t bytes);
 
 /**
  * Heartbeat kind: a wsn_heartbeat value. Errors: INVALID_ARGUMENT for NULL or an unknown kind.
+ * Thread: one thread at a time per options object. Strings are copied; the caller keeps its own.
  */
 wsn_status wsn_client_options_set_heartbeat(struct wsn_client_options *options, uint32_t kind);
 
 /**
  * Adds a request header (Authorization, Cookie, ...); both strings are copied.
  * Errors: INVALID_ARGUMENT for NULL, invalid UTF-8, or a name or value HTTP does not allow.
+ * Thread: one thread at a time per options object. Strings are copied; the caller keeps its own.
  */
 wsn_status wsn_client_options_add_header(struct wsn_client_options *options, const char *name, const char *value);
 
 /**
  * Offers a subprotocol (in order of preference). Errors: INVALID_ARGUMENT for NULL, empty,
  * invalid UTF-8, or characters not allowed in a token.
+ * Thread: one thread at a time per options object. Strings are copied; the caller keeps its own.
  */
 wsn_status wsn_client_options_add_subprotocol(struct wsn_client_options *options, const char *protocol);
 
 /**
  * Sets the Origin header. Errors: INVALID_ARGUMENT for NULL or invalid UTF-8.
+ * Thread: one thread at a time per options object. Strings are copied; the caller keeps its own.
  */
 wsn_status wsn_client_options_set_origin(struct wsn_client_options *options, const char *origin);
 
 /**
  * Chooses the trusted roots: a wsn_tls_roots value. Errors: INVALID_ARGUMENT for NULL or an unknown value.
+ * Thread: one thread at a time per options object. Strings are copied; the caller keeps its own.
  */
 wsn_status wsn_client_options_set_tls_roots(struct wsn_client_options *options, uint32_t roots);
 
 /**
  * Adds a PEM file of trusted CA certificates (read at connect time; a bad file fails
  * wsn_connect with WSN_ERR_TLS). Errors: INVALID_ARGUMENT for NULL or invalid UTF-8.
+ * Thread: one thread at a time per options object. Strings are copied; the caller keeps its own.
  */
 wsn_status wsn_client_options_add_ca_file(struct wsn_client_options *options, const char *path);
 
@@ -521,67 +538,79 @@ wsn_status wsn_client_options_add_ca_file(struct wsn_client_options *options, co
  * A new server options object with the defaults: handshake timeout 10 s, max request header
  * 16 KiB, close timeout 5 s, drain timeout 5 s, max message 64 MiB, ping every 30 s, no
  * connection limit, any Origin. Ownership: the caller frees it with wsn_server_options_free.
+ * Thread: any.
  */
 struct wsn_server_options *wsn_server_options_new(void);
 
 /**
  * Frees server options. NULL is ignored. Servers started with them are not affected.
+ * Thread: any.
  */
 void wsn_server_options_free(struct wsn_server_options *options);
 
 /**
  * Time a client has for the TLS and WebSocket handshakes (default 10000).
  * Errors: INVALID_ARGUMENT for NULL or 0.
+ * Thread: one thread at a time per options object. Strings are copied; the caller keeps its own.
  */
 wsn_status wsn_server_options_set_handshake_timeout_ms(struct wsn_server_options *options, uint32_t ms);
 
 /**
  * Largest upgrade request (request line plus headers); larger ones get HTTP 431 (default 16384).
  * Errors: INVALID_ARGUMENT for NULL or below 256.
+ * Thread: one thread at a time per options object. Strings are copied; the caller keeps its own.
  */
 wsn_status wsn_server_options_set_max_header_size(struct wsn_server_options *options, size_t bytes);
 
 /**
  * How long a close waits for the peer (default 5000). Errors: INVALID_ARGUMENT for NULL or 0.
+ * Thread: one thread at a time per options object. Strings are copied; the caller keeps its own.
  */
 wsn_status wsn_server_options_set_close_timeout_ms(struct wsn_server_options *options, uint32_t ms);
 
 /**
  * How long stopping the server waits for its connections to close (default 5000).
  * Errors: INVALID_ARGUMENT for NULL.
+ * Thread: one thread at a time per options object. Strings are copied; the caller keeps its own.
  */
 wsn_status wsn_server_options_set_drain_timeout_ms(struct wsn_server_options *options, uint32_t ms);
 
 /**
  * Largest incoming message; a larger one closes the connection with 1009 (default 64 MiB).
  * Errors: INVALID_ARGUMENT for NULL or 0.
+ * Thread: one thread at a time per options object. Strings are copied; the caller keeps its own.
  */
 wsn_status wsn_server_options_set_max_message_size(struct wsn_server_options *options, size_t bytes);
 
 /**
  * Heartbeat interval (default 30000; 0 turns it off). Errors: INVALID_ARGUMENT for NULL.
+ * Thread: one thread at a time per options object. Strings are copied; the caller keeps its own.
  */
 wsn_status wsn_server_options_set_ping_interval_ms(struct wsn_server_options *options, uint32_t ms);
 
 /**
  * How long to wait for a Pong (default 30000). Errors: INVALID_ARGUMENT for NULL or 0.
+ * Thread: one thread at a time per options object. Strings are copied; the caller keeps its own.
  */
 wsn_status wsn_server_options_set_pong_timeout_ms(struct wsn_server_options *options, uint32_t ms);
 
 /**
  * Most bytes of received messages whose callbacks have not finished, per connection (default
  * 32 MiB); see wsn_client_options_set_max_receive_queue. Errors: INVALID_ARGUMENT for NULL or 0.
+ * Thread: one thread at a time per options object. Strings are copied; the caller keeps its own.
  */
 wsn_status wsn_server_options_set_max_receive_queue(struct wsn_server_options *options, size_t bytes);
 
 /**
  * Heartbeat kind: a wsn_heartbeat value. Errors: INVALID_ARGUMENT for NULL or an unknown kind.
+ * Thread: one thread at a time per options object. Strings are copied; the caller keeps its own.
  */
 wsn_status wsn_server_options_set_heartbeat(struct wsn_server_options *options, uint32_t kind);
 
 /**
  * Adds a subprotocol this server speaks: without an accept callback choosing, the first
  * protocol the client offers that is in this list is chosen. Errors: INVALID_ARGUMENT for NULL.
+ * Thread: one thread at a time per options object. Strings are copied; the caller keeps its own.
  */
 wsn_status wsn_server_options_add_subprotocol(struct wsn_server_options *options, const char *protocol);
 
@@ -590,17 +619,20 @@ wsn_status wsn_server_options_add_subprotocol(struct wsn_server_options *options
  * Origin header is not listed are refused with HTTP 403 (Cross-Site WebSocket Hijacking
  * defence); requests without Origin (non-browser clients) still pass.
  * Errors: INVALID_ARGUMENT for NULL or invalid UTF-8.
+ * Thread: one thread at a time per options object. Strings are copied; the caller keeps its own.
  */
 wsn_status wsn_server_options_add_allowed_origin(struct wsn_server_options *options, const char *origin);
 
 /**
  * Most connections open at once; more get HTTP 503 (default 0: no limit). Errors: INVALID_ARGUMENT for NULL.
+ * Thread: one thread at a time per options object. Strings are copied; the caller keeps its own.
  */
 wsn_status wsn_server_options_set_max_connections(struct wsn_server_options *options, size_t max);
 
 /**
  * Serves wss: the certificate chain and private key PEM files (read at listen time; bad files
  * fail wsn_server_listen with WSN_ERR_TLS). Errors: INVALID_ARGUMENT for NULL or invalid UTF-8.
+ * Thread: one thread at a time per options object. Strings are copied; the caller keeps its own.
  */
 wsn_status wsn_server_options_set_tls(struct wsn_server_options *options, const char *cert_pem_path, const char *key_pem_path);
 
@@ -637,53 +669,72 @@ void wsn_server_free(struct wsn_server *server);
 
 /**
  * The request path without the query, e.g. "/chat". NULL for NULL.
+ * Thread: only inside the accept callback that was given `request`; a returned string is
+ * borrowed until that callback returns.
  */
 const char *wsn_request_get_path(const struct wsn_request *request);
 
 /**
  * The query string without '?' ("" when none). NULL for NULL.
+ * Thread: only inside the accept callback that was given `request`; a returned string is
+ * borrowed until that callback returns.
  */
 const char *wsn_request_get_query(const struct wsn_request *request);
 
 /**
  * The value of the first header called `name` (case-insensitive; "Origin", "Cookie", ...),
  * or NULL when absent.
+ * Thread: only inside the accept callback that was given `request`; a returned string is
+ * borrowed until that callback returns.
  */
 const char *wsn_request_get_header(const struct wsn_request *request, const char *name);
 
 /**
  * The number of request headers (0 for NULL).
+ * Thread: only inside the accept callback that was given `request`; a returned string is
+ * borrowed until that callback returns.
  */
 size_t wsn_request_get_header_count(const struct wsn_request *request);
 
 /**
  * The name of header `index` (NULL when out of range).
+ * Thread: only inside the accept callback that was given `request`; a returned string is
+ * borrowed until that callback returns.
  */
 const char *wsn_request_get_header_name(const struct wsn_request *request, size_t index);
 
 /**
  * The value of header `index` (NULL when out of range).
+ * Thread: only inside the accept callback that was given `request`; a returned string is
+ * borrowed until that callback returns.
  */
 const char *wsn_request_get_header_value(const struct wsn_request *request, size_t index);
 
 /**
  * The client's address as "ip:port". NULL for NULL.
+ * Thread: only inside the accept callback that was given `request`; a returned string is
+ * borrowed until that callback returns.
  */
 const char *wsn_request_get_peer_addr(const struct wsn_request *request);
 
 /**
  * The number of subprotocols the client offered.
+ * Thread: only inside the accept callback that was given `request`; a returned string is
+ * borrowed until that callback returns.
  */
 size_t wsn_request_get_subprotocol_count(const struct wsn_request *request);
 
 /**
  * Offered subprotocol `index`, in the client's order of preference (NULL when out of range).
+ * Thread: only inside the accept callback that was given `request`; a returned string is
+ * borrowed until that callback returns.
  */
 const char *wsn_request_get_subprotocol(const struct wsn_request *request, size_t index);
 
 /**
  * Accepts the request, choosing `subprotocol` (NULL: none; else one the client offered).
  * Errors: INVALID_ARGUMENT (NULL request, a protocol the client did not offer).
+ * Thread: only inside the accept callback that was given `request`; the last call decides.
  */
 wsn_status wsn_request_accept(struct wsn_request *request, const char *subprotocol);
 
@@ -691,6 +742,7 @@ wsn_status wsn_request_accept(struct wsn_request *request, const char *subprotoc
  * Refuses the request with HTTP `http_status` (400-599) and a short text `body` (may be NULL).
  * Remember that browsers do not show the status to scripts: to tell a browser client why, use
  * wsn_request_accept_and_close. Errors: INVALID_ARGUMENT (NULL request, status out of range).
+ * Thread: only inside the accept callback that was given `request`; the last call decides.
  */
 wsn_status wsn_request_reject(struct wsn_request *request, uint16_t http_status, const char *body);
 
@@ -699,6 +751,7 @@ wsn_status wsn_request_reject(struct wsn_request *request, uint16_t http_status,
  * application's reasons, which browsers can read) and `reason` (may be NULL; at most 123
  * bytes). The on_event callback sees nothing of this connection.
  * Errors: INVALID_ARGUMENT (NULL request, a code that may not be sent, long reason).
+ * Thread: only inside the accept callback that was given `request`; the last call decides.
  */
 wsn_status wsn_request_accept_and_close(struct wsn_request *request, uint16_t code, const char *reason);
 

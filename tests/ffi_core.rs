@@ -450,6 +450,11 @@ fn every_header_item_is_documented() {
             && l.contains('(');
         if is_decl {
             assert!(i > 0 && lines[i - 1].trim_end().ends_with("*/"), "undocumented: {l}");
+            if !l.starts_with("typedef") {
+                let start = lines[..i].iter().rposition(|d| d.trim_start().starts_with("/**")).unwrap();
+                let doc = lines[start..i].join("\n");
+                assert!(doc.contains("Thread"), "the doc of {l} does not say which thread may call it");
+            }
         }
     }
 }

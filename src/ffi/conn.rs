@@ -171,6 +171,7 @@ pub unsafe extern "C" fn wsn_connect(
 /// are copied. Safe from any thread; messages sent from one thread arrive in that order.
 /// Allowed while CONNECTING (sent once open). Errors: INVALID_ARGUMENT (NULL conn, NULL data
 /// with len > 0, invalid UTF-8), INVALID_STATE (closing or closed).
+/// Thread: any, concurrently. Ownership: `data` is copied before this returns.
 #[no_mangle]
 pub unsafe extern "C" fn wsn_conn_send_text(conn: *mut wsn_conn, data: *const c_char, len: usize) -> wsn_status {
     status(|| {
@@ -184,6 +185,7 @@ pub unsafe extern "C" fn wsn_conn_send_text(conn: *mut wsn_conn, data: *const c_
 
 /// Queues a binary message and returns at once; the bytes are copied. Same rules as
 /// wsn_conn_send_text. Errors: INVALID_ARGUMENT, INVALID_STATE.
+/// Thread: any, concurrently. Ownership: `data` is copied before this returns.
 #[no_mangle]
 pub unsafe extern "C" fn wsn_conn_send_binary(conn: *mut wsn_conn, data: *const u8, len: usize) -> wsn_status {
     status(|| conn_ref(conn)?.send_binary(bytes_arg(data, len, "data")?))

@@ -86,12 +86,14 @@ fn set_max_message_size(c: &mut ConnectionSettings, size: usize) -> Result<()> {
 /// A new client options object with the defaults: connect and handshake timeouts 10 s, close
 /// timeout 5 s, max message 64 MiB, ping every 30 s with a 30 s pong timeout, bundled TLS roots.
 /// Ownership: the caller owns it and frees it with wsn_client_options_free. Never NULL.
+/// Thread: any.
 #[no_mangle]
 pub extern "C" fn wsn_client_options_new() -> *mut wsn_client_options {
     guard(|| Box::into_raw(Box::new(wsn_client_options { inner: ClientOptions::default() })))
 }
 
 /// Frees client options. NULL is ignored. Connections made with them are not affected.
+/// Thread: any.
 #[no_mangle]
 pub unsafe extern "C" fn wsn_client_options_free(options: *mut wsn_client_options) {
     guard(|| {
@@ -102,6 +104,7 @@ pub unsafe extern "C" fn wsn_client_options_free(options: *mut wsn_client_option
 }
 
 /// Time allowed for DNS and the TCP connection (default 10000). Errors: INVALID_ARGUMENT for NULL or 0.
+/// Thread: one thread at a time per options object. Strings are copied; the caller keeps its own.
 #[no_mangle]
 pub unsafe extern "C" fn wsn_client_options_set_connect_timeout_ms(options: *mut wsn_client_options, ms: u32) -> wsn_status {
     status(|| {
@@ -111,6 +114,7 @@ pub unsafe extern "C" fn wsn_client_options_set_connect_timeout_ms(options: *mut
 }
 
 /// Time allowed for the TLS and WebSocket handshakes (default 10000). Errors: INVALID_ARGUMENT for NULL or 0.
+/// Thread: one thread at a time per options object. Strings are copied; the caller keeps its own.
 #[no_mangle]
 pub unsafe extern "C" fn wsn_client_options_set_handshake_timeout_ms(options: *mut wsn_client_options, ms: u32) -> wsn_status {
     status(|| {
@@ -120,6 +124,7 @@ pub unsafe extern "C" fn wsn_client_options_set_handshake_timeout_ms(options: *m
 }
 
 /// How long a close waits for the peer (default 5000). Errors: INVALID_ARGUMENT for NULL or 0.
+/// Thread: one thread at a time per options object. Strings are copied; the caller keeps its own.
 #[no_mangle]
 pub unsafe extern "C" fn wsn_client_options_set_close_timeout_ms(options: *mut wsn_client_options, ms: u32) -> wsn_status {
     status(|| {
@@ -130,12 +135,14 @@ pub unsafe extern "C" fn wsn_client_options_set_close_timeout_ms(options: *mut w
 
 /// Largest incoming message; a larger one closes the connection with 1009 (default 64 MiB).
 /// Errors: INVALID_ARGUMENT for NULL or 0.
+/// Thread: one thread at a time per options object. Strings are copied; the caller keeps its own.
 #[no_mangle]
 pub unsafe extern "C" fn wsn_client_options_set_max_message_size(options: *mut wsn_client_options, bytes: usize) -> wsn_status {
     status(|| set_max_message_size(&mut client(options)?.conn, bytes))
 }
 
 /// Heartbeat interval (default 30000; 0 turns the heartbeat off). Errors: INVALID_ARGUMENT for NULL.
+/// Thread: one thread at a time per options object. Strings are copied; the caller keeps its own.
 #[no_mangle]
 pub unsafe extern "C" fn wsn_client_options_set_ping_interval_ms(options: *mut wsn_client_options, ms: u32) -> wsn_status {
     status(|| {
@@ -146,6 +153,7 @@ pub unsafe extern "C" fn wsn_client_options_set_ping_interval_ms(options: *mut w
 
 /// How long to wait for a Pong before ending the connection (default 30000).
 /// Errors: INVALID_ARGUMENT for NULL or 0.
+/// Thread: one thread at a time per options object. Strings are copied; the caller keeps its own.
 #[no_mangle]
 pub unsafe extern "C" fn wsn_client_options_set_pong_timeout_ms(options: *mut wsn_client_options, ms: u32) -> wsn_status {
     status(|| {
@@ -158,12 +166,14 @@ pub unsafe extern "C" fn wsn_client_options_set_pong_timeout_ms(options: *mut ws
 /// it, reading pauses, so TCP slows the peer down, until the callbacks are down to half of it:
 /// a fast peer cannot fill the memory of a slow application. Pings and Close frames wait too.
 /// Errors: INVALID_ARGUMENT for NULL or 0.
+/// Thread: one thread at a time per options object. Strings are copied; the caller keeps its own.
 #[no_mangle]
 pub unsafe extern "C" fn wsn_client_options_set_max_receive_queue(options: *mut wsn_client_options, bytes: usize) -> wsn_status {
     status(|| set_max_receive_queue(&mut client(options)?.conn, bytes))
 }
 
 /// Heartbeat kind: a wsn_heartbeat value. Errors: INVALID_ARGUMENT for NULL or an unknown kind.
+/// Thread: one thread at a time per options object. Strings are copied; the caller keeps its own.
 #[no_mangle]
 pub unsafe extern "C" fn wsn_client_options_set_heartbeat(options: *mut wsn_client_options, kind: u32) -> wsn_status {
     status(|| set_heartbeat(&mut client(options)?.conn, kind))
@@ -171,6 +181,7 @@ pub unsafe extern "C" fn wsn_client_options_set_heartbeat(options: *mut wsn_clie
 
 /// Adds a request header (Authorization, Cookie, ...); both strings are copied.
 /// Errors: INVALID_ARGUMENT for NULL, invalid UTF-8, or a name or value HTTP does not allow.
+/// Thread: one thread at a time per options object. Strings are copied; the caller keeps its own.
 #[no_mangle]
 pub unsafe extern "C" fn wsn_client_options_add_header(
     options: *mut wsn_client_options,
@@ -192,6 +203,7 @@ pub unsafe extern "C" fn wsn_client_options_add_header(
 
 /// Offers a subprotocol (in order of preference). Errors: INVALID_ARGUMENT for NULL, empty,
 /// invalid UTF-8, or characters not allowed in a token.
+/// Thread: one thread at a time per options object. Strings are copied; the caller keeps its own.
 #[no_mangle]
 pub unsafe extern "C" fn wsn_client_options_add_subprotocol(options: *mut wsn_client_options, protocol: *const c_char) -> wsn_status {
     status(|| {
@@ -206,6 +218,7 @@ pub unsafe extern "C" fn wsn_client_options_add_subprotocol(options: *mut wsn_cl
 }
 
 /// Sets the Origin header. Errors: INVALID_ARGUMENT for NULL or invalid UTF-8.
+/// Thread: one thread at a time per options object. Strings are copied; the caller keeps its own.
 #[no_mangle]
 pub unsafe extern "C" fn wsn_client_options_set_origin(options: *mut wsn_client_options, origin: *const c_char) -> wsn_status {
     status(|| {
@@ -216,6 +229,7 @@ pub unsafe extern "C" fn wsn_client_options_set_origin(options: *mut wsn_client_
 }
 
 /// Chooses the trusted roots: a wsn_tls_roots value. Errors: INVALID_ARGUMENT for NULL or an unknown value.
+/// Thread: one thread at a time per options object. Strings are copied; the caller keeps its own.
 #[no_mangle]
 pub unsafe extern "C" fn wsn_client_options_set_tls_roots(options: *mut wsn_client_options, roots: u32) -> wsn_status {
     status(|| {
@@ -231,6 +245,7 @@ pub unsafe extern "C" fn wsn_client_options_set_tls_roots(options: *mut wsn_clie
 
 /// Adds a PEM file of trusted CA certificates (read at connect time; a bad file fails
 /// wsn_connect with WSN_ERR_TLS). Errors: INVALID_ARGUMENT for NULL or invalid UTF-8.
+/// Thread: one thread at a time per options object. Strings are copied; the caller keeps its own.
 #[no_mangle]
 pub unsafe extern "C" fn wsn_client_options_add_ca_file(options: *mut wsn_client_options, path: *const c_char) -> wsn_status {
     status(|| {
@@ -243,12 +258,14 @@ pub unsafe extern "C" fn wsn_client_options_add_ca_file(options: *mut wsn_client
 /// A new server options object with the defaults: handshake timeout 10 s, max request header
 /// 16 KiB, close timeout 5 s, drain timeout 5 s, max message 64 MiB, ping every 30 s, no
 /// connection limit, any Origin. Ownership: the caller frees it with wsn_server_options_free.
+/// Thread: any.
 #[no_mangle]
 pub extern "C" fn wsn_server_options_new() -> *mut wsn_server_options {
     guard(|| Box::into_raw(Box::new(wsn_server_options { inner: ServerOptions::default() })))
 }
 
 /// Frees server options. NULL is ignored. Servers started with them are not affected.
+/// Thread: any.
 #[no_mangle]
 pub unsafe extern "C" fn wsn_server_options_free(options: *mut wsn_server_options) {
     guard(|| {
@@ -260,6 +277,7 @@ pub unsafe extern "C" fn wsn_server_options_free(options: *mut wsn_server_option
 
 /// Time a client has for the TLS and WebSocket handshakes (default 10000).
 /// Errors: INVALID_ARGUMENT for NULL or 0.
+/// Thread: one thread at a time per options object. Strings are copied; the caller keeps its own.
 #[no_mangle]
 pub unsafe extern "C" fn wsn_server_options_set_handshake_timeout_ms(options: *mut wsn_server_options, ms: u32) -> wsn_status {
     status(|| {
@@ -270,6 +288,7 @@ pub unsafe extern "C" fn wsn_server_options_set_handshake_timeout_ms(options: *m
 
 /// Largest upgrade request (request line plus headers); larger ones get HTTP 431 (default 16384).
 /// Errors: INVALID_ARGUMENT for NULL or below 256.
+/// Thread: one thread at a time per options object. Strings are copied; the caller keeps its own.
 #[no_mangle]
 pub unsafe extern "C" fn wsn_server_options_set_max_header_size(options: *mut wsn_server_options, bytes: usize) -> wsn_status {
     status(|| {
@@ -282,6 +301,7 @@ pub unsafe extern "C" fn wsn_server_options_set_max_header_size(options: *mut ws
 }
 
 /// How long a close waits for the peer (default 5000). Errors: INVALID_ARGUMENT for NULL or 0.
+/// Thread: one thread at a time per options object. Strings are copied; the caller keeps its own.
 #[no_mangle]
 pub unsafe extern "C" fn wsn_server_options_set_close_timeout_ms(options: *mut wsn_server_options, ms: u32) -> wsn_status {
     status(|| {
@@ -292,6 +312,7 @@ pub unsafe extern "C" fn wsn_server_options_set_close_timeout_ms(options: *mut w
 
 /// How long stopping the server waits for its connections to close (default 5000).
 /// Errors: INVALID_ARGUMENT for NULL.
+/// Thread: one thread at a time per options object. Strings are copied; the caller keeps its own.
 #[no_mangle]
 pub unsafe extern "C" fn wsn_server_options_set_drain_timeout_ms(options: *mut wsn_server_options, ms: u32) -> wsn_status {
     status(|| {
@@ -302,12 +323,14 @@ pub unsafe extern "C" fn wsn_server_options_set_drain_timeout_ms(options: *mut w
 
 /// Largest incoming message; a larger one closes the connection with 1009 (default 64 MiB).
 /// Errors: INVALID_ARGUMENT for NULL or 0.
+/// Thread: one thread at a time per options object. Strings are copied; the caller keeps its own.
 #[no_mangle]
 pub unsafe extern "C" fn wsn_server_options_set_max_message_size(options: *mut wsn_server_options, bytes: usize) -> wsn_status {
     status(|| set_max_message_size(&mut server(options)?.conn, bytes))
 }
 
 /// Heartbeat interval (default 30000; 0 turns it off). Errors: INVALID_ARGUMENT for NULL.
+/// Thread: one thread at a time per options object. Strings are copied; the caller keeps its own.
 #[no_mangle]
 pub unsafe extern "C" fn wsn_server_options_set_ping_interval_ms(options: *mut wsn_server_options, ms: u32) -> wsn_status {
     status(|| {
@@ -317,6 +340,7 @@ pub unsafe extern "C" fn wsn_server_options_set_ping_interval_ms(options: *mut w
 }
 
 /// How long to wait for a Pong (default 30000). Errors: INVALID_ARGUMENT for NULL or 0.
+/// Thread: one thread at a time per options object. Strings are copied; the caller keeps its own.
 #[no_mangle]
 pub unsafe extern "C" fn wsn_server_options_set_pong_timeout_ms(options: *mut wsn_server_options, ms: u32) -> wsn_status {
     status(|| {
@@ -327,12 +351,14 @@ pub unsafe extern "C" fn wsn_server_options_set_pong_timeout_ms(options: *mut ws
 
 /// Most bytes of received messages whose callbacks have not finished, per connection (default
 /// 32 MiB); see wsn_client_options_set_max_receive_queue. Errors: INVALID_ARGUMENT for NULL or 0.
+/// Thread: one thread at a time per options object. Strings are copied; the caller keeps its own.
 #[no_mangle]
 pub unsafe extern "C" fn wsn_server_options_set_max_receive_queue(options: *mut wsn_server_options, bytes: usize) -> wsn_status {
     status(|| set_max_receive_queue(&mut server(options)?.conn, bytes))
 }
 
 /// Heartbeat kind: a wsn_heartbeat value. Errors: INVALID_ARGUMENT for NULL or an unknown kind.
+/// Thread: one thread at a time per options object. Strings are copied; the caller keeps its own.
 #[no_mangle]
 pub unsafe extern "C" fn wsn_server_options_set_heartbeat(options: *mut wsn_server_options, kind: u32) -> wsn_status {
     status(|| set_heartbeat(&mut server(options)?.conn, kind))
@@ -340,6 +366,7 @@ pub unsafe extern "C" fn wsn_server_options_set_heartbeat(options: *mut wsn_serv
 
 /// Adds a subprotocol this server speaks: without an accept callback choosing, the first
 /// protocol the client offers that is in this list is chosen. Errors: INVALID_ARGUMENT for NULL.
+/// Thread: one thread at a time per options object. Strings are copied; the caller keeps its own.
 #[no_mangle]
 pub unsafe extern "C" fn wsn_server_options_add_subprotocol(options: *mut wsn_server_options, protocol: *const c_char) -> wsn_status {
     status(|| {
@@ -353,6 +380,7 @@ pub unsafe extern "C" fn wsn_server_options_add_subprotocol(options: *mut wsn_se
 /// Origin header is not listed are refused with HTTP 403 (Cross-Site WebSocket Hijacking
 /// defence); requests without Origin (non-browser clients) still pass.
 /// Errors: INVALID_ARGUMENT for NULL or invalid UTF-8.
+/// Thread: one thread at a time per options object. Strings are copied; the caller keeps its own.
 #[no_mangle]
 pub unsafe extern "C" fn wsn_server_options_add_allowed_origin(options: *mut wsn_server_options, origin: *const c_char) -> wsn_status {
     status(|| {
@@ -363,6 +391,7 @@ pub unsafe extern "C" fn wsn_server_options_add_allowed_origin(options: *mut wsn
 }
 
 /// Most connections open at once; more get HTTP 503 (default 0: no limit). Errors: INVALID_ARGUMENT for NULL.
+/// Thread: one thread at a time per options object. Strings are copied; the caller keeps its own.
 #[no_mangle]
 pub unsafe extern "C" fn wsn_server_options_set_max_connections(options: *mut wsn_server_options, max: usize) -> wsn_status {
     status(|| {
@@ -373,6 +402,7 @@ pub unsafe extern "C" fn wsn_server_options_set_max_connections(options: *mut ws
 
 /// Serves wss: the certificate chain and private key PEM files (read at listen time; bad files
 /// fail wsn_server_listen with WSN_ERR_TLS). Errors: INVALID_ARGUMENT for NULL or invalid UTF-8.
+/// Thread: one thread at a time per options object. Strings are copied; the caller keeps its own.
 #[no_mangle]
 pub unsafe extern "C" fn wsn_server_options_set_tls(
     options: *mut wsn_server_options,

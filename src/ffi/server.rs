@@ -125,12 +125,16 @@ pub unsafe extern "C" fn wsn_server_free(server: *mut wsn_server) {
 }
 
 /// The request path without the query, e.g. "/chat". NULL for NULL.
+/// Thread: only inside the accept callback that was given `request`; a returned string is
+/// borrowed until that callback returns.
 #[no_mangle]
 pub unsafe extern "C" fn wsn_request_get_path(request: *const wsn_request) -> *const c_char {
     guard(|| req_ref(request).map(|r| r.keep(&r.request.path)).unwrap_or(std::ptr::null()))
 }
 
 /// The query string without '?' ("" when none). NULL for NULL.
+/// Thread: only inside the accept callback that was given `request`; a returned string is
+/// borrowed until that callback returns.
 #[no_mangle]
 pub unsafe extern "C" fn wsn_request_get_query(request: *const wsn_request) -> *const c_char {
     guard(|| req_ref(request).map(|r| r.keep(&r.request.query)).unwrap_or(std::ptr::null()))
@@ -138,6 +142,8 @@ pub unsafe extern "C" fn wsn_request_get_query(request: *const wsn_request) -> *
 
 /// The value of the first header called `name` (case-insensitive; "Origin", "Cookie", ...),
 /// or NULL when absent.
+/// Thread: only inside the accept callback that was given `request`; a returned string is
+/// borrowed until that callback returns.
 #[no_mangle]
 pub unsafe extern "C" fn wsn_request_get_header(request: *const wsn_request, name: *const c_char) -> *const c_char {
     guard(|| {
@@ -149,12 +155,16 @@ pub unsafe extern "C" fn wsn_request_get_header(request: *const wsn_request, nam
 }
 
 /// The number of request headers (0 for NULL).
+/// Thread: only inside the accept callback that was given `request`; a returned string is
+/// borrowed until that callback returns.
 #[no_mangle]
 pub unsafe extern "C" fn wsn_request_get_header_count(request: *const wsn_request) -> usize {
     guard(|| req_ref(request).map(|r| r.request.headers.len()).unwrap_or(0))
 }
 
 /// The name of header `index` (NULL when out of range).
+/// Thread: only inside the accept callback that was given `request`; a returned string is
+/// borrowed until that callback returns.
 #[no_mangle]
 pub unsafe extern "C" fn wsn_request_get_header_name(request: *const wsn_request, index: usize) -> *const c_char {
     guard(|| match req_ref(request) {
@@ -164,6 +174,8 @@ pub unsafe extern "C" fn wsn_request_get_header_name(request: *const wsn_request
 }
 
 /// The value of header `index` (NULL when out of range).
+/// Thread: only inside the accept callback that was given `request`; a returned string is
+/// borrowed until that callback returns.
 #[no_mangle]
 pub unsafe extern "C" fn wsn_request_get_header_value(request: *const wsn_request, index: usize) -> *const c_char {
     guard(|| match req_ref(request) {
@@ -173,18 +185,24 @@ pub unsafe extern "C" fn wsn_request_get_header_value(request: *const wsn_reques
 }
 
 /// The client's address as "ip:port". NULL for NULL.
+/// Thread: only inside the accept callback that was given `request`; a returned string is
+/// borrowed until that callback returns.
 #[no_mangle]
 pub unsafe extern "C" fn wsn_request_get_peer_addr(request: *const wsn_request) -> *const c_char {
     guard(|| req_ref(request).map(|r| r.keep(&r.request.peer_addr.to_string())).unwrap_or(std::ptr::null()))
 }
 
 /// The number of subprotocols the client offered.
+/// Thread: only inside the accept callback that was given `request`; a returned string is
+/// borrowed until that callback returns.
 #[no_mangle]
 pub unsafe extern "C" fn wsn_request_get_subprotocol_count(request: *const wsn_request) -> usize {
     guard(|| req_ref(request).map(|r| r.request.subprotocols.len()).unwrap_or(0))
 }
 
 /// Offered subprotocol `index`, in the client's order of preference (NULL when out of range).
+/// Thread: only inside the accept callback that was given `request`; a returned string is
+/// borrowed until that callback returns.
 #[no_mangle]
 pub unsafe extern "C" fn wsn_request_get_subprotocol(request: *const wsn_request, index: usize) -> *const c_char {
     guard(|| match req_ref(request) {
@@ -195,6 +213,7 @@ pub unsafe extern "C" fn wsn_request_get_subprotocol(request: *const wsn_request
 
 /// Accepts the request, choosing `subprotocol` (NULL: none; else one the client offered).
 /// Errors: INVALID_ARGUMENT (NULL request, a protocol the client did not offer).
+/// Thread: only inside the accept callback that was given `request`; the last call decides.
 #[no_mangle]
 pub unsafe extern "C" fn wsn_request_accept(request: *mut wsn_request, subprotocol: *const c_char) -> wsn_status {
     status(|| {
@@ -208,6 +227,7 @@ pub unsafe extern "C" fn wsn_request_accept(request: *mut wsn_request, subprotoc
 /// Refuses the request with HTTP `http_status` (400-599) and a short text `body` (may be NULL).
 /// Remember that browsers do not show the status to scripts: to tell a browser client why, use
 /// wsn_request_accept_and_close. Errors: INVALID_ARGUMENT (NULL request, status out of range).
+/// Thread: only inside the accept callback that was given `request`; the last call decides.
 #[no_mangle]
 pub unsafe extern "C" fn wsn_request_reject(request: *mut wsn_request, http_status: u16, body: *const c_char) -> wsn_status {
     status(|| {
@@ -225,6 +245,7 @@ pub unsafe extern "C" fn wsn_request_reject(request: *mut wsn_request, http_stat
 /// application's reasons, which browsers can read) and `reason` (may be NULL; at most 123
 /// bytes). The on_event callback sees nothing of this connection.
 /// Errors: INVALID_ARGUMENT (NULL request, a code that may not be sent, long reason).
+/// Thread: only inside the accept callback that was given `request`; the last call decides.
 #[no_mangle]
 pub unsafe extern "C" fn wsn_request_accept_and_close(request: *mut wsn_request, code: u16, reason: *const c_char) -> wsn_status {
     status(|| {
