@@ -540,3 +540,52 @@ fn a_slow_application_pushes_back_on_a_fast_peer() {
         assert_eq!(u64::from_be_bytes(data[..8].try_into().unwrap()), i as u64);
     }
 }
+
+/// G9: a callback that blocks holds up neither other connections' events nor its own
+/// connection's I/O (the peer's Close is still answered, once the close timeout has passed).
+#[test]
+fn a_blocked_callback_does_not_stall_other_connections() {
+    let srec = Recorder::server();
+    srec.set_hook(|conn, ev| {
+        if let Ev::Msg { data, .. } = ev {
+            unsafe { wsn_conn_send_binary(conn, data.as_ptr(), data.len()) };
+        }
+    });
+    let server = TestServer::start(srec, std::ptr::null(), None);
+    let o = wsn_client_options_new();
+    unsafe { wsn_client_options_set_close_timeout_ms(o, 500) };
+    let slow = TestClient::connect(&server.url(), o);
+    unsafe { wsn_client_options_free(o) };
+    let release = Arc::new(AtomicBool::new(false));
+    {
+        let release = release.clone();
+        slow.rec.set_hook(move |_, ev| {
+            if matches!(ev, Ev::Msg { .. }) {
+                let end = Instant::now() + Duration::from_secs(20);
+                while !release.load(Ordering::SeqCst) && Instant::now() < end {
+                    std::thread::sleep(Duration::from_millis(5));
+                }
+            }
+        });
+    }
+    slow.rec.wait_open();
+    assert_eq!(slow.send_text("block"), wsn_status::WSN_OK);
+    // Wait until the slow connection's callback is blocked.
+    std::thread::sleep(Duration::from_millis(200));
+    let fast = TestClient::connect(&server.url(), std::ptr::null());
+    fast.rec.wait_open();
+    for i in 0..20 {
+        assert_eq!(fast.send_text(&format!("quick {i}")), wsn_status::WSN_OK);
+    }
+    fast.rec.wait(Duration::from_secs(5), "echoes while another callback blocks", |e| (msg_count(e) == 20).then_some(()));
+    // The server closes the blocked connection: its I/O answers (after the close timeout, as
+    // its callback is still busy), and the server sees a clean close.
+    let sconn = server.rec.wait_open() as *mut wsn_conn;
+    unsafe { wsn_conn_close(sconn, 4000, cstr("bye").as_ptr()) };
+    match server.rec.wait_close_of(sconn as usize, Duration::from_secs(10)) {
+        Ev::Close { code, clean, .. } => assert_eq!((code, clean), (4000, true)),
+        _ => unreachable!(),
+    }
+    release.store(true, Ordering::SeqCst);
+    assert!(matches!(slow.rec.wait_close(), Ev::Close { code: 4000, clean: true, .. }));
+}
