@@ -224,6 +224,13 @@ typedef struct wsn_client_options wsn_client_options;
 typedef struct wsn_conn wsn_conn;
 
 /**
+ * An event queue: events of the connections registered with it (wsn_connect_queued,
+ * wsn_server_listen_queued), taken with wsn_queue_poll on the application's own thread
+ * instead of callbacks. Create with wsn_queue_new, free with wsn_queue_free.
+ */
+typedef struct wsn_queue wsn_queue;
+
+/**
  * An upgrade request, seen by the accept callback. Valid only during that callback; every
  * string it returns is borrowed until the callback returns.
  */
@@ -297,6 +304,25 @@ typedef struct wsn_event {
  * wsn_conn_free(conn); it must not unwind (C++ exceptions, longjmp) into wsnative.
  */
 typedef void (*wsn_event_cb)(void *user_data, struct wsn_conn *conn, const struct wsn_event *event);
+
+/**
+ * One event taken from a queue.
+ */
+typedef struct wsn_queued_event {
+  /**
+   * The connection the event belongs to (for a server connection, owned by the application
+   * from its WSN_EVENT_OPEN on).
+   */
+  struct wsn_conn *conn;
+  /**
+   * The user_data given to wsn_connect_queued or wsn_server_listen_queued.
+   */
+  void *user_data;
+  /**
+   * The event, as a callback would get it.
+   */
+  struct wsn_event event;
+} wsn_queued_event;
 
 /**
  * Decides on an upgrade request. Without a call to wsn_request_reject or
@@ -635,6 +661,59 @@ wsn_status wsn_server_options_set_max_connections(struct wsn_server_options *opt
  * Thread: one thread at a time per options object. Strings are copied; the caller keeps its own.
  */
 wsn_status wsn_server_options_set_tls(struct wsn_server_options *options, const char *cert_pem_path, const char *key_pem_path);
+
+/**
+ * Creates an event queue. Ownership: the caller frees it with wsn_queue_free (after the
+ * connections using it, or they lose their events). Thread: any.
+ * Errors: INVALID_ARGUMENT for NULL `queue_out`; WSN_ERR_IO when no descriptor can be made.
+ */
+wsn_status wsn_queue_new(struct wsn_queue **queue_out);
+
+/**
+ * A file descriptor that is readable while events wait (level-triggered): add it to
+ * select/poll/epoll or an event loop, and call wsn_queue_poll when it is readable. Do not read
+ * or close it. -1 for NULL. Thread: any.
+ */
+int32_t wsn_queue_get_fd(const struct wsn_queue *queue);
+
+/**
+ * Takes up to `max` events into `events`, in order per connection, waiting up to
+ * `timeout_ms` for the first (0: do not wait; negative: without limit; wsn_queue_wake ends the
+ * wait early). Returns how many were written; 0 is possible even when the descriptor was
+ * readable (the queue then wanted a poll to know the previous events were handled). Everything they point to (conn, data, reason,
+ * error) stays valid until the next wsn_queue_poll or wsn_queue_free on this queue; a
+ * connection freed with wsn_conn_free returns no more events. Messages count against the
+ * connection's receive queue until that next poll, and a peer's Close is answered once the
+ * messages before it were polled past, so poll regularly.
+ * Thread: one thread at a time per queue. 0 for NULL `queue` or `events`.
+ */
+size_t wsn_queue_poll(struct wsn_queue *queue, struct wsn_queued_event *events, size_t max, int32_t timeout_ms);
+
+/**
+ * Makes a waiting (or the next) wsn_queue_poll return at once, for example to stop a loop.
+ * Thread: any.
+ */
+void wsn_queue_wake(const struct wsn_queue *queue);
+
+/**
+ * Frees the queue; events still waiting are dropped, and later events of its connections
+ * are discarded (free those connections too). NULL is ignored; must not be called twice or
+ * while another thread polls it. Thread: any.
+ */
+void wsn_queue_free(struct wsn_queue *queue);
+
+/**
+ * As wsn_connect, with the connection's events going to `queue` (tagged with `user_data`)
+ * instead of a callback. Thread: any. Errors: as wsn_connect; INVALID_ARGUMENT for NULL queue.
+ */
+wsn_status wsn_connect_queued(const char *url, const struct wsn_client_options *options, struct wsn_queue *queue, void *user_data, struct wsn_conn **conn_out);
+
+/**
+ * As wsn_server_listen, with every connection's events going to `queue` (tagged with
+ * `user_data`); the accept callback, when given, still runs on a callback thread.
+ * Thread: any. Errors: as wsn_server_listen; INVALID_ARGUMENT for NULL queue.
+ */
+wsn_status wsn_server_listen_queued(const char *host, uint16_t port, const struct wsn_server_options *options, wsn_accept_cb on_accept, struct wsn_queue *queue, void *user_data, struct wsn_server **server_out);
 
 /**
  * Starts a server on `host`:`port` (port 0 picks a free port: see wsn_server_get_port).

@@ -13,7 +13,7 @@ mod runtime;
 mod server;
 
 pub use client::connect;
-pub use connection::{check_close_code, CloseInfo, Conn, Event, Handler, State};
+pub use connection::{check_close_code, CloseInfo, Conn, Delivery, Event, EventQueue, Handler, QueueTarget, Queued, State};
 pub use dispatch::set_callback_threads;
 pub use error::{Error, ErrorKind, Result};
 pub use options::{ClientOptions, ConnectionSettings, Heartbeat, ServerOptions, TlsRoots};

@@ -4,7 +4,7 @@ mod tls;
 
 pub(crate) use tls::{load_certs, provider};
 
-use crate::connection::{self, run, unless_cancelled, Conn, ConnChannels, Handler};
+use crate::connection::{self, run, unless_cancelled, Conn, ConnChannels, Delivery};
 use crate::error::{Error, ErrorKind, Result};
 use crate::io::BoxIo;
 use crate::options::ClientOptions;
@@ -63,12 +63,12 @@ fn build_request(url: &str, opts: &ClientOptions) -> Result<tungstenite::handsha
 /// Opens a connection to `url`. Returns at once with the connection in state Connecting; the
 /// handler then gets `Open`, or a `Close` whose error says why the connection failed. Bad
 /// arguments (URL, headers, CA files) fail here instead.
-pub fn connect(url: &str, opts: &ClientOptions, handler: Option<Arc<dyn Handler>>) -> Result<Arc<Conn>> {
+pub fn connect(url: &str, opts: &ClientOptions, delivery: Option<Delivery>) -> Result<Arc<Conn>> {
     let target = parse_url(url)?;
     let request = build_request(url, opts)?;
     let tls = if target.secure { Some(tls::client_config(opts)?) } else { None };
     let rt = crate::runtime::handle()?;
-    let (conn, channels) = Conn::new(opts.conn.clone(), handler);
+    let (conn, channels) = Conn::new(opts.conn.clone(), delivery);
     let opts = opts.clone();
     let c = conn.clone();
     rt.spawn(async move {

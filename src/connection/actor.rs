@@ -178,8 +178,7 @@ impl Drop for DeliveredGuard {
 /// Arranges for `Note::Delivered` once every callback queued so far has run, so that what they
 /// send goes out before the Close frame of a failed connection.
 fn after_callbacks(conn: &Arc<Conn>) {
-    let guard = DeliveredGuard(conn.clone());
-    conn.mailbox.post(Box::new(move || drop(guard)));
+    conn.after_delivered(Box::new(DeliveredGuard(conn.clone())));
 }
 
 /// The close event when the reading side ended after the peer's Close (or at the end of the

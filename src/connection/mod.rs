@@ -3,9 +3,11 @@
 
 mod actor;
 mod close_hold;
+mod queue;
 
 pub(crate) use actor::{finish, run, unless_cancelled, Note, WsStream};
 pub(crate) use close_hold::{CloseHold, HoldingIo};
+pub use queue::{Delivery, EventQueue, QueueTarget, Queued};
 
 use crate::dispatch::Mailbox;
 use crate::error::{Error, ErrorKind, Result};
@@ -99,7 +101,7 @@ pub struct Conn {
     pub(crate) mailbox: Arc<Mailbox>,
     /// Holds the peer's Close frame until the replies to earlier messages are out.
     pub(crate) hold: Arc<CloseHold>,
-    handler: Mutex<Option<Arc<dyn Handler>>>,
+    delivery: Mutex<Option<Delivery>>,
     peer_addr: OnceLock<(SocketAddr, CString)>,
     subprotocol: OnceLock<CString>,
     close_info: OnceLock<CloseInfo>,
@@ -115,7 +117,7 @@ pub(crate) struct ConnChannels {
 static LIVE: Mutex<Vec<Weak<Conn>>> = Mutex::new(Vec::new());
 
 impl Conn {
-    pub(crate) fn new(settings: ConnectionSettings, handler: Option<Arc<dyn Handler>>) -> (Arc<Conn>, ConnChannels) {
+    pub(crate) fn new(settings: ConnectionSettings, delivery: Option<Delivery>) -> (Arc<Conn>, ConnChannels) {
         let (ctx, crx) = mpsc::unbounded_channel();
         let (ntx, nrx) = mpsc::unbounded_channel();
         let hold = Arc::new(CloseHold::new(ntx.clone()));
@@ -131,7 +133,7 @@ impl Conn {
             settings,
             mailbox: Arc::new(Mailbox::default()),
             hold,
-            handler: Mutex::new(handler),
+            delivery: Mutex::new(delivery),
             peer_addr: OnceLock::new(),
             subprotocol: OnceLock::new(),
             close_info: OnceLock::new(),
@@ -289,16 +291,32 @@ impl Conn {
     /// calling one) and closes it with 1001 when still open. The handle stays valid.
     pub fn release(&self) {
         self.mailbox.release();
-        let handler = self.handler.lock().unwrap_or_else(|p| p.into_inner()).take();
-        drop(handler);
+        let delivery = self.delivery.lock().unwrap_or_else(|p| p.into_inner()).take();
+        drop(delivery);
         if self.state() != State::Closed {
             let _ = self.close(1001, "");
         }
     }
 
-    /// Delivers an event to the handler on a callback thread.
+    /// Delivers an event: to the handler on a callback thread, or into the event queue.
     pub(crate) fn deliver(self: &Arc<Self>, event: Event) {
         if self.mailbox.is_released() {
+            return;
+        }
+        let target = match &*self.delivery.lock().unwrap_or_else(|p| p.into_inner()) {
+            Some(Delivery::Queue(t)) => Some(t.clone()),
+            _ => None,
+        };
+        if let Some(t) = target {
+            let keep = match &event {
+                Event::Message { data, .. } => Some(Box::new(ReceiveQueued::new(self.clone(), data.len())) as Box<dyn Send>),
+                _ => None,
+            };
+            if let Event::Close(info) = &event {
+                let _ = self.close_info.set(info.clone());
+            }
+            let q = Queued { conn: self.clone(), event, user_data: t.user_data, server: t.server, _keep: keep };
+            t.queue.push(q);
             return;
         }
         let me = self.clone();
@@ -311,8 +329,8 @@ impl Conn {
             let _ = self.close_info.set(info.clone());
         }
         let job: Box<dyn FnOnce() + Send> = Box::new(move || {
-            let handler = me.handler.lock().unwrap_or_else(|p| p.into_inner()).clone();
-            if let Some(h) = handler {
+            let delivery = me.delivery.lock().unwrap_or_else(|p| p.into_inner()).clone();
+            if let Some(Delivery::Callback(h)) = delivery {
                 h.on_event(&me, &event);
             }
             drop(queued);
@@ -338,6 +356,19 @@ impl Conn {
                 return;
             }
             room.await;
+        }
+    }
+
+    /// Runs `keep`'s drop once the events delivered so far were handled: after their callbacks
+    /// ran, or once the application polled past them.
+    pub(crate) fn after_delivered(&self, keep: Box<dyn Send>) {
+        let queue = match &*self.delivery.lock().unwrap_or_else(|p| p.into_inner()) {
+            Some(Delivery::Queue(t)) => Some(t.queue.clone()),
+            _ => None,
+        };
+        match queue {
+            Some(q) => q.push_marker(keep),
+            None => self.mailbox.post(Box::new(move || drop(keep))),
         }
     }
 

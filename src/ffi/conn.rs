@@ -4,7 +4,7 @@
 //! application's handle owns one reference, released by wsn_conn_free.
 
 use super::{bytes_arg, guard, opt_str_arg, status, str_arg, to_cstring, wsn_client_options, wsn_status};
-use crate::connection::{Conn, Event, Handler, State};
+use crate::connection::{Conn, Delivery, Event, Handler, State};
 use crate::error::{Error, Result};
 use std::ffi::{c_char, c_void, CString};
 use std::sync::Arc;
@@ -88,48 +88,56 @@ pub(crate) struct CHandler {
 
 impl Handler for CHandler {
     fn on_event(&self, conn: &Arc<Conn>, event: &Event) {
-        let ptr = Arc::as_ptr(conn) as *mut wsn_conn;
-        let mut ev = wsn_event {
-            kind: wsn_event_kind::WSN_EVENT_OPEN,
-            is_text: false,
-            data: std::ptr::null(),
-            len: 0,
-            close_code: 0,
-            was_clean: false,
-            reason: c"".as_ptr(),
-            error: std::ptr::null(),
-            error_status: wsn_status::WSN_OK,
-            http_status: 0,
-        };
-        let (reason, error): (CString, Option<CString>);
-        match event {
-            Event::Open => {
-                if self.server {
-                    std::mem::forget(conn.clone()); // the handle the application now owns
-                }
-            }
-            Event::Message { text, data } => {
-                ev.kind = wsn_event_kind::WSN_EVENT_MESSAGE;
-                ev.is_text = *text;
-                ev.data = if data.is_empty() { std::ptr::null() } else { data.as_ptr() };
-                ev.len = data.len();
-            }
-            Event::Close(info) => {
-                ev.kind = wsn_event_kind::WSN_EVENT_CLOSE;
-                ev.close_code = info.code;
-                ev.was_clean = info.was_clean;
-                reason = to_cstring(&info.reason);
-                ev.reason = reason.as_ptr();
-                error = info.error.as_ref().map(|e| to_cstring(e.message()));
-                if let (Some(c), Some(e)) = (&error, &info.error) {
-                    ev.error = c.as_ptr();
-                    ev.error_status = e.kind().into();
-                    ev.http_status = e.http_status();
-                }
+        let mut strings = Vec::new();
+        let ev = c_event(conn, event, self.server, &mut strings);
+        unsafe { (self.callback)(self.user_data as *mut c_void, Arc::as_ptr(conn) as *mut wsn_conn, &ev) }
+    }
+}
+
+/// The C view of `event`; its strings are kept in `strings`, which must outlive the view. At a
+/// server connection's open event, takes the reference the application then owns.
+pub(crate) fn c_event(conn: &Arc<Conn>, event: &Event, server: bool, strings: &mut Vec<CString>) -> wsn_event {
+    let mut ev = wsn_event {
+        kind: wsn_event_kind::WSN_EVENT_OPEN,
+        is_text: false,
+        data: std::ptr::null(),
+        len: 0,
+        close_code: 0,
+        was_clean: false,
+        reason: c"".as_ptr(),
+        error: std::ptr::null(),
+        error_status: wsn_status::WSN_OK,
+        http_status: 0,
+    };
+    match event {
+        Event::Open => {
+            if server {
+                std::mem::forget(conn.clone()); // the handle the application now owns
             }
         }
-        unsafe { (self.callback)(self.user_data as *mut c_void, ptr, &ev) }
+        Event::Message { text, data } => {
+            ev.kind = wsn_event_kind::WSN_EVENT_MESSAGE;
+            ev.is_text = *text;
+            ev.data = if data.is_empty() { std::ptr::null() } else { data.as_ptr() };
+            ev.len = data.len();
+        }
+        Event::Close(info) => {
+            ev.kind = wsn_event_kind::WSN_EVENT_CLOSE;
+            ev.close_code = info.code;
+            ev.was_clean = info.was_clean;
+            let reason = to_cstring(&info.reason);
+            ev.reason = reason.as_ptr(); // a CString's buffer does not move with it
+            strings.push(reason);
+            if let Some(e) = &info.error {
+                let text = to_cstring(e.message());
+                ev.error = text.as_ptr();
+                strings.push(text);
+                ev.error_status = e.kind().into();
+                ev.http_status = e.http_status();
+            }
+        }
     }
+    ev
 }
 
 /// Borrows a connection handle.
@@ -159,9 +167,10 @@ pub unsafe extern "C" fn wsn_connect(
         }
         let default = crate::ClientOptions::default();
         let opts = options.as_ref().map(|o| &o.inner).unwrap_or(&default);
-        let handler = on_event
-            .map(|cb| Arc::new(CHandler { callback: cb, user_data: user_data as usize, server: false }) as Arc<dyn Handler>);
-        let conn = crate::client::connect(url, opts, handler)?;
+        let delivery = on_event.map(|cb| {
+            Delivery::Callback(Arc::new(CHandler { callback: cb, user_data: user_data as usize, server: false }))
+        });
+        let conn = crate::client::connect(url, opts, delivery)?;
         *conn_out = Arc::into_raw(conn) as *mut wsn_conn;
         Ok(())
     })

@@ -7,10 +7,12 @@
 
 mod conn;
 mod options;
+mod queue;
 mod server;
 
 pub use conn::*;
 pub use options::*;
+pub use queue::*;
 pub use server::*;
 
 use crate::error::{Error, ErrorKind};
@@ -98,6 +100,11 @@ impl PanicDefault for () {
 impl PanicDefault for usize {
     fn panic_default() -> Self {
         0
+    }
+}
+impl PanicDefault for i32 {
+    fn panic_default() -> Self {
+        -1
     }
 }
 impl PanicDefault for u16 {

@@ -1,7 +1,7 @@
 //! Servers for C: listen, the accept callback and its request, stop, free.
 
 use super::{guard, opt_str_arg, status, str_arg, to_cstring, wsn_event_cb, wsn_server_options, wsn_status, CHandler};
-use crate::connection::{check_close_code, Handler};
+use crate::connection::{check_close_code, Delivery, Handler};
 use crate::error::{Error, Result};
 use crate::server::{AcceptHook, Decision, Request, Server};
 use std::cell::RefCell;
@@ -39,6 +39,18 @@ impl AcceptHook for CAcceptHook {
         let mut r = wsn_request { request: req.clone(), decision: RefCell::new(default), strings: RefCell::new(Vec::new()) };
         unsafe { (self.callback)(self.user_data as *mut c_void, &mut r) };
         r.decision.into_inner()
+    }
+}
+
+/// The accept hook of a C accept callback.
+pub(crate) fn hook(on_accept: wsn_accept_cb, user_data: *mut c_void) -> Option<Arc<dyn AcceptHook>> {
+    on_accept.map(|cb| Arc::new(CAcceptHook { callback: cb, user_data: user_data as usize }) as Arc<dyn AcceptHook>)
+}
+
+impl wsn_server {
+    /// A new handle owning `server`.
+    pub(crate) fn new(server: Server) -> *mut wsn_server {
+        Box::into_raw(Box::new(wsn_server { inner: server }))
     }
 }
 
@@ -83,11 +95,10 @@ pub unsafe extern "C" fn wsn_server_listen(
         };
         let default = crate::ServerOptions::default();
         let opts = options.as_ref().map(|o| &o.inner).unwrap_or(&default);
-        let hook = on_accept
-            .map(|cb| Arc::new(CAcceptHook { callback: cb, user_data: user_data as usize }) as Arc<dyn AcceptHook>);
+        let hook = hook(on_accept, user_data);
         let handler: Arc<dyn Handler> = Arc::new(CHandler { callback: cb, user_data: user_data as usize, server: true });
-        let server = Server::listen(host, port, opts, hook, Some(handler))?;
-        *server_out = Box::into_raw(Box::new(wsn_server { inner: server }));
+        let server = Server::listen(host, port, opts, hook, Some(Delivery::Callback(handler)))?;
+        *server_out = wsn_server::new(server);
         Ok(())
     })
 }

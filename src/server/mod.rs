@@ -3,7 +3,7 @@
 
 mod handshake;
 
-use crate::connection::{run, Conn, Handler, HoldingIo};
+use crate::connection::{run, Conn, Delivery, HoldingIo};
 use crate::dispatch::Mailbox;
 use crate::error::{Error, ErrorKind, Result};
 use crate::io::BoxIo;
@@ -75,7 +75,7 @@ pub trait AcceptHook: Send + Sync + 'static {
 struct Shared {
     opts: ServerOptions,
     local_addr: SocketAddr,
-    handler: Option<Arc<dyn Handler>>,
+    delivery: Option<Delivery>,
     hook: Option<Arc<dyn AcceptHook>>,
     mailbox: Arc<Mailbox>,
     tls: Option<tokio_rustls::TlsAcceptor>,
@@ -120,7 +120,7 @@ impl Server {
         port: u16,
         opts: &ServerOptions,
         hook: Option<Arc<dyn AcceptHook>>,
-        handler: Option<Arc<dyn Handler>>,
+        delivery: Option<Delivery>,
     ) -> Result<Server> {
         let tls = match &opts.tls {
             Some((cert, key)) => Some(load_tls(cert, key)?),
@@ -144,7 +144,7 @@ impl Server {
         let shared = Arc::new(Shared {
             opts: opts.clone(),
             local_addr,
-            handler,
+            delivery,
             hook,
             mailbox: Arc::new(Mailbox::default()),
             tls,
@@ -260,8 +260,8 @@ async fn serve_one(shared: Arc<Shared>, tcp: tokio::net::TcpStream, peer: Socket
         Ok(Ok(Some(u))) => u,
         _ => return, // refused, failed or timed out: the client has its answer or its timeout
     };
-    let handler = if upgraded.close_now.is_some() { None } else { shared.handler.clone() };
-    let (conn, channels) = Conn::new(shared.opts.conn.clone(), handler);
+    let delivery = if upgraded.close_now.is_some() { None } else { shared.delivery.clone() };
+    let (conn, channels) = Conn::new(shared.opts.conn.clone(), delivery);
     conn.set_peer_addr(peer);
     conn.set_subprotocol(upgraded.subprotocol);
     if let Some((code, reason)) = &upgraded.close_now {

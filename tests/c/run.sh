@@ -25,6 +25,7 @@ done
 step run-test-c timeout 120 "$OUT/test_c_api"
 step run-test-cxx timeout 120 "$OUT/test_c_api_cxx"
 step run-demo timeout 60 "$OUT/demo"
+step run-poll-loop timeout 60 "$OUT/poll_loop"
 # The echo server and the line client talk to each other.
 if [ -x "$OUT/echo_server" ] && [ -x "$OUT/client" ]; then
   port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')

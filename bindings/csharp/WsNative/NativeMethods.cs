@@ -195,6 +195,31 @@ namespace WsNative.Native
                                                      AcceptCallback onAccept, EventCallback onEvent, IntPtr userData,
                                                      out IntPtr serverOut);
 
+        // ---- poll mode (declared for completeness; this wrapper uses callbacks) ----
+        [DllImport(Lib, CallingConvention = CallingConvention.Cdecl)]
+        internal static extern int wsn_queue_new(out IntPtr queueOut);
+
+        [DllImport(Lib, CallingConvention = CallingConvention.Cdecl)]
+        internal static extern int wsn_queue_get_fd(IntPtr queue);
+
+        [DllImport(Lib, CallingConvention = CallingConvention.Cdecl)]
+        internal static extern UIntPtr wsn_queue_poll(IntPtr queue, IntPtr events, UIntPtr max, int timeoutMs);
+
+        [DllImport(Lib, CallingConvention = CallingConvention.Cdecl)]
+        internal static extern void wsn_queue_wake(IntPtr queue);
+
+        [DllImport(Lib, CallingConvention = CallingConvention.Cdecl)]
+        internal static extern void wsn_queue_free(IntPtr queue);
+
+        [DllImport(Lib, CallingConvention = CallingConvention.Cdecl)]
+        internal static extern int wsn_connect_queued(byte[] urlUtf8Z, IntPtr options, IntPtr queue, IntPtr userData,
+                                                      out IntPtr connOut);
+
+        [DllImport(Lib, CallingConvention = CallingConvention.Cdecl)]
+        internal static extern int wsn_server_listen_queued(byte[] hostZ, ushort port, IntPtr options,
+                                                            AcceptCallback onAccept, IntPtr queue, IntPtr userData,
+                                                            out IntPtr serverOut);
+
         /// <summary>wsn_server_listen with default options.</summary>
         [DllImport(Lib, CallingConvention = CallingConvention.Cdecl)]
         internal static extern int wsn_server_listen(byte[] hostZ, ushort port, IntPtr noOptions,

@@ -208,6 +208,35 @@ wsn_server_stop = _fn("wsn_server_stop", [_ptr, c_uint32], _status)
 # void wsn_server_free(wsn_server *server);
 wsn_server_free = _fn("wsn_server_free", [_ptr], None)
 
+# Poll mode (declared for completeness; this package delivers events through callbacks).
+class wsn_queued_event(Structure):
+    """struct wsn_queued_event: valid until the next wsn_queue_poll on its queue."""
+
+    _fields_ = [("conn", c_void_p), ("user_data", c_void_p), ("event", wsn_event)]
+
+
+# wsn_status wsn_queue_new(wsn_queue **queue_out);
+wsn_queue_new = _fn("wsn_queue_new", [POINTER(c_void_p)], _status)
+# int32_t wsn_queue_get_fd(const wsn_queue *queue);
+wsn_queue_get_fd = _fn("wsn_queue_get_fd", [_ptr], c_int32)
+# size_t wsn_queue_poll(wsn_queue *queue, wsn_queued_event *events, size_t max, int32_t timeout_ms);
+wsn_queue_poll = _fn("wsn_queue_poll", [_ptr, POINTER(wsn_queued_event), c_size_t, c_int32], c_size_t)
+# void wsn_queue_wake(const wsn_queue *queue);
+wsn_queue_wake = _fn("wsn_queue_wake", [_ptr], None)
+# void wsn_queue_free(wsn_queue *queue);
+wsn_queue_free = _fn("wsn_queue_free", [_ptr], None)
+# wsn_status wsn_connect_queued(const char *url, const wsn_client_options *options, wsn_queue *queue,
+#                               void *user_data, wsn_conn **conn_out);
+wsn_connect_queued = _fn("wsn_connect_queued", [c_char_p, _ptr, _ptr, c_void_p, POINTER(c_void_p)], _status)
+# wsn_status wsn_server_listen_queued(const char *host, uint16_t port, const wsn_server_options *options,
+#                                     wsn_accept_cb on_accept, wsn_queue *queue, void *user_data,
+#                                     wsn_server **server_out);
+wsn_server_listen_queued = _fn(
+    "wsn_server_listen_queued",
+    [c_char_p, c_uint16, _ptr, wsn_accept_cb, _ptr, c_void_p, POINTER(c_void_p)],
+    _status,
+)
+
 # const char *wsn_request_get_path(const wsn_request *request);
 wsn_request_get_path = _fn("wsn_request_get_path", [_ptr], c_char_p)
 # const char *wsn_request_get_query(const wsn_request *request);

@@ -1,0 +1,168 @@
+//! Poll mode for C: an event queue the application drains on its own thread.
+
+use super::{conn::c_event, guard, status, str_arg, wsn_client_options, wsn_conn, wsn_event, wsn_server, wsn_server_options, wsn_status};
+use super::server::{hook, wsn_accept_cb};
+use crate::connection::{Delivery, EventQueue, QueueTarget, Queued};
+use crate::error::Error;
+use std::ffi::{c_char, c_void, CString};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+/// An event queue: events of the connections registered with it (wsn_connect_queued,
+/// wsn_server_listen_queued), taken with wsn_queue_poll on the application's own thread
+/// instead of callbacks. Create with wsn_queue_new, free with wsn_queue_free.
+pub struct wsn_queue {
+    queue: Arc<EventQueue>,
+    /// What the last poll handed out, alive until the next poll.
+    batch: Mutex<(Vec<Queued>, Vec<CString>)>,
+}
+
+/// One event taken from a queue.
+#[repr(C)]
+pub struct wsn_queued_event {
+    /// The connection the event belongs to (for a server connection, owned by the application
+    /// from its WSN_EVENT_OPEN on).
+    pub conn: *mut wsn_conn,
+    /// The user_data given to wsn_connect_queued or wsn_server_listen_queued.
+    pub user_data: *mut c_void,
+    /// The event, as a callback would get it.
+    pub event: wsn_event,
+}
+
+/// Creates an event queue. Ownership: the caller frees it with wsn_queue_free (after the
+/// connections using it, or they lose their events). Thread: any.
+/// Errors: INVALID_ARGUMENT for NULL `queue_out`; WSN_ERR_IO when no descriptor can be made.
+#[no_mangle]
+pub unsafe extern "C" fn wsn_queue_new(queue_out: *mut *mut wsn_queue) -> wsn_status {
+    status(|| {
+        if queue_out.is_null() {
+            return Err(Error::invalid("queue_out is NULL"));
+        }
+        let q = wsn_queue { queue: EventQueue::new()?, batch: Mutex::new((Vec::new(), Vec::new())) };
+        *queue_out = Box::into_raw(Box::new(q));
+        Ok(())
+    })
+}
+
+/// A file descriptor that is readable while events wait (level-triggered): add it to
+/// select/poll/epoll or an event loop, and call wsn_queue_poll when it is readable. Do not read
+/// or close it. -1 for NULL. Thread: any.
+#[no_mangle]
+pub unsafe extern "C" fn wsn_queue_get_fd(queue: *const wsn_queue) -> i32 {
+    guard(|| queue.as_ref().map(|q| q.queue.fd()).unwrap_or(-1))
+}
+
+/// Takes up to `max` events into `events`, in order per connection, waiting up to
+/// `timeout_ms` for the first (0: do not wait; negative: without limit; wsn_queue_wake ends the
+/// wait early). Returns how many were written; 0 is possible even when the descriptor was
+/// readable (the queue then wanted a poll to know the previous events were handled). Everything they point to (conn, data, reason,
+/// error) stays valid until the next wsn_queue_poll or wsn_queue_free on this queue; a
+/// connection freed with wsn_conn_free returns no more events. Messages count against the
+/// connection's receive queue until that next poll, and a peer's Close is answered once the
+/// messages before it were polled past, so poll regularly.
+/// Thread: one thread at a time per queue. 0 for NULL `queue` or `events`.
+#[no_mangle]
+pub unsafe extern "C" fn wsn_queue_poll(queue: *mut wsn_queue, events: *mut wsn_queued_event, max: usize, timeout_ms: i32) -> usize {
+    guard(|| {
+        let Some(q) = queue.as_ref() else { return 0 };
+        if events.is_null() {
+            return 0;
+        }
+        let mut batch = q.batch.lock().unwrap_or_else(|p| p.into_inner());
+        batch.0.clear(); // the previous batch is no longer needed
+        batch.1.clear();
+        let timeout = (timeout_ms >= 0).then(|| Duration::from_millis(timeout_ms as u64));
+        let taken = q.queue.poll(max, timeout);
+        let (keep, strings) = &mut *batch;
+        for (i, item) in taken.into_iter().enumerate() {
+            let ev = c_event(&item.conn, &item.event, item.server, strings);
+            events.add(i).write(wsn_queued_event {
+                conn: Arc::as_ptr(&item.conn) as *mut wsn_conn,
+                user_data: item.user_data as *mut c_void,
+                event: ev,
+            });
+            keep.push(item);
+        }
+        keep.len()
+    })
+}
+
+/// Makes a waiting (or the next) wsn_queue_poll return at once, for example to stop a loop.
+/// Thread: any.
+#[no_mangle]
+pub unsafe extern "C" fn wsn_queue_wake(queue: *const wsn_queue) {
+    guard(|| {
+        if let Some(q) = queue.as_ref() {
+            q.queue.wake();
+        }
+    })
+}
+
+/// Frees the queue; events still waiting are dropped, and later events of its connections
+/// are discarded (free those connections too). NULL is ignored; must not be called twice or
+/// while another thread polls it. Thread: any.
+#[no_mangle]
+pub unsafe extern "C" fn wsn_queue_free(queue: *mut wsn_queue) {
+    guard(|| {
+        if !queue.is_null() {
+            let q = Box::from_raw(queue);
+            q.queue.close();
+        }
+    })
+}
+
+fn target(queue: *mut wsn_queue, user_data: *mut c_void, server: bool) -> crate::Result<Delivery> {
+    let q = unsafe { queue.as_ref() }.ok_or_else(|| Error::invalid("queue is NULL"))?;
+    Ok(Delivery::Queue(QueueTarget { queue: q.queue.clone(), user_data: user_data as usize, server }))
+}
+
+/// As wsn_connect, with the connection's events going to `queue` (tagged with `user_data`)
+/// instead of a callback. Thread: any. Errors: as wsn_connect; INVALID_ARGUMENT for NULL queue.
+#[no_mangle]
+pub unsafe extern "C" fn wsn_connect_queued(
+    url: *const c_char,
+    options: *const wsn_client_options,
+    queue: *mut wsn_queue,
+    user_data: *mut c_void,
+    conn_out: *mut *mut wsn_conn,
+) -> wsn_status {
+    status(|| {
+        let url = str_arg(url, "url")?;
+        if conn_out.is_null() {
+            return Err(Error::invalid("conn_out is NULL"));
+        }
+        let delivery = target(queue, user_data, false)?;
+        let default = crate::ClientOptions::default();
+        let opts = options.as_ref().map(|o| &o.inner).unwrap_or(&default);
+        let conn = crate::client::connect(url, opts, Some(delivery))?;
+        *conn_out = Arc::into_raw(conn) as *mut wsn_conn;
+        Ok(())
+    })
+}
+
+/// As wsn_server_listen, with every connection's events going to `queue` (tagged with
+/// `user_data`); the accept callback, when given, still runs on a callback thread.
+/// Thread: any. Errors: as wsn_server_listen; INVALID_ARGUMENT for NULL queue.
+#[no_mangle]
+pub unsafe extern "C" fn wsn_server_listen_queued(
+    host: *const c_char,
+    port: u16,
+    options: *const wsn_server_options,
+    on_accept: wsn_accept_cb,
+    queue: *mut wsn_queue,
+    user_data: *mut c_void,
+    server_out: *mut *mut wsn_server,
+) -> wsn_status {
+    status(|| {
+        let host = str_arg(host, "host")?;
+        if server_out.is_null() {
+            return Err(Error::invalid("server_out is NULL"));
+        }
+        let delivery = target(queue, user_data, true)?;
+        let default = crate::ServerOptions::default();
+        let opts = options.as_ref().map(|o| &o.inner).unwrap_or(&default);
+        let server = crate::Server::listen(host, port, opts, hook(on_accept, user_data), Some(delivery))?;
+        *server_out = wsn_server::new(server);
+        Ok(())
+    })
+}
