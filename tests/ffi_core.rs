@@ -533,7 +533,7 @@ fn a_slow_application_pushes_back_on_a_fast_peer() {
     assert!(
         held_by_sender > 4 << 20,
         "the sender should still hold most of the {} MiB; it holds {held_by_sender} bytes",
-        COUNT * SIZE >> 20
+        (COUNT * SIZE) >> 20
     );
     client.rec.wait(Duration::from_secs(60), "every message", |e| (msg_count(e) == COUNT).then_some(()));
     for (i, (_, data)) in client.rec.messages().iter().enumerate() {

@@ -52,6 +52,9 @@ namespace WsNative.Native
         internal static extern int wsn_runtime_set_callback_threads(uint threads);
 
         [DllImport(Lib, CallingConvention = CallingConvention.Cdecl)]
+        internal static extern void wsn_runtime_set_callback_spin_us(uint microseconds);
+
+        [DllImport(Lib, CallingConvention = CallingConvention.Cdecl)]
         internal static extern void wsn_shutdown(uint graceMs);
 
         // ---- connections ----

@@ -102,6 +102,8 @@ wsn_version = _fn("wsn_version", [], c_char_p)
 wsn_runtime_set_io_threads = _fn("wsn_runtime_set_io_threads", [c_uint32], _status)
 # wsn_status wsn_runtime_set_callback_threads(uint32_t threads);
 wsn_runtime_set_callback_threads = _fn("wsn_runtime_set_callback_threads", [c_uint32], _status)
+# void wsn_runtime_set_callback_spin_us(uint32_t microseconds);
+wsn_runtime_set_callback_spin_us = _fn("wsn_runtime_set_callback_spin_us", [c_uint32], None)
 # void wsn_shutdown(uint32_t grace_ms);
 wsn_shutdown = _fn("wsn_shutdown", [c_uint32], None)
 
