@@ -160,6 +160,18 @@ pub unsafe extern "C" fn wsn_connect(
     user_data: *mut c_void,
     conn_out: *mut *mut wsn_conn,
 ) -> wsn_status {
+    let delivery = on_event
+        .map(|cb| Delivery::Callback(Arc::new(CHandler { callback: cb, user_data: user_data as usize, server: false })));
+    connect_with(url, options, Ok(delivery), conn_out)
+}
+
+/// The body of wsn_connect and wsn_connect_queued: checks, connects, hands out the handle.
+pub(crate) unsafe fn connect_with(
+    url: *const c_char,
+    options: *const wsn_client_options,
+    delivery: Result<Option<Delivery>>,
+    conn_out: *mut *mut wsn_conn,
+) -> wsn_status {
     status(|| {
         let url = str_arg(url, "url")?;
         if conn_out.is_null() {
@@ -167,10 +179,7 @@ pub unsafe extern "C" fn wsn_connect(
         }
         let default = crate::ClientOptions::default();
         let opts = options.as_ref().map(|o| &o.inner).unwrap_or(&default);
-        let delivery = on_event.map(|cb| {
-            Delivery::Callback(Arc::new(CHandler { callback: cb, user_data: user_data as usize, server: false }))
-        });
-        let conn = crate::client::connect(url, opts, delivery)?;
+        let conn = crate::client::connect(url, opts, delivery?)?;
         *conn_out = Arc::into_raw(conn) as *mut wsn_conn;
         Ok(())
     })

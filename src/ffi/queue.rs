@@ -1,7 +1,8 @@
 //! Poll mode for C: an event queue the application drains on its own thread.
 
-use super::{conn::c_event, guard, status, str_arg, wsn_client_options, wsn_conn, wsn_event, wsn_server, wsn_server_options, wsn_status};
-use super::server::{hook, wsn_accept_cb};
+use super::conn::{c_event, connect_with};
+use super::server::{listen_with, wsn_accept_cb};
+use super::{guard, status, wsn_client_options, wsn_conn, wsn_event, wsn_server, wsn_server_options, wsn_status};
 use crate::connection::{Delivery, EventQueue, QueueTarget, Queued};
 use crate::error::Error;
 use std::ffi::{c_char, c_void, CString};
@@ -126,18 +127,7 @@ pub unsafe extern "C" fn wsn_connect_queued(
     user_data: *mut c_void,
     conn_out: *mut *mut wsn_conn,
 ) -> wsn_status {
-    status(|| {
-        let url = str_arg(url, "url")?;
-        if conn_out.is_null() {
-            return Err(Error::invalid("conn_out is NULL"));
-        }
-        let delivery = target(queue, user_data, false)?;
-        let default = crate::ClientOptions::default();
-        let opts = options.as_ref().map(|o| &o.inner).unwrap_or(&default);
-        let conn = crate::client::connect(url, opts, Some(delivery))?;
-        *conn_out = Arc::into_raw(conn) as *mut wsn_conn;
-        Ok(())
-    })
+    connect_with(url, options, target(queue, user_data, false).map(Some), conn_out)
 }
 
 /// As wsn_server_listen, with every connection's events going to `queue` (tagged with
@@ -153,16 +143,5 @@ pub unsafe extern "C" fn wsn_server_listen_queued(
     user_data: *mut c_void,
     server_out: *mut *mut wsn_server,
 ) -> wsn_status {
-    status(|| {
-        let host = str_arg(host, "host")?;
-        if server_out.is_null() {
-            return Err(Error::invalid("server_out is NULL"));
-        }
-        let delivery = target(queue, user_data, true)?;
-        let default = crate::ServerOptions::default();
-        let opts = options.as_ref().map(|o| &o.inner).unwrap_or(&default);
-        let server = crate::Server::listen(host, port, opts, hook(on_accept, user_data), Some(delivery))?;
-        *server_out = wsn_server::new(server);
-        Ok(())
-    })
+    listen_with(host, port, options, on_accept, user_data, target(queue, user_data, true), server_out)
 }

@@ -1,7 +1,7 @@
 //! Servers for C: listen, the accept callback and its request, stop, free.
 
 use super::{guard, opt_str_arg, status, str_arg, to_cstring, wsn_event_cb, wsn_server_options, wsn_status, CHandler};
-use crate::connection::{check_close_code, Delivery, Handler};
+use crate::connection::{check_close_code, Delivery};
 use crate::error::{Error, Result};
 use crate::server::{AcceptHook, Decision, Request, Server};
 use std::cell::RefCell;
@@ -43,15 +43,8 @@ impl AcceptHook for CAcceptHook {
 }
 
 /// The accept hook of a C accept callback.
-pub(crate) fn hook(on_accept: wsn_accept_cb, user_data: *mut c_void) -> Option<Arc<dyn AcceptHook>> {
+fn hook(on_accept: wsn_accept_cb, user_data: *mut c_void) -> Option<Arc<dyn AcceptHook>> {
     on_accept.map(|cb| Arc::new(CAcceptHook { callback: cb, user_data: user_data as usize }) as Arc<dyn AcceptHook>)
-}
-
-impl wsn_server {
-    /// A new handle owning `server`.
-    pub(crate) fn new(server: Server) -> *mut wsn_server {
-        Box::into_raw(Box::new(wsn_server { inner: server }))
-    }
 }
 
 unsafe fn req_ref<'a>(r: *const wsn_request) -> Result<&'a wsn_request> {
@@ -85,20 +78,34 @@ pub unsafe extern "C" fn wsn_server_listen(
     user_data: *mut c_void,
     server_out: *mut *mut wsn_server,
 ) -> wsn_status {
+    let delivery = match on_event {
+        Some(cb) => Ok(Delivery::Callback(Arc::new(CHandler { callback: cb, user_data: user_data as usize, server: true }))),
+        None => Err(Error::invalid("on_event is NULL: a server must take its connections")),
+    };
+    listen_with(host, port, options, on_accept, user_data, delivery, server_out)
+}
+
+/// The body of wsn_server_listen and wsn_server_listen_queued: checks, listens, hands out the
+/// handle.
+pub(crate) unsafe fn listen_with(
+    host: *const c_char,
+    port: u16,
+    options: *const wsn_server_options,
+    on_accept: wsn_accept_cb,
+    user_data: *mut c_void,
+    delivery: Result<Delivery>,
+    server_out: *mut *mut wsn_server,
+) -> wsn_status {
     status(|| {
         let host = str_arg(host, "host")?;
         if server_out.is_null() {
             return Err(Error::invalid("server_out is NULL"));
         }
-        let Some(cb) = on_event else {
-            return Err(Error::invalid("on_event is NULL: a server must take its connections"));
-        };
+        let delivery = delivery?;
         let default = crate::ServerOptions::default();
         let opts = options.as_ref().map(|o| &o.inner).unwrap_or(&default);
-        let hook = hook(on_accept, user_data);
-        let handler: Arc<dyn Handler> = Arc::new(CHandler { callback: cb, user_data: user_data as usize, server: true });
-        let server = Server::listen(host, port, opts, hook, Some(Delivery::Callback(handler)))?;
-        *server_out = wsn_server::new(server);
+        let server = Server::listen(host, port, opts, hook(on_accept, user_data), Some(delivery))?;
+        *server_out = Box::into_raw(Box::new(wsn_server { inner: server }));
         Ok(())
     })
 }
