@@ -353,8 +353,9 @@ class NativeConn:
             self._on_message(read_message(ev))
         elif kind == N.EVENT_OPEN:
             self._opened_native(conn)
-        else:
+        elif kind == N.EVENT_CLOSE:
             self._closed_native(ev)
+        # other kinds: added by later versions of the library, not asked for here
 
     def _opened_native(self, conn: int) -> None:
         self._subprotocol = _text(N.wsn_conn_get_subprotocol(conn))
@@ -659,7 +660,7 @@ class ServerCore:
             self._conns[conn] = c
             c._opened_native(conn)
             self._connection_opened(c)
-        else:
+        elif kind == N.EVENT_CLOSE:
             c = self._conns.pop(conn, None)
             if c is not None:
                 c._closed_native(ev)
