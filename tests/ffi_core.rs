@@ -589,3 +589,40 @@ fn a_blocked_callback_does_not_stall_other_connections() {
     release.store(true, Ordering::SeqCst);
     assert!(matches!(slow.rec.wait_close(), Ev::Close { code: 4000, clean: true, .. }));
 }
+
+static HOOK_AFTER_FREE: AtomicBool = AtomicBool::new(false);
+static HOOK_VIOLATIONS: AtomicUsize = AtomicUsize::new(0);
+
+extern "C" fn slow_hook(_user: *mut std::ffi::c_void, req: *mut wsn_request) {
+    if HOOK_AFTER_FREE.load(Ordering::SeqCst) {
+        HOOK_VIOLATIONS.fetch_add(1, Ordering::SeqCst);
+    }
+    let path = unsafe { std::ffi::CStr::from_ptr(wsn_request_get_path(req)) }.to_bytes().to_vec();
+    if path == b"/slow" {
+        std::thread::sleep(Duration::from_millis(1500));
+    }
+}
+
+/// A slow accept hook holds up only its own request; freeing the server waits for a running
+/// hook, and no hook runs after that.
+#[test]
+fn accept_hooks_run_side_by_side_and_none_after_the_server_is_freed() {
+    let server = TestServer::start(Recorder::server(), std::ptr::null(), Some(slow_hook));
+    let slow = TestClient::connect(&format!("ws://127.0.0.1:{}/slow", server.port), std::ptr::null());
+    std::thread::sleep(Duration::from_millis(100));
+    let start = Instant::now();
+    let fast = TestClient::connect(&format!("ws://127.0.0.1:{}/fast", server.port), std::ptr::null());
+    fast.rec.wait_open();
+    assert!(start.elapsed() < Duration::from_millis(1000), "the fast request waited for the slow hook: {:?}", start.elapsed());
+    slow.rec.wait_open();
+
+    let again = TestClient::connect(&format!("ws://127.0.0.1:{}/slow", server.port), std::ptr::null());
+    std::thread::sleep(Duration::from_millis(200)); // its hook is running now
+    let freeing = Instant::now();
+    drop(server); // wsn_server_free
+    HOOK_AFTER_FREE.store(true, Ordering::SeqCst);
+    assert!(freeing.elapsed() >= Duration::from_millis(800), "free returned while a hook was running");
+    std::thread::sleep(Duration::from_millis(200));
+    assert_eq!(HOOK_VIOLATIONS.load(Ordering::SeqCst), 0, "an accept hook ran after wsn_server_free returned");
+    drop(again);
+}

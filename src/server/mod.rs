@@ -77,7 +77,7 @@ struct Shared {
     local_addr: SocketAddr,
     delivery: Option<Delivery>,
     hook: Option<Arc<dyn AcceptHook>>,
-    mailbox: Arc<Mailbox>,
+    hooks: Arc<HookGate>,
     tls: Option<tokio_rustls::TlsAcceptor>,
     conns: Mutex<HashMap<u64, Arc<Conn>>>,
     drained: Condvar,
@@ -85,6 +85,48 @@ struct Shared {
     next_id: AtomicU64,
     stopping: AtomicBool,
     stop_accepting: Notify,
+}
+
+/// Lets accept hooks run side by side on the callback threads, and keeps G7: after `release`
+/// returns, none runs (called from inside a hook: none but that one).
+#[derive(Default)]
+struct HookGate {
+    state: Mutex<(bool, Vec<std::thread::ThreadId>)>,
+    idle: Condvar,
+}
+
+/// A hook running on this thread; leaving on drop (also when the hook panics).
+struct HookRun<'a>(&'a HookGate);
+
+impl HookGate {
+    fn enter(&self) -> Option<HookRun<'_>> {
+        let mut g = relock(&self.state);
+        if g.0 {
+            return None;
+        }
+        g.1.push(std::thread::current().id());
+        Some(HookRun(self))
+    }
+
+    fn release(&self) {
+        let me = std::thread::current().id();
+        let mut g = relock(&self.state);
+        g.0 = true;
+        while g.1.iter().any(|t| *t != me) {
+            g = self.idle.wait(g).unwrap_or_else(|p| p.into_inner());
+        }
+    }
+}
+
+impl Drop for HookRun<'_> {
+    fn drop(&mut self) {
+        let me = std::thread::current().id();
+        let mut g = relock(&self.0.state);
+        if let Some(i) = g.1.iter().position(|t| *t == me) {
+            g.1.swap_remove(i);
+        }
+        self.0.idle.notify_all();
+    }
 }
 
 /// A listening WebSocket server.
@@ -146,7 +188,7 @@ impl Server {
             local_addr,
             delivery,
             hook,
-            mailbox: Arc::new(Mailbox::default()),
+            hooks: Arc::new(HookGate::default()),
             tls,
             conns: Mutex::new(HashMap::new()),
             drained: Condvar::new(),
@@ -184,7 +226,7 @@ impl Server {
     /// of its connections: none runs after this returns.
     pub fn release(&self) {
         self.shared.stop(self.shared.opts.drain_timeout);
-        self.shared.mailbox.release();
+        self.shared.hooks.release();
         let attached = std::mem::take(&mut *relock(&self.shared.attached));
         for conn in attached.iter().filter_map(Weak::upgrade) {
             conn.release();
@@ -331,8 +373,12 @@ async fn handshake(shared: &Arc<Shared>, tcp: tokio::net::TcpStream, peer: Socke
             let (tx, rx) = oneshot::channel();
             let hook = hook.clone();
             let req2 = req.clone();
-            shared.mailbox.post(Box::new(move || {
-                let _ = tx.send(hook.accept(&req2));
+            let gate = shared.hooks.clone();
+            // A mailbox of its own: hooks of different requests run side by side.
+            Arc::new(Mailbox::default()).post(Box::new(move || {
+                if let Some(_running) = gate.enter() {
+                    let _ = tx.send(hook.accept(&req2));
+                }
             }));
             match rx.await {
                 Ok(d) => handshake::validate(d, &req),
