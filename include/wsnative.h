@@ -328,7 +328,8 @@ typedef struct wsn_queued_event {
  * Decides on an upgrade request. Without a call to wsn_request_reject or
  * wsn_request_accept_and_close the request is accepted (with the subprotocol chosen by
  * wsn_request_accept, or by the server options' list). Runs on a wsnative callback thread
- * while the client waits (bounded by the handshake timeout); it must not unwind into wsnative.
+ * while the client waits (bounded by the handshake timeout); callbacks for different requests
+ * may run at the same time on different threads. It must not unwind into wsnative.
  */
 typedef void (*wsn_accept_cb)(void *user_data, struct wsn_request *request);
 

@@ -25,7 +25,8 @@ pub struct wsn_request {
 /// Decides on an upgrade request. Without a call to wsn_request_reject or
 /// wsn_request_accept_and_close the request is accepted (with the subprotocol chosen by
 /// wsn_request_accept, or by the server options' list). Runs on a wsnative callback thread
-/// while the client waits (bounded by the handshake timeout); it must not unwind into wsnative.
+/// while the client waits (bounded by the handshake timeout); callbacks for different requests
+/// may run at the same time on different threads. It must not unwind into wsnative.
 pub type wsn_accept_cb = Option<unsafe extern "C" fn(user_data: *mut c_void, request: *mut wsn_request)>;
 
 struct CAcceptHook {
