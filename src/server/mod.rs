@@ -81,7 +81,8 @@ struct Shared {
     tls: Option<tokio_rustls::TlsAcceptor>,
     conns: Mutex<HashMap<u64, Arc<Conn>>>,
     drained: Condvar,
-    attached: Mutex<Vec<Weak<Conn>>>,
+    /// Connections that deliver to the application; `None` once the server is released.
+    attached: Mutex<Option<Vec<Weak<Conn>>>>,
     next_id: AtomicU64,
     stopping: AtomicBool,
     stop_accepting: Notify,
@@ -192,7 +193,7 @@ impl Server {
             tls,
             conns: Mutex::new(HashMap::new()),
             drained: Condvar::new(),
-            attached: Mutex::new(Vec::new()),
+            attached: Mutex::new(Some(Vec::new())),
             next_id: AtomicU64::new(1),
             stopping: AtomicBool::new(false),
             stop_accepting: Notify::new(),
@@ -227,7 +228,7 @@ impl Server {
     pub fn release(&self) {
         self.shared.stop(self.shared.opts.drain_timeout);
         self.shared.hooks.release();
-        let attached = std::mem::take(&mut *relock(&self.shared.attached));
+        let attached = relock(&self.shared.attached).take().unwrap_or_default();
         for conn in attached.iter().filter_map(Weak::upgrade) {
             conn.release();
         }
@@ -302,8 +303,22 @@ async fn serve_one(shared: Arc<Shared>, tcp: tokio::net::TcpStream, peer: Socket
         Ok(Ok(Some(u))) => u,
         _ => return, // refused, failed or timed out: the client has its answer or its timeout
     };
-    let delivery = if upgraded.close_now.is_some() { None } else { shared.delivery.clone() };
-    let (conn, channels) = Conn::new(shared.opts.conn.clone(), delivery);
+    // Made under the lock that `release` takes: a connection either is in the list it
+    // releases, or never delivers anything (the server is gone).
+    let (conn, channels) = {
+        let mut attached = relock(&shared.attached);
+        match attached.as_mut().filter(|_| upgraded.close_now.is_none()) {
+            Some(list) => {
+                if list.len() >= 64 && list.len().is_power_of_two() {
+                    list.retain(|w| w.strong_count() > 0);
+                }
+                let made = Conn::new(shared.opts.conn.clone(), shared.delivery.clone());
+                list.push(Arc::downgrade(&made.0));
+                made
+            }
+            None => Conn::new(shared.opts.conn.clone(), None),
+        }
+    };
     conn.set_peer_addr(peer);
     conn.set_subprotocol(upgraded.subprotocol);
     if let Some((code, reason)) = &upgraded.close_now {
@@ -316,13 +331,6 @@ async fn serve_one(shared: Arc<Shared>, tcp: tokio::net::TcpStream, peer: Socket
             let _ = conn.close(1001, "server shutting down");
         }
         conns.insert(id, conn.clone());
-    }
-    if upgraded.close_now.is_none() {
-        let mut attached = relock(&shared.attached);
-        if attached.len() >= 64 && attached.len().is_power_of_two() {
-            attached.retain(|w| w.strong_count() > 0);
-        }
-        attached.push(Arc::downgrade(&conn));
     }
     let io: BoxIo = Box::new(HoldingIo::new(upgraded.io, conn.hold.clone(), false, upgraded.leftover));
     let ws = tokio_tungstenite::WebSocketStream::from_raw_socket(io, tungstenite::protocol::Role::Server, Some(shared.opts.conn.ws_config())).await;
