@@ -136,7 +136,7 @@ impl ConnectionSettings {
         tungstenite::protocol::WebSocketConfig::default()
             // Reads go through a buffer of this size, zero-filled on first use: keep idle
             // connections small; large messages still grow their own buffer.
-            .read_buffer_size(8 << 10)
+            .read_buffer_size(4 << 10)
             .write_buffer_size(64 << 10)
             .max_message_size(Some(self.max_message_size))
             .max_frame_size(Some(self.max_message_size))

@@ -459,3 +459,4 @@ fn queue_fail_close(
     deadline.get_or_insert(Instant::now() + close_timeout);
     None
 }
+
