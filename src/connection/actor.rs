@@ -459,4 +459,3 @@ fn queue_fail_close(
     deadline.get_or_insert(Instant::now() + close_timeout);
     None
 }
-
