@@ -451,6 +451,14 @@ const char *wsn_conn_get_peer_addr(const struct wsn_conn *conn);
 const char *wsn_conn_get_subprotocol(const struct wsn_conn *conn);
 
 /**
+ * Pauses (`paused` true) or resumes reading from the peer: while paused, no message is read
+ * after the one in progress, so TCP slows the peer down instead of messages piling up in the
+ * application. Pings and Close frames wait too, so keep pauses shorter than the peer's
+ * keep-alive timeout. Thread: any. Errors: INVALID_ARGUMENT for NULL.
+ */
+wsn_status wsn_conn_set_reading_paused(struct wsn_conn *conn, bool paused);
+
+/**
  * Stores a pointer of the application's with the connection (wsnative never reads it).
  * Useful for server connections, whose events carry the server's user_data. Thread: any.
  */

@@ -626,3 +626,31 @@ fn accept_hooks_run_side_by_side_and_none_after_the_server_is_freed() {
     assert_eq!(HOOK_VIOLATIONS.load(Ordering::SeqCst), 0, "an accept hook ran after wsn_server_free returned");
     drop(again);
 }
+
+/// Flow control by the application: while it pauses reading, the peer's data stays with the
+/// peer; after it resumes, everything arrives in order.
+#[test]
+fn pausing_reading_pushes_back_until_resumed() {
+    const COUNT: usize = 400;
+    const SIZE: usize = 64 << 10;
+    let server = TestServer::start(Recorder::server(), std::ptr::null(), None);
+    let client = TestClient::connect(&server.url(), std::ptr::null());
+    client.rec.wait_open();
+    assert_eq!(unsafe { wsn_conn_set_reading_paused(client.conn, true) }, wsn_status::WSN_OK);
+    let sconn = server.rec.wait_open() as *mut wsn_conn;
+    // The first message is read (reading pauses after it); the rest stays with the sender.
+    for i in 0..COUNT {
+        let mut payload = vec![0u8; SIZE];
+        payload[..8].copy_from_slice(&(i as u64).to_be_bytes());
+        unsafe { wsn_conn_send_binary(sconn, payload.as_ptr(), payload.len()) };
+    }
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(client.rec.count_messages() <= 1, "{} messages read while paused", client.rec.count_messages());
+    assert!(unsafe { wsn_conn_get_buffered_amount(sconn) } > 4 << 20, "the sender holds the data");
+    assert_eq!(unsafe { wsn_conn_set_reading_paused(client.conn, false) }, wsn_status::WSN_OK);
+    client.rec.wait(Duration::from_secs(60), "every message", |e| (msg_count(e) == COUNT).then_some(()));
+    for (i, (_, data)) in client.rec.messages().iter().enumerate() {
+        assert_eq!(u64::from_be_bytes(data[..8].try_into().unwrap()), i as u64);
+    }
+    assert_eq!(unsafe { wsn_conn_set_reading_paused(std::ptr::null_mut(), true) }, wsn_status::WSN_ERR_INVALID_ARGUMENT);
+}

@@ -96,6 +96,8 @@ pub struct Conn {
     progress: AtomicUsize,
     /// Bytes of delivered messages whose callbacks have not finished (see `max_receive_queue`).
     receive_queue: AtomicUsize,
+    /// The application paused reading (flow control of its own).
+    reading_paused: std::sync::atomic::AtomicBool,
     receive_room: tokio::sync::Notify,
     pub(crate) settings: ConnectionSettings,
     pub(crate) mailbox: Arc<Mailbox>,
@@ -129,6 +131,7 @@ impl Conn {
             buffered: AtomicUsize::new(0),
             progress: AtomicUsize::new(0),
             receive_queue: AtomicUsize::new(0),
+            reading_paused: std::sync::atomic::AtomicBool::new(false),
             receive_room: tokio::sync::Notify::new(),
             settings,
             mailbox: Arc::new(Mailbox::default()),
@@ -342,17 +345,29 @@ impl Conn {
         }
     }
 
-    /// Waits, when the receive queue is over its limit, until it is down to half of it.
+    /// Pauses or resumes reading from the peer. While paused, no message is read after the
+    /// current one, so TCP slows the peer down; pings and Close frames wait as well.
+    pub fn set_reading_paused(&self, paused: bool) {
+        self.reading_paused.store(paused, Ordering::SeqCst);
+        if !paused {
+            self.receive_room.notify_waiters();
+        }
+    }
+
+    /// Waits while reading is paused, and, when the receive queue is over its limit, until it
+    /// is down to half of it.
     pub(crate) async fn wait_for_receive_room(&self) {
         let limit = self.settings.max_receive_queue;
-        if self.receive_queue.load(Ordering::Acquire) <= limit {
+        let over = self.receive_queue.load(Ordering::Acquire) > limit;
+        if !over && !self.reading_paused.load(Ordering::SeqCst) {
             return;
         }
         loop {
             let room = self.receive_room.notified();
             tokio::pin!(room);
             room.as_mut().enable();
-            if self.receive_queue.load(Ordering::Acquire) <= limit / 2 {
+            let drained = !over || self.receive_queue.load(Ordering::Acquire) <= limit / 2;
+            if drained && !self.reading_paused.load(Ordering::SeqCst) {
                 return;
             }
             room.await;

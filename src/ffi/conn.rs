@@ -264,6 +264,18 @@ pub unsafe extern "C" fn wsn_conn_get_subprotocol(conn: *const wsn_conn) -> *con
     guard(|| conn_ref(conn).map(|c| c.subprotocol().as_ptr()).unwrap_or(std::ptr::null()))
 }
 
+/// Pauses (`paused` true) or resumes reading from the peer: while paused, no message is read
+/// after the one in progress, so TCP slows the peer down instead of messages piling up in the
+/// application. Pings and Close frames wait too, so keep pauses shorter than the peer's
+/// keep-alive timeout. Thread: any. Errors: INVALID_ARGUMENT for NULL.
+#[no_mangle]
+pub unsafe extern "C" fn wsn_conn_set_reading_paused(conn: *mut wsn_conn, paused: bool) -> wsn_status {
+    status(|| {
+        conn_ref(conn)?.set_reading_paused(paused);
+        Ok(())
+    })
+}
+
 /// Stores a pointer of the application's with the connection (wsnative never reads it).
 /// Useful for server connections, whose events carry the server's user_data. Thread: any.
 #[no_mangle]

@@ -80,6 +80,9 @@ namespace WsNative.Native
         internal static extern int wsn_conn_abort(ConnHandle conn);
 
         [DllImport(Lib, CallingConvention = CallingConvention.Cdecl)]
+        internal static extern int wsn_conn_set_reading_paused(ConnHandle conn, [MarshalAs(UnmanagedType.U1)] bool paused);
+
+        [DllImport(Lib, CallingConvention = CallingConvention.Cdecl)]
         internal static extern uint wsn_conn_get_state(ConnHandle conn);
 
         [DllImport(Lib, CallingConvention = CallingConvention.Cdecl)]

@@ -311,3 +311,33 @@ def test_server_close_ends_connections_with_1001():
         assert c.wait_closed(WAIT)
         assert c.close_code == 1001 and c.was_clean
     server.close()  # twice: harmless
+
+
+def test_unread_messages_pause_reading_and_reading_resumes(echo_server_url=None):
+    """Flow control: past max_queue unread messages the peer's data stays with the peer."""
+    import time
+
+    import wsnative
+
+    received = []
+
+    def handler(conn):
+        for i in range(300):
+            conn.send(b"%06d" % i + b"x" * 65530)
+        for m in conn:
+            received.append(m)
+
+    with wsnative.serve("127.0.0.1", 0, handler) as server:
+        with wsnative.connect(f"ws://127.0.0.1:{server.port}/", max_queue=8) as c:
+            deadline = time.time() + 10
+            while c._queue.qsize() < 8 and time.time() < deadline:
+                time.sleep(0.01)
+            time.sleep(0.3)
+            assert c._reading_paused
+            # What was already read natively still arrives; then nothing more.
+            settled = c._queue.qsize()
+            time.sleep(0.3)
+            assert c._queue.qsize() == settled < 300, (settled, c._queue.qsize())
+            got = [c.recv(timeout=10) for _ in range(300)]
+            assert [int(m[:6]) for m in got] == list(range(300))
+            assert not c._reading_paused or c._queue.qsize() > 4

@@ -457,6 +457,12 @@ class NativeConn:
         if rc:
             raise err
 
+    def _set_reading_paused(self, paused: bool) -> None:
+        with self._lock:
+            ptr = self._ptr
+            if ptr is not None:
+                N.wsn_conn_set_reading_paused(ptr, paused)
+
     def _start_abort(self) -> None:
         with self._lock:
             ptr = self._ptr

@@ -126,6 +126,8 @@ wsn_conn_get_buffered_amount = _fn("wsn_conn_get_buffered_amount", [_ptr], c_siz
 wsn_conn_get_peer_addr = _fn("wsn_conn_get_peer_addr", [_ptr], c_char_p)
 # const char *wsn_conn_get_subprotocol(const wsn_conn *conn);
 wsn_conn_get_subprotocol = _fn("wsn_conn_get_subprotocol", [_ptr], c_char_p)
+# wsn_status wsn_conn_set_reading_paused(wsn_conn *conn, bool paused);
+wsn_conn_set_reading_paused = _fn("wsn_conn_set_reading_paused", [_ptr, c_bool], _status)
 # wsn_status wsn_conn_set_user_data(wsn_conn *conn, void *user_data);
 wsn_conn_set_user_data = _fn("wsn_conn_set_user_data", [_ptr, c_void_p], _status)
 # void *wsn_conn_get_user_data(const wsn_conn *conn);

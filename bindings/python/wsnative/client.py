@@ -38,20 +38,40 @@ class Connection(_core.NativeConn):
         on_message: Optional[OnMessage] = None,
         on_close: Optional[OnClose] = None,
         close_timeout: float = 5.0,
+        max_queue: int = 1024,
     ) -> None:
         super().__init__(close_timeout)
         self._queue: "queue.SimpleQueue[Any]" = queue.SimpleQueue()
+        # Flow control: past max_queue unread messages, the library stops reading (TCP slows
+        # the peer down); at half of it, reading resumes.
+        self._max_queue = max(1, max_queue)
+        self._reading_paused = False
+        self._flow_lock = threading.Lock()
         self._opened = threading.Event()
         self._closed = threading.Event()
         self._on_message_cb = on_message
         self._on_close_cb = on_close
         if on_message is None:
-            self._on_message = self._queue.put  # type: ignore[method-assign]
+            self._on_message = self._enqueue  # type: ignore[method-assign]
 
     # -- events (callback thread) --------------------------------------------------------------
 
     def _on_open(self) -> None:
         self._opened.set()
+
+    def _enqueue(self, message: Message) -> None:
+        self._queue.put(message)
+        if self._queue.qsize() >= self._max_queue:
+            self._flow()
+
+    def _flow(self) -> None:
+        """Pauses or resumes reading to keep the unread messages near ``max_queue``."""
+        with self._flow_lock:
+            n = self._queue.qsize()
+            pause = n > self._max_queue // 2 if self._reading_paused else n >= self._max_queue
+            if pause != self._reading_paused:
+                self._reading_paused = pause
+                self._set_reading_paused(pause)
 
     def _on_message(self, message: Message) -> None:
         try:
@@ -85,6 +105,8 @@ class Connection(_core.NativeConn):
         if item is _CLOSED:
             self._queue.put(_CLOSED)
             raise closed_exception(self._close_info)
+        if self._reading_paused:
+            self._flow()
         return item  # type: ignore[no-any-return]
 
     def __iter__(self) -> Iterator[Message]:
@@ -152,18 +174,20 @@ def connect(
     heartbeat: str = "ping",
     on_message: Optional[OnMessage] = None,
     on_close: Optional[OnClose] = None,
+    max_queue: int = 1024,
 ) -> Connection:
     """Opens a client connection to ``url`` (ws:// or wss://) and waits until it is open.
 
     ``open_timeout`` bounds DNS plus TCP connect, and then the TLS and WebSocket handshakes.
     ``tls_roots`` is "bundled" (Mozilla roots), "system" or "none" (only ``ca_file``).
     ``ping_interval`` None turns the heartbeat off. ``max_size`` is the largest message accepted
-    (a larger one closes the connection with 1009).
+    (a larger one closes the connection with 1009). Past ``max_queue`` unread messages, reading
+    pauses (TCP slows the peer down) until half of them were read.
 
     Raises HandshakeError (with the HTTP status), TLSError, ConnectError, OpenTimeout,
     InvalidArgument.
     """
-    conn = Connection(on_message=on_message, on_close=on_close, close_timeout=close_timeout)
+    conn = Connection(on_message=on_message, on_close=on_close, close_timeout=close_timeout, max_queue=max_queue)
     opts = _core.client_options(
         headers=headers,
         subprotocols=subprotocols,
