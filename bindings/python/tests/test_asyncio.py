@@ -149,3 +149,28 @@ def test_server_close_ends_clients_with_1001():
         assert info.code == 1001
 
     run(main())
+
+
+def test_unread_messages_pause_reading_and_reading_resumes():
+    async def flood(conn):
+        for i in range(300):
+            await conn.send(b"%06d" % i + b"x" * 65530)
+        async for _ in conn:
+            pass
+
+    async def main():
+        async with wa.serve("127.0.0.1", 0, flood) as server:
+            async with wa.connect(f"ws://127.0.0.1:{server.port}/", max_queue=8) as ws:
+                loop = asyncio.get_running_loop()
+                end = loop.time() + WAIT
+                while len(ws._inbox) < 8 and loop.time() < end:
+                    await asyncio.sleep(0.01)
+                await asyncio.sleep(0.3)
+                assert ws._reading_paused
+                settled = len(ws._inbox)  # what was read natively before the pause still came
+                await asyncio.sleep(0.3)
+                assert len(ws._inbox) == settled < 300
+                got = [await asyncio.wait_for(ws.recv(), WAIT) for _ in range(300)]
+                assert [int(m[:6]) for m in got] == list(range(300))
+
+    run(main())

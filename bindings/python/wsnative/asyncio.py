@@ -39,8 +39,18 @@ class Connection(_core.NativeConn):
     """A WebSocket connection bound to an event loop. Methods are coroutines except the
     properties; ``send`` never blocks the loop (the native side queues the bytes)."""
 
-    def __init__(self, loop: asyncio.AbstractEventLoop, close_timeout: float = 5.0, write_limit: int = 16 << 20) -> None:
+    def __init__(
+        self,
+        loop: asyncio.AbstractEventLoop,
+        close_timeout: float = 5.0,
+        write_limit: int = 16 << 20,
+        max_queue: int = 1024,
+    ) -> None:
         super().__init__(close_timeout)
+        # Flow control: past max_queue unread messages the library stops reading (TCP slows the
+        # peer down); at half of it, reading resumes.
+        self._max_queue = max(1, max_queue)
+        self._reading_paused = False
         self._loop = loop
         self._inbox: Deque[Any] = collections.deque()
         self._inbox_lock = threading.Lock()
@@ -64,6 +74,9 @@ class Connection(_core.NativeConn):
     def _on_message(self, message: Message) -> None:
         with self._inbox_lock:
             self._inbox.append(message)
+            if len(self._inbox) >= self._max_queue and not self._reading_paused:
+                self._reading_paused = True
+                self._set_reading_paused(True)
             if self._wake_pending:
                 return
             self._wake_pending = True
@@ -95,7 +108,13 @@ class Connection(_core.NativeConn):
                 item = inbox[0]
                 if item is _CLOSED:
                     raise closed_exception(self._close_info)
-                return inbox.popleft()  # type: ignore[no-any-return]
+                message = inbox.popleft()
+                if self._reading_paused:
+                    with self._inbox_lock:
+                        if self._reading_paused and len(inbox) <= self._max_queue // 2:
+                            self._reading_paused = False
+                            self._set_reading_paused(False)
+                return message  # type: ignore[no-any-return]
             if self._waiter is not None:
                 raise RuntimeError("another coroutine is already waiting in recv()")
             w = self._loop.create_future()
@@ -185,8 +204,10 @@ class connect:
         ping_timeout: Optional[float] = 30.0,
         heartbeat: str = "ping",
         write_limit: int = 16 << 20,
+        max_queue: int = 1024,
     ) -> None:
         self._url = url
+        self._max_queue = max_queue
         self._open_timeout = open_timeout
         self._close_timeout = close_timeout
         self._write_limit = write_limit
@@ -206,7 +227,7 @@ class connect:
         self._conn: Optional[Connection] = None
 
     async def _create(self) -> Connection:
-        conn = Connection(asyncio.get_running_loop(), self._close_timeout, self._write_limit)
+        conn = Connection(asyncio.get_running_loop(), self._close_timeout, self._write_limit, self._max_queue)
         opts = _core.client_options(**self._options)  # type: ignore[arg-type]
         try:
             conn._connect(self._url, opts)
