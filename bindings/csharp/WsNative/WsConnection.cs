@@ -41,6 +41,8 @@ namespace WsNative
         private string _peerAddress = "";
 
         private readonly Queue<WsMessage> _inbox = new Queue<WsMessage>();
+        private bool _readingPaused;
+        private int _maxQueue = 1024;
         private readonly LinkedList<ReceiveWaiter> _receivers = new LinkedList<ReceiveWaiter>();
 
         // SendAsync: payload bytes whose send started (minus failed ones) and whose send was
@@ -228,11 +230,17 @@ namespace WsNative
         /// </summary>
         public Task<WsMessage> ReceiveAsync(CancellationToken cancellationToken = default(CancellationToken))
         {
+            WsMessage ready;
             ReceiveWaiter w;
             lock (_lock)
             {
                 if (_disposed != 0) throw new ObjectDisposedException(nameof(WsConnection));
-                if (_inbox.Count > 0) return Task.FromResult(_inbox.Dequeue());
+                if (_inbox.Count > 0)
+                {
+                    ready = _inbox.Dequeue();
+                    if (_readingPaused && _inbox.Count <= _maxQueue / 2) SetReadingPausedLocked(false);
+                    return Task.FromResult(ready);
+                }
                 var close = _closeInfo;
                 if (close != null) return Task.FromResult(new WsMessage(WsMessageType.Close, new byte[0], close));
                 if (cancellationToken.IsCancellationRequested)
@@ -257,6 +265,36 @@ namespace WsNative
                 if (done) reg.Dispose();
             }
             return w.Tcs.Task;
+        }
+
+        /// <summary>
+        /// Most messages waiting for ReceiveAsync (default 1024): past it the connection stops
+        /// reading, so TCP slows the peer down, and it reads again once half of them were taken.
+        /// </summary>
+        public int MaxQueue
+        {
+            get { lock (_lock) return _maxQueue; }
+            set
+            {
+                if (value < 1) throw new ArgumentOutOfRangeException(nameof(value), "MaxQueue must be at least 1");
+                lock (_lock) _maxQueue = value;
+            }
+        }
+
+        /// <summary>Messages waiting for ReceiveAsync.</summary>
+        public int QueuedMessages
+        {
+            get { lock (_lock) return _inbox.Count; }
+        }
+
+        // Under _lock, so that pause and resume reach the library in the order they were decided.
+        private void SetReadingPausedLocked(bool paused)
+        {
+            _readingPaused = paused;
+            var h = _handle;
+            if (h == null) return;
+            try { wsn_conn_set_reading_paused(h, paused); }
+            catch (ObjectDisposedException) { }
         }
 
         private void CancelReceive(ReceiveWaiter w)
@@ -464,7 +502,11 @@ namespace WsNative
                     _receivers.RemoveFirst();
                     UnrootLocked();
                 }
-                else _inbox.Enqueue(msg);
+                else
+                {
+                    _inbox.Enqueue(msg);
+                    if (!_readingPaused && _inbox.Count >= _maxQueue) SetReadingPausedLocked(true);
+                }
             }
             if (w != null)
             {

@@ -14,6 +14,41 @@ namespace WsNative.Tests
 {
     public class ContractTests
     {
+        // Flow control: messages nobody receives yet stop the reading past MaxQueue, so the
+        // peer's data waits with the peer; receiving them lets everything arrive in order.
+        [Fact]
+        public async Task UnreadMessages_PauseReading_UntilReceived()
+        {
+            using (var server = WsServer.Listen("127.0.0.1", 0, c =>
+            {
+                var payload = new byte[65536];
+                for (int i = 0; i < 300; i++)
+                {
+                    payload[0] = (byte)(i >> 8);
+                    payload[1] = (byte)i;
+                    c.Send(payload);
+                }
+                c.Closed += (s, e) => c.Dispose();
+            }))
+            {
+                var conn = await T.Within(WsClient.ConnectAsync(T.Url(server), null, c => c.MaxQueue = 8, CancellationToken.None), 10, "connect");
+                using (conn)
+                {
+                    for (int i = 0; i < 500 && conn.QueuedMessages < 8; i++) await Task.Delay(10);
+                    await Task.Delay(300);
+                    int settled = conn.QueuedMessages; // what was read before the pause still came
+                    await Task.Delay(300);
+                    Assert.Equal(settled, conn.QueuedMessages);
+                    Assert.True(settled < 300, "reading did not pause: " + settled + " queued");
+                    for (int i = 0; i < 300; i++)
+                    {
+                        var m = await T.Within(conn.ReceiveAsync(), 10, "message " + i);
+                        Assert.Equal(i, (m.Data[0] << 8) | m.Data[1]);
+                    }
+                }
+            }
+        }
+
         // seeds/002: the client streams 1024 x 128 KiB, the server replies every 4 MiB, then the
         // client closes. Nothing blocks, every reply arrives (also the replies to the last chunks:
         // the core holds the peer's Close until replies to earlier messages are out), and both
