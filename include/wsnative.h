@@ -306,6 +306,11 @@ typedef struct wsn_event {
 typedef void (*wsn_event_cb)(void *user_data, struct wsn_conn *conn, const struct wsn_event *event);
 
 /**
+ * Called once with its `arg` when a freed handle's callbacks have all ended.
+ */
+typedef void (*wsn_release_cb)(void *arg);
+
+/**
  * One event taken from a queue.
  */
 typedef struct wsn_queued_event {
@@ -470,13 +475,29 @@ wsn_status wsn_conn_set_user_data(struct wsn_conn *conn, void *user_data);
 void *wsn_conn_get_user_data(const struct wsn_conn *conn);
 
 /**
- * Frees the handle. No callback for this connection runs after this returns (called from
- * inside its own callback: none after that callback returns); it may wait for a callback
- * running on another thread to finish. An open connection is closed with 1001 in the
- * background, bounded by its close timeout. NULL is ignored. Must not be called twice for the
- * same handle. Thread: any.
+ * Frees the handle. No callback for this connection starts after this returns. Called from a
+ * thread that is not running a wsnative callback, it also waits for a callback of this
+ * connection running on another thread, so none runs after it returns. Called from inside any
+ * wsnative callback it never waits (two callbacks freeing each other's handles would
+ * otherwise wait forever): its own callback finishes, and a callback of this connection on
+ * another thread may still be finishing; free what callbacks use in the release hook
+ * (wsn_conn_set_release_hook), which runs after the last one. An open connection is closed
+ * with 1001 in the background, bounded by its close timeout. NULL is ignored. A second free
+ * of the same handle is harmless while the handle is still alive (inside one of its callbacks,
+ * or later in the same poll batch), and undefined after that. Thread: any.
  */
 void wsn_conn_free(struct wsn_conn *conn);
+
+/**
+ * Sets a hook that runs once, as `release(arg)`, after the connection was freed with
+ * wsn_conn_free and no callback of it runs any more: the place to free the user data its
+ * callbacks use (a binding's GCHandle or Python object), with no lock and no waiting. It runs
+ * on the thread whose work ended last: the one calling wsn_conn_free, or the callback thread
+ * whose callback ended after it. `release` NULL removes the hook. Setting it again replaces
+ * the previous hook, which then never runs. Thread: any, before wsn_conn_free.
+ * Errors: INVALID_ARGUMENT for NULL conn.
+ */
+wsn_status wsn_conn_set_release_hook(struct wsn_conn *conn, wsn_release_cb release, void *arg);
 
 /**
  * A new client options object with the defaults: connect and handshake timeouts 10 s, close
@@ -505,10 +526,21 @@ wsn_status wsn_client_options_set_connect_timeout_ms(struct wsn_client_options *
 wsn_status wsn_client_options_set_handshake_timeout_ms(struct wsn_client_options *options, uint32_t ms);
 
 /**
- * How long a close waits for the peer (default 5000). Errors: INVALID_ARGUMENT for NULL or 0.
+ * How long a close may go without progress (default 5000): while queued data is still being
+ * written before the Close frame, the time counts from the last byte the socket took; once
+ * the Close frame is out, it is how long the peer has to answer it. Errors: INVALID_ARGUMENT
+ * for NULL or 0.
  * Thread: one thread at a time per options object. Strings are copied; the caller keeps its own.
  */
 wsn_status wsn_client_options_set_close_timeout_ms(struct wsn_client_options *options, uint32_t ms);
+
+/**
+ * The longest a close may take in all (default 30000), however slowly the peer keeps reading:
+ * a peer that takes a byte now and then cannot hold a close open past it. The close then
+ * ends unclean (1006, WSN_ERR_TIMEOUT). Errors: INVALID_ARGUMENT for NULL or 0.
+ * Thread: one thread at a time per options object. Strings are copied; the caller keeps its own.
+ */
+wsn_status wsn_client_options_set_close_max_ms(struct wsn_client_options *options, uint32_t ms);
 
 /**
  * Largest incoming message; a larger one closes the connection with 1009 (default 64 MiB).
@@ -607,10 +639,21 @@ wsn_status wsn_server_options_set_handshake_timeout_ms(struct wsn_server_options
 wsn_status wsn_server_options_set_max_header_size(struct wsn_server_options *options, size_t bytes);
 
 /**
- * How long a close waits for the peer (default 5000). Errors: INVALID_ARGUMENT for NULL or 0.
+ * How long a close may go without progress (default 5000): while queued data is still being
+ * written before the Close frame, the time counts from the last byte the socket took; once
+ * the Close frame is out, it is how long the peer has to answer it. Errors: INVALID_ARGUMENT
+ * for NULL or 0.
  * Thread: one thread at a time per options object. Strings are copied; the caller keeps its own.
  */
 wsn_status wsn_server_options_set_close_timeout_ms(struct wsn_server_options *options, uint32_t ms);
+
+/**
+ * The longest a close may take in all (default 30000), however slowly the peer keeps reading:
+ * a peer that takes a byte now and then cannot hold a close open past it. The close then
+ * ends unclean (1006, WSN_ERR_TIMEOUT). Errors: INVALID_ARGUMENT for NULL or 0.
+ * Thread: one thread at a time per options object. Strings are copied; the caller keeps its own.
+ */
+wsn_status wsn_server_options_set_close_max_ms(struct wsn_server_options *options, uint32_t ms);
 
 /**
  * How long stopping the server waits for its connections to close (default 5000).
@@ -750,19 +793,35 @@ wsn_status wsn_server_listen(const char *host, uint16_t port, const struct wsn_s
 uint16_t wsn_server_get_port(const struct wsn_server *server);
 
 /**
- * Stops accepting, closes every connection with 1001 and blocks until they are closed or
- * `drain_timeout_ms` passed (the rest are aborted). Close events are delivered. Calling it
- * twice is harmless. Thread: any, including a callback. Errors: INVALID_ARGUMENT for NULL.
+ * Stops accepting and closes every connection with 1001. From a thread that is not running
+ * a wsnative callback, it returns once every connection has ended and its WSN_EVENT_CLOSE was
+ * delivered (its callback returned, or it was queued for wsn_queue_poll); connections still
+ * open after `drain_timeout_ms` are aborted and their CLOSE events delivered too (waiting at
+ * most `drain_timeout_ms` again, at least 1 s, for callbacks that are slow to return). From
+ * inside a callback it never waits: the aborts and CLOSE events follow in the background.
+ * Calling it twice is harmless. Thread: any, including a callback.
+ * Errors: INVALID_ARGUMENT for NULL.
  */
 wsn_status wsn_server_stop(struct wsn_server *server, uint32_t drain_timeout_ms);
 
 /**
- * Stops the server (as wsn_server_stop with the options' drain timeout, unless already
- * stopped) and frees it. After this returns, no callback of the server or of its connections
- * runs (their handles stay valid until freed). NULL is ignored; must not be called twice.
- * Thread: any.
+ * Stops the server (as wsn_server_stop with the options' drain timeout) and frees it. From a
+ * thread that is not running a wsnative callback: when this returns, every connection's
+ * CLOSE was delivered and no callback of the server or of its connections runs. From inside a
+ * callback it never waits: remaining CLOSE events are delivered afterwards, and the server's
+ * release hook (wsn_server_set_release_hook) runs after the last callback that carries its
+ * user_data. Connection handles stay valid until freed. NULL is ignored; must not be called
+ * twice. Thread: any.
  */
 void wsn_server_free(struct wsn_server *server);
+
+/**
+ * Sets a hook that runs once, as `release(arg)`, after the server was freed and the last
+ * callback that carries its user_data (accept callbacks, events of its connections) ended:
+ * the place to free that user data. It runs on the thread that let go last. `release` NULL
+ * removes it. Thread: any, before wsn_server_free. Errors: INVALID_ARGUMENT for NULL server.
+ */
+wsn_status wsn_server_set_release_hook(struct wsn_server *server, wsn_release_cb release, void *arg);
 
 /**
  * The request path without the query, e.g. "/chat". NULL for NULL.

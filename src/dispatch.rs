@@ -1,17 +1,52 @@
 //! Callback delivery off the I/O threads (G8, G9) with a plain lifetime (G7).
 //!
-//! Every connection and server has a [`Mailbox`]: an ordered queue of jobs. A small pool of
-//! callback threads runs each mailbox's jobs one at a time, in order, never two at once for the
-//! same mailbox, and never holding a lock while a job runs. [`Mailbox::release`] guarantees
-//! that no job of that mailbox runs after it returns (or, when called from inside one of its
-//! jobs, after that job returns).
+//! Every connection has a [`Mailbox`]: an ordered queue of jobs. A small pool of callback
+//! threads runs each mailbox's jobs one at a time, in order, never two at once for the same
+//! mailbox, and never holding a lock while a job runs.
+//!
+//! [`Mailbox::release`] starts no job after it returns. Called from a thread that is not
+//! running a callback, it also waits for a job running elsewhere, so none runs after it
+//! returns. Called from inside a callback, it never waits: two callbacks that free each
+//! other's handles would otherwise wait for each other forever. The release hook
+//! ([`Mailbox::set_release_hook`]) runs once the mailbox is released and no job of it runs, so
+//! the application frees what its callbacks use exactly when it is safe.
 
 use std::collections::VecDeque;
 use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::cell::Cell;
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread::ThreadId;
 
 type Job = Box<dyn FnOnce() + Send>;
+
+/// Runs once, after its handle was released and its last callback ended.
+pub(crate) type ReleaseHook = Box<dyn FnOnce() + Send>;
+
+thread_local! {
+    /// Set while this thread runs a callback (an event or accept hook).
+    static IN_CALLBACK: Cell<bool> = const { Cell::new(false) };
+}
+
+/// Whether the calling thread is running a wsnative callback: such a thread must never wait
+/// for another callback.
+pub(crate) fn in_callback() -> bool {
+    IN_CALLBACK.try_with(|c| c.get()).unwrap_or(false)
+}
+
+/// Marks the calling thread as running a callback until dropped.
+pub(crate) struct CallbackScope(bool);
+
+impl CallbackScope {
+    pub(crate) fn enter() -> CallbackScope {
+        CallbackScope(IN_CALLBACK.try_with(|c| c.replace(true)).unwrap_or(false))
+    }
+}
+
+impl Drop for CallbackScope {
+    fn drop(&mut self) {
+        let _ = IN_CALLBACK.try_with(|c| c.set(self.0));
+    }
+}
 
 /// Jobs run per turn before a busy mailbox yields its thread to the others.
 const JOBS_PER_TURN: usize = 64;
@@ -23,6 +58,7 @@ struct Inner {
     running_on: Option<ThreadId>,
     released: bool,
     sealed: bool,
+    hook: Option<ReleaseHook>,
 }
 
 /// An ordered queue of callbacks for one handle.
@@ -59,19 +95,37 @@ impl Mailbox {
         relock(&self.inner).sealed = true;
     }
 
-    /// No job runs after this returns, except the one calling it, which finishes.
+    /// Starts no job after this returns. From a thread that is not running a callback, also
+    /// waits for a job running on another thread; from inside a callback, never waits (see the
+    /// module doc). Runs the release hook when no job runs any more.
     pub(crate) fn release(&self) {
         let me = std::thread::current().id();
         let mut g = relock(&self.inner);
         g.released = true;
         let dropped = std::mem::take(&mut g.jobs);
-        if g.running_on != Some(me) {
+        if g.running_on != Some(me) && !in_callback() {
             while g.running_on.is_some() {
                 g = self.idle.wait(g).unwrap_or_else(|p| p.into_inner());
             }
         }
+        let hook = if g.running_on.is_none() { g.hook.take() } else { None };
         drop(g);
         drop(dropped); // may drop the last reference to the owner of this mailbox
+        if let Some(hook) = hook {
+            run_hook(hook);
+        }
+    }
+
+    /// Sets the hook that runs once the mailbox is released and none of its jobs runs (at
+    /// once when that is already so). Replaces an earlier hook, which then never runs.
+    pub(crate) fn set_release_hook(&self, hook: ReleaseHook) {
+        let mut g = relock(&self.inner);
+        if g.released && g.running_on.is_none() {
+            drop(g);
+            run_hook(hook);
+        } else {
+            g.hook = Some(hook);
+        }
     }
 
     /// Whether `release` was called.
@@ -96,23 +150,39 @@ impl Mailbox {
                 }
             };
             // A panicking callback must not take the callback thread down with it.
-            let _ = catch_unwind(AssertUnwindSafe(job));
+            {
+                let _scope = CallbackScope::enter();
+                let _ = catch_unwind(AssertUnwindSafe(job));
+            }
             let mut g = relock(&self.inner);
             g.running_on = None;
             if g.released {
                 self.idle.notify_all();
+                let hook = g.hook.take();
+                drop(g);
+                if let Some(hook) = hook {
+                    run_hook(hook);
+                }
+                return;
             }
         }
         pool().schedule(self);
     }
 }
 
-struct PoolState {
+/// Runs a release hook; a panic in it is contained.
+fn run_hook(hook: ReleaseHook) {
+    let _ = catch_unwind(AssertUnwindSafe(hook));
+}
+
+pub(crate) struct PoolState {
     queue: VecDeque<Arc<Mailbox>>,
     threads: Vec<std::thread::JoinHandle<()>>,
     /// Threads to start (0 = 2).
     wanted: usize,
-    stopping: bool,
+    /// Threads of an older generation end as soon as they are not running a callback: a
+    /// stop retires every thread at once, also the one calling it and one stuck in a callback.
+    generation: u64,
 }
 
 struct Pool {
@@ -121,7 +191,7 @@ struct Pool {
 }
 
 static POOL: Pool = Pool {
-    state: Mutex::new(PoolState { queue: VecDeque::new(), threads: Vec::new(), wanted: 0, stopping: false }),
+    state: Mutex::new(PoolState { queue: VecDeque::new(), threads: Vec::new(), wanted: 0, generation: 0 }),
     ready: Condvar::new(),
 };
 
@@ -147,8 +217,9 @@ impl Pool {
         let mut st = relock(&self.state);
         if st.threads.is_empty() {
             let n = if st.wanted == 0 { 2 } else { st.wanted };
+            let generation = st.generation;
             for i in 0..n {
-                match std::thread::Builder::new().name(format!("wsn-callback-{i}")).spawn(worker) {
+                match std::thread::Builder::new().name(format!("wsn-callback-{i}")).spawn(move || worker(generation)) {
                     Ok(t) => st.threads.push(t),
                     Err(_) if i > 0 => break, // fewer threads still work
                     Err(e) => panic!("cannot start a wsnative callback thread: {e}"),
@@ -163,12 +234,12 @@ impl Pool {
 
 /// Runs what is queued, then ends the callback threads and waits up to `grace` for them, so
 /// that a process (or a runtime such as Mono) can exit with no thread of ours left. Threads
-/// start again on the next event. A thread stuck in a callback is left to finish on its own;
-/// called from a callback thread, that thread ends after its callback returns.
+/// start again on the next event. A thread stuck in a callback ends when its callback
+/// returns; called from a callback thread, that thread ends after its callback returns.
 pub(crate) fn stop_callback_threads(grace: std::time::Duration) {
     let threads = {
         let mut st = relock(&POOL.state);
-        st.stopping = true;
+        st.generation += 1;
         std::mem::take(&mut st.threads)
     };
     POOL.ready.notify_all();
@@ -185,7 +256,23 @@ pub(crate) fn stop_callback_threads(grace: std::time::Duration) {
             let _ = t.join();
         }
     }
-    relock(&POOL.state).stopping = false;
+}
+
+/// In a child process after fork(): the parent's callback threads do not exist here, so
+/// forget them; the next event starts new ones.
+pub(crate) fn forget_threads_after_fork(st: &mut PoolStateGuard) {
+    st.generation += 1;
+    st.queue.clear();
+    for t in std::mem::take(&mut st.threads) {
+        std::mem::forget(t);
+    }
+}
+
+/// The pool's lock, held across fork() so that the child never inherits it locked.
+pub(crate) type PoolStateGuard = MutexGuard<'static, PoolState>;
+
+pub(crate) fn lock_pool() -> PoolStateGuard {
+    relock(&POOL.state)
 }
 
 /// How long an idle callback thread looks for new work before sleeping, in microseconds.
@@ -200,7 +287,7 @@ pub fn set_callback_spin(micros: u32) {
     SPIN_US.store(micros, std::sync::atomic::Ordering::Relaxed);
 }
 
-fn worker() {
+fn worker(generation: u64) {
     let pool = pool();
     // Looking for work pays only in dense traffic: after a few looks that found nothing, look
     // only now and then, so sparse traffic costs no extra CPU.
@@ -214,7 +301,7 @@ fn worker() {
                 if let Some(mb) = st.queue.pop_front() {
                     break mb;
                 }
-                if st.stopping {
+                if st.generation != generation {
                     return;
                 }
                 let spin = std::time::Duration::from_micros(SPIN_US.load(std::sync::atomic::Ordering::Relaxed) as u64);

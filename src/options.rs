@@ -29,8 +29,11 @@ pub enum Heartbeat {
 pub struct ConnectionSettings {
     /// Largest message accepted; a bigger one closes the connection with 1009. Default 64 MiB.
     pub max_message_size: usize,
-    /// How long `close` waits for the peer's Close (and for queued data to move). Default 5 s.
+    /// How long a close may go without progress: queued data written before the Close frame
+    /// (counted from the last byte the socket took), then the peer's answer. Default 5 s.
     pub close_timeout: Duration,
+    /// The longest a close may take in all, however slowly the peer reads. Default 30 s.
+    pub close_max: Duration,
     /// Heartbeat interval; zero turns it off. Default 30 s.
     pub ping_interval: Duration,
     /// How long to wait for a Pong after a Ping. Default 30 s.
@@ -48,6 +51,7 @@ impl Default for ConnectionSettings {
         ConnectionSettings {
             max_message_size: 64 << 20,
             close_timeout: Duration::from_secs(5),
+            close_max: Duration::from_secs(30),
             ping_interval: Duration::from_secs(30),
             pong_timeout: Duration::from_secs(30),
             heartbeat: Heartbeat::Ping,

@@ -31,6 +31,10 @@ pub fn set_io_threads(n: usize) -> Result<()> {
 
 /// A handle to the runtime, starting it when needed.
 pub(crate) fn handle() -> Result<tokio::runtime::Handle> {
+    static AT_FORK: std::sync::Once = std::sync::Once::new();
+    AT_FORK.call_once(|| unsafe {
+        libc::pthread_atfork(Some(before_fork), Some(after_fork_in_parent), Some(after_fork_in_child));
+    });
     let mut st = lock();
     if let Some(rt) = &st.runtime {
         return Ok(rt.handle().clone());
@@ -54,7 +58,7 @@ pub(crate) fn handle() -> Result<tokio::runtime::Handle> {
 /// then stops the runtime. Safe from any thread; a later connection starts a fresh runtime.
 pub fn shutdown(grace: Duration) {
     crate::server::stop_all(grace);
-    crate::connection::close_all(grace);
+    let conns = crate::connection::close_all(grace);
     let rt = lock().runtime.take();
     if let Some(rt) = rt {
         // Dropping a runtime blocks, which tokio forbids inside its own threads.
@@ -64,6 +68,45 @@ pub fn shutdown(grace: Duration) {
             rt.shutdown_timeout(Duration::from_millis(500));
         }
     }
+    // A connection the runtime's end cut off still gets its one close event.
+    crate::connection::end_unfinished(&conns);
     // Close events are delivered first; then no thread of wsnative's is left.
     crate::dispatch::stop_callback_threads(grace.max(Duration::from_millis(100)));
+}
+
+// fork(): the child has only the forking thread. The locks that a new connection takes are
+// held across the fork, so that the child never inherits one locked by a thread it does not
+// have; in the child, the parent's runtime and callback threads are forgotten (not dropped:
+// their threads do not exist there), and the first connection or server starts new ones.
+// Connections inherited from the parent are dead in the child: leave them alone.
+
+type ForkLocks = (
+    std::sync::MutexGuard<'static, State>,
+    crate::dispatch::PoolStateGuard,
+    std::sync::MutexGuard<'static, Vec<std::sync::Weak<crate::connection::Conn>>>,
+);
+
+thread_local! {
+    static HELD_FOR_FORK: std::cell::RefCell<Option<ForkLocks>> = const { std::cell::RefCell::new(None) };
+}
+
+extern "C" fn before_fork() {
+    let locks = (lock(), crate::dispatch::lock_pool(), crate::connection::live_lock());
+    let _ = HELD_FOR_FORK.try_with(|h| *h.borrow_mut() = Some(locks));
+}
+
+extern "C" fn after_fork_in_parent() {
+    let _ = HELD_FOR_FORK.try_with(|h| drop(h.borrow_mut().take()));
+}
+
+extern "C" fn after_fork_in_child() {
+    let _ = HELD_FOR_FORK.try_with(|h| {
+        if let Some((mut state, mut pool, mut live)) = h.borrow_mut().take() {
+            if let Some(rt) = state.runtime.take() {
+                std::mem::forget(rt);
+            }
+            crate::dispatch::forget_threads_after_fork(&mut pool);
+            live.clear();
+        }
+    });
 }

@@ -93,6 +93,7 @@ async fn establish(
     opts: &ClientOptions,
 ) -> Result<connection::WsStream> {
     let tcp = tcp_connect(&target, opts.connect_timeout).await?;
+    conn.set_socket_fd(std::os::fd::AsRawFd::as_raw_fd(&tcp));
     if let Ok(addr) = tcp.peer_addr() {
         conn.set_peer_addr(addr);
     }

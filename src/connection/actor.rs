@@ -65,6 +65,7 @@ pub(crate) async fn run(conn: Arc<Conn>, ws: WsStream, channels: ConnChannels) {
     let reader = tokio::spawn(read_loop(conn.clone(), stream));
     let writer = tokio::spawn(write_loop(conn.clone(), sink, commands, control_rx));
     let info = supervise(&conn, &mut notes, &control_tx).await;
+    conn.set_socket_fd(-1); // the socket closes below
     reader.abort();
     writer.abort();
     let _ = reader.await;
@@ -134,16 +135,18 @@ async fn write_loop(
                 },
                 c = commands.recv() => match c {
                     Some(Command::Send(msg, len)) => {
+                        conn.feeding(len);
                         sink.feed(msg).await?;
-                        conn.written(len);
                         if commands.is_empty() {
                             sink.flush().await?;
+                            conn.flushed();
                         }
                         None
                     }
                     Some(Command::Close(frame)) => Some(frame),
                     Some(Command::ReleaseHold) => {
                         sink.flush().await?;
+                        conn.flushed();
                         conn.hold.release();
                         None
                     }
@@ -253,6 +256,8 @@ async fn supervise(
     let mut we_started = false;
     let mut failure: Option<(u16, &'static str, Error)> = None;
     let mut deadline: Option<Instant> = None; // the closing handshake must be over by then
+    let mut deadline_seen = 0; // bytes delivered when the deadline was last set
+    let mut cap: Option<Instant> = None; // the close must be over by then, however slow the peer
     let mut stall: Option<(Instant, usize)> = None; // while draining before our Close
     let heartbeat = !s.ping_interval.is_zero();
     let mut ping_at = heartbeat.then(|| Instant::now() + s.ping_interval);
@@ -269,7 +274,7 @@ async fn supervise(
     let failed = |f: (u16, &'static str, Error)| CloseInfo { code: f.0, reason: f.1.to_owned(), was_clean: false, error: Some(f.2) };
 
     loop {
-        let timer = [deadline, stall.map(|s| s.0), ping_at, pong_due, callbacks_due, hold_due].into_iter().flatten().min();
+        let timer = [deadline, cap, stall.map(|s| s.0), ping_at, pong_due, callbacks_due, hold_due].into_iter().flatten().min();
         let note = tokio::select! {
             n = notes.recv() => n,
             _ = sleep_until(timer.unwrap_or_else(Instant::now).into()), if timer.is_some() => {
@@ -288,6 +293,18 @@ async fn supervise(
                     }
                     continue;
                 }
+                if cap.is_some_and(|d| now >= d) {
+                    let e = Error::new(ErrorKind::Timeout, format!(
+                        "close timed out: the closing handshake did not finish within {} ms in all (the peer reads too slowly)",
+                        ms(s.close_max)));
+                    return match failure { Some(f) => failed((f.0, f.1, f.2.context(e))), None => unclean(e) };
+                }
+                if deadline.is_some_and(|d| now >= d) && conn.delivered() != deadline_seen {
+                    // Our Close frame is still on its way behind data the peer keeps taking.
+                    deadline_seen = conn.delivered();
+                    deadline = Some(now + s.close_timeout);
+                    continue;
+                }
                 if deadline.is_some_and(|d| now >= d) {
                     let e = Error::new(ErrorKind::Timeout, format!(
                         "close timed out: the peer did not complete the closing handshake within {} ms", ms(s.close_timeout)));
@@ -295,7 +312,7 @@ async fn supervise(
                 }
                 if let Some((at, seen)) = stall {
                     if now >= at {
-                        let progress = conn.progress();
+                        let progress = conn.delivered();
                         if progress == seen {
                             return unclean(Error::new(ErrorKind::Timeout, format!(
                                 "close timed out: queued messages could not be written for {} ms (the peer is not reading)",
@@ -305,8 +322,13 @@ async fn supervise(
                     }
                 }
                 if pong_due.is_some_and(|d| now >= d) {
-                    return unclean(Error::new(ErrorKind::Timeout, format!(
-                        "no Pong within {} ms of a Ping: the peer is unreachable", ms(s.pong_timeout))));
+                    if conn.read_waiting() {
+                        // Reading is paused: the Pong may be waiting unread behind messages.
+                        pong_due = Some(now + s.pong_timeout);
+                    } else {
+                        return unclean(Error::new(ErrorKind::Timeout, format!(
+                            "no Pong within {} ms of a Ping: the peer is unreachable", ms(s.pong_timeout))));
+                    }
                 }
                 if ping_at.is_some_and(|p| now >= p) {
                     ping_at = Some(now + s.ping_interval);
@@ -327,9 +349,10 @@ async fn supervise(
             None | Some(Note::Abort) => return unclean(aborted()),
             Some(Note::CloseRequested(at)) => {
                 close_requested = true;
+                cap.get_or_insert(at + s.close_max);
                 conn.set_state(State::Closing);
                 if ours.is_none() && stall.is_none() {
-                    stall = Some((at + s.close_timeout, conn.progress()));
+                    stall = Some((at + s.close_timeout, conn.delivered()));
                 }
             }
             Some(Note::CloseSending(frame)) => {
@@ -339,6 +362,7 @@ async fn supervise(
                 we_started |= theirs.is_none();
                 ours = Some(frame);
                 stall = None;
+                deadline_seen = conn.delivered();
                 deadline.get_or_insert(Instant::now() + s.close_timeout);
                 ping_at = None;
                 pong_due = None;
@@ -355,6 +379,7 @@ async fn supervise(
             }
             Some(Note::CloseReceived(frame)) => {
                 hold_due = None;
+                cap.get_or_insert(Instant::now() + s.close_max);
                 conn.close_gate("the peer closed the connection");
                 conn.set_state(State::Closing);
                 theirs = Some(frame);

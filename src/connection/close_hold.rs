@@ -24,11 +24,19 @@ pub(crate) struct CloseHold {
     released: AtomicBool,
     waker: Mutex<Option<Waker>>,
     notes: mpsc::UnboundedSender<Note>,
+    /// Bytes the socket took so far: the close watchdog's measure of progress, and the part of
+    /// a large message already sent that `buffered_amount` subtracts.
+    pub(crate) wire_written: std::sync::atomic::AtomicUsize,
 }
 
 impl CloseHold {
     pub(crate) fn new(notes: mpsc::UnboundedSender<Note>) -> Self {
-        CloseHold { released: AtomicBool::new(false), waker: Mutex::new(None), notes }
+        CloseHold {
+            released: AtomicBool::new(false),
+            waker: Mutex::new(None),
+            notes,
+            wire_written: std::sync::atomic::AtomicUsize::new(0),
+        }
     }
 
     /// Lets the held Close frame (and everything after it) through. Idempotent.
@@ -219,7 +227,11 @@ fn head_is_101(head: &[u8]) -> bool {
 
 impl<S: AsyncWrite + Unpin> AsyncWrite for HoldingIo<S> {
     fn poll_write(mut self: Pin<&mut Self>, cx: &mut Context<'_>, data: &[u8]) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.inner).poll_write(cx, data)
+        let r = Pin::new(&mut self.inner).poll_write(cx, data);
+        if let Poll::Ready(Ok(n)) = r {
+            self.hold.wire_written.fetch_add(n, Ordering::Relaxed);
+        }
+        r
     }
     fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         Pin::new(&mut self.inner).poll_flush(cx)
@@ -232,7 +244,11 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for HoldingIo<S> {
         cx: &mut Context<'_>,
         bufs: &[io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.inner).poll_write_vectored(cx, bufs)
+        let r = Pin::new(&mut self.inner).poll_write_vectored(cx, bufs);
+        if let Poll::Ready(Ok(n)) = r {
+            self.hold.wire_written.fetch_add(n, Ordering::Relaxed);
+        }
+        r
     }
     fn is_write_vectored(&self) -> bool {
         self.inner.is_write_vectored()

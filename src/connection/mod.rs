@@ -15,7 +15,7 @@ use crate::options::ConnectionSettings;
 use bytes::Bytes;
 use std::ffi::CString;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicU8, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU8, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock, RwLock, Weak};
 use std::time::{Duration, Instant};
 use tokio::sync::mpsc;
@@ -92,8 +92,13 @@ pub struct Conn {
     gate: RwLock<Gate>,
     commands: mpsc::UnboundedSender<Command>,
     notes: mpsc::UnboundedSender<Note>,
+    /// Bytes of messages queued and not yet handed to the frame writer.
     buffered: AtomicUsize,
-    progress: AtomicUsize,
+    /// Bytes of messages handed to the frame writer and not yet flushed, and the socket's
+    /// byte count when the first of them was handed over: the socket's progress since then
+    /// is subtracted (see `buffered_amount`).
+    unflushed: AtomicUsize,
+    unflushed_base: AtomicUsize,
     /// Bytes of delivered messages whose callbacks have not finished (see `max_receive_queue`).
     receive_queue: AtomicUsize,
     /// The application paused reading (flow control of its own).
@@ -108,6 +113,15 @@ pub struct Conn {
     subprotocol: OnceLock<CString>,
     close_info: OnceLock<CloseInfo>,
     user_data: AtomicUsize,
+    /// The application freed its handle (a second free while the handle is still alive, for
+    /// example later in the same poll batch, does nothing).
+    app_freed: AtomicBool,
+    /// The reader waits for receive room (paused or over its budget): while it does, a
+    /// missing Pong proves nothing.
+    read_waiting: AtomicBool,
+    /// The TCP socket's descriptor while the actor owns it (-1 otherwise): lets the close
+    /// watchdog see bytes that the kernel has not sent yet.
+    socket_fd: std::sync::atomic::AtomicI32,
 }
 
 /// The receiving ends that the actor takes over.
@@ -129,7 +143,8 @@ impl Conn {
             commands: ctx,
             notes: ntx,
             buffered: AtomicUsize::new(0),
-            progress: AtomicUsize::new(0),
+            unflushed: AtomicUsize::new(0),
+            unflushed_base: AtomicUsize::new(0),
             receive_queue: AtomicUsize::new(0),
             reading_paused: std::sync::atomic::AtomicBool::new(false),
             receive_room: tokio::sync::Notify::new(),
@@ -141,6 +156,9 @@ impl Conn {
             subprotocol: OnceLock::new(),
             close_info: OnceLock::new(),
             user_data: AtomicUsize::new(0),
+            app_freed: AtomicBool::new(false),
+            read_waiting: AtomicBool::new(false),
+            socket_fd: std::sync::atomic::AtomicI32::new(-1),
         });
         let mut live = LIVE.lock().unwrap_or_else(|p| p.into_inner());
         if live.len() >= 64 && live.len().is_power_of_two() {
@@ -162,21 +180,58 @@ impl Conn {
 
     pub(crate) fn set_state(&self, s: State) {
         self.state.store(s as u8, Ordering::Release);
+        if s as u8 >= State::Closing as u8 {
+            // Closing overrides a pause: the peer's Close must be read.
+            self.receive_room.notify_waiters();
+        }
     }
 
-    /// Bytes queued by `send` and not yet handed to the socket.
+    /// Whether the reader is waiting for receive room (paused, or over its budget).
+    pub(crate) fn read_waiting(&self) -> bool {
+        self.read_waiting.load(Ordering::Acquire)
+    }
+
+    /// Bytes queued by `send` and not yet handed to the socket (the kernel), counted as the
+    /// socket takes them, also in the middle of a large message.
     pub fn buffered_amount(&self) -> usize {
-        self.buffered.load(Ordering::Relaxed)
+        let unflushed = self.unflushed.load(Ordering::Acquire);
+        let moved = self.progress().wrapping_sub(self.unflushed_base.load(Ordering::Acquire));
+        self.buffered.load(Ordering::Acquire) + unflushed.saturating_sub(moved)
     }
 
-    pub(crate) fn written(&self, n: usize) {
-        self.buffered.fetch_sub(n, Ordering::Relaxed);
-        self.progress.fetch_add(1, Ordering::Relaxed);
+    /// The writer is about to hand a message of `len` bytes to the frame writer.
+    pub(crate) fn feeding(&self, len: usize) {
+        if self.unflushed.load(Ordering::Acquire) == 0 {
+            self.unflushed_base.store(self.progress(), Ordering::Release);
+        }
+        self.unflushed.fetch_add(len, Ordering::AcqRel);
+        self.buffered.fetch_sub(len, Ordering::AcqRel);
     }
 
-    /// Messages written so far: lets the close watchdog see whether the queue still moves.
+    /// The writer flushed everything it was handed.
+    pub(crate) fn flushed(&self) {
+        self.unflushed.store(0, Ordering::Release);
+    }
+
+    /// Bytes the socket took so far.
     pub(crate) fn progress(&self) -> usize {
-        self.progress.load(Ordering::Relaxed)
+        self.hold.wire_written.load(Ordering::Relaxed)
+    }
+
+    /// Sets (or, with -1, forgets) the TCP descriptor under this connection.
+    pub(crate) fn set_socket_fd(&self, fd: i32) {
+        self.socket_fd.store(fd, Ordering::Release);
+    }
+
+    /// Bytes the peer's side has taken: what the socket took, less what still waits unsent or
+    /// unacknowledged in the kernel. The close watchdog's measure of whether data still moves.
+    pub(crate) fn delivered(&self) -> usize {
+        let fd = self.socket_fd.load(Ordering::Acquire);
+        let mut waiting: libc::c_int = 0;
+        if fd < 0 || unsafe { libc::ioctl(fd, libc::TIOCOUTQ, &mut waiting) } != 0 {
+            waiting = 0;
+        }
+        self.progress().saturating_sub(waiting.max(0) as usize)
     }
 
     /// The peer's address, once connected.
@@ -290,8 +345,10 @@ impl Conn {
         true
     }
 
-    /// Stops every callback of this connection (none runs after this returns, except the
-    /// calling one) and closes it with 1001 when still open. The handle stays valid.
+    /// Stops every callback of this connection and closes it with 1001 when still open. No
+    /// callback starts after this returns; from a thread that is not running a callback, none
+    /// runs either (from inside a callback it does not wait, see `dispatch`). The release hook
+    /// runs once no callback runs. The handle stays valid.
     pub fn release(&self) {
         self.mailbox.release();
         let delivery = self.delivery.lock().unwrap_or_else(|p| p.into_inner()).take();
@@ -301,8 +358,24 @@ impl Conn {
         }
     }
 
-    /// Delivers an event: to the handler on a callback thread, or into the event queue.
+    /// Marks the application's handle freed; false when it already was.
+    pub(crate) fn mark_app_freed(&self) -> bool {
+        !self.app_freed.swap(true, Ordering::AcqRel)
+    }
+
+    /// Sets what runs once the handle was released and no callback of it runs any more.
+    pub fn set_release_hook(&self, hook: Box<dyn FnOnce() + Send>) {
+        self.mailbox.set_release_hook(hook);
+    }
+
+    /// Delivers an event: to the handler on a callback thread, or into the event queue. The
+    /// close event is delivered once, however many parts try to end the connection.
     pub(crate) fn deliver(self: &Arc<Self>, event: Event) {
+        if let Event::Close(info) = &event {
+            if self.close_info.set(info.clone()).is_err() {
+                return;
+            }
+        }
         if self.mailbox.is_released() {
             return;
         }
@@ -315,8 +388,9 @@ impl Conn {
                 Event::Message { data, .. } => Some(Box::new(ReceiveQueued::new(self.clone(), data.len())) as Box<dyn Send>),
                 _ => None,
             };
-            if let Event::Close(info) = &event {
-                let _ = self.close_info.set(info.clone());
+            if matches!(event, Event::Close(_)) {
+                // The last event: the delivery (and what it keeps alive) is no longer needed.
+                drop(self.delivery.lock().unwrap_or_else(|p| p.into_inner()).take());
             }
             let q = Queued { conn: self.clone(), event, user_data: t.user_data, server: t.server, _keep: keep };
             t.queue.push(q);
@@ -328,15 +402,18 @@ impl Conn {
             Event::Message { data, .. } => Some(ReceiveQueued::new(self.clone(), data.len())),
             _ => None,
         };
-        if let Event::Close(info) = &event {
-            let _ = self.close_info.set(info.clone());
-        }
         let job: Box<dyn FnOnce() + Send> = Box::new(move || {
-            let delivery = me.delivery.lock().unwrap_or_else(|p| p.into_inner()).clone();
-            if let Some(Delivery::Callback(h)) = delivery {
+            let delivery = {
+                let mut d = me.delivery.lock().unwrap_or_else(|p| p.into_inner());
+                // After the last event the delivery is no longer needed: dropping it ends
+                // what it keeps alive (a server's count of undelivered closes, release hooks).
+                if last { d.take() } else { d.clone() }
+            };
+            if let Some(Delivery::Callback(h)) = &delivery {
                 h.on_event(&me, &event);
             }
             drop(queued);
+            drop(delivery);
         });
         if last {
             self.mailbox.post_last(job)
@@ -355,23 +432,27 @@ impl Conn {
     }
 
     /// Waits while reading is paused, and, when the receive queue is over its limit, until it
-    /// is down to half of it.
+    /// is down to half of it. Never once the connection is closing: the peer's Close (and what
+    /// comes before it) must be read for the close to complete.
     pub(crate) async fn wait_for_receive_room(&self) {
         let limit = self.settings.max_receive_queue;
         let over = self.receive_queue.load(Ordering::Acquire) > limit;
         if !over && !self.reading_paused.load(Ordering::SeqCst) {
             return;
         }
+        self.read_waiting.store(true, Ordering::Release);
         loop {
             let room = self.receive_room.notified();
             tokio::pin!(room);
             room.as_mut().enable();
             let drained = !over || self.receive_queue.load(Ordering::Acquire) <= limit / 2;
-            if drained && !self.reading_paused.load(Ordering::SeqCst) {
-                return;
+            let closing = self.state() != State::Open;
+            if closing || (drained && !self.reading_paused.load(Ordering::SeqCst)) {
+                break;
             }
             room.await;
         }
+        self.read_waiting.store(false, Ordering::Release);
     }
 
     /// Runs `keep`'s drop once the events delivered so far were handled: after their callbacks
@@ -426,8 +507,10 @@ pub fn check_close_code(code: u16) -> Result<()> {
     }
 }
 
-/// Closes every live connection with 1001 and waits up to `grace` for them to finish.
-pub(crate) fn close_all(grace: Duration) {
+/// Closes every live connection with 1001 and waits up to `grace` for them to finish, then
+/// aborts the rest and waits (briefly) for their actors to end them. Returns the connections,
+/// so that the caller can end any the runtime's shutdown cut off (`end_unfinished`).
+pub(crate) fn close_all(grace: Duration) -> Vec<Arc<Conn>> {
     let live: Vec<Arc<Conn>> = {
         let mut l = LIVE.lock().unwrap_or_else(|p| p.into_inner());
         let v = l.iter().filter_map(|w| w.upgrade()).collect();
@@ -441,15 +524,34 @@ pub(crate) fn close_all(grace: Duration) {
             let _ = c.close(1001, "shutting down");
         }
     }
-    let end = Instant::now() + grace;
-    while Instant::now() < end && live.iter().any(|c| c.state() != State::Closed) {
-        std::thread::sleep(Duration::from_millis(5));
-    }
+    let wait_closed = |until: Instant| {
+        while Instant::now() < until && live.iter().any(|c| c.state() != State::Closed) {
+            std::thread::sleep(Duration::from_millis(2));
+        }
+    };
+    wait_closed(Instant::now() + grace);
     for c in &live {
         if c.state() != State::Closed {
             c.abort();
         }
     }
+    wait_closed(Instant::now() + Duration::from_millis(500));
+    live
+}
+
+/// Ends, with one close event, every connection in `conns` that has not ended: used after the
+/// runtime stopped, when no actor is left to do it.
+pub(crate) fn end_unfinished(conns: &[Arc<Conn>]) {
+    for c in conns {
+        if c.close_info().is_none() {
+            finish(c, failed(Error::new(ErrorKind::Aborted, "wsnative was shut down before the connection ended")));
+        }
+    }
+}
+
+/// The connections alive now (for fork handling and shutdown).
+pub(crate) fn live_lock() -> std::sync::MutexGuard<'static, Vec<Weak<Conn>>> {
+    LIVE.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 impl std::fmt::Debug for Conn {

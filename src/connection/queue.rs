@@ -33,6 +33,9 @@ pub struct QueueTarget {
     pub user_data: usize,
     /// Server connections: the application takes its reference at the open event.
     pub server: bool,
+    /// Kept alive until the connection's last event was queued (a server's count of
+    /// undelivered closes).
+    pub(crate) keep: Option<Arc<dyn Send + Sync>>,
 }
 
 impl From<Arc<dyn Handler>> for Delivery {

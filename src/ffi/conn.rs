@@ -84,6 +84,8 @@ pub(crate) struct CHandler {
     pub(crate) user_data: usize,
     /// Server connections: the application's reference is taken at the open event.
     pub(crate) server: bool,
+    /// A server's release hook, run once every holder let go.
+    pub(crate) _release: Option<Arc<super::server::ReleaseSlot>>,
 }
 
 impl Handler for CHandler {
@@ -161,7 +163,7 @@ pub unsafe extern "C" fn wsn_connect(
     conn_out: *mut *mut wsn_conn,
 ) -> wsn_status {
     let delivery = on_event
-        .map(|cb| Delivery::Callback(Arc::new(CHandler { callback: cb, user_data: user_data as usize, server: false })));
+        .map(|cb| Delivery::Callback(Arc::new(CHandler { callback: cb, user_data: user_data as usize, server: false, _release: None })));
     connect_with(url, options, Ok(delivery), conn_out)
 }
 
@@ -292,15 +294,21 @@ pub unsafe extern "C" fn wsn_conn_get_user_data(conn: *const wsn_conn) -> *mut c
     guard(|| conn_ref(conn).map(|c| c.user_data() as *mut c_void).unwrap_or(std::ptr::null_mut()))
 }
 
-/// Frees the handle. No callback for this connection runs after this returns (called from
-/// inside its own callback: none after that callback returns); it may wait for a callback
-/// running on another thread to finish. An open connection is closed with 1001 in the
-/// background, bounded by its close timeout. NULL is ignored. Must not be called twice for the
-/// same handle. Thread: any.
+/// Frees the handle. No callback for this connection starts after this returns. Called from a
+/// thread that is not running a wsnative callback, it also waits for a callback of this
+/// connection running on another thread, so none runs after it returns. Called from inside any
+/// wsnative callback it never waits (two callbacks freeing each other's handles would
+/// otherwise wait forever): its own callback finishes, and a callback of this connection on
+/// another thread may still be finishing; free what callbacks use in the release hook
+/// (wsn_conn_set_release_hook), which runs after the last one. An open connection is closed
+/// with 1001 in the background, bounded by its close timeout. NULL is ignored. A second free
+/// of the same handle is harmless while the handle is still alive (inside one of its callbacks,
+/// or later in the same poll batch), and undefined after that. Thread: any.
 #[no_mangle]
 pub unsafe extern "C" fn wsn_conn_free(conn: *mut wsn_conn) {
     guard(|| {
-        if conn.is_null() {
+        let Ok(c) = conn_ref(conn) else { return };
+        if !c.mark_app_freed() {
             return;
         }
         let conn = Arc::from_raw(conn as *const Conn);
@@ -308,3 +316,25 @@ pub unsafe extern "C" fn wsn_conn_free(conn: *mut wsn_conn) {
     })
 }
 
+/// Called once with its `arg` when a freed handle's callbacks have all ended.
+pub type wsn_release_cb = Option<unsafe extern "C" fn(arg: *mut c_void)>;
+
+/// Sets a hook that runs once, as `release(arg)`, after the connection was freed with
+/// wsn_conn_free and no callback of it runs any more: the place to free the user data its
+/// callbacks use (a binding's GCHandle or Python object), with no lock and no waiting. It runs
+/// on the thread whose work ended last: the one calling wsn_conn_free, or the callback thread
+/// whose callback ended after it. `release` NULL removes the hook. Setting it again replaces
+/// the previous hook, which then never runs. Thread: any, before wsn_conn_free.
+/// Errors: INVALID_ARGUMENT for NULL conn.
+#[no_mangle]
+pub unsafe extern "C" fn wsn_conn_set_release_hook(conn: *mut wsn_conn, release: wsn_release_cb, arg: *mut c_void) -> wsn_status {
+    status(|| {
+        let c = conn_ref(conn)?;
+        let arg = arg as usize;
+        match release {
+            Some(f) => c.set_release_hook(Box::new(move || unsafe { f(arg as *mut c_void) })),
+            None => c.set_release_hook(Box::new(|| {})),
+        }
+        Ok(())
+    })
+}

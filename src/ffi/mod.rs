@@ -76,7 +76,12 @@ thread_local! {
 
 /// Records `e` as this thread's last error and returns its status.
 pub(crate) fn fail(e: Error) -> wsn_status {
-    LAST_ERROR.with(|l| *l.borrow_mut() = to_cstring(e.message()));
+    // During thread exit the slot may be gone already: the status still says what failed.
+    let _ = LAST_ERROR.try_with(|l| {
+        if let Ok(mut slot) = l.try_borrow_mut() {
+            *slot = to_cstring(e.message());
+        }
+    });
     e.kind().into()
 }
 
@@ -183,7 +188,11 @@ pub(crate) unsafe fn bytes_arg<'a>(p: *const u8, len: usize, what: &str) -> crat
 /// wsnative call on this thread.
 #[no_mangle]
 pub extern "C" fn wsn_last_error() -> *const c_char {
-    LAST_ERROR.with(|l| l.borrow().as_ptr())
+    guard(|| {
+        LAST_ERROR
+            .try_with(|l| l.try_borrow().map(|s| s.as_ptr()).unwrap_or(c"".as_ptr()))
+            .unwrap_or(c"(no last error: this thread is exiting)".as_ptr())
+    })
 }
 
 /// The library version ("major.minor.patch"), matching WSN_VERSION of the header it was built

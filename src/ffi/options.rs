@@ -123,12 +123,27 @@ pub unsafe extern "C" fn wsn_client_options_set_handshake_timeout_ms(options: *m
     })
 }
 
-/// How long a close waits for the peer (default 5000). Errors: INVALID_ARGUMENT for NULL or 0.
+/// How long a close may go without progress (default 5000): while queued data is still being
+/// written before the Close frame, the time counts from the last byte the socket took; once
+/// the Close frame is out, it is how long the peer has to answer it. Errors: INVALID_ARGUMENT
+/// for NULL or 0.
 /// Thread: one thread at a time per options object. Strings are copied; the caller keeps its own.
 #[no_mangle]
 pub unsafe extern "C" fn wsn_client_options_set_close_timeout_ms(options: *mut wsn_client_options, ms: u32) -> wsn_status {
     status(|| {
         client(options)?.conn.close_timeout = positive(ms, "close timeout")?;
+        Ok(())
+    })
+}
+
+/// The longest a close may take in all (default 30000), however slowly the peer keeps reading:
+/// a peer that takes a byte now and then cannot hold a close open past it. The close then
+/// ends unclean (1006, WSN_ERR_TIMEOUT). Errors: INVALID_ARGUMENT for NULL or 0.
+/// Thread: one thread at a time per options object. Strings are copied; the caller keeps its own.
+#[no_mangle]
+pub unsafe extern "C" fn wsn_client_options_set_close_max_ms(options: *mut wsn_client_options, ms: u32) -> wsn_status {
+    status(|| {
+        client(options)?.conn.close_max = positive(ms, "close max")?;
         Ok(())
     })
 }
@@ -300,12 +315,27 @@ pub unsafe extern "C" fn wsn_server_options_set_max_header_size(options: *mut ws
     })
 }
 
-/// How long a close waits for the peer (default 5000). Errors: INVALID_ARGUMENT for NULL or 0.
+/// How long a close may go without progress (default 5000): while queued data is still being
+/// written before the Close frame, the time counts from the last byte the socket took; once
+/// the Close frame is out, it is how long the peer has to answer it. Errors: INVALID_ARGUMENT
+/// for NULL or 0.
 /// Thread: one thread at a time per options object. Strings are copied; the caller keeps its own.
 #[no_mangle]
 pub unsafe extern "C" fn wsn_server_options_set_close_timeout_ms(options: *mut wsn_server_options, ms: u32) -> wsn_status {
     status(|| {
         server(options)?.conn.close_timeout = positive(ms, "close timeout")?;
+        Ok(())
+    })
+}
+
+/// The longest a close may take in all (default 30000), however slowly the peer keeps reading:
+/// a peer that takes a byte now and then cannot hold a close open past it. The close then
+/// ends unclean (1006, WSN_ERR_TIMEOUT). Errors: INVALID_ARGUMENT for NULL or 0.
+/// Thread: one thread at a time per options object. Strings are copied; the caller keeps its own.
+#[no_mangle]
+pub unsafe extern "C" fn wsn_server_options_set_close_max_ms(options: *mut wsn_server_options, ms: u32) -> wsn_status {
+    status(|| {
+        server(options)?.conn.close_max = positive(ms, "close max")?;
         Ok(())
     })
 }

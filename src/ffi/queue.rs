@@ -114,7 +114,7 @@ pub unsafe extern "C" fn wsn_queue_free(queue: *mut wsn_queue) {
 
 fn target(queue: *mut wsn_queue, user_data: *mut c_void, server: bool) -> crate::Result<Delivery> {
     let q = unsafe { queue.as_ref() }.ok_or_else(|| Error::invalid("queue is NULL"))?;
-    Ok(Delivery::Queue(QueueTarget { queue: q.queue.clone(), user_data: user_data as usize, server }))
+    Ok(Delivery::Queue(QueueTarget { queue: q.queue.clone(), user_data: user_data as usize, server, keep: None }))
 }
 
 /// As wsn_connect, with the connection's events going to `queue` (tagged with `user_data`)
@@ -143,5 +143,5 @@ pub unsafe extern "C" fn wsn_server_listen_queued(
     user_data: *mut c_void,
     server_out: *mut *mut wsn_server,
 ) -> wsn_status {
-    listen_with(host, port, options, on_accept, user_data, target(queue, user_data, true), server_out)
+    listen_with(host, port, options, on_accept, user_data, target(queue, user_data, true), Default::default(), server_out)
 }

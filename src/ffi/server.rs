@@ -1,6 +1,6 @@
 //! Servers for C: listen, the accept callback and its request, stop, free.
 
-use super::{guard, opt_str_arg, status, str_arg, to_cstring, wsn_event_cb, wsn_server_options, wsn_status, CHandler};
+use super::{guard, opt_str_arg, status, str_arg, to_cstring, wsn_event_cb, wsn_release_cb, wsn_server_options, wsn_status, CHandler};
 use crate::connection::{check_close_code, Delivery};
 use crate::error::{Error, Result};
 use crate::server::{AcceptHook, Decision, Request, Server};
@@ -12,6 +12,23 @@ use std::time::Duration;
 /// A listening server. Created by wsn_server_listen, freed with wsn_server_free.
 pub struct wsn_server {
     inner: Server,
+    release: Arc<ReleaseSlot>,
+}
+
+/// The application's release hook of a server: runs when the last thing that may still call
+/// back with the server's user_data (the handle, the accept hook, each connection's
+/// delivery) lets go of it.
+#[derive(Default)]
+pub(crate) struct ReleaseSlot(std::sync::Mutex<Option<(unsafe extern "C" fn(*mut c_void), usize)>>);
+
+impl Drop for ReleaseSlot {
+    fn drop(&mut self) {
+        let hook = self.0.get_mut().unwrap_or_else(|p| p.into_inner()).take();
+        if let Some((f, arg)) = hook {
+            // A panic here would cross into C: the hook is C code and does not unwind.
+            unsafe { f(arg as *mut c_void) }
+        }
+    }
 }
 
 /// An upgrade request, seen by the accept callback. Valid only during that callback; every
@@ -32,6 +49,7 @@ pub type wsn_accept_cb = Option<unsafe extern "C" fn(user_data: *mut c_void, req
 struct CAcceptHook {
     callback: unsafe extern "C" fn(*mut c_void, *mut wsn_request),
     user_data: usize,
+    _release: Arc<ReleaseSlot>,
 }
 
 impl AcceptHook for CAcceptHook {
@@ -44,8 +62,10 @@ impl AcceptHook for CAcceptHook {
 }
 
 /// The accept hook of a C accept callback.
-fn hook(on_accept: wsn_accept_cb, user_data: *mut c_void) -> Option<Arc<dyn AcceptHook>> {
-    on_accept.map(|cb| Arc::new(CAcceptHook { callback: cb, user_data: user_data as usize }) as Arc<dyn AcceptHook>)
+fn hook(on_accept: wsn_accept_cb, user_data: *mut c_void, release: &Arc<ReleaseSlot>) -> Option<Arc<dyn AcceptHook>> {
+    on_accept.map(|cb| {
+        Arc::new(CAcceptHook { callback: cb, user_data: user_data as usize, _release: release.clone() }) as Arc<dyn AcceptHook>
+    })
 }
 
 unsafe fn req_ref<'a>(r: *const wsn_request) -> Result<&'a wsn_request> {
@@ -79,11 +99,17 @@ pub unsafe extern "C" fn wsn_server_listen(
     user_data: *mut c_void,
     server_out: *mut *mut wsn_server,
 ) -> wsn_status {
+    let release = Arc::new(ReleaseSlot::default());
     let delivery = match on_event {
-        Some(cb) => Ok(Delivery::Callback(Arc::new(CHandler { callback: cb, user_data: user_data as usize, server: true }))),
+        Some(cb) => Ok(Delivery::Callback(Arc::new(CHandler {
+            callback: cb,
+            user_data: user_data as usize,
+            server: true,
+            _release: Some(release.clone()),
+        }))),
         None => Err(Error::invalid("on_event is NULL: a server must take its connections")),
     };
-    listen_with(host, port, options, on_accept, user_data, delivery, server_out)
+    listen_with(host, port, options, on_accept, user_data, delivery, release, server_out)
 }
 
 /// The body of wsn_server_listen and wsn_server_listen_queued: checks, listens, hands out the
@@ -95,6 +121,7 @@ pub(crate) unsafe fn listen_with(
     on_accept: wsn_accept_cb,
     user_data: *mut c_void,
     delivery: Result<Delivery>,
+    release: Arc<ReleaseSlot>,
     server_out: *mut *mut wsn_server,
 ) -> wsn_status {
     status(|| {
@@ -105,8 +132,8 @@ pub(crate) unsafe fn listen_with(
         let delivery = delivery?;
         let default = crate::ServerOptions::default();
         let opts = options.as_ref().map(|o| &o.inner).unwrap_or(&default);
-        let server = Server::listen(host, port, opts, hook(on_accept, user_data), Some(delivery))?;
-        *server_out = Box::into_raw(Box::new(wsn_server { inner: server }));
+        let server = Server::listen(host, port, opts, hook(on_accept, user_data, &release), Some(delivery))?;
+        *server_out = Box::into_raw(Box::new(wsn_server { inner: server, release }));
         Ok(())
     })
 }
@@ -117,9 +144,14 @@ pub unsafe extern "C" fn wsn_server_get_port(server: *const wsn_server) -> u16 {
     guard(|| server.as_ref().map(|s| s.inner.local_addr().port()).unwrap_or(0))
 }
 
-/// Stops accepting, closes every connection with 1001 and blocks until they are closed or
-/// `drain_timeout_ms` passed (the rest are aborted). Close events are delivered. Calling it
-/// twice is harmless. Thread: any, including a callback. Errors: INVALID_ARGUMENT for NULL.
+/// Stops accepting and closes every connection with 1001. From a thread that is not running
+/// a wsnative callback, it returns once every connection has ended and its WSN_EVENT_CLOSE was
+/// delivered (its callback returned, or it was queued for wsn_queue_poll); connections still
+/// open after `drain_timeout_ms` are aborted and their CLOSE events delivered too (waiting at
+/// most `drain_timeout_ms` again, at least 1 s, for callbacks that are slow to return). From
+/// inside a callback it never waits: the aborts and CLOSE events follow in the background.
+/// Calling it twice is harmless. Thread: any, including a callback.
+/// Errors: INVALID_ARGUMENT for NULL.
 #[no_mangle]
 pub unsafe extern "C" fn wsn_server_stop(server: *mut wsn_server, drain_timeout_ms: u32) -> wsn_status {
     status(|| {
@@ -129,10 +161,13 @@ pub unsafe extern "C" fn wsn_server_stop(server: *mut wsn_server, drain_timeout_
     })
 }
 
-/// Stops the server (as wsn_server_stop with the options' drain timeout, unless already
-/// stopped) and frees it. After this returns, no callback of the server or of its connections
-/// runs (their handles stay valid until freed). NULL is ignored; must not be called twice.
-/// Thread: any.
+/// Stops the server (as wsn_server_stop with the options' drain timeout) and frees it. From a
+/// thread that is not running a wsnative callback: when this returns, every connection's
+/// CLOSE was delivered and no callback of the server or of its connections runs. From inside a
+/// callback it never waits: remaining CLOSE events are delivered afterwards, and the server's
+/// release hook (wsn_server_set_release_hook) runs after the last callback that carries its
+/// user_data. Connection handles stay valid until freed. NULL is ignored; must not be called
+/// twice. Thread: any.
 #[no_mangle]
 pub unsafe extern "C" fn wsn_server_free(server: *mut wsn_server) {
     guard(|| {
@@ -140,6 +175,19 @@ pub unsafe extern "C" fn wsn_server_free(server: *mut wsn_server) {
             let s = Box::from_raw(server);
             s.inner.release();
         }
+    })
+}
+
+/// Sets a hook that runs once, as `release(arg)`, after the server was freed and the last
+/// callback that carries its user_data (accept callbacks, events of its connections) ended:
+/// the place to free that user data. It runs on the thread that let go last. `release` NULL
+/// removes it. Thread: any, before wsn_server_free. Errors: INVALID_ARGUMENT for NULL server.
+#[no_mangle]
+pub unsafe extern "C" fn wsn_server_set_release_hook(server: *mut wsn_server, release: wsn_release_cb, arg: *mut c_void) -> wsn_status {
+    status(|| {
+        let s = server.as_ref().ok_or_else(|| Error::invalid("server is NULL"))?;
+        *s.release.0.lock().unwrap_or_else(|p| p.into_inner()) = release.map(|f| (f, arg as usize));
+        Ok(())
     })
 }
 

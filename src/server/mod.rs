@@ -3,14 +3,14 @@
 
 mod handshake;
 
-use crate::connection::{run, Conn, Delivery, HoldingIo};
-use crate::dispatch::Mailbox;
+use crate::connection::{run, Conn, Delivery, Event, Handler, HoldingIo};
+use crate::dispatch::{in_callback, Mailbox};
 use crate::error::{Error, ErrorKind, Result};
 use crate::io::BoxIo;
 use crate::options::ServerOptions;
 use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, Weak};
 use std::time::{Duration, Instant};
 use tokio::sync::{oneshot, Notify};
@@ -75,9 +75,15 @@ pub trait AcceptHook: Send + Sync + 'static {
 struct Shared {
     opts: ServerOptions,
     local_addr: SocketAddr,
-    delivery: Option<Delivery>,
-    hook: Option<Arc<dyn AcceptHook>>,
+    /// Where connections deliver; taken when the server is released.
+    delivery: Mutex<Option<Delivery>>,
+    hook: Mutex<Option<Arc<dyn AcceptHook>>>,
     hooks: Arc<HookGate>,
+    /// Connections delivering to the application whose close event was not handled yet.
+    undelivered: Arc<AtomicUsize>,
+    /// Connections counted against `max_connections`: from the accepted request (waiting in
+    /// the accept hook included) to the end of the connection.
+    slots: AtomicUsize,
     tls: Option<tokio_rustls::TlsAcceptor>,
     conns: Mutex<HashMap<u64, Arc<Conn>>>,
     drained: Condvar,
@@ -109,11 +115,13 @@ impl HookGate {
         Some(HookRun(self))
     }
 
+    /// No hook starts after this; from a thread that is not running a callback, waits for
+    /// the running ones (a callback thread never waits, see `dispatch`).
     fn release(&self) {
         let me = std::thread::current().id();
         let mut g = relock(&self.state);
         g.0 = true;
-        while g.1.iter().any(|t| *t != me) {
+        while !in_callback() && g.1.iter().any(|t| *t != me) {
             g = self.idle.wait(g).unwrap_or_else(|p| p.into_inner());
         }
     }
@@ -187,9 +195,11 @@ impl Server {
         let shared = Arc::new(Shared {
             opts: opts.clone(),
             local_addr,
-            delivery,
-            hook,
+            delivery: Mutex::new(delivery),
+            hook: Mutex::new(hook),
             hooks: Arc::new(HookGate::default()),
+            undelivered: Arc::new(AtomicUsize::new(0)),
+            slots: AtomicUsize::new(0),
             tls,
             conns: Mutex::new(HashMap::new()),
             drained: Condvar::new(),
@@ -217,46 +227,134 @@ impl Server {
         relock(&self.shared.conns).len()
     }
 
-    /// Stops accepting, closes every connection with 1001 and waits up to `drain` for them;
-    /// aborts the rest. Blocks the caller; safe to call twice.
+    /// Stops accepting and closes every connection with 1001. From a thread that is not
+    /// running a callback, waits until every connection has ended and its close event was
+    /// handled (the callback returned, or the event was queued), at most `drain`; then aborts
+    /// the rest and waits for their close events too (at most `drain` again, at least 1 s).
+    /// From inside a callback it never waits: the rest happens in the background, and the
+    /// close events follow. Safe to call twice.
     pub fn stop(&self, drain: Duration) {
         self.shared.stop(drain)
     }
 
-    /// Stops (with the configured drain timeout) and ends every callback of this server and
-    /// of its connections: none runs after this returns.
+    /// Stops (with the configured drain timeout) and ends the server's callbacks: no accept
+    /// hook starts after this returns, and, from a thread that is not running a callback, none
+    /// runs and every connection's close event was handled. From inside a callback it does not
+    /// wait (see `stop`); the connections' remaining events are still delivered.
     pub fn release(&self) {
         self.shared.stop(self.shared.opts.drain_timeout);
         self.shared.hooks.release();
-        let attached = relock(&self.shared.attached).take().unwrap_or_default();
-        for conn in attached.iter().filter_map(Weak::upgrade) {
-            conn.release();
-        }
+        drop(relock(&self.shared.hook).take());
+        drop(relock(&self.shared.delivery).take());
+        drop(relock(&self.shared.attached).take());
     }
 }
 
 impl Shared {
-    fn stop(&self, drain: Duration) {
+    fn stop(self: &Arc<Self>, drain: Duration) {
         self.stopping.store(true, Ordering::SeqCst);
         self.stop_accepting.notify_one();
         let open: Vec<Arc<Conn>> = relock(&self.conns).values().cloned().collect();
         for c in &open {
             let _ = c.close(1001, "server shutting down");
         }
-        let end = Instant::now() + drain;
-        let mut conns = relock(&self.conns);
-        while !conns.is_empty() {
-            let left = end.saturating_duration_since(Instant::now());
-            if left.is_zero() {
-                break;
+        if in_callback() {
+            // Waiting here could wait for this very thread: abort the stragglers later.
+            let me = self.clone();
+            if let Ok(rt) = crate::runtime::handle() {
+                rt.spawn(async move {
+                    tokio::time::sleep(drain).await;
+                    me.abort_open();
+                });
             }
-            conns = self.drained.wait_timeout(conns, left).unwrap_or_else(|p| p.into_inner()).0;
+            return;
         }
-        let rest: Vec<Arc<Conn>> = conns.values().cloned().collect();
-        drop(conns);
+        if !self.wait_ended(Instant::now() + drain) {
+            self.abort_open();
+            self.wait_ended(Instant::now() + drain.max(Duration::from_secs(1)));
+        }
+    }
+
+    /// Waits until every connection ended and its close event was handled; false at `until`.
+    fn wait_ended(&self, until: Instant) -> bool {
+        loop {
+            if relock(&self.conns).is_empty() && self.undelivered.load(Ordering::Acquire) == 0 {
+                return true;
+            }
+            if Instant::now() >= until {
+                return false;
+            }
+            std::thread::sleep(Duration::from_millis(2));
+        }
+    }
+
+    fn abort_open(&self) {
+        let rest: Vec<Arc<Conn>> = relock(&self.conns).values().cloned().collect();
         for c in rest {
             c.abort();
         }
+    }
+
+    /// The delivery of one new connection: the server's, counted in `undelivered` until the
+    /// connection's close event was handled (or the connection released).
+    fn delivery_for_conn(&self) -> Option<Delivery> {
+        let base = relock(&self.delivery).clone()?;
+        let pending = Arc::new(PendingClose::new(self.undelivered.clone()));
+        Some(match base {
+            Delivery::Callback(handler) => Delivery::Callback(Arc::new(Tracked { handler, _pending: pending })),
+            Delivery::Queue(mut target) => {
+                target.keep = Some(pending);
+                Delivery::Queue(target)
+            }
+        })
+    }
+}
+
+/// Counts one connection whose close event was not handled yet; dropped once it was.
+struct PendingClose(Arc<AtomicUsize>);
+
+impl PendingClose {
+    fn new(count: Arc<AtomicUsize>) -> Self {
+        count.fetch_add(1, Ordering::AcqRel);
+        PendingClose(count)
+    }
+}
+
+impl Drop for PendingClose {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+/// The server's handler, for one connection, with its pending close.
+struct Tracked {
+    handler: Arc<dyn Handler>,
+    _pending: Arc<PendingClose>,
+}
+
+impl Handler for Tracked {
+    fn on_event(&self, conn: &Arc<Conn>, event: &Event) {
+        self.handler.on_event(conn, event)
+    }
+}
+
+/// A connection's place under `max_connections`, given back when dropped.
+struct Slot(Arc<Shared>);
+
+impl Slot {
+    fn take(shared: &Arc<Shared>) -> Option<Slot> {
+        let max = shared.opts.max_connections;
+        shared
+            .slots
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| (max == 0 || n < max).then_some(n + 1))
+            .ok()
+            .map(|_| Slot(shared.clone()))
+    }
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        self.0.slots.fetch_sub(1, Ordering::AcqRel);
     }
 }
 
@@ -295,24 +393,28 @@ struct Upgraded {
     leftover: Vec<u8>,
     subprotocol: Option<String>,
     close_now: Option<(u16, String)>,
+    /// Held until the connection ends.
+    slot: Slot,
 }
 
 async fn serve_one(shared: Arc<Shared>, tcp: tokio::net::TcpStream, peer: SocketAddr) {
     let limit = shared.opts.handshake_timeout;
-    let upgraded = match tokio::time::timeout(limit, handshake(&shared, tcp, peer)).await {
-        Ok(Ok(Some(u))) => u,
-        _ => return, // refused, failed or timed out: the client has its answer or its timeout
-    };
+    let fd = std::os::fd::AsRawFd::as_raw_fd(&tcp);
+    let Upgraded { io, leftover, subprotocol, close_now, slot } =
+        match tokio::time::timeout(limit, handshake(&shared, tcp, peer)).await {
+            Ok(Ok(Some(u))) => u,
+            _ => return, // refused, failed or timed out: the client has its answer or its timeout
+        };
     // Made under the lock that `release` takes: a connection either is in the list it
     // releases, or never delivers anything (the server is gone).
     let (conn, channels) = {
         let mut attached = relock(&shared.attached);
-        match attached.as_mut().filter(|_| upgraded.close_now.is_none()) {
+        match attached.as_mut().filter(|_| close_now.is_none()) {
             Some(list) => {
                 if list.len() >= 64 && list.len().is_power_of_two() {
                     list.retain(|w| w.strong_count() > 0);
                 }
-                let made = Conn::new(shared.opts.conn.clone(), shared.delivery.clone());
+                let made = Conn::new(shared.opts.conn.clone(), shared.delivery_for_conn());
                 list.push(Arc::downgrade(&made.0));
                 made
             }
@@ -320,8 +422,9 @@ async fn serve_one(shared: Arc<Shared>, tcp: tokio::net::TcpStream, peer: Socket
         }
     };
     conn.set_peer_addr(peer);
-    conn.set_subprotocol(upgraded.subprotocol);
-    if let Some((code, reason)) = &upgraded.close_now {
+    conn.set_socket_fd(fd);
+    conn.set_subprotocol(subprotocol);
+    if let Some((code, reason)) = &close_now {
         let _ = conn.close(*code, reason);
     }
     let id = shared.next_id.fetch_add(1, Ordering::Relaxed);
@@ -332,9 +435,10 @@ async fn serve_one(shared: Arc<Shared>, tcp: tokio::net::TcpStream, peer: Socket
         }
         conns.insert(id, conn.clone());
     }
-    let io: BoxIo = Box::new(HoldingIo::new(upgraded.io, conn.hold.clone(), false, upgraded.leftover));
+    let io: BoxIo = Box::new(HoldingIo::new(io, conn.hold.clone(), false, leftover));
     let ws = tokio_tungstenite::WebSocketStream::from_raw_socket(io, tungstenite::protocol::Role::Server, Some(shared.opts.conn.ws_config())).await;
     run(conn, ws, channels).await;
+    drop(slot);
     let mut conns = relock(&shared.conns);
     conns.remove(&id);
     if conns.is_empty() {
@@ -370,12 +474,13 @@ async fn handshake(shared: &Arc<Shared>, tcp: tokio::net::TcpStream, peer: Socke
         handshake::refuse(&mut io, 503, "server shutting down").await;
         return Ok(None);
     }
-    if o.max_connections > 0 && relock(&shared.conns).len() >= o.max_connections {
+    let Some(slot) = Slot::take(shared) else {
         handshake::refuse(&mut io, 503, "too many connections").await;
         return Ok(None);
-    }
+    };
     let default_proto = req.subprotocols.iter().find(|p| o.subprotocols.contains(p)).cloned();
-    let decision = match &shared.hook {
+    let hook = relock(&shared.hook).clone();
+    let decision = match &hook {
         None => Decision::Accept { subprotocol: default_proto },
         Some(hook) => {
             let (tx, rx) = oneshot::channel();
@@ -403,7 +508,7 @@ async fn handshake(shared: &Arc<Shared>, tcp: tokio::net::TcpStream, peer: Socke
         }
     };
     handshake::switch(&mut io, &key, subprotocol.as_deref()).await?;
-Ok(Some(Upgraded { io, leftover, subprotocol, close_now }))
+    Ok(Some(Upgraded { io, leftover, subprotocol, close_now, slot }))
 }
 
 impl std::fmt::Debug for Server {
