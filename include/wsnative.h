@@ -28,6 +28,28 @@
 
 
 /**
+ * wsn_conn_send flag: the message is text (UTF-8, checked); without it, binary.
+ */
+#define WSN_SEND_TEXT 1
+
+/**
+ * wsn_conn_send flag: never compress this message, even when permessage-deflate was
+ * negotiated. Use it for messages that carry secrets next to text an attacker controls
+ * (CRIME/BREACH: compression ratios leak the secret).
+ */
+#define WSN_SEND_NO_COMPRESS 2
+
+/**
+ * wsn_*_options_set_send_queue_policy: a send to a full queue fails with WSN_ERR_WOULD_BLOCK.
+ */
+#define WSN_SEND_QUEUE_REFUSE 0
+
+/**
+ * wsn_*_options_set_send_queue_policy: a send to a full queue closes the connection with 1008.
+ */
+#define WSN_SEND_QUEUE_CLOSE 1
+
+/**
  * Result of a call: WSN_OK (0) or a negative error; wsn_last_error() then says why.
  */
 enum wsn_status
@@ -84,6 +106,13 @@ enum wsn_status
    * A bug in wsnative (a panic was caught); please report it with wsn_last_error().
    */
   WSN_ERR_INTERNAL = -11,
+  /**
+   * The connection's send queue is full (wsn_*_options_set_max_send_queue): nothing was
+   * queued; send again after WSN_EVENT_DRAIN (or once wsn_conn_get_buffered_amount fell).
+   * In a CLOSE event: the connection was closed because its peer read too slowly
+   * (WSN_SEND_QUEUE_CLOSE).
+   */
+  WSN_ERR_WOULD_BLOCK = -12,
 };
 #ifndef __cplusplus
 #if __STDC_VERSION__ >= 202311L
@@ -114,6 +143,12 @@ enum wsn_event_kind
    * The connection ended: `close_code`, `reason`, `was_clean`, `error`. Always the last event.
    */
   WSN_EVENT_CLOSE = 3,
+  /**
+   * Messages were written to the socket and the send queue is at or below its low-water
+   * mark (only when asked for with wsn_*_options_set_drain_events): every message up to
+   * `sent_id` was handed to the kernel. The time to send more, or to complete awaited sends.
+   */
+  WSN_EVENT_DRAIN = 4,
 };
 #ifndef __cplusplus
 #if __STDC_VERSION__ >= 202311L
@@ -294,6 +329,11 @@ typedef struct wsn_event {
    * CLOSE: the HTTP status when the server refused the upgrade, else 0.
    */
   uint16_t http_status;
+  /**
+   * DRAIN: the id of the last message handed to the kernel (ids as wsn_conn_send returns
+   * them); 0 for the other events.
+   */
+  uint64_t sent_id;
 } wsn_event;
 
 /**
@@ -417,6 +457,35 @@ wsn_status wsn_conn_send_text(struct wsn_conn *conn, const char *data, size_t le
  * Thread: any, concurrently. Ownership: `data` is copied before this returns.
  */
 wsn_status wsn_conn_send_binary(struct wsn_conn *conn, const uint8_t *data, size_t len);
+
+/**
+ * Queues a message (`flags`: WSN_SEND_TEXT or binary, WSN_SEND_NO_COMPRESS) and returns at
+ * once; the bytes are copied. When `id_out` is not NULL it receives the message's id: ids
+ * start at 1 and grow by one per message in queue order, so "message N was handed to the
+ * kernel" is wsn_conn_get_sent_id(conn) >= N, and a WSN_EVENT_DRAIN reports the same.
+ * Same rules as wsn_conn_send_text. Errors: INVALID_ARGUMENT (NULL conn, NULL data with
+ * len > 0, invalid UTF-8 text, unknown flags), INVALID_STATE (closing or closed),
+ * WSN_ERR_WOULD_BLOCK (the send queue is full: nothing was queued; with the
+ * WSN_SEND_QUEUE_CLOSE policy the connection is being closed with 1008).
+ * Thread: any, concurrently. Ownership: `data` is copied before this returns.
+ */
+wsn_status wsn_conn_send(struct wsn_conn *conn, const uint8_t *data, size_t len, uint32_t flags, uint64_t *id_out);
+
+/**
+ * The id of the last message handed to the kernel (0 before the first, and for NULL).
+ * Thread: any.
+ */
+uint64_t wsn_conn_get_sent_id(const struct wsn_conn *conn);
+
+/**
+ * With manual acknowledgement (wsn_*_options_set_manual_ack): acknowledges the `count`
+ * oldest received messages not acknowledged yet, which then leave the connection's receive
+ * budget (so reading resumes once the budget is down to half). A message may be acknowledged
+ * from inside its own callback. Acknowledging more than were received acknowledges those.
+ * Without manual acknowledgement it does nothing. Thread: any. Errors: INVALID_ARGUMENT for
+ * NULL.
+ */
+wsn_status wsn_conn_ack(struct wsn_conn *conn, size_t count);
 
 /**
  * Starts the closing handshake and returns at once: what is queued is sent first, then the
@@ -543,6 +612,50 @@ wsn_status wsn_client_options_set_close_timeout_ms(struct wsn_client_options *op
 wsn_status wsn_client_options_set_close_max_ms(struct wsn_client_options *options, uint32_t ms);
 
 /**
+ * Most received messages not consumed yet (default 1024): above it, reading pauses until they
+ * are down to half, as for the byte budget (wsn_client_options_set_max_receive_queue). A
+ * message is consumed when its callback returns (poll mode: at the next poll), or, with manual
+ * acknowledgement, when acknowledged. Errors: INVALID_ARGUMENT for NULL or 0.
+ * Thread: one thread at a time per options object.
+ */
+wsn_status wsn_client_options_set_max_receive_messages(struct wsn_client_options *options, size_t messages);
+
+/**
+ * With `manual` true, a received message stays in the receive budget until the application
+ * acknowledges it with wsn_conn_ack, not only until its callback returns (or the next poll):
+ * for applications and bindings that hand messages on to a queue of their own, so that a peer
+ * cannot fill memory that nobody reads (default false). Errors: INVALID_ARGUMENT for NULL.
+ * Thread: one thread at a time per options object.
+ */
+wsn_status wsn_client_options_set_manual_ack(struct wsn_client_options *options, bool manual);
+
+/**
+ * Bytes queued for sending and not yet handed to the kernel above which a send fails with
+ * WSN_ERR_WOULD_BLOCK or closes the connection (wsn_client_options_set_send_queue_policy).
+ * One message always fits an empty queue. Default 64 MiB. Errors: INVALID_ARGUMENT for NULL
+ * or 0. Thread: one thread at a time per options object.
+ */
+wsn_status wsn_client_options_set_max_send_queue(struct wsn_client_options *options, size_t bytes);
+
+/**
+ * What a send does when the send queue is full: WSN_SEND_QUEUE_REFUSE (the default: the send
+ * fails with WSN_ERR_WOULD_BLOCK and queues nothing) or WSN_SEND_QUEUE_CLOSE (the connection is
+ * closed with 1008, its CLOSE event carrying WSN_ERR_WOULD_BLOCK: a server's answer to a
+ * client that reads too slowly). Errors: INVALID_ARGUMENT for NULL or another value.
+ * Thread: one thread at a time per options object.
+ */
+wsn_status wsn_client_options_set_send_queue_policy(struct wsn_client_options *options, uint32_t policy);
+
+/**
+ * Turns WSN_EVENT_DRAIN on (`enabled` true) or off (the default): a DRAIN event follows each
+ * write that leaves at most `low_water` bytes queued after messages were written, carrying
+ * the id of the last message handed to the kernel. For awaiting sends, and for producers
+ * that send until WSN_ERR_WOULD_BLOCK and resume at the drain. Errors: INVALID_ARGUMENT for
+ * NULL. Thread: one thread at a time per options object.
+ */
+wsn_status wsn_client_options_set_drain_events(struct wsn_client_options *options, bool enabled, size_t low_water);
+
+/**
  * Largest incoming message; a larger one closes the connection with 1009 (default 64 MiB).
  * Errors: INVALID_ARGUMENT for NULL or 0.
  * Thread: one thread at a time per options object. Strings are copied; the caller keeps its own.
@@ -654,6 +767,50 @@ wsn_status wsn_server_options_set_close_timeout_ms(struct wsn_server_options *op
  * Thread: one thread at a time per options object. Strings are copied; the caller keeps its own.
  */
 wsn_status wsn_server_options_set_close_max_ms(struct wsn_server_options *options, uint32_t ms);
+
+/**
+ * Most received messages not consumed yet (default 1024): above it, reading pauses until they
+ * are down to half, as for the byte budget (wsn_server_options_set_max_receive_queue). A
+ * message is consumed when its callback returns (poll mode: at the next poll), or, with manual
+ * acknowledgement, when acknowledged. Errors: INVALID_ARGUMENT for NULL or 0.
+ * Thread: one thread at a time per options object.
+ */
+wsn_status wsn_server_options_set_max_receive_messages(struct wsn_server_options *options, size_t messages);
+
+/**
+ * With `manual` true, a received message stays in the receive budget until the application
+ * acknowledges it with wsn_conn_ack, not only until its callback returns (or the next poll):
+ * for applications and bindings that hand messages on to a queue of their own, so that a peer
+ * cannot fill memory that nobody reads (default false). Errors: INVALID_ARGUMENT for NULL.
+ * Thread: one thread at a time per options object.
+ */
+wsn_status wsn_server_options_set_manual_ack(struct wsn_server_options *options, bool manual);
+
+/**
+ * Bytes queued for sending and not yet handed to the kernel above which a send fails with
+ * WSN_ERR_WOULD_BLOCK or closes the connection (wsn_server_options_set_send_queue_policy).
+ * One message always fits an empty queue. Default 64 MiB. Errors: INVALID_ARGUMENT for NULL
+ * or 0. Thread: one thread at a time per options object.
+ */
+wsn_status wsn_server_options_set_max_send_queue(struct wsn_server_options *options, size_t bytes);
+
+/**
+ * What a send does when the send queue is full: WSN_SEND_QUEUE_REFUSE (the default: the send
+ * fails with WSN_ERR_WOULD_BLOCK and queues nothing) or WSN_SEND_QUEUE_CLOSE (the connection is
+ * closed with 1008, its CLOSE event carrying WSN_ERR_WOULD_BLOCK: a server's answer to a
+ * client that reads too slowly). Errors: INVALID_ARGUMENT for NULL or another value.
+ * Thread: one thread at a time per options object.
+ */
+wsn_status wsn_server_options_set_send_queue_policy(struct wsn_server_options *options, uint32_t policy);
+
+/**
+ * Turns WSN_EVENT_DRAIN on (`enabled` true) or off (the default): a DRAIN event follows each
+ * write that leaves at most `low_water` bytes queued after messages were written, carrying
+ * the id of the last message handed to the kernel. For awaiting sends, and for producers
+ * that send until WSN_ERR_WOULD_BLOCK and resume at the drain. Errors: INVALID_ARGUMENT for
+ * NULL. Thread: one thread at a time per options object.
+ */
+wsn_status wsn_server_options_set_drain_events(struct wsn_server_options *options, bool enabled, size_t low_water);
 
 /**
  * How long stopping the server waits for its connections to close (default 5000).

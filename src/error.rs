@@ -30,6 +30,8 @@ pub enum ErrorKind {
     Aborted = -10,
     /// A bug in wsnative: a panic was caught at the boundary.
     Internal = -11,
+    /// The send queue is full (see `max_send_queue`): wait for a drain event and send again.
+    WouldBlock = -12,
 }
 
 /// An error with its kind, a message, and the HTTP status of a refused upgrade.

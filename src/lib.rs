@@ -16,7 +16,7 @@ pub use client::connect;
 pub use connection::{check_close_code, CloseInfo, Conn, Delivery, Event, EventQueue, Handler, QueueTarget, Queued, State};
 pub use dispatch::{set_callback_spin, set_callback_threads};
 pub use error::{Error, ErrorKind, Result};
-pub use options::{ClientOptions, ConnectionSettings, Heartbeat, ServerOptions, TlsRoots};
+pub use options::{ClientOptions, ConnectionSettings, Heartbeat, SendQueuePolicy, ServerOptions, TlsRoots};
 pub use runtime::{set_io_threads, shutdown};
 pub use server::{AcceptHook, Decision, Request, Server};
 

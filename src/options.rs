@@ -24,6 +24,16 @@ pub enum Heartbeat {
     Pong,
 }
 
+/// What a send does when the send queue is full.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SendQueuePolicy {
+    /// The send fails with `WouldBlock`; nothing is queued (the sender waits for a drain).
+    Refuse,
+    /// The connection is closed with 1008: a server's answer to a consumer that reads too
+    /// slowly, so that one slow client cannot hold the server's memory.
+    Close,
+}
+
 /// Settings shared by both ends of a connection.
 #[derive(Debug, Clone)]
 pub struct ConnectionSettings {
@@ -44,6 +54,22 @@ pub struct ConnectionSettings {
     /// pauses (TCP then slows the peer down) until the callbacks are down to half of it, so a
     /// fast peer cannot fill the memory of a slow application. Default 32 MiB.
     pub max_receive_queue: usize,
+    /// Messages received and not yet consumed; above it, reading pauses as for
+    /// `max_receive_queue` (until down to half). Default 1024.
+    pub max_receive_messages: usize,
+    /// Messages count as consumed only when the application acknowledges them
+    /// (`Conn::ack`), not when their callback returns (or, in poll mode, at the next poll).
+    /// For applications (and bindings) that hand messages on to a queue of their own.
+    pub manual_ack: bool,
+    /// Bytes queued for sending and not yet handed to the kernel, above which a send is
+    /// refused or the connection closed (`send_queue_policy`). One message always fits an
+    /// empty queue. Default 64 MiB.
+    pub max_send_queue: usize,
+    /// What a send does when the queue is full. Default `Refuse`.
+    pub send_queue_policy: SendQueuePolicy,
+    /// When set, a drain event follows each write that leaves at most this many bytes queued
+    /// after messages were written (for awaiting sends). Default: no drain events.
+    pub drain_low_water: Option<usize>,
 }
 
 impl Default for ConnectionSettings {
@@ -56,6 +82,11 @@ impl Default for ConnectionSettings {
             pong_timeout: Duration::from_secs(30),
             heartbeat: Heartbeat::Ping,
             max_receive_queue: 32 << 20,
+            max_receive_messages: 1024,
+            manual_ack: false,
+            max_send_queue: 64 << 20,
+            send_queue_policy: SendQueuePolicy::Refuse,
+            drain_low_water: None,
         }
     }
 }

@@ -42,6 +42,8 @@ pub(crate) enum Note {
     WriteEnded(tungstenite::Error),
     /// The callbacks queued before a failure have run (or were dropped): see `after_callbacks`.
     Delivered,
+    /// This side fails the connection with a code (a full send queue under the close policy).
+    Fail(u16, &'static str, Error),
     /// The next frame from the peer is its Close, held back (see `close_hold.rs`).
     PeerClosePending,
 }
@@ -123,6 +125,7 @@ async fn write_loop(
     mut commands: mpsc::UnboundedReceiver<Command>,
     mut control: mpsc::UnboundedReceiver<Control>,
 ) {
+    let mut last_fed = 0;
     let result: Result<(), tungstenite::Error> = async {
         loop {
             let close = tokio::select! {
@@ -134,19 +137,20 @@ async fn write_loop(
                     None => return Ok(()),
                 },
                 c = commands.recv() => match c {
-                    Some(Command::Send(msg, len)) => {
+                    Some(Command::Send(msg, len, id)) => {
                         conn.feeding(len);
                         sink.feed(msg).await?;
+                        last_fed = id;
                         if commands.is_empty() {
                             sink.flush().await?;
-                            conn.flushed();
+                            conn.sent(last_fed);
                         }
                         None
                     }
                     Some(Command::Close(frame)) => Some(frame),
                     Some(Command::ReleaseHold) => {
                         sink.flush().await?;
-                        conn.flushed();
+                        conn.sent(last_fed);
                         conn.hold.release();
                         None
                     }
@@ -389,6 +393,20 @@ async fn supervise(
                 pong_due = None;
             }
             Some(Note::Pong) => pong_due = None,
+            Some(Note::Fail(code, reason, error)) => {
+                if ours.is_some() || failure.is_some() {
+                    continue;
+                }
+                failure = Some((code, reason, error));
+                stall = None;
+                ping_at = None;
+                pong_due = None;
+                conn.set_state(State::Closing);
+                // Ahead of the queue, which is what is stuck.
+                let _ = control.send(Control::Fail(CloseFrame { code: code.into(), reason: reason.into() }));
+                deadline = Some(Instant::now() + s.close_timeout);
+                cap.get_or_insert(Instant::now() + s.close_max);
+            }
             Some(Note::ReadEnded(None)) => return read_end(&theirs, &ours, we_started),
             Some(Note::ReadEnded(Some(e))) => match classify(e) {
                 // The peer's Close arrived: a stream that then ends without ceremony (a TLS

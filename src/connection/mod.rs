@@ -16,7 +16,8 @@ use bytes::Bytes;
 use std::ffi::CString;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU8, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, OnceLock, RwLock, Weak};
+use std::collections::VecDeque;
+use std::sync::{Arc, Mutex, OnceLock, Weak};
 use std::time::{Duration, Instant};
 use tokio::sync::mpsc;
 
@@ -62,6 +63,12 @@ pub enum Event {
     },
     /// The connection ended; always the last event.
     Close(CloseInfo),
+    /// Messages were written and the send queue is down to its low-water mark (only with
+    /// `drain_low_water` set): awaited sends up to `sent_id` are done.
+    Drain {
+        /// The id of the last message handed to the kernel.
+        sent_id: u64,
+    },
 }
 
 /// Receives a connection's events on a callback thread, one at a time.
@@ -72,7 +79,8 @@ pub trait Handler: Send + Sync + 'static {
 
 /// What the send queue carries to the writer.
 pub(crate) enum Command {
-    Send(tungstenite::Message, usize),
+    /// A message, its payload length and its id.
+    Send(tungstenite::Message, usize, u64),
     Close(tungstenite::protocol::CloseFrame),
     /// Everything before this is written: let the peer's held Close frame through.
     ReleaseHold,
@@ -83,13 +91,15 @@ pub(crate) enum Command {
 struct Gate {
     closed: bool,
     why: &'static str,
+    /// The id of the last message queued: ids follow the queue's order.
+    last_id: u64,
 }
 
 /// A WebSocket connection, client or server side. Shared by the application's handle, the
 /// actor and queued events; the socket itself lives only in the actor.
 pub struct Conn {
     state: AtomicU8,
-    gate: RwLock<Gate>,
+    gate: Mutex<Gate>,
     commands: mpsc::UnboundedSender<Command>,
     notes: mpsc::UnboundedSender<Note>,
     /// Bytes of messages queued and not yet handed to the frame writer.
@@ -99,8 +109,15 @@ pub struct Conn {
     /// is subtracted (see `buffered_amount`).
     unflushed: AtomicUsize,
     unflushed_base: AtomicUsize,
-    /// Bytes of delivered messages whose callbacks have not finished (see `max_receive_queue`).
+    /// Bytes and count of received messages not consumed yet (see `max_receive_queue`).
     receive_queue: AtomicUsize,
+    receive_messages: AtomicUsize,
+    /// With `manual_ack`: consumed messages waiting for their acknowledgement, and
+    /// acknowledgements given ahead of them.
+    acks: Mutex<Acks>,
+    /// The id of the last message handed to the kernel, and of the last drain event.
+    sent_id: std::sync::atomic::AtomicU64,
+    drained_id: std::sync::atomic::AtomicU64,
     /// The application paused reading (flow control of its own).
     reading_paused: std::sync::atomic::AtomicBool,
     receive_room: tokio::sync::Notify,
@@ -139,13 +156,17 @@ impl Conn {
         let hold = Arc::new(CloseHold::new(ntx.clone()));
         let conn = Arc::new(Conn {
             state: AtomicU8::new(State::Connecting as u8),
-            gate: RwLock::new(Gate { closed: false, why: "" }),
+            gate: Mutex::new(Gate { closed: false, why: "", last_id: 0 }),
             commands: ctx,
             notes: ntx,
             buffered: AtomicUsize::new(0),
             unflushed: AtomicUsize::new(0),
             unflushed_base: AtomicUsize::new(0),
             receive_queue: AtomicUsize::new(0),
+            receive_messages: AtomicUsize::new(0),
+            acks: Mutex::new(Acks::default()),
+            sent_id: std::sync::atomic::AtomicU64::new(0),
+            drained_id: std::sync::atomic::AtomicU64::new(0),
             reading_paused: std::sync::atomic::AtomicBool::new(false),
             receive_room: tokio::sync::Notify::new(),
             settings,
@@ -275,18 +296,20 @@ impl Conn {
         self.user_data.store(v, Ordering::Relaxed)
     }
 
-    /// Queues a text message. Safe from any thread; messages from one thread keep their order.
-    pub fn send_text(&self, text: &str) -> Result<()> {
+    /// Queues a text message and returns its id. Safe from any thread; messages from one
+    /// thread keep their order.
+    pub fn send_text(&self, text: &str) -> Result<u64> {
         self.enqueue(tungstenite::Message::text(text.to_owned()), text.len())
     }
 
-    /// Queues a binary message. Safe from any thread; messages from one thread keep their order.
-    pub fn send_binary(&self, data: &[u8]) -> Result<()> {
+    /// Queues a binary message and returns its id. Safe from any thread; messages from one
+    /// thread keep their order.
+    pub fn send_binary(&self, data: &[u8]) -> Result<u64> {
         self.enqueue(tungstenite::Message::binary(data.to_vec()), data.len())
     }
 
-    /// Queues a message whose payload is already owned.
-    pub fn send_bytes(&self, text: bool, data: Bytes) -> Result<()> {
+    /// Queues a message whose payload is already owned, and returns its id.
+    pub fn send_bytes(&self, text: bool, data: Bytes) -> Result<u64> {
         let len = data.len();
         let msg = if text {
             let t = tungstenite::Utf8Bytes::try_from(data)
@@ -298,17 +321,55 @@ impl Conn {
         self.enqueue(msg, len)
     }
 
-    fn enqueue(&self, msg: tungstenite::Message, len: usize) -> Result<()> {
-        let gate = self.gate.read().unwrap_or_else(|p| p.into_inner());
+    /// Queues a message; its id is one more than the previous message's, in queue order.
+    fn enqueue(&self, msg: tungstenite::Message, len: usize) -> Result<u64> {
+        let mut gate = self.gate.lock().unwrap_or_else(|p| p.into_inner());
         if gate.closed {
             return Err(Error::state(format!("cannot send: {}", gate.why)));
         }
+        let queued = self.buffered_amount();
+        let limit = self.settings.max_send_queue;
+        if queued > 0 && queued.saturating_add(len) > limit {
+            let why = format!(
+                "the send queue holds {queued} bytes; this message of {len} bytes would pass its limit of {limit} bytes"
+            );
+            if self.settings.send_queue_policy == crate::options::SendQueuePolicy::Close {
+                drop(gate);
+                let error = Error::new(ErrorKind::WouldBlock, format!("closed with 1008: {why} (the peer reads too slowly)"));
+                self.close_gate("the connection failed: its send queue was full");
+                self.notify(Note::Fail(1008, "send queue full", error));
+                return Err(Error::new(ErrorKind::WouldBlock, format!("{why}: the connection is being closed with 1008")));
+            }
+            return Err(Error::new(ErrorKind::WouldBlock, format!("{why}: wait for the drain event and send again")));
+        }
         self.buffered.fetch_add(len, Ordering::Relaxed);
-        if self.commands.send(Command::Send(msg, len)).is_err() {
+        let id = gate.last_id + 1;
+        if self.commands.send(Command::Send(msg, len, id)).is_err() {
             self.buffered.fetch_sub(len, Ordering::Relaxed);
             return Err(Error::state("cannot send: the connection is closed"));
         }
-        Ok(())
+        gate.last_id = id;
+        Ok(id)
+    }
+
+    /// The id of the last message handed to the kernel (0 before the first).
+    pub fn sent_id(&self) -> u64 {
+        self.sent_id.load(Ordering::Acquire)
+    }
+
+    /// The writer flushed every message up to `id`: records it, and delivers a drain event
+    /// when asked for and the queue is down to its low-water mark.
+    pub(crate) fn sent(self: &Arc<Self>, id: u64) {
+        self.flushed();
+        if id == 0 {
+            return;
+        }
+        self.sent_id.fetch_max(id, Ordering::AcqRel);
+        if let Some(low) = self.settings.drain_low_water {
+            if self.buffered_amount() <= low && self.drained_id.fetch_max(id, Ordering::AcqRel) < id {
+                self.deliver(Event::Drain { sent_id: id });
+            }
+        }
     }
 
     /// Starts the closing handshake after everything already queued: sends the Close frame,
@@ -336,7 +397,7 @@ impl Conn {
 
     /// Closes the queue; true when this call closed it.
     pub(crate) fn close_gate(&self, why: &'static str) -> bool {
-        let mut g = self.gate.write().unwrap_or_else(|p| p.into_inner());
+        let mut g = self.gate.lock().unwrap_or_else(|p| p.into_inner());
         if g.closed {
             return false;
         }
@@ -353,6 +414,11 @@ impl Conn {
         self.mailbox.release();
         let delivery = self.delivery.lock().unwrap_or_else(|p| p.into_inner()).take();
         drop(delivery);
+        // Nobody will acknowledge what waits: let reading go on (the close needs it).
+        let waiting = std::mem::take(&mut self.acks.lock().unwrap_or_else(|p| p.into_inner()).consumed);
+        for len in waiting {
+            self.consumed(len);
+        }
         if self.state() != State::Closed {
             let _ = self.close(1001, "");
         }
@@ -431,12 +497,47 @@ impl Conn {
         }
     }
 
-    /// Waits while reading is paused, and, when the receive queue is over its limit, until it
-    /// is down to half of it. Never once the connection is closing: the peer's Close (and what
-    /// comes before it) must be read for the close to complete.
+    /// Acknowledges up to `n` of the messages received and not acknowledged yet (with
+    /// `manual_ack`): they leave the receive budget. Returns how many were acknowledged.
+    pub fn ack(&self, n: usize) -> usize {
+        let mut acks = self.acks.lock().unwrap_or_else(|p| p.into_inner());
+        let in_flight = self.receive_messages.load(Ordering::Acquire).saturating_sub(acks.consumed.len() + acks.credit);
+        let mut done = 0;
+        while done < n {
+            match acks.consumed.pop_front() {
+                Some(len) => self.consumed(len),
+                None => break,
+            }
+            done += 1;
+        }
+        // Acknowledgements of messages still in their callback (or not polled past yet).
+        let ahead = (n - done).min(in_flight);
+        acks.credit += ahead;
+        done + ahead
+    }
+
+    /// A delivered message's share of the budget is free again.
+    fn consumed(&self, len: usize) {
+        self.receive_queue.fetch_sub(len, Ordering::AcqRel);
+        self.receive_messages.fetch_sub(1, Ordering::AcqRel);
+        if self.read_waiting() {
+            self.receive_room.notify_waiters();
+        }
+    }
+
+    /// Whether received messages are over the budget (bytes or count), or, with `half`, not
+    /// yet down to half of it.
+    fn over_budget(&self, half: bool) -> bool {
+        let d = if half { 2 } else { 1 };
+        self.receive_queue.load(Ordering::Acquire) > self.settings.max_receive_queue / d
+            || self.receive_messages.load(Ordering::Acquire) > self.settings.max_receive_messages / d
+    }
+
+    /// Waits while reading is paused, and, when received messages are over the budget, until
+    /// they are down to half of it. Never once the connection is closing: the peer's Close
+    /// (and what comes before it) must be read for the close to complete.
     pub(crate) async fn wait_for_receive_room(&self) {
-        let limit = self.settings.max_receive_queue;
-        let over = self.receive_queue.load(Ordering::Acquire) > limit;
+        let over = self.over_budget(false);
         if !over && !self.reading_paused.load(Ordering::SeqCst) {
             return;
         }
@@ -445,7 +546,7 @@ impl Conn {
             let room = self.receive_room.notified();
             tokio::pin!(room);
             room.as_mut().enable();
-            let drained = !over || self.receive_queue.load(Ordering::Acquire) <= limit / 2;
+            let drained = !over || !self.over_budget(true);
             let closing = self.state() != State::Open;
             if closing || (drained && !self.reading_paused.load(Ordering::SeqCst)) {
                 break;
@@ -473,8 +574,17 @@ impl Conn {
     }
 }
 
-/// A delivered message's share of the receive queue, given back when its callback finished or
-/// was dropped (a released connection runs no more callbacks).
+/// Consumed messages waiting for their acknowledgement (their lengths, oldest first), and
+/// acknowledgements given before their messages were consumed.
+#[derive(Default)]
+struct Acks {
+    consumed: VecDeque<usize>,
+    credit: usize,
+}
+
+/// A delivered message's share of the receive budget: given back when its callback finished
+/// (or, in poll mode, at the next poll), or with `manual_ack` when the application
+/// acknowledges it.
 struct ReceiveQueued {
     conn: Arc<Conn>,
     len: usize,
@@ -483,17 +593,23 @@ struct ReceiveQueued {
 impl ReceiveQueued {
     fn new(conn: Arc<Conn>, len: usize) -> Self {
         conn.receive_queue.fetch_add(len, Ordering::AcqRel);
+        conn.receive_messages.fetch_add(1, Ordering::AcqRel);
         ReceiveQueued { conn, len }
     }
 }
 
 impl Drop for ReceiveQueued {
     fn drop(&mut self) {
-        let low = self.conn.settings.max_receive_queue / 2;
-        let before = self.conn.receive_queue.fetch_sub(self.len, Ordering::AcqRel);
-        if before > low && before - self.len <= low {
-            self.conn.receive_room.notify_waiters();
+        let c = &self.conn;
+        if c.settings.manual_ack && !c.mailbox.is_released() {
+            let mut acks = c.acks.lock().unwrap_or_else(|p| p.into_inner());
+            if acks.credit == 0 {
+                acks.consumed.push_back(self.len);
+                return;
+            }
+            acks.credit -= 1;
         }
+        c.consumed(self.len);
     }
 }
 

@@ -27,6 +27,10 @@ pub enum wsn_event_kind {
     WSN_EVENT_MESSAGE = 2,
     /// The connection ended: `close_code`, `reason`, `was_clean`, `error`. Always the last event.
     WSN_EVENT_CLOSE = 3,
+    /// Messages were written to the socket and the send queue is at or below its low-water
+    /// mark (only when asked for with wsn_*_options_set_drain_events): every message up to
+    /// `sent_id` was handed to the kernel. The time to send more, or to complete awaited sends.
+    WSN_EVENT_DRAIN = 4,
 }
 
 /// The state of a connection.
@@ -69,6 +73,9 @@ pub struct wsn_event {
     pub error_status: wsn_status,
     /// CLOSE: the HTTP status when the server refused the upgrade, else 0.
     pub http_status: u16,
+    /// DRAIN: the id of the last message handed to the kernel (ids as wsn_conn_send returns
+    /// them); 0 for the other events.
+    pub sent_id: u64,
 }
 
 /// Receives a connection's events. `user_data` is the pointer given at registration; `conn` is
@@ -110,6 +117,7 @@ pub(crate) fn c_event(conn: &Arc<Conn>, event: &Event, server: bool, strings: &m
         error: std::ptr::null(),
         error_status: wsn_status::WSN_OK,
         http_status: 0,
+        sent_id: 0,
     };
     match event {
         Event::Open => {
@@ -122,6 +130,10 @@ pub(crate) fn c_event(conn: &Arc<Conn>, event: &Event, server: bool, strings: &m
             ev.is_text = *text;
             ev.data = if data.is_empty() { std::ptr::null() } else { data.as_ptr() };
             ev.len = data.len();
+        }
+        Event::Drain { sent_id } => {
+            ev.kind = wsn_event_kind::WSN_EVENT_DRAIN;
+            ev.sent_id = *sent_id;
         }
         Event::Close(info) => {
             ev.kind = wsn_event_kind::WSN_EVENT_CLOSE;
@@ -199,7 +211,7 @@ pub unsafe extern "C" fn wsn_conn_send_text(conn: *mut wsn_conn, data: *const c_
         let bytes = bytes_arg(data as *const u8, len, "data")?;
         let text = std::str::from_utf8(bytes)
             .map_err(|e| Error::invalid(format!("text message is not valid UTF-8 (at byte {})", e.valid_up_to())))?;
-        c.send_text(text)
+        c.send_text(text).map(drop)
     })
 }
 
@@ -208,7 +220,66 @@ pub unsafe extern "C" fn wsn_conn_send_text(conn: *mut wsn_conn, data: *const c_
 /// Thread: any, concurrently. Ownership: `data` is copied before this returns.
 #[no_mangle]
 pub unsafe extern "C" fn wsn_conn_send_binary(conn: *mut wsn_conn, data: *const u8, len: usize) -> wsn_status {
-    status(|| conn_ref(conn)?.send_binary(bytes_arg(data, len, "data")?))
+    status(|| conn_ref(conn)?.send_binary(bytes_arg(data, len, "data")?).map(drop))
+}
+
+/// wsn_conn_send flag: the message is text (UTF-8, checked); without it, binary.
+pub const WSN_SEND_TEXT: u32 = 1;
+/// wsn_conn_send flag: never compress this message, even when permessage-deflate was
+/// negotiated. Use it for messages that carry secrets next to text an attacker controls
+/// (CRIME/BREACH: compression ratios leak the secret).
+pub const WSN_SEND_NO_COMPRESS: u32 = 2;
+
+/// Queues a message (`flags`: WSN_SEND_TEXT or binary, WSN_SEND_NO_COMPRESS) and returns at
+/// once; the bytes are copied. When `id_out` is not NULL it receives the message's id: ids
+/// start at 1 and grow by one per message in queue order, so "message N was handed to the
+/// kernel" is wsn_conn_get_sent_id(conn) >= N, and a WSN_EVENT_DRAIN reports the same.
+/// Same rules as wsn_conn_send_text. Errors: INVALID_ARGUMENT (NULL conn, NULL data with
+/// len > 0, invalid UTF-8 text, unknown flags), INVALID_STATE (closing or closed),
+/// WSN_ERR_WOULD_BLOCK (the send queue is full: nothing was queued; with the
+/// WSN_SEND_QUEUE_CLOSE policy the connection is being closed with 1008).
+/// Thread: any, concurrently. Ownership: `data` is copied before this returns.
+#[no_mangle]
+pub unsafe extern "C" fn wsn_conn_send(conn: *mut wsn_conn, data: *const u8, len: usize, flags: u32, id_out: *mut u64) -> wsn_status {
+    status(|| {
+        let c = conn_ref(conn)?;
+        if flags & !(WSN_SEND_TEXT | WSN_SEND_NO_COMPRESS) != 0 {
+            return Err(Error::invalid(format!("unknown send flags {flags:#x}: use WSN_SEND_TEXT and WSN_SEND_NO_COMPRESS")));
+        }
+        let bytes = bytes_arg(data, len, "data")?;
+        let id = if flags & WSN_SEND_TEXT != 0 {
+            let text = std::str::from_utf8(bytes)
+                .map_err(|e| Error::invalid(format!("text message is not valid UTF-8 (at byte {})", e.valid_up_to())))?;
+            c.send_text(text)?
+        } else {
+            c.send_binary(bytes)?
+        };
+        if !id_out.is_null() {
+            *id_out = id;
+        }
+        Ok(())
+    })
+}
+
+/// The id of the last message handed to the kernel (0 before the first, and for NULL).
+/// Thread: any.
+#[no_mangle]
+pub unsafe extern "C" fn wsn_conn_get_sent_id(conn: *const wsn_conn) -> u64 {
+    guard(|| conn_ref(conn).map(|c| c.sent_id()).unwrap_or(0))
+}
+
+/// With manual acknowledgement (wsn_*_options_set_manual_ack): acknowledges the `count`
+/// oldest received messages not acknowledged yet, which then leave the connection's receive
+/// budget (so reading resumes once the budget is down to half). A message may be acknowledged
+/// from inside its own callback. Acknowledging more than were received acknowledges those.
+/// Without manual acknowledgement it does nothing. Thread: any. Errors: INVALID_ARGUMENT for
+/// NULL.
+#[no_mangle]
+pub unsafe extern "C" fn wsn_conn_ack(conn: *mut wsn_conn, count: usize) -> wsn_status {
+    status(|| {
+        conn_ref(conn)?.ack(count);
+        Ok(())
+    })
 }
 
 /// Starts the closing handshake and returns at once: what is queued is sent first, then the

@@ -49,6 +49,11 @@ pub enum wsn_status {
     WSN_ERR_ABORTED = -10,
     /// A bug in wsnative (a panic was caught); please report it with wsn_last_error().
     WSN_ERR_INTERNAL = -11,
+    /// The connection's send queue is full (wsn_*_options_set_max_send_queue): nothing was
+    /// queued; send again after WSN_EVENT_DRAIN (or once wsn_conn_get_buffered_amount fell).
+    /// In a CLOSE event: the connection was closed because its peer read too slowly
+    /// (WSN_SEND_QUEUE_CLOSE).
+    WSN_ERR_WOULD_BLOCK = -12,
 }
 
 impl From<ErrorKind> for wsn_status {
@@ -66,6 +71,7 @@ impl From<ErrorKind> for wsn_status {
             ErrorKind::Io => WSN_ERR_IO,
             ErrorKind::Aborted => WSN_ERR_ABORTED,
             ErrorKind::Internal => WSN_ERR_INTERNAL,
+            ErrorKind::WouldBlock => WSN_ERR_WOULD_BLOCK,
         }
     }
 }
@@ -103,6 +109,11 @@ impl PanicDefault for () {
     fn panic_default() -> Self {}
 }
 impl PanicDefault for usize {
+    fn panic_default() -> Self {
+        0
+    }
+}
+impl PanicDefault for u64 {
     fn panic_default() -> Self {
         0
     }

@@ -148,6 +148,77 @@ pub unsafe extern "C" fn wsn_client_options_set_close_max_ms(options: *mut wsn_c
     })
 }
 
+/// Most received messages not consumed yet (default 1024): above it, reading pauses until they
+/// are down to half, as for the byte budget (wsn_client_options_set_max_receive_queue). A
+/// message is consumed when its callback returns (poll mode: at the next poll), or, with manual
+/// acknowledgement, when acknowledged. Errors: INVALID_ARGUMENT for NULL or 0.
+/// Thread: one thread at a time per options object.
+#[no_mangle]
+pub unsafe extern "C" fn wsn_client_options_set_max_receive_messages(options: *mut wsn_client_options, messages: usize) -> wsn_status {
+    status(|| {
+        if messages == 0 {
+            return Err(Error::invalid("max receive messages must be at least 1"));
+        }
+        client(options)?.conn.max_receive_messages = messages;
+        Ok(())
+    })
+}
+
+/// With `manual` true, a received message stays in the receive budget until the application
+/// acknowledges it with wsn_conn_ack, not only until its callback returns (or the next poll):
+/// for applications and bindings that hand messages on to a queue of their own, so that a peer
+/// cannot fill memory that nobody reads (default false). Errors: INVALID_ARGUMENT for NULL.
+/// Thread: one thread at a time per options object.
+#[no_mangle]
+pub unsafe extern "C" fn wsn_client_options_set_manual_ack(options: *mut wsn_client_options, manual: bool) -> wsn_status {
+    status(|| {
+        client(options)?.conn.manual_ack = manual;
+        Ok(())
+    })
+}
+
+/// Bytes queued for sending and not yet handed to the kernel above which a send fails with
+/// WSN_ERR_WOULD_BLOCK or closes the connection (wsn_client_options_set_send_queue_policy).
+/// One message always fits an empty queue. Default 64 MiB. Errors: INVALID_ARGUMENT for NULL
+/// or 0. Thread: one thread at a time per options object.
+#[no_mangle]
+pub unsafe extern "C" fn wsn_client_options_set_max_send_queue(options: *mut wsn_client_options, bytes: usize) -> wsn_status {
+    status(|| {
+        if bytes == 0 {
+            return Err(Error::invalid("max send queue must be at least 1 byte"));
+        }
+        client(options)?.conn.max_send_queue = bytes;
+        Ok(())
+    })
+}
+
+/// What a send does when the send queue is full: WSN_SEND_QUEUE_REFUSE (the default: the send
+/// fails with WSN_ERR_WOULD_BLOCK and queues nothing) or WSN_SEND_QUEUE_CLOSE (the connection is
+/// closed with 1008, its CLOSE event carrying WSN_ERR_WOULD_BLOCK: a server's answer to a
+/// client that reads too slowly). Errors: INVALID_ARGUMENT for NULL or another value.
+/// Thread: one thread at a time per options object.
+#[no_mangle]
+pub unsafe extern "C" fn wsn_client_options_set_send_queue_policy(options: *mut wsn_client_options, policy: u32) -> wsn_status {
+    status(|| {
+        let p = send_queue_policy(policy)?;
+        client(options)?.conn.send_queue_policy = p;
+        Ok(())
+    })
+}
+
+/// Turns WSN_EVENT_DRAIN on (`enabled` true) or off (the default): a DRAIN event follows each
+/// write that leaves at most `low_water` bytes queued after messages were written, carrying
+/// the id of the last message handed to the kernel. For awaiting sends, and for producers
+/// that send until WSN_ERR_WOULD_BLOCK and resume at the drain. Errors: INVALID_ARGUMENT for
+/// NULL. Thread: one thread at a time per options object.
+#[no_mangle]
+pub unsafe extern "C" fn wsn_client_options_set_drain_events(options: *mut wsn_client_options, enabled: bool, low_water: usize) -> wsn_status {
+    status(|| {
+        client(options)?.conn.drain_low_water = enabled.then_some(low_water);
+        Ok(())
+    })
+}
+
 /// Largest incoming message; a larger one closes the connection with 1009 (default 64 MiB).
 /// Errors: INVALID_ARGUMENT for NULL or 0.
 /// Thread: one thread at a time per options object. Strings are copied; the caller keeps its own.
@@ -340,6 +411,77 @@ pub unsafe extern "C" fn wsn_server_options_set_close_max_ms(options: *mut wsn_s
     })
 }
 
+/// Most received messages not consumed yet (default 1024): above it, reading pauses until they
+/// are down to half, as for the byte budget (wsn_server_options_set_max_receive_queue). A
+/// message is consumed when its callback returns (poll mode: at the next poll), or, with manual
+/// acknowledgement, when acknowledged. Errors: INVALID_ARGUMENT for NULL or 0.
+/// Thread: one thread at a time per options object.
+#[no_mangle]
+pub unsafe extern "C" fn wsn_server_options_set_max_receive_messages(options: *mut wsn_server_options, messages: usize) -> wsn_status {
+    status(|| {
+        if messages == 0 {
+            return Err(Error::invalid("max receive messages must be at least 1"));
+        }
+        server(options)?.conn.max_receive_messages = messages;
+        Ok(())
+    })
+}
+
+/// With `manual` true, a received message stays in the receive budget until the application
+/// acknowledges it with wsn_conn_ack, not only until its callback returns (or the next poll):
+/// for applications and bindings that hand messages on to a queue of their own, so that a peer
+/// cannot fill memory that nobody reads (default false). Errors: INVALID_ARGUMENT for NULL.
+/// Thread: one thread at a time per options object.
+#[no_mangle]
+pub unsafe extern "C" fn wsn_server_options_set_manual_ack(options: *mut wsn_server_options, manual: bool) -> wsn_status {
+    status(|| {
+        server(options)?.conn.manual_ack = manual;
+        Ok(())
+    })
+}
+
+/// Bytes queued for sending and not yet handed to the kernel above which a send fails with
+/// WSN_ERR_WOULD_BLOCK or closes the connection (wsn_server_options_set_send_queue_policy).
+/// One message always fits an empty queue. Default 64 MiB. Errors: INVALID_ARGUMENT for NULL
+/// or 0. Thread: one thread at a time per options object.
+#[no_mangle]
+pub unsafe extern "C" fn wsn_server_options_set_max_send_queue(options: *mut wsn_server_options, bytes: usize) -> wsn_status {
+    status(|| {
+        if bytes == 0 {
+            return Err(Error::invalid("max send queue must be at least 1 byte"));
+        }
+        server(options)?.conn.max_send_queue = bytes;
+        Ok(())
+    })
+}
+
+/// What a send does when the send queue is full: WSN_SEND_QUEUE_REFUSE (the default: the send
+/// fails with WSN_ERR_WOULD_BLOCK and queues nothing) or WSN_SEND_QUEUE_CLOSE (the connection is
+/// closed with 1008, its CLOSE event carrying WSN_ERR_WOULD_BLOCK: a server's answer to a
+/// client that reads too slowly). Errors: INVALID_ARGUMENT for NULL or another value.
+/// Thread: one thread at a time per options object.
+#[no_mangle]
+pub unsafe extern "C" fn wsn_server_options_set_send_queue_policy(options: *mut wsn_server_options, policy: u32) -> wsn_status {
+    status(|| {
+        let p = send_queue_policy(policy)?;
+        server(options)?.conn.send_queue_policy = p;
+        Ok(())
+    })
+}
+
+/// Turns WSN_EVENT_DRAIN on (`enabled` true) or off (the default): a DRAIN event follows each
+/// write that leaves at most `low_water` bytes queued after messages were written, carrying
+/// the id of the last message handed to the kernel. For awaiting sends, and for producers
+/// that send until WSN_ERR_WOULD_BLOCK and resume at the drain. Errors: INVALID_ARGUMENT for
+/// NULL. Thread: one thread at a time per options object.
+#[no_mangle]
+pub unsafe extern "C" fn wsn_server_options_set_drain_events(options: *mut wsn_server_options, enabled: bool, low_water: usize) -> wsn_status {
+    status(|| {
+        server(options)?.conn.drain_low_water = enabled.then_some(low_water);
+        Ok(())
+    })
+}
+
 /// How long stopping the server waits for its connections to close (default 5000).
 /// Errors: INVALID_ARGUMENT for NULL.
 /// Thread: one thread at a time per options object. Strings are copied; the caller keeps its own.
@@ -446,4 +588,17 @@ pub unsafe extern "C" fn wsn_server_options_set_tls(
         o.tls = Some((cert.into(), key.into()));
         Ok(())
     })
+}
+
+/// wsn_*_options_set_send_queue_policy: a send to a full queue fails with WSN_ERR_WOULD_BLOCK.
+pub const WSN_SEND_QUEUE_REFUSE: u32 = 0;
+/// wsn_*_options_set_send_queue_policy: a send to a full queue closes the connection with 1008.
+pub const WSN_SEND_QUEUE_CLOSE: u32 = 1;
+
+fn send_queue_policy(v: u32) -> Result<crate::SendQueuePolicy> {
+    match v {
+        WSN_SEND_QUEUE_REFUSE => Ok(crate::SendQueuePolicy::Refuse),
+        WSN_SEND_QUEUE_CLOSE => Ok(crate::SendQueuePolicy::Close),
+        _ => Err(Error::invalid(format!("send queue policy {v} is unknown: use WSN_SEND_QUEUE_REFUSE or WSN_SEND_QUEUE_CLOSE"))),
+    }
 }

@@ -36,12 +36,20 @@ pub struct Recorder {
     pub hook: Mutex<Option<Arc<Hook>>>,
     /// Free server connections at their close event (as an application would).
     pub free_server_conns: bool,
+    /// The sent ids of DRAIN events, in order.
+    pub drains: Mutex<Vec<u64>>,
 }
 
 pub unsafe extern "C" fn record(user: *mut c_void, conn: *mut wsn_conn, ev: *const wsn_event) {
     let r = &*(user as *const Recorder);
     let ev = &*ev;
     let c = conn as usize;
+    if ev.kind == wsn_event_kind::WSN_EVENT_DRAIN {
+        r.drains.lock().unwrap().push(ev.sent_id);
+        let _guard = r.events.lock().unwrap();
+        r.changed.notify_all();
+        return;
+    }
     let owned = match ev.kind {
         wsn_event_kind::WSN_EVENT_OPEN => Ev::Open(c),
         wsn_event_kind::WSN_EVENT_MESSAGE => Ev::Msg {
@@ -58,6 +66,7 @@ pub unsafe extern "C" fn record(user: *mut c_void, conn: *mut wsn_conn, ev: *con
             status: ev.error_status,
             http: ev.http_status,
         },
+        _ => return,
     };
     let hook = r.hook.lock().unwrap().clone();
     if let Some(h) = hook {

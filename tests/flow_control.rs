@@ -1,0 +1,271 @@
+//! Flow control in the core, through the C ABI: send ids and drain events, a bounded send
+//! queue with its two policies, and a receive budget in messages and bytes that counts until
+//! the application acknowledges, so a peer cannot fill a process that does not read.
+
+mod common;
+
+use common::*;
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+use wsnative::ffi::*;
+
+fn echo_server() -> TestServer {
+    let rec = Recorder::server();
+    rec.set_hook(|conn, ev| {
+        if let Ev::Msg { data, .. } = ev {
+            unsafe { wsn_conn_send_binary(conn, data.as_ptr(), data.len()) };
+        }
+    });
+    TestServer::start(rec, std::ptr::null(), None)
+}
+
+fn upgrade_response(request: &str) -> String {
+    let key = request
+        .lines()
+        .find_map(|l| {
+            let (n, v) = l.split_once(':')?;
+            n.trim().eq_ignore_ascii_case("sec-websocket-key").then(|| v.trim().to_owned())
+        })
+        .unwrap();
+    let accept = tungstenite::handshake::derive_accept_key(key.as_bytes());
+    format!("HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: {accept}\r\n\r\n")
+}
+
+fn read_head(s: &mut TcpStream) -> String {
+    let mut head = Vec::new();
+    let mut b = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") {
+        if s.read(&mut b).unwrap_or(0) == 0 {
+            break;
+        }
+        head.push(b[0]);
+    }
+    String::from_utf8_lossy(&head).into_owned()
+}
+
+/// A server that completes the upgrade and then never reads again (for `hold` at most).
+fn non_reading_server(hold: Duration) -> u16 {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        if let Ok((mut s, _)) = listener.accept() {
+            let head = read_head(&mut s);
+            let _ = s.write_all(upgrade_response(&head).as_bytes());
+            std::thread::sleep(hold);
+        }
+    });
+    port
+}
+
+#[test]
+fn sends_return_growing_ids_and_drain_events_report_what_was_written() {
+    let server = echo_server();
+    let o = wsn_client_options_new();
+    unsafe { wsn_client_options_set_drain_events(o, true, 0) };
+    let client = TestClient::connect(&server.url(), o);
+    unsafe { wsn_client_options_free(o) };
+    client.rec.wait_open();
+    let mut ids = Vec::new();
+    for i in 0..50u32 {
+        let mut id = 0u64;
+        let payload = i.to_le_bytes();
+        let st = unsafe { wsn_conn_send(client.conn, payload.as_ptr(), 4, 0, &mut id) };
+        assert_eq!(st, wsn_status::WSN_OK, "{}", last_error());
+        ids.push(id);
+    }
+    assert_eq!(ids, (1..=50).collect::<Vec<u64>>(), "ids start at 1 and grow by one in queue order");
+    let end = Instant::now() + WAIT;
+    while unsafe { wsn_conn_get_sent_id(client.conn) } < 50 {
+        assert!(Instant::now() < end, "sent id stuck at {}", unsafe { wsn_conn_get_sent_id(client.conn) });
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    // Text with the flag, checked as UTF-8; unknown flags are refused.
+    let mut id = 0u64;
+    assert_eq!(unsafe { wsn_conn_send(client.conn, "é".as_ptr(), 2, WSN_SEND_TEXT, &mut id) }, wsn_status::WSN_OK);
+    assert_eq!(id, 51);
+    assert_eq!(
+        unsafe { wsn_conn_send(client.conn, [0xffu8].as_ptr(), 1, WSN_SEND_TEXT, &mut id) },
+        wsn_status::WSN_ERR_INVALID_ARGUMENT
+    );
+    assert_eq!(unsafe { wsn_conn_send(client.conn, [1u8].as_ptr(), 1, 0x80, &mut id) }, wsn_status::WSN_ERR_INVALID_ARGUMENT);
+    assert_eq!(unsafe { wsn_conn_send(client.conn, [1u8].as_ptr(), 1, WSN_SEND_NO_COMPRESS, std::ptr::null_mut()) }, wsn_status::WSN_OK);
+    // Drain events come, the last one naming the last id.
+    client.rec.wait(WAIT, "a drain event for message 52", |_| {
+        let last = drained_ids(&client);
+        (last.last() == Some(&52)).then_some(())
+    });
+    let ids = drained_ids(&client);
+    assert!(ids.windows(2).all(|w| w[0] < w[1]), "drain ids grow: {ids:?}");
+}
+
+/// The sent ids of the DRAIN events the client's recorder saw (the recorder keeps only OPEN,
+/// MESSAGE and CLOSE; DRAIN events are counted through wsn_conn_get_sent_id instead).
+fn drained_ids(client: &TestClient) -> Vec<u64> {
+    client.rec.drains.lock().unwrap().clone()
+}
+
+#[test]
+fn a_full_send_queue_refuses_with_would_block_and_one_message_fits_an_empty_queue() {
+    let port = non_reading_server(Duration::from_secs(20));
+    let o = wsn_client_options_new();
+    unsafe { wsn_client_options_set_max_send_queue(o, 1 << 20) };
+    let client = TestClient::connect(&format!("ws://127.0.0.1:{port}/"), o);
+    unsafe { wsn_client_options_free(o) };
+    client.rec.wait_open();
+    // A message larger than the limit still goes into the empty queue.
+    assert_eq!(client.send_binary(&vec![0u8; 2 << 20]), wsn_status::WSN_OK, "{}", last_error());
+    let chunk = vec![1u8; 64 << 10];
+    let mut refused = None;
+    for i in 0..4000 {
+        let st = client.send_binary(&chunk);
+        if st != wsn_status::WSN_OK {
+            refused = Some((i, st, last_error()));
+            break;
+        }
+    }
+    let (i, st, msg) = refused.expect("no send was refused although the peer never reads");
+    assert_eq!(st, wsn_status::WSN_ERR_WOULD_BLOCK, "after {i} sends: {msg}");
+    assert!(msg.contains("limit of 1048576 bytes"), "{msg}");
+    let queued = unsafe { wsn_conn_get_buffered_amount(client.conn) };
+    assert!(queued <= (3 << 20) + (64 << 10), "the queue held {queued} bytes");
+    // Nothing happened to the connection.
+    assert_eq!(unsafe { wsn_conn_get_state(client.conn) }, wsn_conn_state::WSN_STATE_OPEN);
+    unsafe { wsn_conn_abort(client.conn) };
+}
+
+#[test]
+fn a_full_send_queue_under_the_close_policy_closes_a_slow_consumer_with_1008() {
+    let rec = Recorder::server();
+    let o = wsn_server_options_new();
+    unsafe {
+        wsn_server_options_set_max_send_queue(o, 256 << 10);
+        wsn_server_options_set_send_queue_policy(o, WSN_SEND_QUEUE_CLOSE);
+        wsn_server_options_set_close_timeout_ms(o, 500);
+        assert_eq!(wsn_server_options_set_send_queue_policy(o, 7), wsn_status::WSN_ERR_INVALID_ARGUMENT);
+    }
+    let server = TestServer::start(rec.clone(), o, None);
+    unsafe { wsn_server_options_free(o) };
+    // A raw client that upgrades and never reads.
+    let mut s = TcpStream::connect(("127.0.0.1", server.port)).unwrap();
+    s.write_all(b"GET / HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n").unwrap();
+    let conn = rec.wait_open();
+    let chunk = vec![2u8; 64 << 10];
+    let mut last = wsn_status::WSN_OK;
+    for _ in 0..4000 {
+        last = unsafe { wsn_conn_send_binary(conn as *mut wsn_conn, chunk.as_ptr(), chunk.len()) };
+        if last != wsn_status::WSN_OK {
+            break;
+        }
+    }
+    assert_eq!(last, wsn_status::WSN_ERR_WOULD_BLOCK);
+    match rec.wait_close_of(conn, Duration::from_secs(10)) {
+        Ev::Close { code: 1008, status: wsn_status::WSN_ERR_WOULD_BLOCK, error: Some(e), .. } => {
+            assert!(e.contains("reads too slowly"), "{e}")
+        }
+        other => panic!("expected 1008 for the slow consumer, got {other:?}"),
+    }
+    drop(s);
+}
+
+#[test]
+fn with_manual_ack_messages_count_until_acknowledged_in_messages_and_bytes() {
+    let rec = Recorder::server();
+    let server = TestServer::start(rec.clone(), std::ptr::null(), None);
+    let o = wsn_client_options_new();
+    unsafe {
+        wsn_client_options_set_manual_ack(o, true);
+        wsn_client_options_set_max_receive_messages(o, 10);
+        assert_eq!(wsn_client_options_set_max_receive_messages(o, 0), wsn_status::WSN_ERR_INVALID_ARGUMENT);
+    }
+    let client = TestClient::connect(&server.url(), o);
+    unsafe { wsn_client_options_free(o) };
+    client.rec.wait_open();
+    let sconn = rec.wait_open();
+    for i in 0..100u32 {
+        let b = i.to_le_bytes();
+        unsafe { wsn_conn_send_binary(sconn as *mut wsn_conn, b.as_ptr(), 4) };
+    }
+    std::thread::sleep(Duration::from_millis(500));
+    let got = client.rec.count_messages();
+    assert!((10..=12).contains(&got), "with 10 unacknowledged messages allowed, {got} were read");
+    // Acknowledging lets reading go on; everything arrives in order.
+    let end = Instant::now() + WAIT;
+    while client.rec.count_messages() < 100 {
+        assert!(Instant::now() < end, "stuck at {} messages", client.rec.count_messages());
+        unsafe { wsn_conn_ack(client.conn, 5) };
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let msgs = client.rec.messages();
+    assert!(msgs.iter().enumerate().all(|(i, (_, d))| d == &(i as u32).to_le_bytes()), "out of order");
+    // Without acknowledgements a close still completes cleanly (closing reads on).
+    client.close(1000, "");
+    assert!(matches!(client.rec.wait_close(), Ev::Close { code: 1000, clean: true, .. }));
+}
+
+fn rss_kib(field: &str) -> usize {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix(field))
+        .and_then(|v| v.trim().trim_end_matches(" kB").trim().parse().ok())
+        .unwrap()
+}
+
+/// A peer (its own process, so its buffers are not ours) that upgrades and then sends
+/// `count` binary messages of `size` bytes as fast as TCP lets it, for at most `secs`.
+fn flooding_peer(count: usize, size: usize, secs: u32) -> (u16, std::process::Child) {
+    let script = format!(
+        r#"
+import socket, base64, hashlib, struct, sys, time
+l = socket.socket(); l.bind(("127.0.0.1", 0)); l.listen(1)
+print(l.getsockname()[1], flush=True)
+l.settimeout({secs}); c, _ = l.accept(); c.settimeout({secs})
+head = b""
+while b"\r\n\r\n" not in head:
+    head += c.recv(4096)
+key = [h.split(b":", 1)[1].strip() for h in head.split(b"\r\n") if h.lower().startswith(b"sec-websocket-key:")][0]
+acc = base64.b64encode(hashlib.sha1(key + b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11").digest())
+c.sendall(b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: " + acc + b"\r\n\r\n")
+frame = struct.pack("!BBQ", 0x82, 127, {size}) + bytes({size})
+end = time.time() + {secs}
+try:
+    for i in range({count}):
+        if time.time() > end: break
+        c.sendall(frame)
+except Exception:
+    pass
+"#
+    );
+    let mut child = Command::new("python3").arg("-c").arg(script).stdout(Stdio::piped()).spawn().expect("python3");
+    let mut line = String::new();
+    let mut out = child.stdout.take().unwrap();
+    let mut b = [0u8; 1];
+    while out.read(&mut b).unwrap_or(0) == 1 && b[0] != b'\n' {
+        line.push(b[0] as char);
+    }
+    (line.trim().parse().expect("port"), child)
+}
+
+#[test]
+fn a_peer_flooding_60_mib_messages_into_an_application_that_does_not_read_stays_under_200_mib() {
+    let (port, mut peer) = flooding_peer(300, 60 << 20, 20);
+    let o = wsn_client_options_new();
+    unsafe { wsn_client_options_set_manual_ack(o, true) };
+    let before = rss_kib("VmRSS:");
+    let client = TestClient::connect(&format!("ws://127.0.0.1:{port}/"), o);
+    unsafe { wsn_client_options_free(o) };
+    client.rec.wait_open();
+    // The application never acknowledges: one message is read, then reading pauses.
+    std::thread::sleep(Duration::from_secs(6));
+    let peak = rss_kib("VmHWM:");
+    let got = client.rec.count_messages();
+    eprintln!("flood: {got} messages of 60 MiB read; RSS before {before} KiB, peak {peak} KiB");
+    assert!(got >= 1, "no message arrived");
+    assert!(got <= 2, "{got} messages were read although none was acknowledged");
+    assert!(peak < 200 << 10, "peak resident memory {peak} KiB (limit 200 MiB)");
+    unsafe { wsn_conn_abort(client.conn) };
+    let _ = peer.kill();
+    let _ = peer.wait();
+}
