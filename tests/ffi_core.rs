@@ -75,8 +75,17 @@ fn c_two_way_stream_then_close_completes() {
     let client = TestClient::connect(&server.url(), std::ptr::null());
     client.rec.wait_open();
     let buf = vec![7u8; CHUNK];
+    // 128 MiB is more than the send queue takes at once (64 MiB): a full queue says
+    // WOULD_BLOCK, and the sender tries again once it has drained a little.
     for _ in 0..1024 {
-        assert_eq!(client.send_binary(&buf), wsn_status::WSN_OK);
+        let end = Instant::now() + Duration::from_secs(60);
+        loop {
+            match client.send_binary(&buf) {
+                wsn_status::WSN_OK => break,
+                wsn_status::WSN_ERR_WOULD_BLOCK if Instant::now() < end => std::thread::sleep(Duration::from_millis(1)),
+                other => panic!("send failed: {other:?} {}", last_error()),
+            }
+        }
     }
     assert_eq!(client.close(1000, ""), wsn_status::WSN_OK);
     let (code, _, clean) = close_parts(&client.rec.wait_close_of(client.conn as usize, Duration::from_secs(60)));
