@@ -22,6 +22,14 @@ for ex in examples/c/*.c; do
   name=$(basename "$ex" .c)
   step "build-$name" gcc -std=c11 -D_POSIX_C_SOURCE=200809L -D_DEFAULT_SOURCE "${CFLAGS[@]}" "$ex" -lwsnative -lpthread -o "$OUT/$name"
 done
+# The stress test: 1,000 connections, random calls from threads and callbacks, under a
+# watchdog; once as built, once under AddressSanitizer (LeakSanitizer included).
+step build-stress gcc -std=c11 -D_POSIX_C_SOURCE=200809L -D_DEFAULT_SOURCE "${CFLAGS[@]}" tests/c/stress.c -lwsnative -lpthread -o "$OUT/stress"
+step build-stress-asan gcc -std=c11 -D_POSIX_C_SOURCE=200809L -D_DEFAULT_SOURCE -fsanitize=address -fno-omit-frame-pointer \
+  "${CFLAGS[@]}" tests/c/stress.c -lwsnative -lpthread -o "$OUT/stress_asan"
+stress() { ulimit -n 8192 2>/dev/null || ulimit -n "$(ulimit -Hn)"; timeout 300 "$@"; }
+step run-stress stress "$OUT/stress" 1000 "${WSN_STRESS_SECONDS:-10}"
+step run-stress-asan stress "$OUT/stress_asan" 1000 "${WSN_STRESS_SECONDS:-10}"
 step run-test-c timeout 120 "$OUT/test_c_api"
 step run-test-cxx timeout 120 "$OUT/test_c_api_cxx"
 step run-demo timeout 60 "$OUT/demo"
