@@ -4,20 +4,23 @@
 
 mod client;
 mod connection;
-mod dispatch;
+mod delivery;
 mod error;
 pub mod ffi;
 mod io;
 mod options;
 mod runtime;
 mod server;
+mod shutdown;
+mod tls;
 
 pub use client::connect;
 pub use connection::{check_close_code, CloseInfo, Conn, Delivery, Event, EventQueue, Handler, QueueTarget, Queued, State};
-pub use dispatch::{set_callback_spin, set_callback_threads};
+pub use delivery::{set_callback_spin, set_callback_threads};
 pub use error::{Error, ErrorKind, Result};
 pub use options::{ClientOptions, ConnectionSettings, Heartbeat, SendQueuePolicy, ServerOptions, TlsRoots};
-pub use runtime::{set_io_threads, shutdown};
+pub use runtime::set_io_threads;
+pub use shutdown::shutdown;
 pub use server::{AcceptHook, Decision, Request, Server};
 
 /// The crate version, as in Cargo.toml.

@@ -1,7 +1,7 @@
 //! The one background tokio runtime: started on first use, with named I/O threads whose count
-//! can be chosen before that, and a shutdown that closes what is open.
+//! can be chosen before that; stopped by `shutdown`. Also the process-wide fork hooks.
 
-use crate::error::{Error, Result};
+use crate::error::{Error, ErrorKind, Result};
 use std::sync::Mutex;
 use std::time::Duration;
 
@@ -31,10 +31,7 @@ pub fn set_io_threads(n: usize) -> Result<()> {
 
 /// A handle to the runtime, starting it when needed.
 pub(crate) fn handle() -> Result<tokio::runtime::Handle> {
-    static AT_FORK: std::sync::Once = std::sync::Once::new();
-    AT_FORK.call_once(|| unsafe {
-        libc::pthread_atfork(Some(before_fork), Some(after_fork_in_parent), Some(after_fork_in_child));
-    });
+    on_fork(&RUNTIME_FORK);
     let mut st = lock();
     if let Some(rt) = &st.runtime {
         return Ok(rt.handle().clone());
@@ -48,17 +45,88 @@ pub(crate) fn handle() -> Result<tokio::runtime::Handle> {
         .thread_name("wsn-io")
         .enable_all()
         .build()
-        .map_err(|e| Error::new(crate::ErrorKind::Internal, format!("cannot start the I/O runtime: {e}")))?;
+        .map_err(|e| Error::new(ErrorKind::Internal, format!("cannot start the I/O runtime: {e}")))?;
     let h = rt.handle().clone();
     st.runtime = Some(rt);
     Ok(h)
 }
 
-/// Stops every server, closes every open connection (1001), waits up to `grace` for the closes,
-/// then stops the runtime. Safe from any thread; a later connection starts a fresh runtime.
-pub fn shutdown(grace: Duration) {
-    crate::server::stop_all(grace);
-    let conns = crate::connection::close_all(grace);
+// fork(): the child has only the forking thread. Each part that keeps process-wide state
+// registers hooks here: before the fork it takes its locks (so that the child never inherits
+// one locked by a thread it does not have), after it the parent lets go, and the child resets
+// that state (threads of the parent are forgotten, not joined: they do not exist there). The
+// first connection or server in the child starts everything anew; connections inherited from
+// the parent are dead in the child: leave them alone.
+
+/// Hooks of one part around fork(); see above.
+pub(crate) struct ForkHooks {
+    pub(crate) prepare: fn(),
+    pub(crate) parent: fn(),
+    pub(crate) child: fn(),
+}
+
+static FORK_HOOKS: Mutex<Vec<&'static ForkHooks>> = Mutex::new(Vec::new());
+
+/// Registers a part's fork hooks (once per part; the runtime registers its own first).
+pub(crate) fn on_fork(hooks: &'static ForkHooks) {
+    static AT_FORK: std::sync::Once = std::sync::Once::new();
+    AT_FORK.call_once(|| unsafe {
+        libc::pthread_atfork(Some(before_fork), Some(after_fork_in_parent), Some(after_fork_in_child));
+    });
+    let mut all = FORK_HOOKS.lock().unwrap_or_else(|p| p.into_inner());
+    if !all.iter().any(|h| std::ptr::eq(*h, hooks)) {
+        all.push(hooks);
+    }
+}
+
+thread_local! {
+    static HELD_FOR_FORK: std::cell::RefCell<Option<std::sync::MutexGuard<'static, State>>> = const { std::cell::RefCell::new(None) };
+}
+
+static RUNTIME_FORK: ForkHooks = ForkHooks {
+    prepare: || {
+        let g = lock();
+        let _ = HELD_FOR_FORK.try_with(|h| *h.borrow_mut() = Some(g));
+    },
+    parent: || {
+        let _ = HELD_FOR_FORK.try_with(|h| drop(h.borrow_mut().take()));
+    },
+    child: || {
+        let _ = HELD_FOR_FORK.try_with(|h| {
+            if let Some(mut state) = h.borrow_mut().take() {
+                if let Some(rt) = state.runtime.take() {
+                    std::mem::forget(rt);
+                }
+            }
+        });
+    },
+};
+
+fn registered() -> Vec<&'static ForkHooks> {
+    FORK_HOOKS.lock().unwrap_or_else(|p| p.into_inner()).clone()
+}
+
+extern "C" fn before_fork() {
+    // The registry's own lock is not held across the fork: it is taken again just below.
+    for h in registered() {
+        (h.prepare)();
+    }
+}
+
+extern "C" fn after_fork_in_parent() {
+    for h in registered().iter().rev() {
+        (h.parent)();
+    }
+}
+
+extern "C" fn after_fork_in_child() {
+    for h in registered().iter().rev() {
+        (h.child)();
+    }
+}
+
+/// Stops the runtime (a later connection or server starts a new one): its tasks are dropped.
+pub(crate) fn stop() {
     let rt = lock().runtime.take();
     if let Some(rt) = rt {
         // Dropping a runtime blocks, which tokio forbids inside its own threads.
@@ -68,45 +136,4 @@ pub fn shutdown(grace: Duration) {
             rt.shutdown_timeout(Duration::from_millis(500));
         }
     }
-    // A connection the runtime's end cut off still gets its one close event.
-    crate::connection::end_unfinished(&conns);
-    // Close events are delivered first; then no thread of wsnative's is left.
-    crate::dispatch::stop_callback_threads(grace.max(Duration::from_millis(100)));
-}
-
-// fork(): the child has only the forking thread. The locks that a new connection takes are
-// held across the fork, so that the child never inherits one locked by a thread it does not
-// have; in the child, the parent's runtime and callback threads are forgotten (not dropped:
-// their threads do not exist there), and the first connection or server starts new ones.
-// Connections inherited from the parent are dead in the child: leave them alone.
-
-type ForkLocks = (
-    std::sync::MutexGuard<'static, State>,
-    crate::dispatch::PoolStateGuard,
-    std::sync::MutexGuard<'static, Vec<std::sync::Weak<crate::connection::Conn>>>,
-);
-
-thread_local! {
-    static HELD_FOR_FORK: std::cell::RefCell<Option<ForkLocks>> = const { std::cell::RefCell::new(None) };
-}
-
-extern "C" fn before_fork() {
-    let locks = (lock(), crate::dispatch::lock_pool(), crate::connection::live_lock());
-    let _ = HELD_FOR_FORK.try_with(|h| *h.borrow_mut() = Some(locks));
-}
-
-extern "C" fn after_fork_in_parent() {
-    let _ = HELD_FOR_FORK.try_with(|h| drop(h.borrow_mut().take()));
-}
-
-extern "C" fn after_fork_in_child() {
-    let _ = HELD_FOR_FORK.try_with(|h| {
-        if let Some((mut state, mut pool, mut live)) = h.borrow_mut().take() {
-            if let Some(rt) = state.runtime.take() {
-                std::mem::forget(rt);
-            }
-            crate::dispatch::forget_threads_after_fork(&mut pool);
-            live.clear();
-        }
-    });
 }

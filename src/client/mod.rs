@@ -1,13 +1,10 @@
 //! Outgoing connections: URL, DNS and TCP with a timeout, TLS, the client handshake.
 
-mod tls;
-
-pub(crate) use tls::{load_certs, provider};
-
 use crate::connection::{self, run, unless_cancelled, Conn, ConnChannels, Delivery};
 use crate::error::{Error, ErrorKind, Result};
 use crate::io::BoxIo;
 use crate::options::ClientOptions;
+use crate::tls;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::net::TcpStream;

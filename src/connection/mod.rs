@@ -3,13 +3,13 @@
 
 mod actor;
 mod close_hold;
-mod queue;
+mod delivery;
 
 pub(crate) use actor::{finish, run, unless_cancelled, Note, WsStream};
 pub(crate) use close_hold::{CloseHold, HoldingIo};
-pub use queue::{Delivery, EventQueue, QueueTarget, Queued};
+pub use delivery::{Delivery, EventQueue, QueueTarget, Queued};
 
-use crate::dispatch::Mailbox;
+use crate::delivery::Mailbox;
 use crate::error::{Error, ErrorKind, Result};
 use crate::options::ConnectionSettings;
 use bytes::Bytes;
@@ -181,6 +181,7 @@ impl Conn {
             read_waiting: AtomicBool::new(false),
             socket_fd: std::sync::atomic::AtomicI32::new(-1),
         });
+        crate::runtime::on_fork(&LIVE_FORK);
         let mut live = LIVE.lock().unwrap_or_else(|p| p.into_inner());
         if live.len() >= 64 && live.len().is_power_of_two() {
             live.retain(|w| w.strong_count() > 0);
@@ -408,7 +409,7 @@ impl Conn {
 
     /// Stops every callback of this connection and closes it with 1001 when still open. No
     /// callback starts after this returns; from a thread that is not running a callback, none
-    /// runs either (from inside a callback it does not wait, see `dispatch`). The release hook
+    /// runs either (from inside a callback it does not wait, see `delivery`). The release hook
     /// runs once no callback runs. The handle stays valid.
     pub fn release(&self) {
         self.mailbox.release();
@@ -665,10 +666,31 @@ pub(crate) fn end_unfinished(conns: &[Arc<Conn>]) {
     }
 }
 
-/// The connections alive now (for fork handling and shutdown).
-pub(crate) fn live_lock() -> std::sync::MutexGuard<'static, Vec<Weak<Conn>>> {
-    LIVE.lock().unwrap_or_else(|p| p.into_inner())
+thread_local! {
+    static HELD_FOR_FORK: std::cell::RefCell<Option<std::sync::MutexGuard<'static, Vec<Weak<Conn>>>>> =
+        const { std::cell::RefCell::new(None) };
 }
+
+/// Around fork(): the registry's lock is held across it; in the child, the parent's
+/// connections (dead there) are forgotten, so shutdown does not wait for them.
+static LIVE_FORK: crate::runtime::ForkHooks = crate::runtime::ForkHooks {
+    prepare: || {
+        let g = LIVE.lock().unwrap_or_else(|p| p.into_inner());
+        let _ = HELD_FOR_FORK.try_with(|h| *h.borrow_mut() = Some(g));
+    },
+    parent: || {
+        let _ = HELD_FOR_FORK.try_with(|h| drop(h.borrow_mut().take()));
+    },
+    child: || {
+        let _ = HELD_FOR_FORK.try_with(|h| {
+            if let Some(mut live) = h.borrow_mut().take() {
+                for w in live.drain(..) {
+                    std::mem::forget(w);
+                }
+            }
+        });
+    },
+};
 
 impl std::fmt::Debug for Conn {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {

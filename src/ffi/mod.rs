@@ -231,7 +231,7 @@ pub extern "C" fn wsn_runtime_set_io_threads(threads: u32) -> wsn_status {
 /// Errors: WSN_ERR_INVALID_STATE when they already run; WSN_ERR_INVALID_ARGUMENT over 256.
 #[no_mangle]
 pub extern "C" fn wsn_runtime_set_callback_threads(threads: u32) -> wsn_status {
-    status(|| crate::dispatch::set_callback_threads(threads as usize))
+    status(|| crate::delivery::set_callback_threads(threads as usize))
 }
 
 /// Sets how long, in microseconds, an idle callback thread keeps looking for new events before
@@ -241,7 +241,7 @@ pub extern "C" fn wsn_runtime_set_callback_threads(threads: u32) -> wsn_status {
 /// traffic costs no extra CPU. Thread: any, at any time.
 #[no_mangle]
 pub extern "C" fn wsn_runtime_set_callback_spin_us(microseconds: u32) {
-    guard(|| crate::dispatch::set_callback_spin(microseconds))
+    guard(|| crate::delivery::set_callback_spin(microseconds))
 }
 
 /// Stops every server, closes every open connection with 1001, waits up to `grace_ms` for
@@ -253,5 +253,5 @@ pub extern "C" fn wsn_runtime_set_callback_spin_us(microseconds: u32) {
 /// blocks up to about three times `grace_ms`.
 #[no_mangle]
 pub extern "C" fn wsn_shutdown(grace_ms: u32) {
-    guard(|| crate::runtime::shutdown(std::time::Duration::from_millis(grace_ms as u64)))
+    guard(|| crate::shutdown::shutdown(std::time::Duration::from_millis(grace_ms as u64)))
 }

@@ -4,7 +4,7 @@
 mod handshake;
 
 use crate::connection::{run, Conn, Delivery, Event, Handler, HoldingIo};
-use crate::dispatch::{in_callback, Mailbox};
+use crate::delivery::{in_callback, Mailbox};
 use crate::error::{Error, ErrorKind, Result};
 use crate::io::BoxIo;
 use crate::options::ServerOptions;
@@ -116,7 +116,7 @@ impl HookGate {
     }
 
     /// No hook starts after this; from a thread that is not running a callback, waits for
-    /// the running ones (a callback thread never waits, see `dispatch`).
+    /// the running ones (a callback thread never waits, see `delivery`).
     fn release(&self) {
         let me = std::thread::current().id();
         let mut g = relock(&self.state);
@@ -149,20 +149,6 @@ fn relock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
-fn load_tls(cert: &std::path::Path, key: &std::path::Path) -> Result<tokio_rustls::TlsAcceptor> {
-    use rustls::pki_types::pem::PemObject;
-    let certs = crate::client::load_certs(cert)?;
-    let key = rustls::pki_types::PrivateKeyDer::from_pem_file(key)
-        .map_err(|e| Error::new(ErrorKind::Tls, format!("cannot read a private key from {}: {e}", key.display())))?;
-    let config = rustls::ServerConfig::builder_with_provider(crate::client::provider())
-        .with_safe_default_protocol_versions()
-        .map_err(|e| Error::new(ErrorKind::Tls, e.to_string()))?
-        .with_no_client_auth()
-        .with_single_cert(certs, key)
-        .map_err(|e| Error::new(ErrorKind::Tls, format!("the certificate and key do not form a usable pair: {e}")))?;
-    Ok(tokio_rustls::TlsAcceptor::from(Arc::new(config)))
-}
-
 impl Server {
     /// Listens on `host:port` (port 0 picks a free one). `handler` gets every accepted
     /// connection's events, starting with `Open`; `hook`, when given, decides on each request.
@@ -174,7 +160,7 @@ impl Server {
         delivery: Option<Delivery>,
     ) -> Result<Server> {
         let tls = match &opts.tls {
-            Some((cert, key)) => Some(load_tls(cert, key)?),
+            Some((cert, key)) => Some(crate::tls::server_acceptor(cert, key)?),
             None => None,
         };
         let rt = crate::runtime::handle()?;
@@ -242,11 +228,18 @@ impl Server {
     /// runs and every connection's close event was handled. From inside a callback it does not
     /// wait (see `stop`); the connections' remaining events are still delivered.
     pub fn release(&self) {
-        self.shared.stop(self.shared.opts.drain_timeout);
-        self.shared.hooks.release();
-        drop(relock(&self.shared.hook).take());
-        drop(relock(&self.shared.delivery).take());
-        drop(relock(&self.shared.attached).take());
+        let sh = &self.shared;
+        let drain = sh.opts.drain_timeout;
+        sh.stop(drain);
+        // From now on a connection that completes its handshake delivers nothing; one that
+        // completed it before this has its close event waited for below.
+        drop(relock(&sh.attached).take());
+        drop(relock(&sh.delivery).take());
+        if !in_callback() {
+            sh.wait_or_abort(drain);
+        }
+        sh.hooks.release();
+        drop(relock(&sh.hook).take());
     }
 }
 
@@ -269,6 +262,12 @@ impl Shared {
             }
             return;
         }
+        self.wait_or_abort(drain);
+    }
+
+    /// Waits up to `drain` for every connection to end with its close event handled; then
+    /// aborts the rest and waits for theirs (at most `drain` again, at least 1 s).
+    fn wait_or_abort(&self, drain: Duration) {
         if !self.wait_ended(Instant::now() + drain) {
             self.abort_open();
             self.wait_ended(Instant::now() + drain.max(Duration::from_secs(1)));

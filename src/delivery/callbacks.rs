@@ -13,6 +13,7 @@
 
 use std::collections::VecDeque;
 use std::panic::{catch_unwind, AssertUnwindSafe};
+use crate::error::{Error, Result};
 use std::cell::Cell;
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread::ThreadId;
@@ -175,7 +176,7 @@ fn run_hook(hook: ReleaseHook) {
     let _ = catch_unwind(AssertUnwindSafe(hook));
 }
 
-pub(crate) struct PoolState {
+struct PoolState {
     queue: VecDeque<Arc<Mailbox>>,
     threads: Vec<std::thread::JoinHandle<()>>,
     /// Threads to start (0 = 2).
@@ -200,13 +201,13 @@ fn pool() -> &'static Pool {
 }
 
 /// Sets the number of callback threads (0 = 2). Fails while they run.
-pub fn set_callback_threads(n: usize) -> crate::Result<()> {
+pub fn set_callback_threads(n: usize) -> Result<()> {
     if n > 256 {
-        return Err(crate::Error::invalid(format!("callback thread count {n} is out of range (0..=256)")));
+        return Err(Error::invalid(format!("callback thread count {n} is out of range (0..=256)")));
     }
     let mut st = relock(&POOL.state);
     if !st.threads.is_empty() {
-        return Err(crate::Error::state("the callback threads are already running: set their count before the first connection or server"));
+        return Err(Error::state("the callback threads are already running: set their count before the first connection or server"));
     }
     st.wanted = n;
     Ok(())
@@ -216,6 +217,7 @@ impl Pool {
     fn schedule(&self, mb: Arc<Mailbox>) {
         let mut st = relock(&self.state);
         if st.threads.is_empty() {
+            crate::runtime::on_fork(&POOL_FORK);
             let n = if st.wanted == 0 { 2 } else { st.wanted };
             let generation = st.generation;
             for i in 0..n {
@@ -258,22 +260,32 @@ pub(crate) fn stop_callback_threads(grace: std::time::Duration) {
     }
 }
 
-/// In a child process after fork(): the parent's callback threads do not exist here, so
-/// forget them; the next event starts new ones.
-pub(crate) fn forget_threads_after_fork(st: &mut PoolStateGuard) {
-    st.generation += 1;
-    st.queue.clear();
-    for t in std::mem::take(&mut st.threads) {
-        std::mem::forget(t);
-    }
+thread_local! {
+    static HELD_FOR_FORK: std::cell::RefCell<Option<MutexGuard<'static, PoolState>>> = const { std::cell::RefCell::new(None) };
 }
 
-/// The pool's lock, held across fork() so that the child never inherits it locked.
-pub(crate) type PoolStateGuard = MutexGuard<'static, PoolState>;
-
-pub(crate) fn lock_pool() -> PoolStateGuard {
-    relock(&POOL.state)
-}
+/// Around fork(): the pool's lock is held across it; in the child the parent's callback
+/// threads (which do not exist there) are forgotten, and the next event starts new ones.
+static POOL_FORK: crate::runtime::ForkHooks = crate::runtime::ForkHooks {
+    prepare: || {
+        let g = relock(&POOL.state);
+        let _ = HELD_FOR_FORK.try_with(|h| *h.borrow_mut() = Some(g));
+    },
+    parent: || {
+        let _ = HELD_FOR_FORK.try_with(|h| drop(h.borrow_mut().take()));
+    },
+    child: || {
+        let _ = HELD_FOR_FORK.try_with(|h| {
+            if let Some(mut st) = h.borrow_mut().take() {
+                st.generation += 1;
+                st.queue.clear();
+                for t in std::mem::take(&mut st.threads) {
+                    std::mem::forget(t);
+                }
+            }
+        });
+    },
+};
 
 /// How long an idle callback thread looks for new work before sleeping, in microseconds.
 static SPIN_US: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(400);

@@ -1,12 +1,12 @@
-//! Poll mode: events of many connections gathered in one queue that the application drains on
-//! its own thread (select/epoll loops, game loops, asyncio), instead of callbacks.
+//! Poll mode's queue: events of many connections gathered in one queue that the application
+//! drains on its own thread (select/epoll loops, game loops, asyncio), instead of callbacks.
 //!
 //! Events are pushed straight from the I/O threads (no callback thread in between). A queue
 //! has a file descriptor that is readable while events wait. What a poll hands out stays alive
-//! until the next poll of the same queue, which is also when its messages leave the receive
-//! queue (backpressure) and when the peer's held Close may go (see `close_hold.rs`).
+//! until the next poll of the same queue, which is also when markers pushed behind it are
+//! dropped: that is how a connection learns that the application handled its events (receive
+//! budget, the peer's held Close).
 
-use super::{Conn, Event, Handler};
 use crate::error::{Error, ErrorKind, Result};
 use std::collections::VecDeque;
 use std::io::{Read, Write};
@@ -15,57 +15,21 @@ use std::os::unix::net::UnixStream;
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-/// How a connection's events reach the application.
-#[derive(Clone)]
-pub enum Delivery {
-    /// Callbacks on wsnative's callback threads.
-    Callback(Arc<dyn Handler>),
-    /// An event queue the application polls.
-    Queue(QueueTarget),
+/// An item that may have become pointless while it waited (its connection was freed): such
+/// items are not handed out.
+pub trait Stale {
+    /// Whether the item should be dropped instead of handed out.
+    fn is_stale(&self) -> bool;
 }
 
-/// A queue and what to tag its events with.
-#[derive(Clone)]
-pub struct QueueTarget {
-    /// The queue.
-    pub queue: Arc<EventQueue>,
-    /// A value handed back with every event of the connection.
-    pub user_data: usize,
-    /// Server connections: the application takes its reference at the open event.
-    pub server: bool,
-    /// Kept alive until the connection's last event was queued (a server's count of
-    /// undelivered closes).
-    pub(crate) keep: Option<Arc<dyn Send + Sync>>,
-}
-
-impl From<Arc<dyn Handler>> for Delivery {
-    fn from(h: Arc<dyn Handler>) -> Self {
-        Delivery::Callback(h)
-    }
-}
-
-/// One event taken from a queue.
-pub struct Queued {
-    /// The connection.
-    pub conn: Arc<Conn>,
-    /// The event.
-    pub event: Event,
-    /// The tag of the connection's queue target.
-    pub user_data: usize,
-    /// Whether it is a server connection.
-    pub server: bool,
-    /// Released when the event is dropped (the receive queue share of a message).
-    pub(crate) _keep: Option<Box<dyn Send>>,
-}
-
-enum Entry {
-    Event(Queued),
+enum Entry<T> {
+    Event(T),
     /// Dropped (and so signalled) once the events before it were handed out and polled past.
     Marker(Box<dyn Send>),
 }
 
-struct Inner {
-    entries: VecDeque<Entry>,
+struct Inner<T> {
+    entries: VecDeque<Entry<T>>,
     /// What the last poll handed out: kept alive until the next poll.
     handed_out: Vec<Box<dyn Send>>,
     /// A marker waits in `handed_out`: the next poll must come soon and not wait.
@@ -76,20 +40,20 @@ struct Inner {
 }
 
 /// A queue of events from any number of connections.
-pub struct EventQueue {
-    inner: Mutex<Inner>,
+pub struct EventQueue<T> {
+    inner: Mutex<Inner<T>>,
     ready: Condvar,
     signal_r: UnixStream,
     signal_w: UnixStream,
 }
 
-fn relock(m: &Mutex<Inner>) -> MutexGuard<'_, Inner> {
+fn relock<T>(m: &Mutex<Inner<T>>) -> MutexGuard<'_, Inner<T>> {
     m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
-impl EventQueue {
+impl<T: Stale + Send + 'static> EventQueue<T> {
     /// A new, empty queue.
-    pub fn new() -> Result<Arc<EventQueue>> {
+    pub fn new() -> Result<Arc<EventQueue<T>>> {
         let (r, w) = UnixStream::pair().map_err(|e| Error::new(ErrorKind::Io, format!("cannot create the queue's descriptor: {e}")))?;
         r.set_nonblocking(true)?;
         w.set_nonblocking(true)?;
@@ -113,7 +77,7 @@ impl EventQueue {
         self.signal_r.as_raw_fd()
     }
 
-    fn push_entry(&self, e: Entry) {
+    fn push_entry(&self, e: Entry<T>) {
         let mut g = relock(&self.inner);
         if g.closed {
             return; // dropped outside: `e` goes out of scope after the guard
@@ -127,7 +91,7 @@ impl EventQueue {
         self.ready.notify_one();
     }
 
-    pub(crate) fn push(&self, q: Queued) {
+    pub(crate) fn push(&self, q: T) {
         self.push_entry(Entry::Event(q));
     }
 
@@ -138,7 +102,7 @@ impl EventQueue {
 
     /// Takes up to `max` events, waiting up to `timeout` (`None`: without limit) for the first.
     /// Returns early, with what there is, after `wake`. Drops what the previous poll returned.
-    pub fn poll(&self, max: usize, timeout: Option<Duration>) -> Vec<Queued> {
+    pub fn poll(&self, max: usize, timeout: Option<Duration>) -> Vec<T> {
         let end = timeout.map(|t| Instant::now() + t);
         let mut g = relock(&self.inner);
         let previous = std::mem::take(&mut g.handed_out);
@@ -153,7 +117,7 @@ impl EventQueue {
                         g.ack_due = true;
                     }
                     // Events of a connection freed meanwhile are not handed out (G7).
-                    Some(Entry::Event(q)) if q.conn.mailbox.is_released() => g.handed_out.push(Box::new(q)),
+                    Some(Entry::Event(q)) if q.is_stale() => g.handed_out.push(Box::new(q)),
                     Some(Entry::Event(q)) => out.push(q),
                 }
             }

@@ -1,5 +1,5 @@
-//! TLS for clients with rustls: which roots to trust, and errors that say what was wrong with
-//! the certificate.
+//! TLS with rustls for both ends: the client's trusted roots, the server's certificate and
+//! key, and errors that say what was wrong with a certificate.
 
 use crate::error::{Error, ErrorKind, Result};
 use crate::options::{ClientOptions, TlsRoots};
@@ -8,7 +8,7 @@ use rustls::pki_types::CertificateDer;
 use std::path::Path;
 use std::sync::Arc;
 
-pub(crate) fn provider() -> Arc<rustls::crypto::CryptoProvider> {
+fn provider() -> Arc<rustls::crypto::CryptoProvider> {
     Arc::new(rustls::crypto::ring::default_provider())
 }
 
@@ -17,7 +17,7 @@ fn tls_error(message: String) -> Error {
 }
 
 /// Reads every certificate of a PEM file.
-pub(crate) fn load_certs(path: &Path) -> Result<Vec<CertificateDer<'static>>> {
+fn load_certs(path: &Path) -> Result<Vec<CertificateDer<'static>>> {
     let certs: std::result::Result<Vec<_>, _> = CertificateDer::pem_file_iter(path)
         .map_err(|e| tls_error(format!("cannot read certificate file {}: {e}", path.display())))?
         .collect();
@@ -84,4 +84,19 @@ pub(crate) fn handshake_error(host: &str, e: std::io::Error) -> Error {
         other => other.to_string(),
     };
     tls_error(format!("TLS handshake with {host} failed: {why}"))
+}
+
+/// The TLS acceptor of a server: its certificate chain and private key (PEM files), read now
+/// so that a bad file fails `listen`.
+pub(crate) fn server_acceptor(cert: &Path, key: &Path) -> Result<tokio_rustls::TlsAcceptor> {
+    let certs = load_certs(cert)?;
+    let key = rustls::pki_types::PrivateKeyDer::from_pem_file(key)
+        .map_err(|e| tls_error(format!("cannot read a private key from {}: {e}", key.display())))?;
+    let config = rustls::ServerConfig::builder_with_provider(provider())
+        .with_safe_default_protocol_versions()
+        .map_err(|e| tls_error(e.to_string()))?
+        .with_no_client_auth()
+        .with_single_cert(certs, key)
+        .map_err(|e| tls_error(format!("the certificate and key do not form a usable pair: {e}")))?;
+    Ok(tokio_rustls::TlsAcceptor::from(Arc::new(config)))
 }
