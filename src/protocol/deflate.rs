@@ -367,6 +367,12 @@ impl Deflater {
     /// Appends the compressed form of a whole message to `out`, without the final
     /// `00 00 ff ff` (RFC 7692 7.2.1).
     pub fn compress(&mut self, mut data: &[u8], out: &mut BytesMut) {
+        if data.is_empty() {
+            // An empty stored block's header: with the trailer the receiver adds, a valid
+            // empty block (RFC 7692 7.2.3.6). zlib would emit nothing after a flush.
+            out.extend_from_slice(&[0x00]);
+            return;
+        }
         let (level, bits) = (self.level, self.bits);
         let c = self.inner.get_or_insert_with(|| Box::new(Compress::new_with_window_bits(Compression::new(level), false, bits)));
         let start = out.len();
@@ -389,7 +395,7 @@ impl Deflater {
                 break;
             }
         }
-        debug_assert!(out[start..].ends_with(&TRAILER));
+        assert!(out[start..].ends_with(&TRAILER), "a sync flush ends with 00 00 ff ff");
         out.truncate(out.len() - TRAILER.len());
         if self.no_context_takeover {
             self.inner = None; // nothing kept while idle

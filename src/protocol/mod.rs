@@ -20,6 +20,8 @@ pub mod utf8;
 
 #[cfg(test)]
 mod bench;
+#[cfg(test)]
+mod tests;
 
 pub use decoder::{Decoder, DecoderConfig, Incoming, ReadHint};
 pub use deflate::{DeflateConfig, DeflateParams};
