@@ -847,7 +847,18 @@ fn window_bits_8_stream_inflates_with_python_zlib_wbits_8() {
         stream.extend_from_slice(&z);
         stream.extend_from_slice(&[0, 0, 0xff, 0xff]);
     }
-    let script = "import sys,zlib; d=zlib.decompressobj(wbits=-8); sys.stdout.buffer.write(d.decompress(sys.stdin.buffer.read()))";
+    // Small output steps, so that back-references come from zlib's 256-byte window and
+    // not from the output buffer of the same call (where zlib does not check distances).
+    let script = "import sys,zlib
+d=zlib.decompressobj(wbits=-8)
+buf=sys.stdin.buffer.read()
+out=bytearray()
+while True:
+    o=d.decompress(buf, 16)
+    out+=o
+    buf=d.unconsumed_tail
+    if not buf and not o: break
+sys.stdout.buffer.write(out)";
     let child = Command::new("python3").args(["-c", script]).stdin(Stdio::piped()).stdout(Stdio::piped()).spawn();
     let Ok(mut child) = child else {
         eprintln!("python3 not found: skipped");
