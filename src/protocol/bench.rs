@@ -72,7 +72,14 @@ fn sample_json(n: usize) -> Vec<u8> {
     let mut v = Vec::new();
     let mut i = 0u64;
     while v.len() < n {
-        v.extend_from_slice(format!("{{\"id\":{i},\"name\":\"user{}\",\"score\":{}}},", i * 7919 % 1000, i * 31 % 977).as_bytes());
+        v.extend_from_slice(
+            format!(
+                "{{\"id\":{i},\"name\":\"user{}\",\"score\":{}}},",
+                i * 7919 % 1000,
+                i * 31 % 977
+            )
+            .as_bytes(),
+        );
         i += 1;
     }
     v.truncate(n);
@@ -120,7 +127,10 @@ fn deflate_memory() {
             "{bits:>4}  {:>13}  {:>13}  {:>12}  {:>12}  {idle_no_ctx:>12}",
             row[0], row[1], row[2], row[3]
         );
-        assert_eq!(idle_no_ctx, 0, "no context takeover must hold nothing while idle");
+        assert_eq!(
+            idle_no_ctx, 0,
+            "no context takeover must hold nothing while idle"
+        );
     }
 }
 
@@ -159,7 +169,11 @@ fn throughput() {
             }
             let enc_s = t.elapsed().as_secs_f64();
             // Decode what the peer of `role` receives: the wire above, in 64 KiB reads.
-            let peer = if role == Role::Client { Role::Server } else { Role::Client };
+            let peer = if role == Role::Client {
+                Role::Server
+            } else {
+                Role::Client
+            };
             let wire = wire.freeze();
             let mut dec = Decoder::new(&DecoderConfig::new(peer, 64 << 20));
             let t = Instant::now();
@@ -176,7 +190,9 @@ fn throughput() {
                             use bytes::BufMut;
                             dec.direct_buf().put_slice(&wire[at..at + n]);
                             at += n;
-                            if let Some(Incoming::Message { data, .. }) = dec.direct_filled(n).unwrap() {
+                            if let Some(Incoming::Message { data, .. }) =
+                                dec.direct_filled(n).unwrap()
+                            {
                                 got += data.len();
                             }
                         }
@@ -184,7 +200,9 @@ fn throughput() {
                             let n = (64 << 10).min(wire.len() - at);
                             buf.extend_from_slice(&wire[at..at + n]);
                             at += n;
-                            while let Some(Incoming::Message { data, .. }) = dec.decode(&mut buf).unwrap() {
+                            while let Some(Incoming::Message { data, .. }) =
+                                dec.decode(&mut buf).unwrap()
+                            {
                                 got += data.len();
                             }
                         }
@@ -206,8 +224,16 @@ fn throughput() {
     // Deflate, 64 KiB JSON, context takeover.
     let payload = Bytes::from(sample_json(64 << 10));
     let p = params(15, false);
-    let mut enc = Encoder::new(&EncoderConfig { role: Role::Server, deflate: Some(p), level: 6, threshold: 64 });
-    let mut dec = Decoder::new(&DecoderConfig { deflate: Some(p), ..DecoderConfig::new(Role::Client, 64 << 20) });
+    let mut enc = Encoder::new(&EncoderConfig {
+        role: Role::Server,
+        deflate: Some(p),
+        level: 6,
+        threshold: 64,
+    });
+    let mut dec = Decoder::new(&DecoderConfig {
+        deflate: Some(p),
+        ..DecoderConfig::new(Role::Client, 64 << 20)
+    });
     let mut wb = WriteBuf::new();
     let n = 400;
     let t = Instant::now();

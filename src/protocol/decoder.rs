@@ -34,7 +34,12 @@ pub struct DecoderConfig {
 
 impl DecoderConfig {
     pub fn new(role: Role, max_message_size: usize) -> Self {
-        DecoderConfig { role, max_message_size, max_frame_size: max_message_size, deflate: None }
+        DecoderConfig {
+            role,
+            max_message_size,
+            max_frame_size: max_message_size,
+            deflate: None,
+        }
     }
 }
 
@@ -42,7 +47,10 @@ impl DecoderConfig {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Incoming {
     /// A whole message: inflated, and valid UTF-8 when `text`.
-    Message { text: bool, data: Bytes },
+    Message {
+        text: bool,
+        data: Bytes,
+    },
     Ping(Bytes),
     Pong(Bytes),
     /// The peer's Close: code and reason, or `None` for an empty Close. Validated. Not
@@ -140,7 +148,9 @@ impl Decoder {
     fn decode_inner(&mut self, buf: &mut BytesMut) -> Result<Option<Incoming>, ProtocolError> {
         loop {
             if self.frame.is_none() {
-                let Some((h, hlen)) = FrameHeader::parse(buf)? else { return Ok(None) };
+                let Some((h, hlen)) = FrameHeader::parse(buf)? else {
+                    return Ok(None);
+                };
                 self.check_header(&h)?;
                 let len = h.len as usize; // fits: checked against the limits
                 if h.opcode.is_control() {
@@ -168,7 +178,10 @@ impl Decoder {
                         let at = simdutf8::compat::from_utf8(&p).unwrap_err().valid_up_to();
                         return Err(self.utf8_error(at as u64));
                     }
-                    return Ok(Some(Incoming::Message { text, data: p.freeze() }));
+                    return Ok(Some(Incoming::Message {
+                        text,
+                        data: p.freeze(),
+                    }));
                 }
                 buf.advance(hlen);
                 if h.opcode != OpCode::Continuation {
@@ -186,7 +199,12 @@ impl Decoder {
                     // Limits were checked: the final buffer, reserved once.
                     msg.data.reserve(len);
                 }
-                self.frame = Some(FrameState { fin: h.fin, mask: h.mask, remaining: h.len, done: 0 });
+                self.frame = Some(FrameState {
+                    fin: h.fin,
+                    mask: h.mask,
+                    remaining: h.len,
+                    done: 0,
+                });
             }
             // Inside a data frame's payload.
             let f = self.frame.as_mut().unwrap();
@@ -204,7 +222,11 @@ impl Decoder {
                     apply_mask(&mut buf[..n], m, phase);
                 }
                 let limit = self.max_message;
-                let r = self.inflater.as_mut().unwrap().inflate(&buf[..n], &mut msg.data, limit);
+                let r = self
+                    .inflater
+                    .as_mut()
+                    .unwrap()
+                    .inflate(&buf[..n], &mut msg.data, limit);
                 buf.advance(n);
                 r.map_err(|e| e.into_protocol(limit))?;
             } else {
@@ -249,7 +271,11 @@ impl Decoder {
         if msg.compressed {
             let before = msg.data.len();
             let limit = self.max_message;
-            self.inflater.as_mut().unwrap().finish(&mut msg.data, limit).map_err(|e| e.into_protocol(limit))?;
+            self.inflater
+                .as_mut()
+                .unwrap()
+                .finish(&mut msg.data, limit)
+                .map_err(|e| e.into_protocol(limit))?;
             if msg.text {
                 if let Err(at) = msg.utf8.feed(&msg.data[before..]) {
                     return Err(self.utf8_error(at));
@@ -264,13 +290,19 @@ impl Decoder {
                 ));
             }
         }
-        Ok(Some(Incoming::Message { text: msg.text, data: msg.data.freeze() }))
+        Ok(Some(Incoming::Message {
+            text: msg.text,
+            data: msg.data.freeze(),
+        }))
     }
 
     fn utf8_error(&self, at: u64) -> ProtocolError {
         ProtocolError::invalid_data(
             "invalid UTF-8",
-            format!("text message has invalid UTF-8 at byte {at} (frame {})", self.frames),
+            format!(
+                "text message has invalid UTF-8 at byte {at} (frame {})",
+                self.frames
+            ),
         )
     }
 
@@ -279,10 +311,16 @@ impl Decoder {
         let n = self.frames + 1;
         match (self.role, h.mask.is_some()) {
             (Role::Server, false) => {
-                return Err(ProtocolError::protocol("unmasked frame", format!("client frame {n} is not masked")))
+                return Err(ProtocolError::protocol(
+                    "unmasked frame",
+                    format!("client frame {n} is not masked"),
+                ))
             }
             (Role::Client, true) => {
-                return Err(ProtocolError::protocol("masked frame", format!("server frame {n} is masked")))
+                return Err(ProtocolError::protocol(
+                    "masked frame",
+                    format!("server frame {n} is masked"),
+                ))
             }
             _ => {}
         }
@@ -297,7 +335,10 @@ impl Decoder {
                 None
             };
             if let Some(why) = why {
-                return Err(ProtocolError::protocol("reserved bit set", format!("frame {n}: {why}")));
+                return Err(ProtocolError::protocol(
+                    "reserved bit set",
+                    format!("frame {n}: {why}"),
+                ));
             }
         }
         if h.opcode.is_control() {
@@ -321,7 +362,10 @@ impl Decoder {
         if h.len > self.max_frame as u64 {
             return Err(ProtocolError::too_big(
                 "frame too big",
-                format!("frame {n} announces {} bytes; the limit is {}", h.len, self.max_frame),
+                format!(
+                    "frame {n} announces {} bytes; the limit is {}",
+                    h.len, self.max_frame
+                ),
             ));
         }
         let compressed = h.rsv1 || self.msg.as_ref().is_some_and(|m| m.compressed);
@@ -359,7 +403,10 @@ impl Decoder {
                         if !close_code_allowed(code) {
                             return Err(ProtocolError::protocol(
                                 "invalid close code",
-                                format!("Close frame {} has code {code}, which may not be sent", self.frames),
+                                format!(
+                                    "Close frame {} has code {code}, which may not be sent",
+                                    self.frames
+                                ),
                             ));
                         }
                         match simdutf8::compat::from_utf8(&p[2..]) {
@@ -388,7 +435,9 @@ impl Decoder {
     pub fn read_hint(&self) -> ReadHint {
         match (&self.frame, &self.msg) {
             (Some(f), Some(m)) if !m.compressed && f.remaining >= DIRECT_MIN as u64 => {
-                ReadHint::Direct { remaining: f.remaining as usize }
+                ReadHint::Direct {
+                    remaining: f.remaining as usize,
+                }
             }
             (None, None) => ReadHint::Idle,
             _ => ReadHint::Buffered,
@@ -420,8 +469,14 @@ impl Decoder {
     }
 
     fn direct_filled_inner(&mut self, n: usize) -> Result<Option<Incoming>, ProtocolError> {
-        let f = self.frame.as_mut().expect("direct_filled outside a data frame");
-        assert!(n as u64 <= f.remaining, "direct_filled: more bytes than the frame has");
+        let f = self
+            .frame
+            .as_mut()
+            .expect("direct_filled outside a data frame");
+        assert!(
+            n as u64 <= f.remaining,
+            "direct_filled: more bytes than the frame has"
+        );
         let (mask, phase) = (f.mask, f.done as usize);
         f.remaining -= n as u64;
         f.done += n as u64;

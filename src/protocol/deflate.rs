@@ -133,7 +133,10 @@ fn parse_extensions<'a>(values: &[&'a str]) -> Result<Vec<(&'a str, Params<'a>)>
                 let (k, v) = match p.split_once('=') {
                     Some((k, v)) => {
                         let v = v.trim();
-                        let v = v.strip_prefix('"').and_then(|v| v.strip_suffix('"')).unwrap_or(v);
+                        let v = v
+                            .strip_prefix('"')
+                            .and_then(|v| v.strip_suffix('"'))
+                            .unwrap_or(v);
                         (k.trim(), Some(v))
                     }
                     None => (p, None),
@@ -192,7 +195,11 @@ fn parse_params(params: &Params<'_>) -> Result<Parsed, String> {
             }
             2 => match v.and_then(window_bits) {
                 Some(b) => p.server_max_window_bits = Some(b),
-                None => return Err(format!("server_max_window_bits needs a value 8-15, got {v:?}")),
+                None => {
+                    return Err(format!(
+                        "server_max_window_bits needs a value 8-15, got {v:?}"
+                    ))
+                }
             },
             _ => match v {
                 None => p.client_max_window_bits = Some(None),
@@ -225,10 +232,16 @@ pub fn offer_header(cfg: &DeflateConfig) -> String {
         s.push_str("; server_no_context_takeover");
     }
     if cfg.server_max_window_bits < 15 {
-        s.push_str(&format!("; server_max_window_bits={}", cfg.server_max_window_bits));
+        s.push_str(&format!(
+            "; server_max_window_bits={}",
+            cfg.server_max_window_bits
+        ));
     }
     if cfg.client_max_window_bits < 15 {
-        s.push_str(&format!("; client_max_window_bits={}", cfg.client_max_window_bits));
+        s.push_str(&format!(
+            "; client_max_window_bits={}",
+            cfg.client_max_window_bits
+        ));
     } else {
         s.push_str("; client_max_window_bits");
     }
@@ -238,24 +251,37 @@ pub fn offer_header(cfg: &DeflateConfig) -> String {
 /// Checks the server's `Sec-WebSocket-Extensions` (all values of the header, in order)
 /// against what `offer_header(cfg)` offered. `Ok(None)`: no extension, no compression.
 /// Any error fails the handshake (RFC 6455 4.1: the client must fail the connection).
-pub fn accept_response(cfg: &DeflateConfig, values: &[&str]) -> Result<Option<DeflateParams>, String> {
+pub fn accept_response(
+    cfg: &DeflateConfig,
+    values: &[&str],
+) -> Result<Option<DeflateParams>, String> {
     let exts = parse_extensions(values)?;
     if exts.is_empty() {
         return Ok(None);
     }
     if !cfg.enabled {
-        return Err(format!("the server chose extension {:?}, which was not offered", exts[0].0));
+        return Err(format!(
+            "the server chose extension {:?}, which was not offered",
+            exts[0].0
+        ));
     }
     if exts.len() > 1 {
-        return Err(format!("the server chose {} extensions; only permessage-deflate was offered", exts.len()));
+        return Err(format!(
+            "the server chose {} extensions; only permessage-deflate was offered",
+            exts.len()
+        ));
     }
     let (name, params) = &exts[0];
     if !name.eq_ignore_ascii_case(EXTENSION_NAME) {
-        return Err(format!("the server chose extension {name:?}, which was not offered"));
+        return Err(format!(
+            "the server chose extension {name:?}, which was not offered"
+        ));
     }
     let p = parse_params(params).map_err(|e| format!("permessage-deflate response: {e}"))?;
     if cfg.server_no_context_takeover && !p.server_no_context_takeover {
-        return Err("permessage-deflate response lacks the requested server_no_context_takeover".into());
+        return Err(
+            "permessage-deflate response lacks the requested server_no_context_takeover".into(),
+        );
     }
     let server_bits = match p.server_max_window_bits {
         Some(b) if b > cfg.server_max_window_bits => {
@@ -266,13 +292,17 @@ pub fn accept_response(cfg: &DeflateConfig, values: &[&str]) -> Result<Option<De
         }
         Some(b) => b,
         None if cfg.server_max_window_bits < 15 => {
-            return Err("permessage-deflate response lacks the requested server_max_window_bits".into())
+            return Err(
+                "permessage-deflate response lacks the requested server_max_window_bits".into(),
+            )
         }
         None => 15,
     };
     let client_bits = match p.client_max_window_bits {
         // We always offer client_max_window_bits (with a value when below 15).
-        Some(None) => return Err("permessage-deflate response: client_max_window_bits needs a value".into()),
+        Some(None) => {
+            return Err("permessage-deflate response: client_max_window_bits needs a value".into())
+        }
         Some(Some(b)) if b > cfg.client_max_window_bits => {
             return Err(format!(
                 "permessage-deflate response: client_max_window_bits={b} is above the {} offered",
@@ -306,11 +336,16 @@ pub fn negotiate(cfg: &DeflateConfig, offers: &[&str]) -> Option<(DeflateParams,
         if !name.eq_ignore_ascii_case(EXTENSION_NAME) {
             continue;
         }
-        let Ok(p) = parse_params(params) else { continue };
+        let Ok(p) = parse_params(params) else {
+            continue;
+        };
         let server_no_ctx = p.server_no_context_takeover || cfg.server_no_context_takeover;
         // Binding both ways: the client announced it, or we require it.
         let client_no_ctx = p.client_no_context_takeover || cfg.client_no_context_takeover;
-        let server_bits = p.server_max_window_bits.unwrap_or(15).min(cfg.server_max_window_bits);
+        let server_bits = p
+            .server_max_window_bits
+            .unwrap_or(15)
+            .min(cfg.server_max_window_bits);
         // We may lower the client's window only if it offered client_max_window_bits; a
         // value it gave is its own upper bound. Without the parameter, its window is 15.
         let client_bits = match p.client_max_window_bits {
@@ -327,7 +362,9 @@ pub fn negotiate(cfg: &DeflateConfig, offers: &[&str]) -> Option<(DeflateParams,
         if p.server_max_window_bits.is_some() || server_bits < 15 {
             resp.push_str(&format!("; server_max_window_bits={server_bits}"));
         }
-        if matches!(p.client_max_window_bits, Some(Some(_))) || (p.client_max_window_bits.is_some() && client_bits < 15) {
+        if matches!(p.client_max_window_bits, Some(Some(_)))
+            || (p.client_max_window_bits.is_some() && client_bits < 15)
+        {
             resp.push_str(&format!("; client_max_window_bits={client_bits}"));
         }
         let params = DeflateParams {
@@ -361,7 +398,12 @@ pub struct Deflater {
 impl Deflater {
     pub fn new(params: &DeflateParams, role: Role, level: u32) -> Self {
         let (no_ctx, bits) = params.sender(role);
-        Deflater { level: level.min(9), bits: zlib_bits(bits), no_context_takeover: no_ctx, inner: None }
+        Deflater {
+            level: level.min(9),
+            bits: zlib_bits(bits),
+            no_context_takeover: no_ctx,
+            inner: None,
+        }
     }
 
     /// Appends the compressed form of a whole message to `out`, without the final
@@ -374,7 +416,13 @@ impl Deflater {
             return;
         }
         let (level, bits) = (self.level, self.bits);
-        let c = self.inner.get_or_insert_with(|| Box::new(Compress::new_with_window_bits(Compression::new(level), false, bits)));
+        let c = self.inner.get_or_insert_with(|| {
+            Box::new(Compress::new_with_window_bits(
+                Compression::new(level),
+                false,
+                bits,
+            ))
+        });
         let start = out.len();
         // Incompressible data grows by ~5 bytes per 16 KiB stored block, plus the flush.
         out.reserve(data.len() + data.len() / 4096 + 16);
@@ -385,7 +433,8 @@ impl Deflater {
             let spare = out.spare_capacity_mut();
             let room = spare.len();
             let (in0, out0) = (c.total_in(), c.total_out());
-            c.compress_uninit(data, spare, FlushCompress::Sync).expect("deflate cannot fail on valid state");
+            c.compress_uninit(data, spare, FlushCompress::Sync)
+                .expect("deflate cannot fail on valid state");
             let produced = (c.total_out() - out0) as usize;
             data = &data[(c.total_in() - in0) as usize..];
             // SAFETY: zlib initialised `produced` bytes of the spare capacity.
@@ -395,7 +444,10 @@ impl Deflater {
                 break;
             }
         }
-        assert!(out[start..].ends_with(&TRAILER), "a sync flush ends with 00 00 ff ff");
+        assert!(
+            out[start..].ends_with(&TRAILER),
+            "a sync flush ends with 00 00 ff ff"
+        );
         out.truncate(out.len() - TRAILER.len());
         if self.no_context_takeover {
             self.inner = None; // nothing kept while idle
@@ -424,9 +476,10 @@ impl InflateError {
                 "message too big",
                 format!("compressed message inflates past the limit of {limit} bytes"),
             ),
-            InflateError::Invalid(e) => {
-                ProtocolError::invalid_data("invalid compressed data", format!("inflating the message failed: {e}"))
-            }
+            InflateError::Invalid(e) => ProtocolError::invalid_data(
+                "invalid compressed data",
+                format!("inflating the message failed: {e}"),
+            ),
         }
     }
 }
@@ -447,14 +500,26 @@ impl Inflater {
             Role::Server => Role::Client,
         };
         let (no_ctx, bits) = params.sender(peer);
-        Inflater { bits: zlib_bits(bits), no_context_takeover: no_ctx, inner: None, ended: false }
+        Inflater {
+            bits: zlib_bits(bits),
+            no_context_takeover: no_ctx,
+            inner: None,
+            ended: false,
+        }
     }
 
     /// Inflates `input` (the next piece of a compressed message) onto `out`, never letting
     /// `out` hold more than `limit + 1` bytes: past `limit` it stops with `TooBig`.
-    pub fn inflate(&mut self, input: &[u8], out: &mut BytesMut, limit: usize) -> Result<(), InflateError> {
+    pub fn inflate(
+        &mut self,
+        input: &[u8],
+        out: &mut BytesMut,
+        limit: usize,
+    ) -> Result<(), InflateError> {
         let bits = self.bits;
-        let d = self.inner.get_or_insert_with(|| Box::new(Decompress::new_with_window_bits(false, bits)));
+        let d = self
+            .inner
+            .get_or_insert_with(|| Box::new(Decompress::new_with_window_bits(false, bits)));
         let mut input = input;
         loop {
             if out.len() > limit {
@@ -485,7 +550,11 @@ impl Inflater {
             if input.is_empty() && produced < n {
                 return Ok(());
             }
-            if produced == 0 && (d.total_in() - in0) == 0 && st == Status::BufError && input.is_empty() {
+            if produced == 0
+                && (d.total_in() - in0) == 0
+                && st == Status::BufError
+                && input.is_empty()
+            {
                 return Ok(());
             }
         }
@@ -499,7 +568,13 @@ impl Inflater {
             self.inner = None;
         }
         self.ended = false;
-        r.and_then(|_| if out.len() > limit { Err(InflateError::TooBig) } else { Ok(()) })
+        r.and_then(|_| {
+            if out.len() > limit {
+                Err(InflateError::TooBig)
+            } else {
+                Ok(())
+            }
+        })
     }
 
     /// Forgets a message abandoned half way (the connection is failing anyway).

@@ -11,7 +11,9 @@
 //! on the wire, at a few nanoseconds per frame.
 
 use super::deflate::{DeflateParams, Deflater};
-use super::frame::{apply_mask, extend_masked, FrameHeader, OpCode, MAX_CONTROL_PAYLOAD, MAX_HEADER_LEN};
+use super::frame::{
+    apply_mask, extend_masked, FrameHeader, OpCode, MAX_CONTROL_PAYLOAD, MAX_HEADER_LEN,
+};
 use super::{close_code_allowed, Role};
 use bytes::{Buf, Bytes, BytesMut};
 use std::collections::VecDeque;
@@ -39,7 +41,12 @@ pub struct EncoderConfig {
 
 impl EncoderConfig {
     pub fn new(role: Role) -> Self {
-        EncoderConfig { role, deflate: None, level: 6, threshold: 64 }
+        EncoderConfig {
+            role,
+            deflate: None,
+            level: 6,
+            threshold: 64,
+        }
     }
 }
 
@@ -57,7 +64,9 @@ impl fmt::Display for SendError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             SendError::Closed => write!(f, "the Close frame has been sent: nothing may follow it"),
-            SendError::ControlTooLong(n) => write!(f, "control frame payload of {n} bytes (at most 125)"),
+            SendError::ControlTooLong(n) => {
+                write!(f, "control frame payload of {n} bytes (at most 125)")
+            }
             SendError::InvalidCloseCode(c) => write!(f, "close code {c} may not be sent"),
         }
     }
@@ -195,7 +204,10 @@ impl Encoder {
     pub fn new(cfg: &EncoderConfig) -> Self {
         Encoder {
             role: cfg.role,
-            deflater: cfg.deflate.as_ref().map(|p| Deflater::new(p, cfg.role, cfg.level)),
+            deflater: cfg
+                .deflate
+                .as_ref()
+                .map(|p| Deflater::new(p, cfg.role, cfg.level)),
             threshold: cfg.threshold,
             close_sent: false,
         }
@@ -216,7 +228,13 @@ impl Encoder {
     /// Queues a whole message as one frame. `compress`: may be compressed (when deflate
     /// was negotiated and the message reaches the threshold); pass `false` for messages
     /// that carry secrets next to attacker-controlled text (CRIME/BREACH).
-    pub fn message(&mut self, out: &mut WriteBuf, text: bool, data: Bytes, compress: bool) -> Result<(), SendError> {
+    pub fn message(
+        &mut self,
+        out: &mut WriteBuf,
+        text: bool,
+        data: Bytes,
+        compress: bool,
+    ) -> Result<(), SendError> {
         if self.close_sent {
             return Err(SendError::Closed);
         }
@@ -244,7 +262,11 @@ impl Encoder {
     }
 
     /// Queues our Close (`None`: an empty Close). Nothing can be queued after it.
-    pub fn close(&mut self, out: &mut WriteBuf, close: Option<(u16, &str)>) -> Result<(), SendError> {
+    pub fn close(
+        &mut self,
+        out: &mut WriteBuf,
+        close: Option<(u16, &str)>,
+    ) -> Result<(), SendError> {
         let mut p = [0u8; MAX_CONTROL_PAYLOAD];
         let n = match close {
             None => 0,
@@ -274,15 +296,37 @@ impl Encoder {
         }
         let mask = self.mask();
         out.push_batch(|b| {
-            write_header(b, FrameHeader { fin: true, rsv1: false, opcode: op, mask, len: payload.len() as u64 });
+            write_header(
+                b,
+                FrameHeader {
+                    fin: true,
+                    rsv1: false,
+                    opcode: op,
+                    mask,
+                    len: payload.len() as u64,
+                },
+            );
             put_payload(b, payload, mask);
         });
         Ok(())
     }
 
-    fn frame(&mut self, out: &mut WriteBuf, opcode: OpCode, rsv1: bool, mask: Option<[u8; 4]>, p: Payload) {
+    fn frame(
+        &mut self,
+        out: &mut WriteBuf,
+        opcode: OpCode,
+        rsv1: bool,
+        mask: Option<[u8; 4]>,
+        p: Payload,
+    ) {
         let len = p.len();
-        let h = FrameHeader { fin: true, rsv1, opcode, mask, len: len as u64 };
+        let h = FrameHeader {
+            fin: true,
+            rsv1,
+            opcode,
+            mask,
+            len: len as u64,
+        };
         if len <= COPY_MAX {
             out.push_batch(|b| {
                 b.reserve(FrameHeader::encoded_len(len as u64, mask.is_some()) + len);

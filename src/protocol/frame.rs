@@ -108,7 +108,9 @@ impl FrameHeader {
                 if len >> 63 != 0 {
                     return Err(ProtocolError::protocol(
                         "invalid frame length",
-                        format!("64-bit frame length 0x{len:016x} has its most significant bit set"),
+                        format!(
+                            "64-bit frame length 0x{len:016x} has its most significant bit set"
+                        ),
                     ));
                 }
                 (len, 10)
@@ -139,7 +141,16 @@ impl FrameHeader {
         } else {
             None
         };
-        Ok(Some((FrameHeader { fin, rsv1: b0 & 0x40 != 0, opcode, mask, len }, at)))
+        Ok(Some((
+            FrameHeader {
+                fin,
+                rsv1: b0 & 0x40 != 0,
+                opcode,
+                mask,
+                len,
+            },
+            at,
+        )))
     }
 
     /// Length of the header for a payload of `len` bytes.
@@ -185,7 +196,12 @@ impl FrameHeader {
 /// the compiler turns into SIMD on the main loop.
 #[inline]
 pub fn apply_mask(buf: &mut [u8], mask: [u8; 4], phase: usize) {
-    let m = [mask[phase & 3], mask[(phase + 1) & 3], mask[(phase + 2) & 3], mask[(phase + 3) & 3]];
+    let m = [
+        mask[phase & 3],
+        mask[(phase + 1) & 3],
+        mask[(phase + 2) & 3],
+        mask[(phase + 3) & 3],
+    ];
     let m8 = u64::from_ne_bytes([m[0], m[1], m[2], m[3], m[0], m[1], m[2], m[3]]);
     let mut chunks = buf.chunks_exact_mut(8);
     for c in &mut chunks {
@@ -202,7 +218,12 @@ pub fn apply_mask(buf: &mut [u8], mask: [u8; 4], phase: usize) {
 /// one pass: masking while copying instead of copying then masking.
 #[inline]
 pub fn extend_masked(dst: &mut bytes::BytesMut, src: &[u8], mask: [u8; 4], phase: usize) {
-    let m = [mask[phase & 3], mask[(phase + 1) & 3], mask[(phase + 2) & 3], mask[(phase + 3) & 3]];
+    let m = [
+        mask[phase & 3],
+        mask[(phase + 1) & 3],
+        mask[(phase + 2) & 3],
+        mask[(phase + 3) & 3],
+    ];
     let m8 = u64::from_ne_bytes([m[0], m[1], m[2], m[3], m[0], m[1], m[2], m[3]]);
     dst.reserve(src.len());
     let spare = &mut dst.spare_capacity_mut()[..src.len()];
@@ -281,13 +302,27 @@ mod tests {
     fn header_round_trip_all_length_forms() {
         for len in [0u64, 1, 125, 126, 127, 65535, 65536, 1 << 32, (1 << 63) - 1] {
             for mask in [None, Some([9, 8, 7, 6])] {
-                for (fin, rsv1, opcode) in [(true, false, OpCode::Text), (false, true, OpCode::Binary), (true, false, OpCode::Continuation)] {
-                    let h = FrameHeader { fin, rsv1, opcode, mask, len };
+                for (fin, rsv1, opcode) in [
+                    (true, false, OpCode::Text),
+                    (false, true, OpCode::Binary),
+                    (true, false, OpCode::Continuation),
+                ] {
+                    let h = FrameHeader {
+                        fin,
+                        rsv1,
+                        opcode,
+                        mask,
+                        len,
+                    };
                     let mut out = [0u8; MAX_HEADER_LEN];
                     let n = h.encode(&mut out);
                     assert_eq!(n, FrameHeader::encoded_len(len, mask.is_some()));
                     for cut in 0..n {
-                        assert_eq!(FrameHeader::parse(&out[..cut]).unwrap(), None, "cut {cut} of {h:?}");
+                        assert_eq!(
+                            FrameHeader::parse(&out[..cut]).unwrap(),
+                            None,
+                            "cut {cut} of {h:?}"
+                        );
                     }
                     assert_eq!(FrameHeader::parse(&out[..n]).unwrap(), Some((h, n)));
                 }
@@ -298,8 +333,22 @@ mod tests {
     #[test]
     fn non_minimal_lengths_are_accepted() {
         // 5 encoded in the 16-bit and the 64-bit forms.
-        assert_eq!(FrameHeader::parse(&[0x82, 126, 0, 5]).unwrap().unwrap().0.len, 5);
-        assert_eq!(FrameHeader::parse(&[0x82, 127, 0, 0, 0, 0, 0, 0, 0, 5]).unwrap().unwrap().0.len, 5);
+        assert_eq!(
+            FrameHeader::parse(&[0x82, 126, 0, 5])
+                .unwrap()
+                .unwrap()
+                .0
+                .len,
+            5
+        );
+        assert_eq!(
+            FrameHeader::parse(&[0x82, 127, 0, 0, 0, 0, 0, 0, 0, 5])
+                .unwrap()
+                .unwrap()
+                .0
+                .len,
+            5
+        );
     }
 
     #[test]
@@ -315,7 +364,7 @@ mod tests {
         assert_eq!(err(&[0x89, 126, 0, 126]), 1002); // ping of 126
         assert!(FrameHeader::parse(&[0x89, 125]).unwrap().is_some());
         assert_eq!(err(&[0x82, 127, 0x80, 0, 0, 0, 0, 0, 0, 0]), 1002); // MSB of 64-bit length
-        // RSV1 passes here: the decoder decides with the extensions in view.
+                                                                        // RSV1 passes here: the decoder decides with the extensions in view.
         assert!(FrameHeader::parse(&[0xc1, 0]).unwrap().unwrap().0.rsv1);
     }
 }

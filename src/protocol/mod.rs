@@ -50,13 +50,25 @@ pub struct ProtocolError {
 
 impl ProtocolError {
     pub(crate) fn protocol(reason: &'static str, detail: String) -> Self {
-        ProtocolError { code: 1002, reason, detail }
+        ProtocolError {
+            code: 1002,
+            reason,
+            detail,
+        }
     }
     pub(crate) fn invalid_data(reason: &'static str, detail: String) -> Self {
-        ProtocolError { code: 1007, reason, detail }
+        ProtocolError {
+            code: 1007,
+            reason,
+            detail,
+        }
     }
     pub(crate) fn too_big(reason: &'static str, detail: String) -> Self {
-        ProtocolError { code: 1009, reason, detail }
+        ProtocolError {
+            code: 1009,
+            reason,
+            detail,
+        }
     }
 }
 

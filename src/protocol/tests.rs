@@ -73,7 +73,10 @@ fn feed(dec: &mut Decoder, wire: &[u8], sizes: &[usize]) -> Out {
 }
 
 fn msg(text: bool, data: &[u8]) -> Result<Incoming, ProtocolError> {
-    Ok(Incoming::Message { text, data: Bytes::copy_from_slice(data) })
+    Ok(Incoming::Message {
+        text,
+        data: Bytes::copy_from_slice(data),
+    })
 }
 
 fn err_code(out: &Out) -> Option<u16> {
@@ -101,7 +104,10 @@ fn decodes_text_and_binary_both_roles() {
     let mut d = server_dec();
     let mut w = cf(0x81, b"hello");
     w.extend(cf(0x82, &[0, 1, 2, 255]));
-    assert_eq!(feed(&mut d, &w, &[1000]), vec![msg(true, b"hello"), msg(false, &[0, 1, 2, 255])]);
+    assert_eq!(
+        feed(&mut d, &w, &[1000]),
+        vec![msg(true, b"hello"), msg(false, &[0, 1, 2, 255])]
+    );
     let mut d = client_dec();
     let w = raw(0x81, None, b"hi");
     assert_eq!(feed(&mut d, &w, &[1000]), vec![msg(true, b"hi")]);
@@ -109,10 +115,19 @@ fn decodes_text_and_binary_both_roles() {
 
 #[test]
 fn masking_must_follow_the_role() {
-    assert_eq!(err_code(&feed(&mut server_dec(), &raw(0x81, None, b"x"), &[10])), Some(1002));
-    assert_eq!(err_code(&feed(&mut client_dec(), &cf(0x81, b"x"), &[10])), Some(1002));
+    assert_eq!(
+        err_code(&feed(&mut server_dec(), &raw(0x81, None, b"x"), &[10])),
+        Some(1002)
+    );
+    assert_eq!(
+        err_code(&feed(&mut client_dec(), &cf(0x81, b"x"), &[10])),
+        Some(1002)
+    );
     // control frames too
-    assert_eq!(err_code(&feed(&mut server_dec(), &raw(0x89, None, b""), &[10])), Some(1002));
+    assert_eq!(
+        err_code(&feed(&mut server_dec(), &raw(0x89, None, b""), &[10])),
+        Some(1002)
+    );
 }
 
 #[test]
@@ -128,29 +143,59 @@ fn rsv_bits_and_opcodes() {
         server_max_window_bits: 15,
         client_max_window_bits: 15,
     };
-    let cfg = DecoderConfig { deflate: Some(p), ..DecoderConfig::new(Role::Server, 1 << 20) };
+    let cfg = DecoderConfig {
+        deflate: Some(p),
+        ..DecoderConfig::new(Role::Server, 1 << 20)
+    };
     let ok = cf(0xc1, &[0xf2, 0x48, 0xcd, 0xc9, 0xc9, 0x07, 0x00]);
-    assert_eq!(feed(&mut Decoder::new(&cfg), &ok, &[100]), vec![msg(true, b"Hello")]);
-    assert_eq!(err_code(&feed(&mut Decoder::new(&cfg), &cf(0xc9, b""), &[100])), Some(1002));
+    assert_eq!(
+        feed(&mut Decoder::new(&cfg), &ok, &[100]),
+        vec![msg(true, b"Hello")]
+    );
+    assert_eq!(
+        err_code(&feed(&mut Decoder::new(&cfg), &cf(0xc9, b""), &[100])),
+        Some(1002)
+    );
     let mut w = cf(0x41, &[0xf2, 0x48]);
     w.extend(cf(0xc0, &[0xcd, 0xc9, 0xc9, 0x07, 0x00]));
-    assert_eq!(err_code(&feed(&mut Decoder::new(&cfg), &w, &[100])), Some(1002));
+    assert_eq!(
+        err_code(&feed(&mut Decoder::new(&cfg), &w, &[100])),
+        Some(1002)
+    );
 }
 
 #[test]
 fn control_frame_rules() {
     let p125 = [b'p'; 125];
-    assert_eq!(feed(&mut server_dec(), &cf(0x89, &p125), &[7]), vec![Ok(Incoming::Ping(Bytes::copy_from_slice(&p125)))]);
-    assert_eq!(err_code(&feed(&mut server_dec(), &cf(0x89, &[0; 126]), &[300])), Some(1002));
-    assert_eq!(err_code(&feed(&mut server_dec(), &cf(0x09, b""), &[300])), Some(1002));
-    assert_eq!(err_code(&feed(&mut server_dec(), &cf(0x0a, b""), &[300])), Some(1002));
-    assert_eq!(feed(&mut server_dec(), &cf(0x8a, b"pong"), &[1]), vec![Ok(Incoming::Pong(Bytes::from_static(b"pong")))]);
+    assert_eq!(
+        feed(&mut server_dec(), &cf(0x89, &p125), &[7]),
+        vec![Ok(Incoming::Ping(Bytes::copy_from_slice(&p125)))]
+    );
+    assert_eq!(
+        err_code(&feed(&mut server_dec(), &cf(0x89, &[0; 126]), &[300])),
+        Some(1002)
+    );
+    assert_eq!(
+        err_code(&feed(&mut server_dec(), &cf(0x09, b""), &[300])),
+        Some(1002)
+    );
+    assert_eq!(
+        err_code(&feed(&mut server_dec(), &cf(0x0a, b""), &[300])),
+        Some(1002)
+    );
+    assert_eq!(
+        feed(&mut server_dec(), &cf(0x8a, b"pong"), &[1]),
+        vec![Ok(Incoming::Pong(Bytes::from_static(b"pong")))]
+    );
 }
 
 #[test]
 fn fragmentation_rules() {
     // continuation with nothing to continue
-    assert_eq!(err_code(&feed(&mut server_dec(), &cf(0x80, b"x"), &[100])), Some(1002));
+    assert_eq!(
+        err_code(&feed(&mut server_dec(), &cf(0x80, b"x"), &[100])),
+        Some(1002)
+    );
     // a new data message inside a fragmented one
     let mut w = cf(0x01, b"a");
     w.extend(cf(0x81, b"b"));
@@ -201,7 +246,11 @@ fn every_split_point_gives_the_same_result() {
     while cut <= w.len() {
         let out = feed(&mut server_dec(), &w, &[cut.max(1), usize::MAX]);
         assert_eq!(out, want, "split at {cut}");
-        cut += if (400..w.len() - 300).contains(&cut) { 997 } else { 1 };
+        cut += if (400..w.len() - 300).contains(&cut) {
+            997
+        } else {
+            1
+        };
     }
     // byte by byte
     assert_eq!(feed(&mut server_dec(), &w, &[1]), want);
@@ -235,7 +284,10 @@ fn header_announcing_huge_length_fails_at_once_without_allocating() {
 
 #[test]
 fn frame_and_message_limits_from_the_header() {
-    let cfg = DecoderConfig { max_frame_size: 100, ..DecoderConfig::new(Role::Server, 150) };
+    let cfg = DecoderConfig {
+        max_frame_size: 100,
+        ..DecoderConfig::new(Role::Server, 150)
+    };
     // a frame over the frame limit fails from its header alone
     let w = cf(0x82, &[0; 101]);
     let mut d = Decoder::new(&cfg);
@@ -251,19 +303,34 @@ fn frame_and_message_limits_from_the_header() {
     // exactly at the limits: fine
     let mut w = cf(0x02, &[0; 100]);
     w.extend(cf(0x80, &[0; 50]));
-    assert_eq!(feed(&mut Decoder::new(&cfg), &w, &[33]), vec![msg(false, &[0; 150])]);
+    assert_eq!(
+        feed(&mut Decoder::new(&cfg), &w, &[33]),
+        vec![msg(false, &[0; 150])]
+    );
 }
 
 #[test]
 fn close_frames() {
     let close = |p: &[u8]| feed(&mut server_dec(), &cf(0x88, p), &[3]);
     assert_eq!(close(b""), vec![Ok(Incoming::Close(None))]);
-    assert_eq!(close(&[0x03, 0xe8]), vec![Ok(Incoming::Close(Some((1000, String::new()))))]);
+    assert_eq!(
+        close(&[0x03, 0xe8]),
+        vec![Ok(Incoming::Close(Some((1000, String::new()))))]
+    );
     assert_eq!(err_code(&close(&[0x03])), Some(1002));
-    for code in [1000u16, 1001, 1002, 1003, 1007, 1008, 1009, 1010, 1011, 1012, 1013, 1014, 3000, 3999, 4000, 4999] {
-        assert_eq!(close(&code.to_be_bytes()), vec![Ok(Incoming::Close(Some((code, String::new()))))], "{code}");
+    for code in [
+        1000u16, 1001, 1002, 1003, 1007, 1008, 1009, 1010, 1011, 1012, 1013, 1014, 3000, 3999,
+        4000, 4999,
+    ] {
+        assert_eq!(
+            close(&code.to_be_bytes()),
+            vec![Ok(Incoming::Close(Some((code, String::new()))))],
+            "{code}"
+        );
     }
-    for code in [0u16, 999, 1004, 1005, 1006, 1015, 1016, 1100, 2000, 2999, 5000, 65535] {
+    for code in [
+        0u16, 999, 1004, 1005, 1006, 1015, 1016, 1100, 2000, 2999, 5000, 65535,
+    ] {
         assert_eq!(err_code(&close(&code.to_be_bytes())), Some(1002), "{code}");
     }
     let mut p = vec![0x03, 0xe8];
@@ -271,7 +338,10 @@ fn close_frames() {
     assert_eq!(err_code(&close(&p)), Some(1007));
     let mut p = vec![0x0f, 0xa0];
     p.extend_from_slice("κόσμε".as_bytes());
-    assert_eq!(close(&p), vec![Ok(Incoming::Close(Some((4000, "κόσμε".into()))))]);
+    assert_eq!(
+        close(&p),
+        vec![Ok(Incoming::Close(Some((4000, "κόσμε".into()))))]
+    );
 }
 
 #[test]
@@ -280,7 +350,10 @@ fn nothing_after_the_peers_close() {
     w.extend(cf(0x81, b"late"));
     w.extend([0xff, 0xff]); // garbage too
     let mut d = server_dec();
-    assert_eq!(feed(&mut d, &w, &[1]), vec![Ok(Incoming::Close(Some((1000, String::new()))))]);
+    assert_eq!(
+        feed(&mut d, &w, &[1]),
+        vec![Ok(Incoming::Close(Some((1000, String::new()))))]
+    );
     assert!(d.close_received());
     assert_eq!(reply_for(&Some((1001, "x".into()))), Some((1001, "")));
     assert_eq!(close_reply(&None), None);
@@ -315,7 +388,8 @@ fn bytes_fed_at_error(dec: &mut Decoder, wire: &[u8]) -> Option<usize> {
 #[test]
 fn invalid_utf8_fails_at_the_first_bad_byte() {
     // Autobahn 6.4.1/6.4.3: κόσμε then F4 90 80 80 (above U+10FFFF) then "edited"
-    let payload = b"\xce\xba\xe1\xbd\xb9\xcf\x83\xce\xbc\xce\xb5\xf4\x90\x80\x80\x65\x64\x69\x74\x65\x64";
+    let payload =
+        b"\xce\xba\xe1\xbd\xb9\xcf\x83\xce\xbc\xce\xb5\xf4\x90\x80\x80\x65\x64\x69\x74\x65\x64";
     let w = cf(0x81, payload);
     let header = w.len() - payload.len();
     // F4 is a valid lead byte; 90 after it is not: the error comes with byte 12 of the payload.
@@ -328,7 +402,10 @@ fn invalid_utf8_fails_at_the_first_bad_byte() {
     assert_eq!(bytes_fed_at_error(&mut server_dec(), &w), Some(h2 + 6 + 1));
     // 6.x samples: the error comes no later than the first bad byte
     let cases: &[(&[u8], usize)] = &[
-        (b"\xce\xba\xe1\xbd\xb9\xcf\x83\xce\xbc\xce\xb5\xed\xa0\x80\x65\x64", 12), // surrogate
+        (
+            b"\xce\xba\xe1\xbd\xb9\xcf\x83\xce\xbc\xce\xb5\xed\xa0\x80\x65\x64",
+            12,
+        ), // surrogate
         (b"\xc0\xaf", 0),
         (b"\xe0\x80\xaf", 1),
         (b"abc\xff", 3),
@@ -339,12 +416,22 @@ fn invalid_utf8_fails_at_the_first_bad_byte() {
     for (p, bad) in cases {
         let w = cf(0x81, p);
         let header = w.len() - p.len();
-        assert_eq!(bytes_fed_at_error(&mut server_dec(), &w), Some(header + bad + 1), "{p:x?}");
+        assert_eq!(
+            bytes_fed_at_error(&mut server_dec(), &w),
+            Some(header + bad + 1),
+            "{p:x?}"
+        );
         // and with a client decoder receiving it unmasked, in the fast path (whole frame)
-        assert_eq!(err_code(&feed(&mut client_dec(), &raw(0x81, None, p), &[1000])), Some(1007));
+        assert_eq!(
+            err_code(&feed(&mut client_dec(), &raw(0x81, None, p), &[1000])),
+            Some(1007)
+        );
     }
     // incomplete sequence at the end of the message
-    assert_eq!(err_code(&feed(&mut server_dec(), &cf(0x81, b"ok\xe2\x82"), &[1])), Some(1007));
+    assert_eq!(
+        err_code(&feed(&mut server_dec(), &cf(0x81, b"ok\xe2\x82"), &[1])),
+        Some(1007)
+    );
     let mut w = cf(0x01, b"ok\xe2");
     w.extend(cf(0x80, b"\x82"));
     assert_eq!(err_code(&feed(&mut server_dec(), &w, &[2])), Some(1007));
@@ -353,14 +440,21 @@ fn invalid_utf8_fails_at_the_first_bad_byte() {
     w.extend(cf(0x89, b""));
     w.extend(cf(0x00, b"\x82"));
     w.extend(cf(0x80, b"\xac"));
-    assert_eq!(feed(&mut server_dec(), &w, &[1])[1], msg(true, "€".as_bytes()));
+    assert_eq!(
+        feed(&mut server_dec(), &w, &[1])[1],
+        msg(true, "€".as_bytes())
+    );
 }
 
 #[test]
 fn error_detail_says_where() {
     let out = feed(&mut server_dec(), &cf(0x81, b"abc\xff"), &[100]);
     let e = out[0].as_ref().unwrap_err();
-    assert!(e.detail.contains("byte 3") && e.detail.contains("frame 1"), "{}", e.detail);
+    assert!(
+        e.detail.contains("byte 3") && e.detail.contains("frame 1"),
+        "{}",
+        e.detail
+    );
 }
 
 // ---------------------------------------------------------------------------------------
@@ -377,7 +471,9 @@ fn large_payload_is_read_directly_into_the_message_buffer() {
     assert!(buf.is_empty());
     let header = 14;
     let mut at = 5000;
-    let ReadHint::Direct { remaining } = d.read_hint() else { panic!("{:?}", d.read_hint()) };
+    let ReadHint::Direct { remaining } = d.read_hint() else {
+        panic!("{:?}", d.read_hint())
+    };
     assert_eq!(remaining, w.len() - at);
     let ptr = d.direct_buf().get_ref().as_ptr();
     let mut rng = Rng(42);
@@ -398,7 +494,9 @@ fn large_payload_is_read_directly_into_the_message_buffer() {
             result = Some(m);
         }
     }
-    let Some(Incoming::Message { text: false, data }) = result else { panic!() };
+    let Some(Incoming::Message { text: false, data }) = result else {
+        panic!()
+    };
     assert_eq!(data.len(), w.len() - header);
     assert_eq!(&data[..], &payload[..]);
     // the buffer reserved from the header was the final one: no reallocation
@@ -441,7 +539,9 @@ fn small_whole_frames_are_not_copied() {
     let mut buf = BytesMut::from(&w[..]);
     let base = buf.as_ptr() as usize;
     let mut d = client_dec();
-    let Some(Incoming::Message { data, .. }) = d.decode(&mut buf).unwrap() else { panic!() };
+    let Some(Incoming::Message { data, .. }) = d.decode(&mut buf).unwrap() else {
+        panic!()
+    };
     assert_eq!(data.as_ptr() as usize, base + 2); // a view into the read buffer
 }
 
@@ -486,10 +586,12 @@ fn drain_partial(wb: &mut WriteBuf, rng: &mut Rng) -> Vec<u8> {
 fn server_frames_are_unmasked_client_frames_masked() {
     let mut wb = WriteBuf::new();
     let mut e = Encoder::new(&EncoderConfig::new(Role::Server));
-    e.message(&mut wb, true, Bytes::from_static(b"hi"), true).unwrap();
+    e.message(&mut wb, true, Bytes::from_static(b"hi"), true)
+        .unwrap();
     assert_eq!(drain(&mut wb), vec![0x81, 2, b'h', b'i']);
     let mut e = Encoder::new(&EncoderConfig::new(Role::Client));
-    e.message(&mut wb, false, Bytes::from_static(b"hi"), true).unwrap();
+    e.message(&mut wb, false, Bytes::from_static(b"hi"), true)
+        .unwrap();
     let w = drain(&mut wb);
     assert_eq!(&w[..2], &[0x82, 0x82]);
     let (h, n) = FrameHeader::parse(&w).unwrap().unwrap();
@@ -512,8 +614,10 @@ fn large_payloads_go_by_reference_small_ones_are_batched() {
     let mut wb = WriteBuf::new();
     let mut e = Encoder::new(&EncoderConfig::new(Role::Server));
     let big = Bytes::from(vec![5u8; 100_000]);
-    e.message(&mut wb, false, Bytes::from_static(b"a"), false).unwrap();
-    e.message(&mut wb, false, Bytes::from_static(b"b"), false).unwrap();
+    e.message(&mut wb, false, Bytes::from_static(b"a"), false)
+        .unwrap();
+    e.message(&mut wb, false, Bytes::from_static(b"b"), false)
+        .unwrap();
     e.message(&mut wb, false, big.clone(), false).unwrap();
     e.pong(&mut wb, b"p").unwrap();
     let mut sl = [std::io::IoSlice::new(&[]); 8];
@@ -545,21 +649,39 @@ fn client_masks_unique_payload_in_place_and_copies_shared_ones() {
         wb.io_slices(&mut sl);
         assert_ne!(sl[1].as_ptr(), keep.as_ptr());
     }
-    assert!(keep.iter().all(|&b| b == 1), "the caller's bytes must not be masked");
+    assert!(
+        keep.iter().all(|&b| b == 1),
+        "the caller's bytes must not be masked"
+    );
     let w = drain(&mut wb);
-    assert_eq!(feed(&mut server_dec(), &w, &[4096]), vec![msg(false, &keep)]);
+    assert_eq!(
+        feed(&mut server_dec(), &w, &[4096]),
+        vec![msg(false, &keep)]
+    );
 }
 
 #[test]
 fn close_and_control_limits_on_send() {
     let mut wb = WriteBuf::new();
     let mut e = Encoder::new(&EncoderConfig::new(Role::Server));
-    assert_eq!(e.ping(&mut wb, &[0; 126]), Err(SendError::ControlTooLong(126)));
-    assert_eq!(e.close(&mut wb, Some((1005, ""))), Err(SendError::InvalidCloseCode(1005)));
-    assert_eq!(e.close(&mut wb, Some((1000, &"x".repeat(124)))), Err(SendError::ControlTooLong(126)));
+    assert_eq!(
+        e.ping(&mut wb, &[0; 126]),
+        Err(SendError::ControlTooLong(126))
+    );
+    assert_eq!(
+        e.close(&mut wb, Some((1005, ""))),
+        Err(SendError::InvalidCloseCode(1005))
+    );
+    assert_eq!(
+        e.close(&mut wb, Some((1000, &"x".repeat(124)))),
+        Err(SendError::ControlTooLong(126))
+    );
     e.close(&mut wb, Some((1000, "bye"))).unwrap();
     assert!(e.close_sent());
-    assert_eq!(e.message(&mut wb, true, Bytes::from_static(b"x"), false), Err(SendError::Closed));
+    assert_eq!(
+        e.message(&mut wb, true, Bytes::from_static(b"x"), false),
+        Err(SendError::Closed)
+    );
     assert_eq!(e.pong(&mut wb, b""), Err(SendError::Closed));
     assert_eq!(e.close(&mut wb, None), Err(SendError::Closed));
     assert_eq!(drain(&mut wb), vec![0x88, 5, 0x03, 0xe8, b'b', b'y', b'e']);
@@ -573,7 +695,8 @@ fn write_buf_releases_memory_when_idle() {
     let mut wb = WriteBuf::new();
     let mut e = Encoder::new(&EncoderConfig::new(Role::Server));
     for _ in 0..100 {
-        e.message(&mut wb, false, Bytes::from(vec![0u8; 1000]), false).unwrap();
+        e.message(&mut wb, false, Bytes::from(vec![0u8; 1000]), false)
+            .unwrap();
     }
     drain(&mut wb);
     let base = live();
@@ -587,7 +710,9 @@ fn write_buf_releases_memory_when_idle() {
 // Round trips
 
 fn sizes() -> Vec<usize> {
-    vec![0, 1, 2, 63, 64, 65, 125, 126, 127, 2047, 2048, 2049, 65535, 65536, 65537, 300_000]
+    vec![
+        0, 1, 2, 63, 64, 65, 125, 126, 127, 2047, 2048, 2049, 65535, 65536, 65537, 300_000,
+    ]
 }
 
 fn payload(n: usize, text: bool, seed: u64) -> Vec<u8> {
@@ -603,14 +728,34 @@ fn payload(n: usize, text: bool, seed: u64) -> Vec<u8> {
         }
         s.into_bytes()
     } else {
-        (0..n).map(|i| if i % 7 == 0 { rng.next() as u8 } else { (i / 13) as u8 }).collect()
+        (0..n)
+            .map(|i| {
+                if i % 7 == 0 {
+                    rng.next() as u8
+                } else {
+                    (i / 13) as u8
+                }
+            })
+            .collect()
     }
 }
 
 fn round_trip(role: Role, deflate: Option<DeflateParams>, seed: u64) {
-    let ecfg = EncoderConfig { role, deflate, level: 6, threshold: 64 };
-    let peer = if role == Role::Client { Role::Server } else { Role::Client };
-    let dcfg = DecoderConfig { deflate, ..DecoderConfig::new(peer, 1 << 20) };
+    let ecfg = EncoderConfig {
+        role,
+        deflate,
+        level: 6,
+        threshold: 64,
+    };
+    let peer = if role == Role::Client {
+        Role::Server
+    } else {
+        Role::Client
+    };
+    let dcfg = DecoderConfig {
+        deflate,
+        ..DecoderConfig::new(peer, 1 << 20)
+    };
     let mut e = Encoder::new(&ecfg);
     let mut d = Decoder::new(&dcfg);
     let mut wb = WriteBuf::new();
@@ -621,7 +766,8 @@ fn round_trip(role: Role, deflate: Option<DeflateParams>, seed: u64) {
         for text in [true, false] {
             for compress in [true, false] {
                 let p = payload(n, text, seed + i as u64);
-                e.message(&mut wb, text, Bytes::from(p.clone()), compress).unwrap();
+                e.message(&mut wb, text, Bytes::from(p.clone()), compress)
+                    .unwrap();
                 want.push(msg(text, &p));
                 if i % 3 == 0 {
                     e.ping(&mut wb, b"ping").unwrap();
@@ -640,7 +786,11 @@ fn round_trip(role: Role, deflate: Option<DeflateParams>, seed: u64) {
     let out = feed(&mut d, &wire, &chunking);
     assert_eq!(out.len(), want.len(), "{role:?} {deflate:?}");
     for (k, (a, b)) in out.iter().zip(&want).enumerate() {
-        assert!(a == b, "{role:?} {deflate:?} item {k}: {:?}", a.as_ref().map_err(|e| e.to_string()));
+        assert!(
+            a == b,
+            "{role:?} {deflate:?} item {k}: {:?}",
+            a.as_ref().map_err(|e| e.to_string())
+        );
     }
 }
 
@@ -674,11 +824,21 @@ fn compression_flags_threshold_and_rsv1() {
         server_max_window_bits: 15,
         client_max_window_bits: 15,
     };
-    let mut e = Encoder::new(&EncoderConfig { role: Role::Server, deflate: Some(p), level: 6, threshold: 64 });
+    let mut e = Encoder::new(&EncoderConfig {
+        role: Role::Server,
+        deflate: Some(p),
+        level: 6,
+        threshold: 64,
+    });
     let mut wb = WriteBuf::new();
     let long = Bytes::from(vec![b'a'; 1000]);
-    e.message(&mut wb, true, Bytes::from(vec![b'a'; 63]), true).unwrap();
-    assert_eq!(drain(&mut wb)[0], 0x81, "under the threshold: not compressed");
+    e.message(&mut wb, true, Bytes::from(vec![b'a'; 63]), true)
+        .unwrap();
+    assert_eq!(
+        drain(&mut wb)[0],
+        0x81,
+        "under the threshold: not compressed"
+    );
     e.message(&mut wb, true, long.clone(), false).unwrap();
     assert_eq!(drain(&mut wb)[0], 0x81, "opted out: not compressed");
     e.message(&mut wb, true, long.clone(), true).unwrap();
@@ -686,17 +846,29 @@ fn compression_flags_threshold_and_rsv1() {
     assert_eq!(w[0], 0xc1);
     assert!(w.len() < 30);
     // context takeover: the same message again is much smaller
-    e.message(&mut wb, true, Bytes::from(payload(2000, true, 9)), true).unwrap();
+    e.message(&mut wb, true, Bytes::from(payload(2000, true, 9)), true)
+        .unwrap();
     let first = drain(&mut wb).len();
-    e.message(&mut wb, true, Bytes::from(payload(2000, true, 9)), true).unwrap();
+    e.message(&mut wb, true, Bytes::from(payload(2000, true, 9)), true)
+        .unwrap();
     let second = drain(&mut wb).len();
     assert!(second * 5 < first, "{second} vs {first}");
     // without it, the same size
-    let p2 = DeflateParams { server_no_context_takeover: true, ..p };
-    let mut e = Encoder::new(&EncoderConfig { role: Role::Server, deflate: Some(p2), level: 6, threshold: 64 });
-    e.message(&mut wb, true, Bytes::from(payload(2000, true, 9)), true).unwrap();
+    let p2 = DeflateParams {
+        server_no_context_takeover: true,
+        ..p
+    };
+    let mut e = Encoder::new(&EncoderConfig {
+        role: Role::Server,
+        deflate: Some(p2),
+        level: 6,
+        threshold: 64,
+    });
+    e.message(&mut wb, true, Bytes::from(payload(2000, true, 9)), true)
+        .unwrap();
     let a = drain(&mut wb);
-    e.message(&mut wb, true, Bytes::from(payload(2000, true, 9)), true).unwrap();
+    e.message(&mut wb, true, Bytes::from(payload(2000, true, 9)), true)
+        .unwrap();
     assert_eq!(a, drain(&mut wb));
 }
 
@@ -713,16 +885,25 @@ fn pmd(snct: bool, cnct: bool) -> DeflateParams {
 }
 
 fn pmd_client_dec(p: DeflateParams, limit: usize) -> Decoder {
-    Decoder::new(&DecoderConfig { deflate: Some(p), ..DecoderConfig::new(Role::Client, limit) })
+    Decoder::new(&DecoderConfig {
+        deflate: Some(p),
+        ..DecoderConfig::new(Role::Client, limit)
+    })
 }
 
 #[test]
 fn rfc7692_examples() {
     let hello = |w: &[u8]| feed(&mut pmd_client_dec(pmd(false, false), 1000), w, &[1]);
     // 7.2.3.1 a message compressed
-    assert_eq!(hello(&[0xc1, 0x07, 0xf2, 0x48, 0xcd, 0xc9, 0xc9, 0x07, 0x00]), vec![msg(true, b"Hello")]);
+    assert_eq!(
+        hello(&[0xc1, 0x07, 0xf2, 0x48, 0xcd, 0xc9, 0xc9, 0x07, 0x00]),
+        vec![msg(true, b"Hello")]
+    );
     // 7.2.3.1 fragmented
-    assert_eq!(hello(&[0x41, 0x03, 0xf2, 0x48, 0xcd, 0x80, 0x04, 0xc9, 0xc9, 0x07, 0x00]), vec![msg(true, b"Hello")]);
+    assert_eq!(
+        hello(&[0x41, 0x03, 0xf2, 0x48, 0xcd, 0x80, 0x04, 0xc9, 0xc9, 0x07, 0x00]),
+        vec![msg(true, b"Hello")]
+    );
     // 7.2.3.2 sharing the sliding window
     let mut w = vec![0xc1, 0x07, 0xf2, 0x48, 0xcd, 0xc9, 0xc9, 0x07, 0x00];
     w.extend([0xc1, 0x05, 0xf2, 0x00, 0x11, 0x00, 0x00]);
@@ -738,7 +919,10 @@ fn rfc7692_examples() {
     assert_eq!(hello(&w), vec![msg(true, b"Hello"), msg(true, b"Hello")]);
     // 7.2.3.5 two deflate blocks in one message
     assert_eq!(
-        hello(&[0xc1, 0x0d, 0xf2, 0x48, 0x05, 0x00, 0x00, 0x00, 0xff, 0xff, 0xca, 0xc9, 0xc9, 0x07, 0x00]),
+        hello(&[
+            0xc1, 0x0d, 0xf2, 0x48, 0x05, 0x00, 0x00, 0x00, 0xff, 0xff, 0xca, 0xc9, 0xc9, 0x07,
+            0x00
+        ]),
         vec![msg(true, b"Hello")]
     );
     // 7.2.3.6 an empty message
@@ -769,7 +953,10 @@ fn compression_bomb_fails_with_1009_without_inflating_past_the_limit() {
         let (out, peak) = peak_during(|| feed(&mut dec, &w, &[chunk]));
         assert_eq!(err_code(&out), Some(1009), "chunk {chunk}");
         // at most limit + 1 bytes are inflated; the buffer's capacity may round up
-        assert!((peak as usize) < 2 * limit + (256 << 10), "peak {peak} for a limit of {limit}");
+        assert!(
+            (peak as usize) < 2 * limit + (256 << 10),
+            "peak {peak} for a limit of {limit}"
+        );
     }
     // the Inflater itself: output stops at limit + 1
     let mut i = Inflater::new(&pmd(false, false), Role::Client);
@@ -780,18 +967,29 @@ fn compression_bomb_fails_with_1009_without_inflating_past_the_limit() {
     let mut z = BytesMut::new();
     Deflater::new(&pmd(true, true), Role::Server, 6).compress(&vec![0u8; limit], &mut z);
     let w = raw(0xc2, None, &z);
-    assert_eq!(feed(&mut pmd_client_dec(pmd(false, false), limit), &w, &[999]), vec![msg(false, &vec![0u8; limit])]);
+    assert_eq!(
+        feed(&mut pmd_client_dec(pmd(false, false), limit), &w, &[999]),
+        vec![msg(false, &vec![0u8; limit])]
+    );
 }
 
 #[test]
 fn invalid_compressed_data_and_invalid_utf8_inside() {
-    let out = feed(&mut pmd_client_dec(pmd(false, false), 1000), &raw(0xc1, None, &[0xff, 0xff, 0xff]), &[100]);
+    let out = feed(
+        &mut pmd_client_dec(pmd(false, false), 1000),
+        &raw(0xc1, None, &[0xff, 0xff, 0xff]),
+        &[100],
+    );
     assert_eq!(err_code(&out), Some(1007));
     let mut z = BytesMut::new();
     let mut text = vec![b'a'; 5000];
     text[4000] = 0xc0;
     Deflater::new(&pmd(false, false), Role::Server, 6).compress(&text, &mut z);
-    let out = feed(&mut pmd_client_dec(pmd(false, false), 1 << 20), &raw(0xc1, None, &z), &[3]);
+    let out = feed(
+        &mut pmd_client_dec(pmd(false, false), 1 << 20),
+        &raw(0xc1, None, &z),
+        &[3],
+    );
     let e = out[0].as_ref().unwrap_err();
     assert_eq!(e.code, 1007);
     assert!(e.detail.contains("byte 4000"), "{}", e.detail);
@@ -801,13 +999,15 @@ fn invalid_compressed_data_and_invalid_utf8_inside() {
 fn inflater_is_freed_between_messages_without_context_takeover() {
     let mut i = Inflater::new(&pmd(true, false), Role::Client);
     let mut out = BytesMut::new();
-    i.inflate(&[0xf2, 0x48, 0xcd, 0xc9, 0xc9, 0x07, 0x00], &mut out, 100).unwrap();
+    i.inflate(&[0xf2, 0x48, 0xcd, 0xc9, 0xc9, 0x07, 0x00], &mut out, 100)
+        .unwrap();
     assert!(i.is_allocated());
     i.finish(&mut out, 100).unwrap();
     assert!(!i.is_allocated());
     assert_eq!(&out[..], b"Hello");
     let mut i = Inflater::new(&pmd(false, true), Role::Client);
-    i.inflate(&[0xf2, 0x48, 0xcd, 0xc9, 0xc9, 0x07, 0x00], &mut out, 100).unwrap();
+    i.inflate(&[0xf2, 0x48, 0xcd, 0xc9, 0xc9, 0x07, 0x00], &mut out, 100)
+        .unwrap();
     i.finish(&mut out, 100).unwrap();
     assert!(i.is_allocated(), "the server keeps its context: so must we");
 }
@@ -859,24 +1059,47 @@ while True:
     buf=d.unconsumed_tail
     if not buf and not o: break
 sys.stdout.buffer.write(out)";
-    let child = Command::new("python3").args(["-c", script]).stdin(Stdio::piped()).stdout(Stdio::piped()).spawn();
+    let child = Command::new("python3")
+        .args(["-c", script])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn();
     let Ok(mut child) = child else {
         eprintln!("python3 not found: skipped");
         return;
     };
     child.stdin.take().unwrap().write_all(&stream).unwrap();
     let out = child.wait_with_output().unwrap();
-    assert!(out.status.success(), "Python's zlib (wbits=-8) rejected our window-8 stream");
+    assert!(
+        out.status.success(),
+        "Python's zlib (wbits=-8) rejected our window-8 stream"
+    );
     assert_eq!(out.stdout, data);
     // Control: the same data compressed with a 32 KiB window does not inflate with 256
     // bytes, so the data above does exercise distances past 256.
-    let mut d15 = Deflater::new(&DeflateParams { server_max_window_bits: 15, ..p }, Role::Server, 9);
+    let mut d15 = Deflater::new(
+        &DeflateParams {
+            server_max_window_bits: 15,
+            ..p
+        },
+        Role::Server,
+        9,
+    );
     let mut z = BytesMut::new();
     d15.compress(&data, &mut z);
     z.extend_from_slice(&[0, 0, 0xff, 0xff]);
-    let mut child = Command::new("python3").args(["-c", script]).stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
+    let mut child = Command::new("python3")
+        .args(["-c", script])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
     child.stdin.take().unwrap().write_all(&z).unwrap();
-    assert!(!child.wait_with_output().unwrap().status.success(), "control case should fail");
+    assert!(
+        !child.wait_with_output().unwrap().status.success(),
+        "control case should fail"
+    );
 }
 
 /// Python's zlib (raw deflate, sync flush, trailer stripped) inflates with ours.
@@ -893,7 +1116,11 @@ for m in [b'Hello', b'Hello', b'{\"a\":1,\"b\":[1,2,3]}'*50]:
         eprintln!("python3 not found: skipped");
         return;
     };
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let mut wire = Vec::new();
     let mut s = &out.stdout[..];
     while !s.is_empty() {
@@ -901,21 +1128,37 @@ for m in [b'Hello', b'Hello', b'{\"a\":1,\"b\":[1,2,3]}'*50]:
         wire.extend(raw(0xc1, None, &s[4..4 + n]));
         s = &s[4 + n..];
     }
-    assert_eq!(&wire[..9], &[0xc1, 0x07, 0xf2, 0x48, 0xcd, 0xc9, 0xc9, 0x07, 0x00]);
+    assert_eq!(
+        &wire[..9],
+        &[0xc1, 0x07, 0xf2, 0x48, 0xcd, 0xc9, 0xc9, 0x07, 0x00]
+    );
     let got = feed(&mut pmd_client_dec(pmd(false, false), 1 << 20), &wire, &[5]);
-    assert_eq!(got, vec![msg(true, b"Hello"), msg(true, b"Hello"), msg(true, &b"{\"a\":1,\"b\":[1,2,3]}".repeat(50))]);
+    assert_eq!(
+        got,
+        vec![
+            msg(true, b"Hello"),
+            msg(true, b"Hello"),
+            msg(true, &b"{\"a\":1,\"b\":[1,2,3]}".repeat(50))
+        ]
+    );
 }
 
 // ---------------------------------------------------------------------------------------
 // Deflate negotiation
 
 fn on() -> DeflateConfig {
-    DeflateConfig { enabled: true, ..DeflateConfig::default() }
+    DeflateConfig {
+        enabled: true,
+        ..DeflateConfig::default()
+    }
 }
 
 #[test]
 fn client_offer() {
-    assert_eq!(deflate::offer_header(&on()), "permessage-deflate; client_max_window_bits");
+    assert_eq!(
+        deflate::offer_header(&on()),
+        "permessage-deflate; client_max_window_bits"
+    );
     let cfg = DeflateConfig {
         client_no_context_takeover: true,
         server_no_context_takeover: true,
@@ -933,20 +1176,59 @@ fn client_offer() {
 fn client_accepts_valid_responses() {
     let acc = |cfg: &DeflateConfig, v: &[&str]| deflate::accept_response(cfg, v);
     assert_eq!(acc(&on(), &[]), Ok(None));
-    assert_eq!(acc(&on(), &["permessage-deflate"]), Ok(Some(pmd(false, false))));
     assert_eq!(
-        acc(&on(), &["permessage-deflate; server_no_context_takeover; client_no_context_takeover"]),
+        acc(&on(), &["permessage-deflate"]),
+        Ok(Some(pmd(false, false)))
+    );
+    assert_eq!(
+        acc(
+            &on(),
+            &["permessage-deflate; server_no_context_takeover; client_no_context_takeover"]
+        ),
         Ok(Some(pmd(true, true)))
     );
-    let p = acc(&on(), &["permessage-deflate; server_max_window_bits=10; client_max_window_bits=\"9\""]).unwrap().unwrap();
-    assert_eq!((p.server_max_window_bits, p.client_max_window_bits), (10, 9));
+    let p = acc(
+        &on(),
+        &["permessage-deflate; server_max_window_bits=10; client_max_window_bits=\"9\""],
+    )
+    .unwrap()
+    .unwrap();
+    assert_eq!(
+        (p.server_max_window_bits, p.client_max_window_bits),
+        (10, 9)
+    );
     // what we asked for and got
-    let cfg = DeflateConfig { server_no_context_takeover: true, server_max_window_bits: 9, client_max_window_bits: 12, ..on() };
-    let p = acc(&cfg, &["permessage-deflate;server_no_context_takeover;server_max_window_bits=8"]).unwrap().unwrap();
-    assert_eq!((p.server_no_context_takeover, p.server_max_window_bits, p.client_max_window_bits), (true, 8, 12));
+    let cfg = DeflateConfig {
+        server_no_context_takeover: true,
+        server_max_window_bits: 9,
+        client_max_window_bits: 12,
+        ..on()
+    };
+    let p = acc(
+        &cfg,
+        &["permessage-deflate;server_no_context_takeover;server_max_window_bits=8"],
+    )
+    .unwrap()
+    .unwrap();
+    assert_eq!(
+        (
+            p.server_no_context_takeover,
+            p.server_max_window_bits,
+            p.client_max_window_bits
+        ),
+        (true, 8, 12)
+    );
     // our own client_no_context_takeover holds even if the server does not repeat it
-    let cfg = DeflateConfig { client_no_context_takeover: true, ..on() };
-    assert!(acc(&cfg, &["permessage-deflate"]).unwrap().unwrap().client_no_context_takeover);
+    let cfg = DeflateConfig {
+        client_no_context_takeover: true,
+        ..on()
+    };
+    assert!(
+        acc(&cfg, &["permessage-deflate"])
+            .unwrap()
+            .unwrap()
+            .client_no_context_takeover
+    );
 }
 
 #[test]
@@ -956,7 +1238,10 @@ fn client_rejects_invalid_responses() {
         assert!(r.is_err(), "{v:?} accepted: {r:?}");
     };
     bad(&on(), &["permessage-deflate; foo"]);
-    bad(&on(), &["permessage-deflate; server_no_context_takeover; server_no_context_takeover"]);
+    bad(
+        &on(),
+        &["permessage-deflate; server_no_context_takeover; server_no_context_takeover"],
+    );
     bad(&on(), &["permessage-deflate; server_no_context_takeover=1"]);
     bad(&on(), &["permessage-deflate; server_max_window_bits"]);
     bad(&on(), &["permessage-deflate; server_max_window_bits=7"]);
@@ -968,36 +1253,71 @@ fn client_rejects_invalid_responses() {
     bad(&on(), &["permessage-deflate", "permessage-deflate"]);
     bad(&on(), &["x-webkit-deflate-frame"]);
     bad(&DeflateConfig::default(), &["permessage-deflate"]); // not offered at all
-    let asked = DeflateConfig { server_no_context_takeover: true, ..on() };
+    let asked = DeflateConfig {
+        server_no_context_takeover: true,
+        ..on()
+    };
     bad(&asked, &["permessage-deflate"]);
-    let asked = DeflateConfig { server_max_window_bits: 10, ..on() };
+    let asked = DeflateConfig {
+        server_max_window_bits: 10,
+        ..on()
+    };
     bad(&asked, &["permessage-deflate"]);
     bad(&asked, &["permessage-deflate; server_max_window_bits=11"]);
-    let offered = DeflateConfig { client_max_window_bits: 10, ..on() };
+    let offered = DeflateConfig {
+        client_max_window_bits: 10,
+        ..on()
+    };
     bad(&offered, &["permessage-deflate; client_max_window_bits=11"]);
 }
 
 #[test]
 fn server_negotiation() {
     let neg = |cfg: &DeflateConfig, o: &[&str]| deflate::negotiate(cfg, o);
-    assert_eq!(neg(&DeflateConfig::default(), &["permessage-deflate"]), None);
+    assert_eq!(
+        neg(&DeflateConfig::default(), &["permessage-deflate"]),
+        None
+    );
     assert_eq!(neg(&on(), &[]), None);
     assert_eq!(neg(&on(), &["x-foo"]), None);
-    assert_eq!(neg(&on(), &["permessage-deflate"]), Some((pmd(false, false), "permessage-deflate".into())));
+    assert_eq!(
+        neg(&on(), &["permessage-deflate"]),
+        Some((pmd(false, false), "permessage-deflate".into()))
+    );
     // browsers
     assert_eq!(
         neg(&on(), &["permessage-deflate; client_max_window_bits"]),
         Some((pmd(false, false), "permessage-deflate".into()))
     );
     // Autobahn 13.x offers
-    let (p, r) = neg(&on(), &["permessage-deflate; client_no_context_takeover; client_max_window_bits"]).unwrap();
-    assert_eq!((p, r.as_str()), (pmd(false, true), "permessage-deflate; client_no_context_takeover"));
+    let (p, r) = neg(
+        &on(),
+        &["permessage-deflate; client_no_context_takeover; client_max_window_bits"],
+    )
+    .unwrap();
+    assert_eq!(
+        (p, r.as_str()),
+        (
+            pmd(false, true),
+            "permessage-deflate; client_no_context_takeover"
+        )
+    );
     let (p, r) = neg(&on(), &["permessage-deflate; server_max_window_bits=8"]).unwrap();
     assert_eq!(p.server_max_window_bits, 8);
     assert_eq!(r, "permessage-deflate; server_max_window_bits=8");
-    let (p, r) = neg(&on(), &["permessage-deflate; server_no_context_takeover; server_max_window_bits=15"]).unwrap();
-    assert_eq!((p.server_no_context_takeover, p.server_max_window_bits), (true, 15));
-    assert_eq!(r, "permessage-deflate; server_no_context_takeover; server_max_window_bits=15");
+    let (p, r) = neg(
+        &on(),
+        &["permessage-deflate; server_no_context_takeover; server_max_window_bits=15"],
+    )
+    .unwrap();
+    assert_eq!(
+        (p.server_no_context_takeover, p.server_max_window_bits),
+        (true, 15)
+    );
+    assert_eq!(
+        r,
+        "permessage-deflate; server_no_context_takeover; server_max_window_bits=15"
+    );
     // invalid offers are declined and the next one taken
     for bad in [
         "permessage-deflate; foo=1",
@@ -1007,29 +1327,59 @@ fn server_negotiation() {
         "permessage-deflate; client_no_context_takeover=yes",
         "permessage-deflate; server_no_context_takeover; server_no_context_takeover",
     ] {
-        let (p, r) = neg(&on(), &[bad, "permessage-deflate; server_max_window_bits=12"]).unwrap_or_else(|| panic!("{bad}"));
+        let (p, r) = neg(
+            &on(),
+            &[bad, "permessage-deflate; server_max_window_bits=12"],
+        )
+        .unwrap_or_else(|| panic!("{bad}"));
         assert_eq!(p.server_max_window_bits, 12, "{bad}");
         assert_eq!(r, "permessage-deflate; server_max_window_bits=12");
         assert_eq!(neg(&on(), &[bad]), None);
     }
     // one header value with several offers
-    let (p, _) = neg(&on(), &["permessage-deflate; bogus, permessage-deflate; client_no_context_takeover"]).unwrap();
+    let (p, _) = neg(
+        &on(),
+        &["permessage-deflate; bogus, permessage-deflate; client_no_context_takeover"],
+    )
+    .unwrap();
     assert!(p.client_no_context_takeover);
     // the server's own limits
-    let cfg = DeflateConfig { server_max_window_bits: 10, client_max_window_bits: 9, server_no_context_takeover: true, ..on() };
+    let cfg = DeflateConfig {
+        server_max_window_bits: 10,
+        client_max_window_bits: 9,
+        server_no_context_takeover: true,
+        ..on()
+    };
     let (p, r) = neg(&cfg, &["permessage-deflate; client_max_window_bits"]).unwrap();
     assert_eq!(r, "permessage-deflate; server_no_context_takeover; server_max_window_bits=10; client_max_window_bits=9");
-    assert_eq!((p.server_max_window_bits, p.client_max_window_bits), (10, 9));
+    assert_eq!(
+        (p.server_max_window_bits, p.client_max_window_bits),
+        (10, 9)
+    );
     // a client that did not offer client_max_window_bits cannot be limited
     let (p, r) = neg(&cfg, &["permessage-deflate"]).unwrap();
     assert_eq!(p.client_max_window_bits, 15);
     assert!(!r.contains("client_max_window_bits"));
     // a value the client offered bounds what we answer
-    let (p, r) = neg(&on(), &["permessage-deflate; client_max_window_bits=11; server_max_window_bits=14"]).unwrap();
-    assert_eq!((p.client_max_window_bits, p.server_max_window_bits), (11, 14));
-    assert_eq!(r, "permessage-deflate; server_max_window_bits=14; client_max_window_bits=11");
+    let (p, r) = neg(
+        &on(),
+        &["permessage-deflate; client_max_window_bits=11; server_max_window_bits=14"],
+    )
+    .unwrap();
+    assert_eq!(
+        (p.client_max_window_bits, p.server_max_window_bits),
+        (11, 14)
+    );
+    assert_eq!(
+        r,
+        "permessage-deflate; server_max_window_bits=14; client_max_window_bits=11"
+    );
     // and the response is accepted by our client that made the offer
-    let ccfg = DeflateConfig { client_max_window_bits: 11, server_max_window_bits: 14, ..on() };
+    let ccfg = DeflateConfig {
+        client_max_window_bits: 11,
+        server_max_window_bits: 14,
+        ..on()
+    };
     assert_eq!(deflate::accept_response(&ccfg, &[&r]), Ok(Some(p)));
 }
 
@@ -1047,7 +1397,14 @@ fn negotiation_round_trips_between_our_client_and_server() {
                         ..on()
                     };
                     let offer = deflate::offer_header(&c);
-                    for s in [on(), DeflateConfig { server_max_window_bits: 10, client_max_window_bits: 9, ..on() }] {
+                    for s in [
+                        on(),
+                        DeflateConfig {
+                            server_max_window_bits: 10,
+                            client_max_window_bits: 9,
+                            ..on()
+                        },
+                    ] {
                         let (sp, resp) = deflate::negotiate(&s, &[&offer]).unwrap();
                         let cp = deflate::accept_response(&c, &[&resp]).unwrap().unwrap();
                         assert_eq!(sp, cp, "offer {offer:?} response {resp:?}");

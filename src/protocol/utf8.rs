@@ -66,7 +66,11 @@ impl Utf8Validator {
 
     /// End of the message: an incomplete sequence is an error (its start offset).
     pub fn finish(&mut self) -> Result<(), u64> {
-        let r = if self.pending_len > 0 { Err(self.pos - self.pending_len as u64) } else { Ok(()) };
+        let r = if self.pending_len > 0 {
+            Err(self.pos - self.pending_len as u64)
+        } else {
+            Ok(())
+        };
         self.reset();
         r
     }
@@ -117,7 +121,10 @@ mod tests {
     fn fails_at_the_first_bad_byte() {
         // (input, index of the byte at which the error must be reported)
         let cases: &[(&[u8], usize)] = &[
-            (b"\xce\xba\xe1\xbd\xb9\xcf\x83\xce\xbc\xce\xb5\xf4\x90\x80\x80edited", 12), // F4 90
+            (
+                b"\xce\xba\xe1\xbd\xb9\xcf\x83\xce\xbc\xce\xb5\xf4\x90\x80\x80edited",
+                12,
+            ), // F4 90
             (b"ab\xffcd", 2),
             (b"ab\xe0\x80", 3),
             (b"\xed\xa0\x80", 1), // surrogate
