@@ -2,7 +2,7 @@
 //! not disturb it), deflate memory per connection, and an ignored throughput benchmark:
 //! `cargo test --release --lib protocol::bench -- --ignored --nocapture`.
 
-use super::deflate::{DeflateParams, Deflater, Inflater};
+use super::deflate::{self, DeflateParams, Deflater, Inflater};
 use super::*;
 use bytes::{Bytes, BytesMut};
 use std::alloc::{GlobalAlloc, Layout, System};
@@ -91,11 +91,15 @@ fn sample_json(n: usize) -> Vec<u8> {
 #[test]
 fn deflate_memory() {
     let msg = sample_json(16 << 10);
-    println!("bits  deflater(ctx)  inflater(ctx)  peak-deflate  peak-inflate  idle(no ctx)");
+    println!(
+        "bits  deflater(ctx)  inflater(ctx)  peak-deflate  peak-inflate  idle(no ctx)  thread pool"
+    );
     for bits in 8..=15u8 {
         let mut idle_no_ctx = 0;
+        let mut pooled = 0;
         let mut row = Vec::new();
         for no_ctx in [false, true] {
+            deflate::clear_thread_pool();
             let p = params(bits, no_ctx);
             let base = live();
             let (mut d, peak_d) = peak_during(|| {
@@ -105,7 +109,8 @@ fn deflate_memory() {
                 (d, out)
             });
             let z = std::mem::take(&mut d.1);
-            let after_d = live() - base - z.capacity() as isize;
+            let zcap = z.capacity() as isize;
+            let after_d = live() - base - zcap;
             let (i, peak_i) = peak_during(|| {
                 let mut i = Inflater::new(&p, Role::Client);
                 let mut out = BytesMut::new();
@@ -114,17 +119,19 @@ fn deflate_memory() {
                 assert_eq!(&out[..], &msg[..]);
                 i
             });
-            let after_i = live() - base - z.capacity() as isize - after_d;
+            let after_i = live() - base - zcap - after_d;
             if no_ctx {
-                idle_no_ctx = after_d + after_i;
                 assert!(!d.0.is_allocated() && !i.is_allocated());
+                pooled = after_d + after_i; // in this thread's pool, not the connection
+                deflate::clear_thread_pool();
+                idle_no_ctx = live() - base - zcap;
             } else {
                 row = vec![after_d, after_i, peak_d, peak_i];
             }
             drop((d, i, z));
         }
         println!(
-            "{bits:>4}  {:>13}  {:>13}  {:>12}  {:>12}  {idle_no_ctx:>12}",
+            "{bits:>4}  {:>13}  {:>13}  {:>12}  {:>12}  {idle_no_ctx:>12}  {pooled:>12}",
             row[0], row[1], row[2], row[3]
         );
         assert_eq!(
@@ -262,4 +269,45 @@ fn throughput() {
         mbps(n * payload.len(), enc_s),
         mbps(got, dec_s)
     );
+}
+
+/// Cost of building a deflater per message (no context takeover) against keeping one.
+#[test]
+#[ignore]
+fn deflate_small_messages() {
+    for size in [256usize, 1024, 16 << 10] {
+        let m = sample_json(size);
+        for no_ctx in [false, true] {
+            let mut d = Deflater::new(&params(15, no_ctx), Role::Server, 6);
+            let mut i = Inflater::new(&params(15, no_ctx), Role::Client);
+            let n = (64 << 20) / size;
+            let mut out = BytesMut::new();
+            let mut back = BytesMut::new();
+            let t = Instant::now();
+            let mut z = 0;
+            for _ in 0..n {
+                out.clear();
+                d.compress(&m, &mut out);
+                z += out.len();
+            }
+            let ct = t.elapsed().as_secs_f64();
+            let mut d = Deflater::new(&params(15, no_ctx), Role::Server, 6);
+            let t = Instant::now();
+            for _ in 0..n.min(2000) {
+                out.clear();
+                d.compress(&m, &mut out);
+                back.clear();
+                i.inflate(&out, &mut back, 1 << 30).unwrap();
+                i.finish(&mut back, 1 << 30).unwrap();
+            }
+            let rt = t.elapsed().as_secs_f64();
+            println!(
+                "{size:>6} B no_context_takeover={no_ctx:<5}: compress {:>6.1} us/msg ({:.0} MB/s, ratio {:.1}%), compress+inflate {:>6.1} us/msg",
+                ct * 1e6 / n as f64,
+                mbps(n * size, ct),
+                z as f64 * 100.0 / (n * size) as f64,
+                rt * 1e6 / n.min(2000) as f64
+            );
+        }
+    }
 }

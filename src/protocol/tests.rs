@@ -1146,11 +1146,32 @@ for m in [b'Hello', b'Hello', b'{\"a\":1,\"b\":[1,2,3]}'*50]:
 // ---------------------------------------------------------------------------------------
 // Deflate negotiation
 
+/// Enabled, with context takeover (the negotiation tests start from plain offers).
 fn on() -> DeflateConfig {
     DeflateConfig {
         enabled: true,
+        client_no_context_takeover: false,
+        server_no_context_takeover: false,
         ..DeflateConfig::default()
     }
+}
+
+#[test]
+fn default_config() {
+    let d = DeflateConfig::default();
+    assert!(!d.enabled);
+    let cfg = DeflateConfig { enabled: true, ..d };
+    assert_eq!(
+        deflate::offer_header(&cfg),
+        "permessage-deflate; client_no_context_takeover; server_no_context_takeover; client_max_window_bits"
+    );
+    // a browser's offer, answered by a server with the defaults
+    let (p, r) = deflate::negotiate(&cfg, &["permessage-deflate; client_max_window_bits"]).unwrap();
+    assert_eq!(
+        r,
+        "permessage-deflate; server_no_context_takeover; client_no_context_takeover"
+    );
+    assert_eq!(p, pmd(true, true));
 }
 
 #[test]
