@@ -6,12 +6,14 @@
 //! rule be tested byte by byte, at every chunk boundary, without a socket.
 //!
 //! Close handling lives here too: the decoder reports the peer's Close and never answers
-//! it by itself; the driver answers (with [`Encoder::close`], usually echoing the code from
-//! [`close_reply`]) when its own replies are out. That replaces `connection/close_hold.rs`.
+//! it by itself; [`Closing`] tells the driver to answer it (echoing the code), which it
+//! does with [`Encoder::close`] once its own replies are out. That replaces
+//! `connection/close_hold.rs`.
 
 // Not wired in yet: the connection task that drives it comes next.
 #![allow(dead_code, unused_imports)]
 
+pub mod close;
 pub mod decoder;
 pub mod deflate;
 pub mod encoder;
@@ -23,6 +25,7 @@ mod bench;
 #[cfg(test)]
 mod tests;
 
+pub use close::{CloseFrame, Closing, Next};
 pub use decoder::{Decoder, DecoderConfig, Incoming, ReadHint};
 pub use deflate::{DeflateConfig, DeflateParams};
 pub use encoder::{Encoder, EncoderConfig, SendError, WriteBuf};
