@@ -17,6 +17,10 @@ use super::{close_code_allowed, ProtocolError, Role};
 use bytes::buf::Limit;
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 
+/// Whole frames shorter than this are copied out of the read buffer; longer ones are split
+/// off it (no copy, but the message then shares the read buffer's allocation).
+pub const SPLIT_MIN: usize = 1024;
+
 /// Payloads at least this long left in a frame are worth reading directly into the
 /// message buffer rather than through the connection's small read buffer.
 pub const DIRECT_MIN: usize = 16 << 10;
@@ -145,6 +149,7 @@ impl Decoder {
         }
     }
 
+    #[inline(always)]
     fn decode_inner(&mut self, buf: &mut BytesMut) -> Result<Option<Incoming>, ProtocolError> {
         loop {
             if self.frame.is_none() {
@@ -167,21 +172,34 @@ impl Decoder {
                 }
                 self.frames += 1;
                 if h.fin && h.opcode != OpCode::Continuation && !h.rsv1 && buf.len() >= hlen + len {
-                    // The whole message is here: it becomes the message without a copy.
-                    buf.advance(hlen);
-                    let mut p = buf.split_to(len);
-                    if let Some(m) = h.mask {
-                        apply_mask(&mut p, m, 0);
-                    }
+                    // The whole message is here.
                     let text = h.opcode == OpCode::Text;
-                    if text && simdutf8::basic::from_utf8(&p).is_err() {
-                        let at = simdutf8::compat::from_utf8(&p).unwrap_err().valid_up_to();
+                    let data = if len < SPLIT_MIN {
+                        // Small: copied out, so that messages never pin the read buffer
+                        // (and one small allocation costs less than sharing it).
+                        let p = &mut buf[hlen..hlen + len];
+                        if let Some(m) = h.mask {
+                            apply_mask(p, m, 0);
+                        }
+                        let d = Bytes::copy_from_slice(p);
+                        buf.advance(hlen + len);
+                        d
+                    } else {
+                        // Larger: becomes the message without a copy.
+                        buf.advance(hlen);
+                        let mut p = buf.split_to(len);
+                        if let Some(m) = h.mask {
+                            apply_mask(&mut p, m, 0);
+                        }
+                        p.freeze()
+                    };
+                    if text && simdutf8::basic::from_utf8(&data).is_err() {
+                        let at = simdutf8::compat::from_utf8(&data)
+                            .unwrap_err()
+                            .valid_up_to();
                         return Err(self.utf8_error(at as u64));
                     }
-                    return Ok(Some(Incoming::Message {
-                        text,
-                        data: p.freeze(),
-                    }));
+                    return Ok(Some(Incoming::Message { text, data }));
                 }
                 buf.advance(hlen);
                 if h.opcode != OpCode::Continuation {

@@ -70,26 +70,18 @@ impl FrameHeader {
     /// 64-bit length clear. Minimal length encoding is not required (RFC 6455 says "must"
     /// to senders only; rejecting it buys nothing). RSV1, masking and limits are checked
     /// by the decoder, which knows the role and the extensions.
-    #[inline]
+    #[inline(always)]
     pub fn parse(buf: &[u8]) -> Result<Option<(FrameHeader, usize)>, ProtocolError> {
         if buf.len() < 2 {
             return Ok(None);
         }
         let (b0, b1) = (buf[0], buf[1]);
         if b0 & 0x30 != 0 {
-            return Err(ProtocolError::protocol(
-                "reserved bit set",
-                format!("frame header has RSV2/RSV3 set (first byte 0x{b0:02x})"),
-            ));
+            return Err(bad_header(BadHeader::Rsv(b0)));
         }
         let opcode = match OpCode::from_u8(b0 & 0x0f) {
             Some(op) => op,
-            None => {
-                return Err(ProtocolError::protocol(
-                    "reserved opcode",
-                    format!("frame with reserved opcode 0x{:x}", b0 & 0x0f),
-                ))
-            }
+            None => return Err(bad_header(BadHeader::Opcode(b0 & 0x0f))),
         };
         let fin = b0 & 0x80 != 0;
         let masked = b1 & 0x80 != 0;
@@ -106,12 +98,7 @@ impl FrameHeader {
                 }
                 let len = u64::from_be_bytes(buf[2..10].try_into().unwrap());
                 if len >> 63 != 0 {
-                    return Err(ProtocolError::protocol(
-                        "invalid frame length",
-                        format!(
-                            "64-bit frame length 0x{len:016x} has its most significant bit set"
-                        ),
-                    ));
+                    return Err(bad_header(BadHeader::LengthMsb(len)));
                 }
                 (len, 10)
             }
@@ -119,16 +106,10 @@ impl FrameHeader {
         };
         if opcode.is_control() {
             if !fin {
-                return Err(ProtocolError::protocol(
-                    "fragmented control frame",
-                    format!("{opcode:?} frame without FIN (control frames cannot be fragmented)"),
-                ));
+                return Err(bad_header(BadHeader::FragmentedControl(opcode)));
             }
             if len > MAX_CONTROL_PAYLOAD as u64 {
-                return Err(ProtocolError::protocol(
-                    "control frame too long",
-                    format!("{opcode:?} frame of {len} bytes (at most 125 allowed)"),
-                ));
+                return Err(bad_header(BadHeader::LongControl(opcode, len)));
             }
         }
         let mask = if masked {
@@ -188,6 +169,42 @@ impl FrameHeader {
             at += 4;
         }
         at
+    }
+}
+
+/// What was wrong with a header; turned into an error off the hot path.
+enum BadHeader {
+    Rsv(u8),
+    Opcode(u8),
+    LengthMsb(u64),
+    FragmentedControl(OpCode),
+    LongControl(OpCode, u64),
+}
+
+#[cold]
+#[inline(never)]
+fn bad_header(b: BadHeader) -> ProtocolError {
+    match b {
+        BadHeader::Rsv(b0) => ProtocolError::protocol(
+            "reserved bit set",
+            format!("frame header has RSV2/RSV3 set (first byte 0x{b0:02x})"),
+        ),
+        BadHeader::Opcode(op) => ProtocolError::protocol(
+            "reserved opcode",
+            format!("frame with reserved opcode 0x{op:x}"),
+        ),
+        BadHeader::LengthMsb(len) => ProtocolError::protocol(
+            "invalid frame length",
+            format!("64-bit frame length 0x{len:016x} has its most significant bit set"),
+        ),
+        BadHeader::FragmentedControl(op) => ProtocolError::protocol(
+            "fragmented control frame",
+            format!("{op:?} frame without FIN (control frames cannot be fragmented)"),
+        ),
+        BadHeader::LongControl(op, len) => ProtocolError::protocol(
+            "control frame too long",
+            format!("{op:?} frame of {len} bytes (at most 125 allowed)"),
+        ),
     }
 }
 
