@@ -533,8 +533,10 @@ fn read_hints() {
 }
 
 #[test]
-fn small_whole_frames_are_not_copied() {
-    let mut w = raw(0x82, None, &[7; 100]);
+fn whole_frames_split_off_when_large_copied_when_small() {
+    let big = vec![7u8; decoder::SPLIT_MIN];
+    let mut w = raw(0x82, None, &big);
+    let second = w.len();
     w.extend(raw(0x81, None, b"second"));
     let mut buf = BytesMut::from(&w[..]);
     let base = buf.as_ptr() as usize;
@@ -542,7 +544,14 @@ fn small_whole_frames_are_not_copied() {
     let Some(Incoming::Message { data, .. }) = d.decode(&mut buf).unwrap() else {
         panic!()
     };
-    assert_eq!(data.as_ptr() as usize, base + 2); // a view into the read buffer
+    assert_eq!(data.as_ptr() as usize, base + 4); // a view into the read buffer
+    let Some(Incoming::Message { data, .. }) = d.decode(&mut buf).unwrap() else {
+        panic!()
+    };
+    assert_eq!(&data[..], b"second");
+    // a copy: it does not keep the read buffer alive
+    let in_buf = (base..base + w.len()).contains(&(data.as_ptr() as usize));
+    assert!(!in_buf, "small message at {} of the buffer", second);
 }
 
 // ---------------------------------------------------------------------------------------
