@@ -2,14 +2,19 @@
 //!
 //! The codec is zlib-rs through `flate2` (raw deflate, window bits 9-15).
 //!
-//! Window bits 8: zlib (and zlib-rs) refuse a raw deflate window of 256 bytes. We still
-//! accept and answer `*_max_window_bits=8`, and compress with a 512-byte window: zlib never
-//! emits a distance larger than the window minus 262 bytes (`MAX_DIST`), which for 512 is
-//! 250, so the stream is valid for a 256-byte inflater (this is what Node's `ws` does;
-//! Python `websockets` passes 8 to zlib and fails at the first message with zlib >= 1.2.9).
-//! The test `window_bits_8_stream_inflates_with_python_zlib_wbits_8` checks it against
-//! Python's zlib. Inflating with a window larger than the peer's is always valid, so our
-//! inflater uses at least 9 bits.
+//! Window bits 8: zlib (and zlib-rs, and flate2's API) refuse a raw deflate window of 256
+//! bytes. We still accept and answer `*_max_window_bits=8`, and compress with a 512-byte
+//! window: zlib never emits a distance larger than the window minus 262 bytes
+//! (`MAX_DIST`), 250 for 512, so the stream is valid for a 256-byte inflater. Node.js's
+//! zlib does the same (its `createDeflateRaw` documents turning 8 into 9 for this reason),
+//! so `ws` peers behave alike. Python `websockets` accepts 8 in the negotiation and passes
+//! it to zlib, which raises at the first message with zlib >= 1.2.9 (checked: "Invalid
+//! initialization option" with zlib 1.2.13). Declining 8 instead would leave Autobahn
+//! 13.3/13.5 (which offer 8) without compression. The test
+//! `window_bits_8_stream_inflates_with_python_zlib_wbits_8` checks our window-9 output
+//! against Python's zlib inflating with a real 256-byte window (and that a 32 KiB-window
+//! stream of the same data fails there). Inflating with a window larger than the peer's
+//! is always valid, so our inflater uses at least 9 bits.
 //!
 //! Memory, measured by `protocol::bench::deflate_memory` (counting allocator, zlib-rs,
 //! level 6, memLevel 8 as flate2 sets it). "Kept" is what a connection holds between
