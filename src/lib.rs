@@ -9,6 +9,7 @@ mod error;
 pub mod ffi;
 mod io;
 mod options;
+mod protocol;
 mod runtime;
 mod server;
 mod shutdown;

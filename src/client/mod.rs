@@ -1,5 +1,9 @@
 //! Outgoing connections: URL, DNS and TCP with a timeout, TLS, the client handshake.
 
+// Sans-IO client handshake for the coming connection task (issue 14); not used yet.
+#[allow(dead_code)]
+pub(crate) mod handshake;
+
 use crate::connection::{self, run, unless_cancelled, Conn, ConnChannels, Delivery};
 use crate::error::{Error, ErrorKind, Result};
 use crate::io::BoxIo;
