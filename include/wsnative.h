@@ -28,7 +28,6 @@
 
 
 /**
-<<<<<<< HEAD
  * wsn_conn_send flag: the message is text (UTF-8, checked); without it, binary.
  */
 #define WSN_SEND_TEXT 1
@@ -49,28 +48,6 @@
  * wsn_*_options_set_send_queue_policy: a send to a full queue closes the connection with 1008.
  */
 #define WSN_SEND_QUEUE_CLOSE 1
-=======
- * Payloads at least this long left in a frame are worth reading directly into the
- * message buffer rather than through the connection's small read buffer.
- */
-#define DIRECT_MIN (16 << 10)
-
-/**
- * Payloads up to this size are copied into the batch buffer; larger ones are written by
- * reference. A copy of 2 KiB costs less than an extra iovec and queue entry.
- */
-#define COPY_MAX (2 << 10)
-
-/**
- * Largest payload of a control frame (Close, Ping, Pong).
- */
-#define MAX_CONTROL_PAYLOAD 125
-
-/**
- * Largest frame header: 2 bytes, 8 of extended length, 4 of mask.
- */
-#define MAX_HEADER_LEN 14
->>>>>>> protocol
 
 /**
  * Result of a call: WSN_OK (0) or a negative error; wsn_last_error() then says why.

@@ -70,6 +70,9 @@ pub struct ConnectionSettings {
     /// When set, a drain event follows each write that leaves at most this many bytes queued
     /// after messages were written (for awaiting sends). Default: no drain events.
     pub drain_low_water: Option<usize>,
+    /// permessage-deflate: what a client offers, what a server accepts. Default off (see
+    /// `DeflateConfig::default` for why, and for the memory each choice costs).
+    pub compression: crate::protocol::DeflateConfig,
 }
 
 impl Default for ConnectionSettings {
@@ -87,6 +90,7 @@ impl Default for ConnectionSettings {
             max_send_queue: 64 << 20,
             send_queue_policy: SendQueuePolicy::Refuse,
             drain_low_water: None,
+            compression: crate::protocol::DeflateConfig::default(),
         }
     }
 }
@@ -165,15 +169,4 @@ impl Default for ServerOptions {
     }
 }
 
-impl ConnectionSettings {
-    /// The tungstenite configuration for these settings.
-    pub(crate) fn ws_config(&self) -> tungstenite::protocol::WebSocketConfig {
-        tungstenite::protocol::WebSocketConfig::default()
-            // Reads go through a buffer of this size, zero-filled on first use: keep idle
-            // connections small; large messages still grow their own buffer.
-            .read_buffer_size(4 << 10)
-            .write_buffer_size(64 << 10)
-            .max_message_size(Some(self.max_message_size))
-            .max_frame_size(Some(self.max_message_size))
-    }
-}
+

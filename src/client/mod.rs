@@ -1,10 +1,8 @@
 //! Outgoing connections: URL, DNS and TCP with a timeout, TLS, the client handshake.
 
-// Sans-IO client handshake for the coming connection task (issue 14); not used yet.
-#[allow(dead_code)]
 pub(crate) mod handshake;
 
-use crate::connection::{self, run, unless_cancelled, Conn, ConnChannels, Delivery};
+use crate::connection::{self, run, unless_cancelled, Conn, ConnChannels, Delivery, Wire};
 use crate::error::{Error, ErrorKind, Result};
 use crate::io::BoxIo;
 use crate::options::ClientOptions;
@@ -12,8 +10,8 @@ use crate::tls;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::net::TcpStream;
-use tungstenite::client::IntoClientRequest;
-use tungstenite::http::{HeaderName, HeaderValue};
+use crate::protocol::Role;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 /// Where to connect, checked before anything starts.
 struct Target {
@@ -42,31 +40,14 @@ fn parse_url(url: &str) -> Result<Target> {
     Ok(Target { host, port, secure })
 }
 
-fn build_request(url: &str, opts: &ClientOptions) -> Result<tungstenite::handshake::client::Request> {
-    let mut req = url.into_client_request().map_err(|e| Error::invalid(format!("invalid URL '{url}': {e}")))?;
-    let headers = req.headers_mut();
-    let value = |name: &str, v: &str| {
-        HeaderValue::from_str(v).map_err(|_| Error::invalid(format!("invalid value for header '{name}': control characters are not allowed")))
-    };
-    for (name, v) in &opts.headers {
-        let n = HeaderName::from_bytes(name.as_bytes()).map_err(|_| Error::invalid(format!("invalid header name '{name}'")))?;
-        headers.append(n, value(name, v)?);
-    }
-    if let Some(origin) = &opts.origin {
-        headers.insert("Origin", value("Origin", origin)?);
-    }
-    if !opts.subprotocols.is_empty() {
-        headers.insert("Sec-WebSocket-Protocol", value("Sec-WebSocket-Protocol", &opts.subprotocols.join(", "))?);
-    }
-    Ok(req)
-}
-
 /// Opens a connection to `url`. Returns at once with the connection in state Connecting; the
 /// handler then gets `Open`, or a `Close` whose error says why the connection failed. Bad
 /// arguments (URL, headers, CA files) fail here instead.
 pub fn connect(url: &str, opts: &ClientOptions, delivery: Option<Delivery>) -> Result<Arc<Conn>> {
     let target = parse_url(url)?;
-    let request = build_request(url, opts)?;
+    let (request, pending) =
+        handshake::request(url, &opts.headers, &opts.subprotocols, opts.origin.as_deref(), &opts.conn.compression)
+            .map_err(Error::invalid)?;
     let tls = if target.secure { Some(tls::client_config(opts)?) } else { None };
     let rt = crate::runtime::handle()?;
     let (conn, channels) = Conn::new(opts.conn.clone(), delivery);
@@ -74,8 +55,8 @@ pub fn connect(url: &str, opts: &ClientOptions, delivery: Option<Delivery>) -> R
     let c = conn.clone();
     rt.spawn(async move {
         let ConnChannels { commands, mut notes } = channels;
-        match unless_cancelled(establish(&c, target, request, tls, &opts), &mut notes).await {
-            Some(Ok(ws)) => run(c, ws, ConnChannels { commands, notes }).await,
+        match unless_cancelled(establish(&c, target, request, pending, tls, &opts), &mut notes).await {
+            Some(Ok(wire)) => run(c, wire, ConnChannels { commands, notes }).await,
             Some(Err(e)) => connection::finish(&c, connection::failed(e)),
             None => connection::finish(
                 &c,
@@ -89,17 +70,18 @@ pub fn connect(url: &str, opts: &ClientOptions, delivery: Option<Delivery>) -> R
 async fn establish(
     conn: &Arc<Conn>,
     target: Target,
-    request: tungstenite::handshake::client::Request,
+    request: Vec<u8>,
+    pending: handshake::Pending,
     tls: Option<Arc<rustls::ClientConfig>>,
     opts: &ClientOptions,
-) -> Result<connection::WsStream> {
+) -> Result<Wire> {
     let tcp = tcp_connect(&target, opts.connect_timeout).await?;
     conn.set_socket_fd(std::os::fd::AsRawFd::as_raw_fd(&tcp));
     if let Ok(addr) = tcp.peer_addr() {
         conn.set_peer_addr(addr);
     }
     let handshake = async {
-        let io: BoxIo = match tls {
+        let mut io: BoxIo = match tls {
             None => Box::new(tcp),
             Some(cfg) => {
                 let name = rustls::pki_types::ServerName::try_from(target.host.clone())
@@ -111,19 +93,51 @@ async fn establish(
                 Box::new(s)
             }
         };
-        let io: BoxIo = Box::new(crate::connection::HoldingIo::new(io, conn.hold.clone(), true, Vec::new()));
-        tokio_tungstenite::client_async_with_config(request, io, Some(conn.settings.ws_config()))
-            .await
-            .map_err(handshake_error)
+        let during = |e: std::io::Error| Error::from(e).context("the connection failed during the handshake");
+        io.write_all(&request).await.map_err(during)?;
+        io.flush().await.map_err(during)?;
+        let mut buf = Vec::with_capacity(1024);
+        loop {
+            let mut chunk = [0u8; 2048];
+            let n = io.read(&mut chunk).await.map_err(during)?;
+            if n == 0 {
+                return Err(Error::new(ErrorKind::Handshake, "the server closed the connection before answering the upgrade"));
+            }
+            buf.extend_from_slice(&chunk[..n]);
+            match handshake::parse_response(&pending, &buf, MAX_RESPONSE_HEAD) {
+                Ok(None) => continue,
+                Ok(Some(r)) => return Ok((io, r)),
+                Err(why) => return Err(Error::new(ErrorKind::Handshake, format!("invalid handshake response: {why}"))),
+            }
+        }
     };
-    let (ws, response) = tokio::time::timeout(opts.handshake_timeout, handshake).await.map_err(|_| {
+    let (io, response) = tokio::time::timeout(opts.handshake_timeout, handshake).await.map_err(|_| {
         Error::new(ErrorKind::Timeout, format!(
             "the handshake with {}:{} timed out after {} ms", target.host, target.port, opts.handshake_timeout.as_millis()))
     })??;
-    let proto = response.headers().get("Sec-WebSocket-Protocol").and_then(|v| v.to_str().ok()).map(str::to_owned);
-    conn.set_subprotocol(proto);
-    Ok(ws)
+    match response {
+        handshake::Response::Accepted { subprotocol, deflate, headers, leftover } => {
+            conn.set_subprotocol(subprotocol);
+            if deflate.is_some() {
+                let ext = headers.iter().find(|(n, _)| n.eq_ignore_ascii_case("sec-websocket-extensions"));
+                conn.set_extensions(ext.map(|(_, v)| v.trim().to_owned()).unwrap_or_default());
+            }
+            Ok(Wire { io, leftover, role: Role::Client, deflate })
+        }
+        handshake::Response::Refused { status, reason, body, .. } => {
+            let mut msg = format!("the server refused the WebSocket upgrade: HTTP {status} {reason}");
+            let body = String::from_utf8_lossy(&body);
+            let body = body.trim();
+            if !body.is_empty() {
+                msg.push_str(&format!(" ({})", body.chars().take(200).collect::<String>()));
+            }
+            Err(Error::http(status, msg))
+        }
+    }
 }
+
+/// The longest response head a client reads.
+const MAX_RESPONSE_HEAD: usize = 16 << 10;
 
 async fn tcp_connect(t: &Target, timeout: Duration) -> Result<TcpStream> {
     let end = Instant::now() + timeout;
@@ -156,26 +170,4 @@ async fn tcp_connect(t: &Target, timeout: Duration) -> Result<TcpStream> {
         }
     }
     Err(last.unwrap_or_else(timed_out))
-}
-
-fn handshake_error(e: tungstenite::Error) -> Error {
-    match e {
-        tungstenite::Error::Http(resp) => {
-            let status = resp.status();
-            let mut msg = format!(
-                "the server refused the WebSocket upgrade: HTTP {} {}",
-                status.as_u16(),
-                status.canonical_reason().unwrap_or("")
-            );
-            if let Some(body) = resp.body().as_ref().and_then(|b| std::str::from_utf8(b).ok()) {
-                let body = body.trim();
-                if !body.is_empty() {
-                    msg.push_str(&format!(" ({})", body.chars().take(200).collect::<String>()));
-                }
-            }
-            Error::http(status.as_u16(), msg)
-        }
-        tungstenite::Error::Io(io) => Error::from(io).context("the connection failed during the handshake"),
-        other => Error::new(ErrorKind::Handshake, format!("invalid handshake response: {other}")),
-    }
 }

@@ -1,12 +1,11 @@
-//! A WebSocket connection: the handle every other part talks to. The actor (`actor.rs`) owns
-//! the socket; this side holds the send queue, the state and the event mailbox.
+//! A WebSocket connection: the handle every other part talks to. The connection task
+//! (`driver.rs`) owns the socket; this side holds the send queue, the state, the receive
+//! budget and the event mailbox.
 
-mod actor;
-mod close_hold;
 mod delivery;
+mod driver;
 
-pub(crate) use actor::{finish, run, unless_cancelled, Note, WsStream};
-pub(crate) use close_hold::{CloseHold, HoldingIo};
+pub(crate) use driver::{run, Wire};
 pub use delivery::{Delivery, EventQueue, QueueTarget, Queued};
 
 use crate::delivery::Mailbox;
@@ -77,13 +76,24 @@ pub trait Handler: Send + Sync + 'static {
     fn on_event(&self, conn: &Arc<Conn>, event: &Event);
 }
 
-/// What the send queue carries to the writer.
+/// What the send queue carries to the connection task, in order.
 pub(crate) enum Command {
-    /// A message, its payload length and its id.
-    Send(tungstenite::Message, usize, u64),
-    Close(tungstenite::protocol::CloseFrame),
-    /// Everything before this is written: let the peer's held Close frame through.
-    ReleaseHold,
+    /// A message with its id; `compress`: may be compressed (permessage-deflate).
+    Send { text: bool, data: Bytes, len: usize, id: u64, compress: bool },
+    /// Our Close frame, after everything queued before it.
+    Close(u16, String),
+}
+
+/// What the other parts tell the connection task, ahead of the send queue.
+pub(crate) enum Note {
+    /// The application called `close` (the Close command follows the queued messages).
+    CloseRequested(Instant),
+    /// The application called `abort`.
+    Abort,
+    /// The callbacks queued before a marker have run (or were dropped).
+    Delivered,
+    /// This side fails the connection with a code (a full send queue under the close policy).
+    Fail(u16, &'static str, Error),
 }
 
 /// The queue gate: closed once the connection stops accepting sends, so nothing is queued
@@ -102,13 +112,11 @@ pub struct Conn {
     gate: Mutex<Gate>,
     commands: mpsc::UnboundedSender<Command>,
     notes: mpsc::UnboundedSender<Note>,
-    /// Bytes of messages queued and not yet handed to the frame writer.
+    /// Bytes of messages queued and not yet encoded, and encoded bytes not yet written.
     buffered: AtomicUsize,
-    /// Bytes of messages handed to the frame writer and not yet flushed, and the socket's
-    /// byte count when the first of them was handed over: the socket's progress since then
-    /// is subtracted (see `buffered_amount`).
-    unflushed: AtomicUsize,
-    unflushed_base: AtomicUsize,
+    unwritten: AtomicUsize,
+    /// Bytes the socket took so far.
+    wire_written: AtomicUsize,
     /// Bytes and count of received messages not consumed yet (see `max_receive_queue`).
     receive_queue: AtomicUsize,
     receive_messages: AtomicUsize,
@@ -120,14 +128,14 @@ pub struct Conn {
     drained_id: std::sync::atomic::AtomicU64,
     /// The application paused reading (flow control of its own).
     reading_paused: std::sync::atomic::AtomicBool,
-    receive_room: tokio::sync::Notify,
+    /// Wakes the connection task when receive room frees up (or reading resumes, or a close).
+    pub(crate) room_waker: futures_util::task::AtomicWaker,
     pub(crate) settings: ConnectionSettings,
     pub(crate) mailbox: Arc<Mailbox>,
-    /// Holds the peer's Close frame until the replies to earlier messages are out.
-    pub(crate) hold: Arc<CloseHold>,
     delivery: Mutex<Option<Delivery>>,
     peer_addr: OnceLock<(SocketAddr, CString)>,
     subprotocol: OnceLock<CString>,
+    extensions: OnceLock<CString>,
     close_info: OnceLock<CloseInfo>,
     user_data: AtomicUsize,
     /// The application freed its handle (a second free while the handle is still alive, for
@@ -153,28 +161,27 @@ impl Conn {
     pub(crate) fn new(settings: ConnectionSettings, delivery: Option<Delivery>) -> (Arc<Conn>, ConnChannels) {
         let (ctx, crx) = mpsc::unbounded_channel();
         let (ntx, nrx) = mpsc::unbounded_channel();
-        let hold = Arc::new(CloseHold::new(ntx.clone()));
         let conn = Arc::new(Conn {
             state: AtomicU8::new(State::Connecting as u8),
             gate: Mutex::new(Gate { closed: false, why: "", last_id: 0 }),
             commands: ctx,
             notes: ntx,
             buffered: AtomicUsize::new(0),
-            unflushed: AtomicUsize::new(0),
-            unflushed_base: AtomicUsize::new(0),
+            unwritten: AtomicUsize::new(0),
+            wire_written: AtomicUsize::new(0),
             receive_queue: AtomicUsize::new(0),
             receive_messages: AtomicUsize::new(0),
             acks: Mutex::new(Acks::default()),
             sent_id: std::sync::atomic::AtomicU64::new(0),
             drained_id: std::sync::atomic::AtomicU64::new(0),
             reading_paused: std::sync::atomic::AtomicBool::new(false),
-            receive_room: tokio::sync::Notify::new(),
+            room_waker: futures_util::task::AtomicWaker::new(),
             settings,
             mailbox: Arc::new(Mailbox::default()),
-            hold,
             delivery: Mutex::new(delivery),
             peer_addr: OnceLock::new(),
             subprotocol: OnceLock::new(),
+            extensions: OnceLock::new(),
             close_info: OnceLock::new(),
             user_data: AtomicUsize::new(0),
             app_freed: AtomicBool::new(false),
@@ -204,7 +211,7 @@ impl Conn {
         self.state.store(s as u8, Ordering::Release);
         if s as u8 >= State::Closing as u8 {
             // Closing overrides a pause: the peer's Close must be read.
-            self.receive_room.notify_waiters();
+            self.room_waker.wake();
         }
     }
 
@@ -214,30 +221,30 @@ impl Conn {
     }
 
     /// Bytes queued by `send` and not yet handed to the socket (the kernel), counted as the
-    /// socket takes them, also in the middle of a large message.
+    /// socket takes them, also in the middle of a large message (encoded bytes: frame headers
+    /// included, compressed payloads as compressed).
     pub fn buffered_amount(&self) -> usize {
-        let unflushed = self.unflushed.load(Ordering::Acquire);
-        let moved = self.progress().wrapping_sub(self.unflushed_base.load(Ordering::Acquire));
-        self.buffered.load(Ordering::Acquire) + unflushed.saturating_sub(moved)
+        self.buffered.load(Ordering::Acquire) + self.unwritten.load(Ordering::Acquire)
     }
 
-    /// The writer is about to hand a message of `len` bytes to the frame writer.
-    pub(crate) fn feeding(&self, len: usize) {
-        if self.unflushed.load(Ordering::Acquire) == 0 {
-            self.unflushed_base.store(self.progress(), Ordering::Release);
-        }
-        self.unflushed.fetch_add(len, Ordering::AcqRel);
+    /// The connection task took a message of `len` bytes from the queue.
+    pub(crate) fn unqueue(&self, len: usize) {
         self.buffered.fetch_sub(len, Ordering::AcqRel);
     }
 
-    /// The writer flushed everything it was handed.
-    pub(crate) fn flushed(&self) {
-        self.unflushed.store(0, Ordering::Release);
+    /// The connection task holds `n` encoded bytes not yet written.
+    pub(crate) fn set_unwritten(&self, n: usize) {
+        self.unwritten.store(n, Ordering::Release);
+    }
+
+    /// The socket took `n` more bytes.
+    pub(crate) fn add_wire_written(&self, n: usize) {
+        self.wire_written.fetch_add(n, Ordering::Relaxed);
     }
 
     /// Bytes the socket took so far.
     pub(crate) fn progress(&self) -> usize {
-        self.hold.wire_written.load(Ordering::Relaxed)
+        self.wire_written.load(Ordering::Relaxed)
     }
 
     /// Sets (or, with -1, forgets) the TCP descriptor under this connection.
@@ -282,6 +289,16 @@ impl Conn {
         }
     }
 
+    /// The negotiated extensions, as the Sec-WebSocket-Extensions header said them ("" when
+    /// none, for example no permessage-deflate), NUL-terminated for C.
+    pub fn extensions(&self) -> &std::ffi::CStr {
+        self.extensions.get().map(|s| s.as_c_str()).unwrap_or(c"")
+    }
+
+    pub(crate) fn set_extensions(&self, e: String) {
+        let _ = self.extensions.set(CString::new(e).unwrap_or_default());
+    }
+
     /// How the connection ended, once it has.
     pub fn close_info(&self) -> Option<&CloseInfo> {
         self.close_info.get()
@@ -300,30 +317,32 @@ impl Conn {
     /// Queues a text message and returns its id. Safe from any thread; messages from one
     /// thread keep their order.
     pub fn send_text(&self, text: &str) -> Result<u64> {
-        self.enqueue(tungstenite::Message::text(text.to_owned()), text.len())
+        self.enqueue(true, Bytes::copy_from_slice(text.as_bytes()), true)
     }
 
     /// Queues a binary message and returns its id. Safe from any thread; messages from one
     /// thread keep their order.
     pub fn send_binary(&self, data: &[u8]) -> Result<u64> {
-        self.enqueue(tungstenite::Message::binary(data.to_vec()), data.len())
+        self.enqueue(false, Bytes::copy_from_slice(data), true)
+    }
+
+    /// Queues a message; `compress` false keeps it uncompressed even when permessage-deflate
+    /// was negotiated (secrets next to attacker-controlled text: CRIME/BREACH).
+    pub fn send(&self, text: bool, data: Bytes, compress: bool) -> Result<u64> {
+        if text && std::str::from_utf8(&data).is_err() {
+            return Err(Error::invalid("text message is not valid UTF-8"));
+        }
+        self.enqueue(text, data, compress)
     }
 
     /// Queues a message whose payload is already owned, and returns its id.
     pub fn send_bytes(&self, text: bool, data: Bytes) -> Result<u64> {
-        let len = data.len();
-        let msg = if text {
-            let t = tungstenite::Utf8Bytes::try_from(data)
-                .map_err(|_| Error::invalid("text message is not valid UTF-8"))?;
-            tungstenite::Message::Text(t)
-        } else {
-            tungstenite::Message::Binary(data)
-        };
-        self.enqueue(msg, len)
+        self.send(text, data, true)
     }
 
     /// Queues a message; its id is one more than the previous message's, in queue order.
-    fn enqueue(&self, msg: tungstenite::Message, len: usize) -> Result<u64> {
+    fn enqueue(&self, text: bool, data: Bytes, compress: bool) -> Result<u64> {
+        let len = data.len();
         let mut gate = self.gate.lock().unwrap_or_else(|p| p.into_inner());
         if gate.closed {
             return Err(Error::state(format!("cannot send: {}", gate.why)));
@@ -345,7 +364,7 @@ impl Conn {
         }
         self.buffered.fetch_add(len, Ordering::Relaxed);
         let id = gate.last_id + 1;
-        if self.commands.send(Command::Send(msg, len, id)).is_err() {
+        if self.commands.send(Command::Send { text, data, len, id, compress }).is_err() {
             self.buffered.fetch_sub(len, Ordering::Relaxed);
             return Err(Error::state("cannot send: the connection is closed"));
         }
@@ -361,7 +380,6 @@ impl Conn {
     /// The writer flushed every message up to `id`: records it, and delivers a drain event
     /// when asked for and the queue is down to its low-water mark.
     pub(crate) fn sent(self: &Arc<Self>, id: u64) {
-        self.flushed();
         if id == 0 {
             return;
         }
@@ -384,8 +402,7 @@ impl Conn {
         if !self.close_gate("the connection is closing") {
             return Ok(());
         }
-        let frame = tungstenite::protocol::CloseFrame { code: code.into(), reason: reason.to_owned().into() };
-        let _ = self.commands.send(Command::Close(frame));
+        let _ = self.commands.send(Command::Close(code, reason.to_owned()));
         let _ = self.notes.send(Note::CloseRequested(Instant::now()));
         Ok(())
     }
@@ -494,7 +511,7 @@ impl Conn {
     pub fn set_reading_paused(&self, paused: bool) {
         self.reading_paused.store(paused, Ordering::SeqCst);
         if !paused {
-            self.receive_room.notify_waiters();
+            self.room_waker.wake();
         }
     }
 
@@ -522,39 +539,26 @@ impl Conn {
         self.receive_queue.fetch_sub(len, Ordering::AcqRel);
         self.receive_messages.fetch_sub(1, Ordering::AcqRel);
         if self.read_waiting() {
-            self.receive_room.notify_waiters();
+            self.room_waker.wake();
         }
     }
 
     /// Whether received messages are over the budget (bytes or count), or, with `half`, not
     /// yet down to half of it.
-    fn over_budget(&self, half: bool) -> bool {
+    pub(crate) fn over_budget(&self, half: bool) -> bool {
         let d = if half { 2 } else { 1 };
         self.receive_queue.load(Ordering::Acquire) > self.settings.max_receive_queue / d
             || self.receive_messages.load(Ordering::Acquire) > self.settings.max_receive_messages / d
     }
 
-    /// Waits while reading is paused, and, when received messages are over the budget, until
-    /// they are down to half of it. Never once the connection is closing: the peer's Close
-    /// (and what comes before it) must be read for the close to complete.
-    pub(crate) async fn wait_for_receive_room(&self) {
-        let over = self.over_budget(false);
-        if !over && !self.reading_paused.load(Ordering::SeqCst) {
-            return;
-        }
-        self.read_waiting.store(true, Ordering::Release);
-        loop {
-            let room = self.receive_room.notified();
-            tokio::pin!(room);
-            room.as_mut().enable();
-            let drained = !over || !self.over_budget(true);
-            let closing = self.state() != State::Open;
-            if closing || (drained && !self.reading_paused.load(Ordering::SeqCst)) {
-                break;
-            }
-            room.await;
-        }
-        self.read_waiting.store(false, Ordering::Release);
+    /// Whether the application paused reading.
+    pub(crate) fn reading_paused(&self) -> bool {
+        self.reading_paused.load(Ordering::SeqCst)
+    }
+
+    /// The connection task waits for receive room (or not any more).
+    pub(crate) fn set_read_waiting(&self, waiting: bool) {
+        self.read_waiting.store(waiting, Ordering::Release);
     }
 
     /// Runs `keep`'s drop once the events delivered so far were handled: after their callbacks
@@ -695,6 +699,30 @@ static LIVE_FORK: crate::runtime::ForkHooks = crate::runtime::ForkHooks {
 impl std::fmt::Debug for Conn {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Conn").field("state", &self.state()).field("peer", &self.peer_addr()).finish()
+    }
+}
+
+/// Ends a connection (open or not): no more sends, state Closed, the close event last (once).
+pub(crate) fn finish(conn: &Arc<Conn>, info: CloseInfo) {
+    conn.close_gate("the connection is closed");
+    conn.set_state(State::Closed);
+    conn.deliver(Event::Close(info));
+}
+
+/// Waits for `fut` unless the application closes or aborts first (`None`).
+pub(crate) async fn unless_cancelled<F: std::future::Future>(
+    fut: F,
+    notes: &mut mpsc::UnboundedReceiver<Note>,
+) -> Option<F::Output> {
+    tokio::pin!(fut);
+    loop {
+        tokio::select! {
+            out = &mut fut => return Some(out),
+            n = notes.recv() => match n {
+                Some(Note::Abort) | Some(Note::CloseRequested(_)) | None => return None,
+                Some(_) => {}
+            },
+        }
     }
 }
 

@@ -119,13 +119,16 @@ pub(crate) async fn refuse(io: &mut BoxIo, status: u16, body: &str) {
 }
 
 /// Writes the 101 response.
-pub(crate) async fn switch(io: &mut BoxIo, key: &str, subprotocol: Option<&str>) -> Result<()> {
+pub(crate) async fn switch(io: &mut BoxIo, key: &str, subprotocol: Option<&str>, extensions: Option<&str>) -> Result<()> {
     let mut resp = format!(
         "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: {}\r\n",
         tungstenite::handshake::derive_accept_key(key.as_bytes())
     );
     if let Some(p) = subprotocol {
         resp.push_str(&format!("Sec-WebSocket-Protocol: {p}\r\n"));
+    }
+    if let Some(e) = extensions {
+        resp.push_str(&format!("Sec-WebSocket-Extensions: {e}\r\n"));
     }
     resp.push_str("\r\n");
     io.write_all(resp.as_bytes()).await?;

@@ -3,7 +3,8 @@
 
 mod handshake;
 
-use crate::connection::{run, Conn, Delivery, Event, Handler, HoldingIo};
+use crate::connection::{run, Conn, Delivery, Event, Handler, Wire};
+use crate::protocol::{DeflateParams, Role};
 use crate::delivery::{in_callback, Mailbox};
 use crate::error::{Error, ErrorKind, Result};
 use crate::io::BoxIo;
@@ -391,6 +392,8 @@ struct Upgraded {
     /// Bytes the client sent right after its request (frames already).
     leftover: Vec<u8>,
     subprotocol: Option<String>,
+    /// permessage-deflate as agreed, and the response header value that said so.
+    deflate: Option<(DeflateParams, String)>,
     close_now: Option<(u16, String)>,
     /// Held until the connection ends.
     slot: Slot,
@@ -399,7 +402,7 @@ struct Upgraded {
 async fn serve_one(shared: Arc<Shared>, tcp: tokio::net::TcpStream, peer: SocketAddr) {
     let limit = shared.opts.handshake_timeout;
     let fd = std::os::fd::AsRawFd::as_raw_fd(&tcp);
-    let Upgraded { io, leftover, subprotocol, close_now, slot } =
+    let Upgraded { io, leftover, subprotocol, deflate, close_now, slot } =
         match tokio::time::timeout(limit, handshake(&shared, tcp, peer)).await {
             Ok(Ok(Some(u))) => u,
             _ => return, // refused, failed or timed out: the client has its answer or its timeout
@@ -434,9 +437,11 @@ async fn serve_one(shared: Arc<Shared>, tcp: tokio::net::TcpStream, peer: Socket
         }
         conns.insert(id, conn.clone());
     }
-    let io: BoxIo = Box::new(HoldingIo::new(io, conn.hold.clone(), false, leftover));
-    let ws = tokio_tungstenite::WebSocketStream::from_raw_socket(io, tungstenite::protocol::Role::Server, Some(shared.opts.conn.ws_config())).await;
-    run(conn, ws, channels).await;
+    if let Some((_, header)) = &deflate {
+        conn.set_extensions(header.clone());
+    }
+    let wire = Wire { io, leftover, role: Role::Server, deflate: deflate.map(|d| d.0) };
+    run(conn, wire, channels).await;
     drop(slot);
     let mut conns = relock(&shared.conns);
     conns.remove(&id);
@@ -506,8 +511,11 @@ async fn handshake(shared: &Arc<Shared>, tcp: tokio::net::TcpStream, peer: Socke
             return Ok(None);
         }
     };
-    handshake::switch(&mut io, &key, subprotocol.as_deref()).await?;
-    Ok(Some(Upgraded { io, leftover, subprotocol, close_now, slot }))
+    let offers: Vec<&str> =
+        req.headers.iter().filter(|(n, _)| n.eq_ignore_ascii_case("sec-websocket-extensions")).map(|(_, v)| v.as_str()).collect();
+    let deflate = crate::protocol::deflate::negotiate(&o.conn.compression, &offers);
+    handshake::switch(&mut io, &key, subprotocol.as_deref(), deflate.as_ref().map(|d| d.1.as_str())).await?;
+    Ok(Some(Upgraded { io, leftover, subprotocol, deflate, close_now, slot }))
 }
 
 impl std::fmt::Debug for Server {
