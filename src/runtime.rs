@@ -43,6 +43,15 @@ pub(crate) fn handle() -> Result<tokio::runtime::Handle> {
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(threads)
         .thread_name("wsn-io")
+        // A write to a socket the peer closed raises SIGPIPE, whose default kills the
+        // process (C programs keep that default). Blocked on the I/O threads, which alone
+        // write to sockets, it stays pending there and the write fails with EPIPE instead.
+        .on_thread_start(|| unsafe {
+            let mut set: libc::sigset_t = std::mem::zeroed();
+            libc::sigemptyset(&mut set);
+            libc::sigaddset(&mut set, libc::SIGPIPE);
+            libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut());
+        })
         .enable_all()
         .build()
         .map_err(|e| Error::new(ErrorKind::Internal, format!("cannot start the I/O runtime: {e}")))?;
