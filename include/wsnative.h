@@ -525,10 +525,18 @@ const char *wsn_conn_get_peer_addr(const struct wsn_conn *conn);
 const char *wsn_conn_get_subprotocol(const struct wsn_conn *conn);
 
 /**
+ * The extensions agreed in the handshake, as the Sec-WebSocket-Extensions header said them
+ * (for example "permessage-deflate; server_no_context_takeover; client_no_context_takeover"),
+ * "" when none, NULL for NULL. Ownership: borrowed, valid until wsn_conn_free. Thread: any.
+ */
+const char *wsn_conn_get_extensions(const struct wsn_conn *conn);
+
+/**
  * Pauses (`paused` true) or resumes reading from the peer: while paused, no message is read
  * after the one in progress, so TCP slows the peer down instead of messages piling up in the
- * application. Pings and Close frames wait too, so keep pauses shorter than the peer's
- * keep-alive timeout. Thread: any. Errors: INVALID_ARGUMENT for NULL.
+ * application. A close overrides the pause (the peer's Close is read, and the messages before
+ * it delivered), and the heartbeat does not declare a paused connection dead: a Pong may wait
+ * unread behind messages. Thread: any. Errors: INVALID_ARGUMENT for NULL.
  */
 wsn_status wsn_conn_set_reading_paused(struct wsn_conn *conn, bool paused);
 
@@ -654,6 +662,38 @@ wsn_status wsn_client_options_set_send_queue_policy(struct wsn_client_options *o
  * NULL. Thread: one thread at a time per options object.
  */
 wsn_status wsn_client_options_set_drain_events(struct wsn_client_options *options, bool enabled, size_t low_water);
+
+/**
+ * permessage-deflate (RFC 7692), off by default. A client with it on offers it; a server
+ * with it on accepts a client's offer (browsers always offer it). When on, by default neither
+ * side keeps its compression context between messages: a connection then holds no zlib state
+ * while idle (with context takeover each would keep about 418 KiB), at the price of a worse
+ * ratio on small messages that repeat earlier ones; wsn_client_options_set_compression_params
+ * changes that. Messages under the threshold (64 bytes, see
+ * wsn_client_options_set_compression_threshold) and messages sent with WSN_SEND_NO_COMPRESS go
+ * uncompressed: compressing secrets next to text an attacker controls leaks them
+ * (CRIME/BREACH). An inflated message over the size limit closes the connection with 1009
+ * without being inflated further. wsn_conn_get_extensions tells what was agreed.
+ * Errors: INVALID_ARGUMENT for NULL. Thread: one thread at a time per options object.
+ */
+wsn_status wsn_client_options_set_compression(struct wsn_client_options *options, bool enabled);
+
+/**
+ * The permessage-deflate parameters: whether the client and the server drop their
+ * compression context after each message (true saves memory: see
+ * wsn_client_options_set_compression), and their largest window (8..15 bits). For a client
+ * these are what it asks of the server and promises itself; for a server, its own limits and
+ * what it asks of clients that allow it. Errors: INVALID_ARGUMENT for NULL or bits outside
+ * 8..15. Thread: one thread at a time per options object.
+ */
+wsn_status wsn_client_options_set_compression_params(struct wsn_client_options *options, bool client_no_context_takeover, bool server_no_context_takeover, uint8_t client_max_window_bits, uint8_t server_max_window_bits);
+
+/**
+ * Messages shorter than `bytes` are sent uncompressed (default 64: below that a deflate
+ * block costs about what it saves), and the zlib `level` (0-9, default 6). Errors:
+ * INVALID_ARGUMENT for NULL or a level over 9. Thread: one thread at a time per options object.
+ */
+wsn_status wsn_client_options_set_compression_threshold(struct wsn_client_options *options, size_t bytes, uint32_t level);
 
 /**
  * Largest incoming message; a larger one closes the connection with 1009 (default 64 MiB).
@@ -811,6 +851,38 @@ wsn_status wsn_server_options_set_send_queue_policy(struct wsn_server_options *o
  * NULL. Thread: one thread at a time per options object.
  */
 wsn_status wsn_server_options_set_drain_events(struct wsn_server_options *options, bool enabled, size_t low_water);
+
+/**
+ * permessage-deflate (RFC 7692), off by default. A client with it on offers it; a server
+ * with it on accepts a client's offer (browsers always offer it). When on, by default neither
+ * side keeps its compression context between messages: a connection then holds no zlib state
+ * while idle (with context takeover each would keep about 418 KiB), at the price of a worse
+ * ratio on small messages that repeat earlier ones; wsn_server_options_set_compression_params
+ * changes that. Messages under the threshold (64 bytes, see
+ * wsn_server_options_set_compression_threshold) and messages sent with WSN_SEND_NO_COMPRESS go
+ * uncompressed: compressing secrets next to text an attacker controls leaks them
+ * (CRIME/BREACH). An inflated message over the size limit closes the connection with 1009
+ * without being inflated further. wsn_conn_get_extensions tells what was agreed.
+ * Errors: INVALID_ARGUMENT for NULL. Thread: one thread at a time per options object.
+ */
+wsn_status wsn_server_options_set_compression(struct wsn_server_options *options, bool enabled);
+
+/**
+ * The permessage-deflate parameters: whether the client and the server drop their
+ * compression context after each message (true saves memory: see
+ * wsn_server_options_set_compression), and their largest window (8..15 bits). For a client
+ * these are what it asks of the server and promises itself; for a server, its own limits and
+ * what it asks of clients that allow it. Errors: INVALID_ARGUMENT for NULL or bits outside
+ * 8..15. Thread: one thread at a time per options object.
+ */
+wsn_status wsn_server_options_set_compression_params(struct wsn_server_options *options, bool client_no_context_takeover, bool server_no_context_takeover, uint8_t client_max_window_bits, uint8_t server_max_window_bits);
+
+/**
+ * Messages shorter than `bytes` are sent uncompressed (default 64: below that a deflate
+ * block costs about what it saves), and the zlib `level` (0-9, default 6). Errors:
+ * INVALID_ARGUMENT for NULL or a level over 9. Thread: one thread at a time per options object.
+ */
+wsn_status wsn_server_options_set_compression_threshold(struct wsn_server_options *options, size_t bytes, uint32_t level);
 
 /**
  * How long stopping the server waits for its connections to close (default 5000).

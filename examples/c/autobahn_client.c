@@ -126,6 +126,8 @@ int main(void) {
 
     struct wsn_client_options *opts = wsn_client_options_new();
     wsn_client_options_set_max_message_size(opts, MAX_MESSAGE);
+    /* Offer permessage-deflate (sections 12 and 13 test it). */
+    wsn_client_options_set_compression(opts, true);
 
     char url[1024];
     struct session s;

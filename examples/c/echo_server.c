@@ -43,6 +43,8 @@ int main(int argc, char **argv) {
     /* Autobahn sends 16 MiB messages; allow them with room to spare. */
     wsn_server_options_set_max_message_size(opts, 32u << 20);
     wsn_server_options_set_drain_timeout_ms(opts, 2000);
+    /* Accept permessage-deflate when a client offers it (browsers always do). */
+    wsn_server_options_set_compression(opts, true);
     struct wsn_server *server = NULL;
     if (wsn_server_listen("127.0.0.1", (uint16_t)port, opts, NULL, on_event, NULL, &server) != WSN_OK) {
         fprintf(stderr, "echo_server: %s\n", wsn_last_error());

@@ -247,13 +247,12 @@ pub unsafe extern "C" fn wsn_conn_send(conn: *mut wsn_conn, data: *const u8, len
             return Err(Error::invalid(format!("unknown send flags {flags:#x}: use WSN_SEND_TEXT and WSN_SEND_NO_COMPRESS")));
         }
         let bytes = bytes_arg(data, len, "data")?;
-        let id = if flags & WSN_SEND_TEXT != 0 {
-            let text = std::str::from_utf8(bytes)
+        let text = flags & WSN_SEND_TEXT != 0;
+        if text {
+            std::str::from_utf8(bytes)
                 .map_err(|e| Error::invalid(format!("text message is not valid UTF-8 (at byte {})", e.valid_up_to())))?;
-            c.send_text(text)?
-        } else {
-            c.send_binary(bytes)?
-        };
+        }
+        let id = c.send(text, bytes::Bytes::copy_from_slice(bytes), flags & WSN_SEND_NO_COMPRESS == 0)?;
         if !id_out.is_null() {
             *id_out = id;
         }
@@ -337,10 +336,19 @@ pub unsafe extern "C" fn wsn_conn_get_subprotocol(conn: *const wsn_conn) -> *con
     guard(|| conn_ref(conn).map(|c| c.subprotocol().as_ptr()).unwrap_or(std::ptr::null()))
 }
 
+/// The extensions agreed in the handshake, as the Sec-WebSocket-Extensions header said them
+/// (for example "permessage-deflate; server_no_context_takeover; client_no_context_takeover"),
+/// "" when none, NULL for NULL. Ownership: borrowed, valid until wsn_conn_free. Thread: any.
+#[no_mangle]
+pub unsafe extern "C" fn wsn_conn_get_extensions(conn: *const wsn_conn) -> *const c_char {
+    guard(|| conn_ref(conn).map(|c| c.extensions().as_ptr()).unwrap_or(std::ptr::null()))
+}
+
 /// Pauses (`paused` true) or resumes reading from the peer: while paused, no message is read
 /// after the one in progress, so TCP slows the peer down instead of messages piling up in the
-/// application. Pings and Close frames wait too, so keep pauses shorter than the peer's
-/// keep-alive timeout. Thread: any. Errors: INVALID_ARGUMENT for NULL.
+/// application. A close overrides the pause (the peer's Close is read, and the messages before
+/// it delivered), and the heartbeat does not declare a paused connection dead: a Pong may wait
+/// unread behind messages. Thread: any. Errors: INVALID_ARGUMENT for NULL.
 #[no_mangle]
 pub unsafe extern "C" fn wsn_conn_set_reading_paused(conn: *mut wsn_conn, paused: bool) -> wsn_status {
     status(|| {

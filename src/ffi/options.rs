@@ -219,6 +219,70 @@ pub unsafe extern "C" fn wsn_client_options_set_drain_events(options: *mut wsn_c
     })
 }
 
+/// permessage-deflate (RFC 7692), off by default. A client with it on offers it; a server
+/// with it on accepts a client's offer (browsers always offer it). When on, by default neither
+/// side keeps its compression context between messages: a connection then holds no zlib state
+/// while idle (with context takeover each would keep about 418 KiB), at the price of a worse
+/// ratio on small messages that repeat earlier ones; wsn_client_options_set_compression_params
+/// changes that. Messages under the threshold (64 bytes, see
+/// wsn_client_options_set_compression_threshold) and messages sent with WSN_SEND_NO_COMPRESS go
+/// uncompressed: compressing secrets next to text an attacker controls leaks them
+/// (CRIME/BREACH). An inflated message over the size limit closes the connection with 1009
+/// without being inflated further. wsn_conn_get_extensions tells what was agreed.
+/// Errors: INVALID_ARGUMENT for NULL. Thread: one thread at a time per options object.
+#[no_mangle]
+pub unsafe extern "C" fn wsn_client_options_set_compression(options: *mut wsn_client_options, enabled: bool) -> wsn_status {
+    status(|| {
+        client(options)?.conn.compression.enabled = enabled;
+        Ok(())
+    })
+}
+
+/// The permessage-deflate parameters: whether the client and the server drop their
+/// compression context after each message (true saves memory: see
+/// wsn_client_options_set_compression), and their largest window (8..15 bits). For a client
+/// these are what it asks of the server and promises itself; for a server, its own limits and
+/// what it asks of clients that allow it. Errors: INVALID_ARGUMENT for NULL or bits outside
+/// 8..15. Thread: one thread at a time per options object.
+#[no_mangle]
+pub unsafe extern "C" fn wsn_client_options_set_compression_params(
+    options: *mut wsn_client_options,
+    client_no_context_takeover: bool,
+    server_no_context_takeover: bool,
+    client_max_window_bits: u8,
+    server_max_window_bits: u8,
+) -> wsn_status {
+    status(|| {
+        for bits in [client_max_window_bits, server_max_window_bits] {
+            if !(8..=15).contains(&bits) {
+                return Err(Error::invalid(format!("window bits {bits} are out of range: use 8 to 15")));
+            }
+        }
+        let c = &mut client(options)?.conn.compression;
+        c.client_no_context_takeover = client_no_context_takeover;
+        c.server_no_context_takeover = server_no_context_takeover;
+        c.client_max_window_bits = client_max_window_bits;
+        c.server_max_window_bits = server_max_window_bits;
+        Ok(())
+    })
+}
+
+/// Messages shorter than `bytes` are sent uncompressed (default 64: below that a deflate
+/// block costs about what it saves), and the zlib `level` (0-9, default 6). Errors:
+/// INVALID_ARGUMENT for NULL or a level over 9. Thread: one thread at a time per options object.
+#[no_mangle]
+pub unsafe extern "C" fn wsn_client_options_set_compression_threshold(options: *mut wsn_client_options, bytes: usize, level: u32) -> wsn_status {
+    status(|| {
+        if level > 9 {
+            return Err(Error::invalid(format!("compression level {level} is out of range: use 0 to 9")));
+        }
+        let c = &mut client(options)?.conn.compression;
+        c.threshold = bytes;
+        c.level = level;
+        Ok(())
+    })
+}
+
 /// Largest incoming message; a larger one closes the connection with 1009 (default 64 MiB).
 /// Errors: INVALID_ARGUMENT for NULL or 0.
 /// Thread: one thread at a time per options object. Strings are copied; the caller keeps its own.
@@ -478,6 +542,70 @@ pub unsafe extern "C" fn wsn_server_options_set_send_queue_policy(options: *mut 
 pub unsafe extern "C" fn wsn_server_options_set_drain_events(options: *mut wsn_server_options, enabled: bool, low_water: usize) -> wsn_status {
     status(|| {
         server(options)?.conn.drain_low_water = enabled.then_some(low_water);
+        Ok(())
+    })
+}
+
+/// permessage-deflate (RFC 7692), off by default. A client with it on offers it; a server
+/// with it on accepts a client's offer (browsers always offer it). When on, by default neither
+/// side keeps its compression context between messages: a connection then holds no zlib state
+/// while idle (with context takeover each would keep about 418 KiB), at the price of a worse
+/// ratio on small messages that repeat earlier ones; wsn_server_options_set_compression_params
+/// changes that. Messages under the threshold (64 bytes, see
+/// wsn_server_options_set_compression_threshold) and messages sent with WSN_SEND_NO_COMPRESS go
+/// uncompressed: compressing secrets next to text an attacker controls leaks them
+/// (CRIME/BREACH). An inflated message over the size limit closes the connection with 1009
+/// without being inflated further. wsn_conn_get_extensions tells what was agreed.
+/// Errors: INVALID_ARGUMENT for NULL. Thread: one thread at a time per options object.
+#[no_mangle]
+pub unsafe extern "C" fn wsn_server_options_set_compression(options: *mut wsn_server_options, enabled: bool) -> wsn_status {
+    status(|| {
+        server(options)?.conn.compression.enabled = enabled;
+        Ok(())
+    })
+}
+
+/// The permessage-deflate parameters: whether the client and the server drop their
+/// compression context after each message (true saves memory: see
+/// wsn_server_options_set_compression), and their largest window (8..15 bits). For a client
+/// these are what it asks of the server and promises itself; for a server, its own limits and
+/// what it asks of clients that allow it. Errors: INVALID_ARGUMENT for NULL or bits outside
+/// 8..15. Thread: one thread at a time per options object.
+#[no_mangle]
+pub unsafe extern "C" fn wsn_server_options_set_compression_params(
+    options: *mut wsn_server_options,
+    client_no_context_takeover: bool,
+    server_no_context_takeover: bool,
+    client_max_window_bits: u8,
+    server_max_window_bits: u8,
+) -> wsn_status {
+    status(|| {
+        for bits in [client_max_window_bits, server_max_window_bits] {
+            if !(8..=15).contains(&bits) {
+                return Err(Error::invalid(format!("window bits {bits} are out of range: use 8 to 15")));
+            }
+        }
+        let c = &mut server(options)?.conn.compression;
+        c.client_no_context_takeover = client_no_context_takeover;
+        c.server_no_context_takeover = server_no_context_takeover;
+        c.client_max_window_bits = client_max_window_bits;
+        c.server_max_window_bits = server_max_window_bits;
+        Ok(())
+    })
+}
+
+/// Messages shorter than `bytes` are sent uncompressed (default 64: below that a deflate
+/// block costs about what it saves), and the zlib `level` (0-9, default 6). Errors:
+/// INVALID_ARGUMENT for NULL or a level over 9. Thread: one thread at a time per options object.
+#[no_mangle]
+pub unsafe extern "C" fn wsn_server_options_set_compression_threshold(options: *mut wsn_server_options, bytes: usize, level: u32) -> wsn_status {
+    status(|| {
+        if level > 9 {
+            return Err(Error::invalid(format!("compression level {level} is out of range: use 0 to 9")));
+        }
+        let c = &mut server(options)?.conn.compression;
+        c.threshold = bytes;
+        c.level = level;
         Ok(())
     })
 }
