@@ -2,7 +2,7 @@
 
 pub(crate) mod handshake;
 
-use crate::connection::{self, run, unless_cancelled, Conn, ConnChannels, Delivery, Wire};
+use crate::connection::{self, run, unless_cancelled, Conn, Delivery, Wire};
 use crate::error::{Error, ErrorKind, Result};
 use crate::io::BoxIo;
 use crate::options::ClientOptions;
@@ -50,13 +50,12 @@ pub fn connect(url: &str, opts: &ClientOptions, delivery: Option<Delivery>) -> R
             .map_err(Error::invalid)?;
     let tls = if target.secure { Some(tls::client_config(opts)?) } else { None };
     let rt = crate::runtime::handle()?;
-    let (conn, channels) = Conn::new(opts.conn.clone(), delivery);
+    let conn = Conn::new(opts.conn.clone(), delivery);
     let opts = opts.clone();
     let c = conn.clone();
     rt.spawn(async move {
-        let ConnChannels { commands, mut notes } = channels;
-        match unless_cancelled(establish(&c, target, request, pending, tls, &opts), &mut notes).await {
-            Some(Ok(wire)) => run(c, wire, ConnChannels { commands, notes }).await,
+        match unless_cancelled(&c, establish(&c, target, request, pending, tls, &opts)).await {
+            Some(Ok(wire)) => run(c, wire).await,
             Some(Err(e)) => connection::finish(&c, connection::failed(e)),
             None => connection::finish(
                 &c,

@@ -14,7 +14,7 @@
 //! still moving the close timeout counts from the last byte the peer took, and `close_max`
 //! bounds the whole close.
 
-use super::{aborted, CloseInfo, Command, Conn, ConnChannels, Event, Note, State};
+use super::{aborted, CloseInfo, Command, Conn, Event, Note, State};
 use crate::error::{Error, ErrorKind};
 use crate::io::BoxIo;
 use crate::options::Heartbeat;
@@ -28,7 +28,6 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
-use tokio::sync::mpsc;
 
 /// What the handshake hands the connection task.
 pub(crate) struct Wire {
@@ -48,14 +47,15 @@ const WRITE_AHEAD: usize = 256 << 10;
 const MAX_SLICES: usize = 64;
 
 /// Runs an open connection to its end, then delivers the close event.
-pub(crate) async fn run(conn: Arc<Conn>, wire: Wire, channels: ConnChannels) {
+pub(crate) async fn run(conn: Arc<Conn>, wire: Wire) {
     if conn.state() == State::Connecting {
         conn.set_state(State::Open);
     }
     conn.deliver(Event::Open);
-    let mut d = Driver::new(conn.clone(), wire, channels);
+    let mut d = Driver::new(conn.clone(), wire);
     let info = std::future::poll_fn(|cx| d.poll(cx)).await;
     conn.set_socket_fd(-1);
+    conn.commands.close();
     // Say goodbye at the transport level (TLS close_notify, FIN), briefly.
     let _ = tokio::time::timeout(Duration::from_millis(100), tokio::io::AsyncWriteExt::shutdown(&mut d.io)).await;
     drop(d); // the socket closes
@@ -120,8 +120,6 @@ struct Driver {
     encoder: Encoder,
     rbuf: BytesMut,
     wbuf: WriteBuf,
-    commands: mpsc::UnboundedReceiver<Command>,
-    notes: mpsc::UnboundedReceiver<Note>,
     /// Bytes put into `wbuf` so far, and bytes the socket took so far.
     encoded: u64,
     written: u64,
@@ -165,7 +163,7 @@ struct Driver {
 }
 
 impl Driver {
-    fn new(conn: Arc<Conn>, wire: Wire, channels: ConnChannels) -> Driver {
+    fn new(conn: Arc<Conn>, wire: Wire) -> Driver {
         let s = &conn.settings;
         let mut dcfg = DecoderConfig::new(wire.role, s.max_message_size);
         dcfg.deflate = wire.deflate;
@@ -181,8 +179,6 @@ impl Driver {
             rbuf: BytesMut::from(&wire.leftover[..]),
             wbuf: WriteBuf::new(),
             io: wire.io,
-            commands: channels.commands,
-            notes: channels.notes,
             encoded: 0,
             written: 0,
             in_flight: VecDeque::new(),
@@ -242,10 +238,10 @@ impl Driver {
     // --- notes from the application and the callbacks ----------------------------------
 
     fn take_notes(&mut self, cx: &mut Context<'_>) -> Option<CloseInfo> {
-        while let Poll::Ready(note) = self.notes.poll_recv(cx) {
+        while let Poll::Ready(note) = self.conn.notes.poll_recv(cx) {
             match note {
-                None | Some(Note::Abort) => return Some(unclean(aborted())),
-                Some(Note::CloseRequested(at)) => {
+                Note::Abort => return Some(unclean(aborted())),
+                Note::CloseRequested(at) => {
                     self.close_requested = true;
                     self.conn.set_state(State::Closing);
                     self.cap.get_or_insert(at + self.conn.settings.close_max);
@@ -253,7 +249,7 @@ impl Driver {
                         self.stall = Some((at + self.conn.settings.close_timeout, self.conn.delivered()));
                     }
                 }
-                Some(Note::Delivered) => {
+                Note::Delivered => {
                     self.callbacks_due = None;
                     if self.fail_waits {
                         self.fail_waits = false;
@@ -262,10 +258,10 @@ impl Driver {
                         self.answer_due = false;
                     }
                 }
-                Some(Note::Fail(code, reason, error)) => {
+                Note::Fail(code, reason, error) => {
                     if self.ours.is_none() && self.failure.is_none() {
                         // The send queue is what is stuck: drop what waits in it.
-                        while let Ok(cmd) = self.commands.try_recv() {
+                        while let Some(cmd) = self.conn.commands.try_recv() {
                             if let Command::Send { len, .. } = cmd {
                                 self.conn.unqueue(len);
                             }
@@ -314,8 +310,8 @@ impl Driver {
         // A failure's Close goes after the replies of the callbacks it waited for.
         let holding = self.fail_waits || self.answer_due;
         while self.wbuf.len() < WRITE_AHEAD {
-            match self.commands.poll_recv(cx) {
-                Poll::Ready(Some(Command::Send { text, data, len, id, compress })) => {
+            match self.conn.commands.poll_recv(cx) {
+                Poll::Ready(Command::Send { text, data, len, id, compress }) => {
                     self.conn.unqueue(len);
                     let before = self.wbuf.len();
                     if self.encoder.message(&mut self.wbuf, text, data, compress).is_ok() {
@@ -325,13 +321,13 @@ impl Driver {
                     self.conn.set_unwritten(self.wbuf.len());
                     *busy = true;
                 }
-                Poll::Ready(Some(Command::Close(code, reason))) => {
+                Poll::Ready(Command::Close(code, reason)) => {
                     if self.failure.is_none() && self.theirs.is_none() {
                         self.queue_close(Some((code, reason)));
                     }
                     *busy = true;
                 }
-                Poll::Ready(None) | Poll::Pending => break,
+                Poll::Pending => break,
             }
         }
         if holding {

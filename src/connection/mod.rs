@@ -4,6 +4,7 @@
 
 mod delivery;
 mod driver;
+mod inbox;
 
 pub(crate) use driver::{run, Wire};
 pub use delivery::{Delivery, EventQueue, QueueTarget, Queued};
@@ -18,7 +19,6 @@ use std::sync::atomic::{AtomicBool, AtomicU8, AtomicUsize, Ordering};
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex, OnceLock, Weak};
 use std::time::{Duration, Instant};
-use tokio::sync::mpsc;
 
 /// Where a connection is in its life.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -110,8 +110,9 @@ struct Gate {
 pub struct Conn {
     state: AtomicU8,
     gate: Mutex<Gate>,
-    commands: mpsc::UnboundedSender<Command>,
-    notes: mpsc::UnboundedSender<Note>,
+    /// The send queue and the notes for the connection task (see `inbox.rs`).
+    pub(crate) commands: inbox::Inbox<Command>,
+    pub(crate) notes: inbox::Inbox<Note>,
     /// Bytes of messages queued and not yet encoded, and encoded bytes not yet written.
     buffered: AtomicUsize,
     unwritten: AtomicUsize,
@@ -149,23 +150,16 @@ pub struct Conn {
     socket_fd: std::sync::atomic::AtomicI32,
 }
 
-/// The receiving ends that the actor takes over.
-pub(crate) struct ConnChannels {
-    pub(crate) commands: mpsc::UnboundedReceiver<Command>,
-    pub(crate) notes: mpsc::UnboundedReceiver<Note>,
-}
 
 static LIVE: Mutex<Vec<Weak<Conn>>> = Mutex::new(Vec::new());
 
 impl Conn {
-    pub(crate) fn new(settings: ConnectionSettings, delivery: Option<Delivery>) -> (Arc<Conn>, ConnChannels) {
-        let (ctx, crx) = mpsc::unbounded_channel();
-        let (ntx, nrx) = mpsc::unbounded_channel();
+    pub(crate) fn new(settings: ConnectionSettings, delivery: Option<Delivery>) -> Arc<Conn> {
         let conn = Arc::new(Conn {
             state: AtomicU8::new(State::Connecting as u8),
             gate: Mutex::new(Gate { closed: false, why: "", last_id: 0 }),
-            commands: ctx,
-            notes: ntx,
+            commands: inbox::Inbox::new(),
+            notes: inbox::Inbox::new(),
             buffered: AtomicUsize::new(0),
             unwritten: AtomicUsize::new(0),
             wire_written: AtomicUsize::new(0),
@@ -194,7 +188,7 @@ impl Conn {
             live.retain(|w| w.strong_count() > 0);
         }
         live.push(Arc::downgrade(&conn));
-        (conn, ConnChannels { commands: crx, notes: nrx })
+        conn
     }
 
     /// The current state.
@@ -710,20 +704,20 @@ pub(crate) fn finish(conn: &Arc<Conn>, info: CloseInfo) {
 }
 
 /// Waits for `fut` unless the application closes or aborts first (`None`).
-pub(crate) async fn unless_cancelled<F: std::future::Future>(
-    fut: F,
-    notes: &mut mpsc::UnboundedReceiver<Note>,
-) -> Option<F::Output> {
+pub(crate) async fn unless_cancelled<F: std::future::Future>(conn: &Conn, fut: F) -> Option<F::Output> {
     tokio::pin!(fut);
-    loop {
-        tokio::select! {
-            out = &mut fut => return Some(out),
-            n = notes.recv() => match n {
-                Some(Note::Abort) | Some(Note::CloseRequested(_)) | None => return None,
-                Some(_) => {}
-            },
+    std::future::poll_fn(|cx| {
+        if let std::task::Poll::Ready(out) = fut.as_mut().poll(cx) {
+            return std::task::Poll::Ready(Some(out));
         }
-    }
+        while let std::task::Poll::Ready(n) = conn.notes.poll_recv(cx) {
+            if matches!(n, Note::Abort | Note::CloseRequested(_)) {
+                return std::task::Poll::Ready(None);
+            }
+        }
+        std::task::Poll::Pending
+    })
+    .await
 }
 
 /// The close event of a connection that never opened.

@@ -409,7 +409,7 @@ async fn serve_one(shared: Arc<Shared>, tcp: tokio::net::TcpStream, peer: Socket
         };
     // Made under the lock that `release` takes: a connection either is in the list it
     // releases, or never delivers anything (the server is gone).
-    let (conn, channels) = {
+    let conn = {
         let mut attached = relock(&shared.attached);
         match attached.as_mut().filter(|_| close_now.is_none()) {
             Some(list) => {
@@ -417,7 +417,7 @@ async fn serve_one(shared: Arc<Shared>, tcp: tokio::net::TcpStream, peer: Socket
                     list.retain(|w| w.strong_count() > 0);
                 }
                 let made = Conn::new(shared.opts.conn.clone(), shared.delivery_for_conn());
-                list.push(Arc::downgrade(&made.0));
+                list.push(Arc::downgrade(&made));
                 made
             }
             None => Conn::new(shared.opts.conn.clone(), None),
@@ -441,7 +441,7 @@ async fn serve_one(shared: Arc<Shared>, tcp: tokio::net::TcpStream, peer: Socket
         conn.set_extensions(header.clone());
     }
     let wire = Wire { io, leftover, role: Role::Server, deflate: deflate.map(|d| d.0) };
-    run(conn, wire, channels).await;
+    run(conn, wire).await;
     drop(slot);
     let mut conns = relock(&shared.conns);
     conns.remove(&id);
