@@ -257,3 +257,23 @@ fn negotiation_outcomes_refused_narrowed_and_invalid_offers() {
         wsn_client_options_free(o);
     }
 }
+
+#[test]
+fn a_thousand_compressed_messages_each_way_arrive_in_order() {
+    let server = echo_server(true, 64 << 20);
+    let o = wsn_client_options_new();
+    unsafe { wsn_client_options_set_compression(o, true) };
+    let client = TestClient::connect(&server.url(), o);
+    unsafe { wsn_client_options_free(o) };
+    client.rec.wait_open();
+    for size in [64usize, 256, 1024, 4096] {
+        let before = client.rec.count_messages();
+        for i in 0..1000 {
+            let m = format!("{i:06} {}", "*".repeat(size - 7));
+            assert_eq!(client.send_text(&m), wsn_status::WSN_OK);
+        }
+        client.rec.wait(Duration::from_secs(30), "1000 echoes", |e| (msg_count(e) == before + 1000).then_some(()));
+    }
+    let got = client.rec.messages();
+    assert!(got[..1000].iter().enumerate().all(|(i, (_, d))| d.starts_with(format!("{i:06}").as_bytes())));
+}

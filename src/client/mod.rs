@@ -50,11 +50,12 @@ pub fn connect(url: &str, opts: &ClientOptions, delivery: Option<Delivery>) -> R
             .map_err(Error::invalid)?;
     let tls = if target.secure { Some(tls::client_config(opts)?) } else { None };
     let rt = crate::runtime::handle()?;
-    let conn = Conn::new(opts.conn.clone(), delivery);
+    let conn = Conn::new(Arc::new(opts.conn.clone()), delivery);
     let opts = opts.clone();
     let c = conn.clone();
     rt.spawn(async move {
-        match unless_cancelled(&c, establish(&c, target, request, pending, tls, &opts)).await {
+        // Boxed: the handshake's buffers are not part of the connection's task once it is over.
+        match unless_cancelled(&c, Box::pin(establish(&c, target, request, pending, tls, &opts))).await {
             Some(Ok(wire)) => run(c, wire).await,
             Some(Err(e)) => connection::finish(&c, connection::failed(e)),
             None => connection::finish(

@@ -630,7 +630,7 @@ impl Driver {
     // --- timers ---------------------------------------------------------------------------
 
     fn timers(&mut self, cx: &mut Context<'_>, busy: &mut bool) -> Option<CloseInfo> {
-        let s = self.conn.settings.clone();
+        let s = &*self.conn.settings.clone();
         let now = Instant::now();
         if self.cap.is_some_and(|d| now >= d) {
             let e = Error::new(
@@ -740,3 +740,4 @@ fn poll_read_into(io: &mut BoxIo, cx: &mut Context<'_>, buf: &mut BytesMut, room
         Poll::Pending => Poll::Pending,
     }
 }
+

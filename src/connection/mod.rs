@@ -131,7 +131,8 @@ pub struct Conn {
     reading_paused: std::sync::atomic::AtomicBool,
     /// Wakes the connection task when receive room frees up (or reading resumes, or a close).
     pub(crate) room_waker: futures_util::task::AtomicWaker,
-    pub(crate) settings: ConnectionSettings,
+    /// Shared by every connection of a server (or of one connect call).
+    pub(crate) settings: Arc<ConnectionSettings>,
     pub(crate) mailbox: Arc<Mailbox>,
     delivery: Mutex<Option<Delivery>>,
     peer_addr: OnceLock<(SocketAddr, CString)>,
@@ -154,7 +155,7 @@ pub struct Conn {
 static LIVE: Mutex<Vec<Weak<Conn>>> = Mutex::new(Vec::new());
 
 impl Conn {
-    pub(crate) fn new(settings: ConnectionSettings, delivery: Option<Delivery>) -> Arc<Conn> {
+    pub(crate) fn new(settings: Arc<ConnectionSettings>, delivery: Option<Delivery>) -> Arc<Conn> {
         let conn = Arc::new(Conn {
             state: AtomicU8::new(State::Connecting as u8),
             gate: Mutex::new(Gate { closed: false, why: "", last_id: 0 }),

@@ -75,6 +75,8 @@ pub trait AcceptHook: Send + Sync + 'static {
 
 struct Shared {
     opts: ServerOptions,
+    /// The settings every accepted connection shares.
+    conn_settings: Arc<crate::options::ConnectionSettings>,
     local_addr: SocketAddr,
     /// Where connections deliver; taken when the server is released.
     delivery: Mutex<Option<Delivery>>,
@@ -181,6 +183,7 @@ impl Server {
         };
         let shared = Arc::new(Shared {
             opts: opts.clone(),
+            conn_settings: Arc::new(opts.conn.clone()),
             local_addr,
             delivery: Mutex::new(delivery),
             hook: Mutex::new(hook),
@@ -403,7 +406,8 @@ async fn serve_one(shared: Arc<Shared>, tcp: tokio::net::TcpStream, peer: Socket
     let limit = shared.opts.handshake_timeout;
     let fd = std::os::fd::AsRawFd::as_raw_fd(&tcp);
     let Upgraded { io, leftover, subprotocol, deflate, close_now, slot } =
-        match tokio::time::timeout(limit, handshake(&shared, tcp, peer)).await {
+        // Boxed: the handshake's buffers are not part of the connection's task once it is over.
+        match tokio::time::timeout(limit, Box::pin(handshake(&shared, tcp, peer))).await {
             Ok(Ok(Some(u))) => u,
             _ => return, // refused, failed or timed out: the client has its answer or its timeout
         };
@@ -416,11 +420,11 @@ async fn serve_one(shared: Arc<Shared>, tcp: tokio::net::TcpStream, peer: Socket
                 if list.len() >= 64 && list.len().is_power_of_two() {
                     list.retain(|w| w.strong_count() > 0);
                 }
-                let made = Conn::new(shared.opts.conn.clone(), shared.delivery_for_conn());
+                let made = Conn::new(shared.conn_settings.clone(), shared.delivery_for_conn());
                 list.push(Arc::downgrade(&made));
                 made
             }
-            None => Conn::new(shared.opts.conn.clone(), None),
+            None => Conn::new(shared.conn_settings.clone(), None),
         }
     };
     conn.set_peer_addr(peer);
