@@ -27,10 +27,16 @@ wsn_apt_install() { # PACKAGE...
   missing=$(wsn_apt_missing "$@")
   [ -n "$missing" ] || return 0
   echo "install: apt-get install" $missing >&2
+  local log; log=$(mktemp)
   # shellcheck disable=SC2086  # word splitting of the package list is wanted
-  $WSN_SUDO env DEBIAN_FRONTEND=noninteractive "${WSN_APT[@]}" update >/dev/null \
-    && $WSN_SUDO env DEBIAN_FRONTEND=noninteractive "${WSN_APT[@]}" install --no-install-recommends $missing >/dev/null \
-    || { echo "install: apt-get install $missing failed" >&2; return 1; }
+  if $WSN_SUDO env DEBIAN_FRONTEND=noninteractive "${WSN_APT[@]}" update >"$log" 2>&1 \
+    && $WSN_SUDO env DEBIAN_FRONTEND=noninteractive "${WSN_APT[@]}" install --no-install-recommends $missing >>"$log" 2>&1; then
+    rm -f "$log"
+  else
+    tail -n 20 "$log" >&2; rm -f "$log"
+    echo "install: apt-get install" $missing "failed" >&2
+    return 1
+  fi
 }
 
 # Debian 12 has neither libssl1.1 (which .NET Core 3.1 needs) nor Python 2.7 (which the Autobahn
@@ -44,6 +50,7 @@ wsn_apt_install_bullseye() { # PACKAGE...
   local src=/etc/apt/sources.list.d/wsnative-bullseye.sources
   local pin=/etc/apt/preferences.d/wsnative-bullseye-low-priority
   echo "install: apt-get install" $missing "(from Debian 11 bullseye)" >&2
+  local log; log=$(mktemp)
   (
     flock -w 900 9 || { echo "install: another bullseye install holds the lock" >&2; exit 1; }
     added=""
@@ -56,16 +63,17 @@ wsn_apt_install_bullseye() { # PACKAGE...
       added=1
     fi
     # shellcheck disable=SC2086
-    $WSN_SUDO env DEBIAN_FRONTEND=noninteractive "${WSN_APT[@]}" update >/dev/null \
+    $WSN_SUDO env DEBIAN_FRONTEND=noninteractive "${WSN_APT[@]}" update >"$log" 2>&1 \
       && $WSN_SUDO env DEBIAN_FRONTEND=noninteractive "${WSN_APT[@]}" install --no-install-recommends \
-           -t bullseye $missing >/dev/null
+           -t bullseye $missing >>"$log" 2>&1
     rc=$?
     if [ -n "$added" ]; then
       $WSN_SUDO rm -f "$src" "$pin"
       # Forget bullseye's package lists too, so that later installs see Debian 12 only.
-      $WSN_SUDO env DEBIAN_FRONTEND=noninteractive "${WSN_APT[@]}" update >/dev/null || true
+      $WSN_SUDO env DEBIAN_FRONTEND=noninteractive "${WSN_APT[@]}" update >>"$log" 2>&1 || true
     fi
     exit $rc
-  ) 9>/tmp/wsnative-bullseye.lock || { echo "install: apt-get install -t bullseye $missing failed" >&2; rc=1; }
+  ) 9>/tmp/wsnative-bullseye.lock || { tail -n 20 "$log" >&2; echo "install: apt-get install -t bullseye" $missing "failed" >&2; rc=1; }
+  rm -f "$log"
   return $rc
 }
