@@ -41,8 +41,10 @@ wsn_apt_install() { # PACKAGE...
 
 # Debian 12 has neither libssl1.1 (which .NET Core 3.1 needs) nor Python 2.7 (which the Autobahn
 # suite needs); Debian 11 "bullseye" has both. Its source is added only for the install, pinned at
-# priority 100 so that it never replaces a Debian 12 package, and removed again afterwards (when
-# this function added it). One such install at a time (flock), so two parts never fight over it.
+# priority 100, and removed again afterwards (when this function added it). Without `-t bullseye`:
+# the pin makes apt take from Debian 11 only what Debian 12 lacks (python2.7-dev then gets Debian
+# 12's libexpat1-dev, where -t bullseye would ask for Debian 11's, which conflicts with the
+# installed libexpat1). One such install at a time (flock), so two parts never fight over it.
 wsn_apt_install_bullseye() { # PACKAGE...
   local missing rc=0
   missing=$(wsn_apt_missing "$@")
@@ -65,7 +67,7 @@ wsn_apt_install_bullseye() { # PACKAGE...
     # shellcheck disable=SC2086
     $WSN_SUDO env DEBIAN_FRONTEND=noninteractive "${WSN_APT[@]}" update >"$log" 2>&1 \
       && $WSN_SUDO env DEBIAN_FRONTEND=noninteractive "${WSN_APT[@]}" install --no-install-recommends \
-           -t bullseye $missing >>"$log" 2>&1
+           $missing >>"$log" 2>&1
     rc=$?
     if [ -n "$added" ]; then
       $WSN_SUDO rm -f "$src" "$pin"
@@ -73,7 +75,7 @@ wsn_apt_install_bullseye() { # PACKAGE...
       $WSN_SUDO env DEBIAN_FRONTEND=noninteractive "${WSN_APT[@]}" update >>"$log" 2>&1 || true
     fi
     exit $rc
-  ) 9>/tmp/wsnative-bullseye.lock || { tail -n 20 "$log" >&2; echo "install: apt-get install -t bullseye" $missing "failed" >&2; rc=1; }
+  ) 9>/tmp/wsnative-bullseye.lock || { tail -n 20 "$log" >&2; echo "install: apt-get install" $missing "(from Debian 11 bullseye) failed" >&2; rc=1; }
   rm -f "$log"
   return $rc
 }
