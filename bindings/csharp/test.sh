@@ -65,6 +65,8 @@ echo "== examples"
 PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
 mono "$OUT/examples/EchoServer.exe" "$PORT" > "$OUT/examples/server.log" 2>&1 &
 SERVER_PID=$!
+# Mono takes a moment to start: connect only once the server says it listens (at most 30 s).
+for _ in $(seq 300); do grep -q 'echo server on' "$OUT/examples/server.log" && break; sleep 0.1; done
 EX_RC=0
 EX_OUT=$(printf 'hello\nwörld\n' | timeout 30 mono "$OUT/examples/EchoClient.exe" "ws://127.0.0.1:$PORT/" 2>&1) || EX_RC=$?
 kill "$SERVER_PID" 2>/dev/null || true
