@@ -3,7 +3,8 @@
 # from the client, from the server, and from the accept hook, each side printing what it saw.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-command -v cc >/dev/null || { apt-get update -qq && apt-get install -y -qq gcc libc6-dev; }
+. tests/lib/install.sh
+wsn_apt_install gcc libc6-dev   # cargo links with cc; the demo is C
 cargo build --release -q
 mkdir -p build
 cc -std=c11 -D_POSIX_C_SOURCE=200809L -O2 -Wall -Iinclude examples/c/demo.c \

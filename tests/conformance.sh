@@ -6,11 +6,10 @@
 # 1. Builds the library (release), the C testees examples/c/echo_server.c and
 #    examples/c/autobahn_client.c into build/, and the tokio-tungstenite baseline examples
 #    (examples/tt_echo_server.rs, examples/tt_autobahn_client.rs).
-# 2. Installs the suite when `wstest` is missing (../shared/tools/autobahn/install.sh beside
-#    the repo), then runs sections 1-10 (12 and 13 need permessage-deflate: excluded) with
-#    wsnative as server and as client, through ../shared/tools/autobahn/run.sh, or through
-#    plain `wstest` when run.sh is absent (outside this workplace, the suite installed another
-#    way).
+# 2. Installs what it needs: gcc and python3 (tests/lib/install.sh), and the suite with
+#    tests/autobahn/install.sh (quick when `wstest` is already there), then runs sections 1-10
+#    (12 and 13 need permessage-deflate: excluded) with wsnative as server and as client,
+#    through tests/autobahn/run.sh.
 # 3. Runs section 9 against the tokio-tungstenite baseline in each direction, right after, and
 #    compares the section 9 times (wsnative / baseline at most CONFORMANCE_MAX_RATIO, 1.5).
 # 4. Regenerates the "Conformance" section of README.md between the markers
@@ -22,8 +21,7 @@
 # N and M counting wsnative's cases of both directions (M also counts each direction whose
 # section 9 is too slow, and is 1 for a setup error).
 #
-# Environment: AUTOBAHN_TOOLS (default: ../shared/tools/autobahn beside the repo),
-# CONFORMANCE_OUT (default: autobahn-out/conformance), CONFORMANCE_MAX_RATIO (1.5),
+# Environment: CONFORMANCE_OUT (default: autobahn-out/conformance), CONFORMANCE_MAX_RATIO (1.5),
 # CONFORMANCE_README=0 (do not touch README.md), CARGO_TARGET_DIR (default: target).
 set -uo pipefail
 
@@ -31,7 +29,7 @@ T0=$(date +%s)
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 ROOT="$(git -C "$HERE" rev-parse --show-toplevel 2>/dev/null || (cd "$HERE/.." && pwd))"
 cd "$ROOT" || exit 1
-TOOLS="${AUTOBAHN_TOOLS:-$ROOT/../shared/tools/autobahn}"
+TOOLS="$HERE/autobahn"
 OUT="${CONFORMANCE_OUT:-$ROOT/autobahn-out/conformance}"
 BUILD="$ROOT/build"
 TARGET="${CARGO_TARGET_DIR:-$ROOT/target}"
@@ -62,6 +60,9 @@ trap stop_server EXIT
 trap 'stop_server; exit 130' INT TERM
 
 # --- build --------------------------------------------------------------------------------
+# shellcheck source=lib/install.sh
+. "$HERE/lib/install.sh"
+wsn_apt_install gcc libc6-dev python3 || die "cannot install gcc and python3"
 say "building (release)"
 cargo build --release --quiet --lib --example tt_echo_server --example tt_autobahn_client \
   || die "cargo build --release failed"
@@ -75,36 +76,16 @@ TT_SERVER="$TARGET/release/examples/tt_echo_server"
 TT_CLIENT="$TARGET/release/examples/tt_autobahn_client"
 
 # --- the suite ----------------------------------------------------------------------------
-if ! command -v wstest >/dev/null 2>&1; then
-  [ -f "$TOOLS/install.sh" ] || die "wstest is not installed and $TOOLS/install.sh is absent"
-  say "installing the Autobahn testsuite ($TOOLS/install.sh)"
-  bash "$TOOLS/install.sh" || die "installing the Autobahn testsuite failed"
-fi
+say "installing the Autobahn testsuite when missing (tests/autobahn/install.sh)"
+bash "$TOOLS/install.sh" || die "installing the Autobahn testsuite failed"
 command -v wstest >/dev/null 2>&1 || die "wstest not found on PATH after the install"
 SUITE_VERSION="$(wstest -a 2>/dev/null | tr '\n' ' ' | sed 's/ *$//')"
 [ -n "$SUITE_VERSION" ] || SUITE_VERSION="unknown"
 T_INSTALLED=$(date +%s)
-if [ -x "$TOOLS/run.sh" ]; then RUNNER=run.sh; else RUNNER=wstest; fi
-say "suite: $SUITE_VERSION, runner: $RUNNER"
+say "suite: $SUITE_VERSION"
 
 rm -rf "$OUT"
 mkdir -p "$OUT" || die "cannot create $OUT"
-
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1]); s.close()'; }
-
-wait_port() { # PORT SECS
-  python3 - "$1" "$2" <<'PY'
-import socket, sys, time
-port, end = int(sys.argv[1]), time.time() + float(sys.argv[2])
-while time.time() < end:
-    try:
-        socket.create_connection(("127.0.0.1", port), timeout=1).close()
-        sys.exit(0)
-    except OSError:
-        time.sleep(0.1)
-sys.exit(1)
-PY
-}
 
 # Starts a testee server (COMMAND... with port 0 appended), sets SERVER_PID and SERVER_URL.
 start_server() { # LOG COMMAND...
@@ -123,61 +104,19 @@ start_server() { # LOG COMMAND...
   return 1
 }
 
-write_spec() { # FILE MODE URL AGENT CASES EXCLUDE REPORTDIR
-  python3 - "$@" <<'PY'
-import json, sys
-path, mode, url, agent, cases, exclude, outdir = sys.argv[1:8]
-split = lambda s: [p.strip() for p in s.split(",") if p.strip()]
-spec = {"options": {"failByDrop": False}, "outdir": outdir, "cases": split(cases) or ["*"],
-        "exclude-cases": split(exclude), "exclude-agent-cases": {}}
-if mode == "server":
-    spec["servers"] = [{"agent": agent, "url": url}]
-else:
-    spec["url"] = url
-json.dump(spec, open(path, "w"), indent=2)
-PY
-}
-
 # One run of the suite. MODE server: TARGET is the testee's URL; MODE client: TARGET is the
 # client command. Output (report/index.json) in DIR. Returns the runner's status.
 run_suite() { # MODE AGENT DIR CASES EXCLUDE TARGET
   local mode="$1" agent="$2" dir="$3" cases="$4" exclude="$5" target="$6" rc
-  if [ "$RUNNER" = run.sh ]; then
-    local args=(--agent "$agent" --out "$dir" --cases "$cases" --timeout "$RUN_TIMEOUT")
-    [ -n "$exclude" ] && args+=(--exclude "$exclude")
-    if [ "$mode" = server ]; then
-      bash "$TOOLS/run.sh" server --url "$target" --wait 10 "${args[@]}" >"$dir.log" 2>&1
-    else
-      bash "$TOOLS/run.sh" client --cmd "$target" "${args[@]}" >"$dir.log" 2>&1
-    fi
-    rc=$?
-    tail -n 1 "$dir.log"
-    return $rc
-  fi
-  # Plain wstest: what run.sh does, in short.
-  mkdir -p "$dir"
+  local args=(--agent "$agent" --out "$dir" --cases "$cases" --timeout "$RUN_TIMEOUT")
+  [ -n "$exclude" ] && args+=(--exclude "$exclude")
   if [ "$mode" = server ]; then
-    write_spec "$dir/spec.json" server "$target" "$agent" "$cases" "$exclude" "$dir/report"
-    (cd "$dir" && timeout -k 10 "$RUN_TIMEOUT" wstest -m fuzzingclient -s spec.json) >"$dir/wstest.log" 2>&1
-    rc=$?
+    bash "$TOOLS/run.sh" server --url "$target" --wait 10 "${args[@]}" >"$dir.log" 2>&1
   else
-    local port fuzz_pid
-    port="$(free_port)"
-    write_spec "$dir/spec.json" client "ws://127.0.0.1:$port" "$agent" "$cases" "$exclude" "$dir/report"
-    (cd "$dir" && exec timeout -k 10 "$RUN_TIMEOUT" wstest -m fuzzingserver -s spec.json) >"$dir/wstest.log" 2>&1 &
-    fuzz_pid=$!
-    if wait_port "$port" 30; then
-      # The client asks for the reports itself (updateReports) before it exits.
-      AUTOBAHN_URL="ws://127.0.0.1:$port" AUTOBAHN_AGENT="$agent" \
-        timeout -k 10 "$RUN_TIMEOUT" bash -c "$target" >"$dir/client.log" 2>&1 </dev/null
-      rc=$?
-    else
-      echo "wstest fuzzingserver did not start" >&2
-      rc=2
-    fi
-    kill -TERM "$fuzz_pid" 2>/dev/null
-    wait "$fuzz_pid" 2>/dev/null
+    bash "$TOOLS/run.sh" client --cmd "$target" "${args[@]}" >"$dir.log" 2>&1
   fi
+  rc=$?
+  tail -n 1 "$dir.log"
   return $rc
 }
 

@@ -518,6 +518,7 @@ fn server_limits_handshake_time_header_size_and_connections() {
 /// sender's data waits in its own queue (TCP pushes back) instead of in the receiver's memory.
 #[test]
 fn a_slow_application_pushes_back_on_a_fast_peer() {
+    let _busy = occupy_callback_threads();
     const COUNT: usize = 400;
     const SIZE: usize = 64 << 10;
     let server = TestServer::start(Recorder::server(), std::ptr::null(), None);
@@ -554,6 +555,7 @@ fn a_slow_application_pushes_back_on_a_fast_peer() {
 /// connection's I/O (the peer's Close is still answered, once the close timeout has passed).
 #[test]
 fn a_blocked_callback_does_not_stall_other_connections() {
+    let _busy = occupy_callback_threads();
     let srec = Recorder::server();
     srec.set_hook(|conn, ev| {
         if let Ev::Msg { data, .. } = ev {
@@ -616,6 +618,7 @@ extern "C" fn slow_hook(_user: *mut std::ffi::c_void, req: *mut wsn_request) {
 /// hook, and no hook runs after that.
 #[test]
 fn accept_hooks_run_side_by_side_and_none_after_the_server_is_freed() {
+    let _busy = occupy_callback_threads();
     let server = TestServer::start(Recorder::server(), std::ptr::null(), Some(slow_hook));
     let slow = TestClient::connect(&format!("ws://127.0.0.1:{}/slow", server.port), std::ptr::null());
     std::thread::sleep(Duration::from_millis(100));

@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Every test of wsnative, installing what each part needs on a fresh Debian machine:
+# Every test of wsnative. Each part installs what it needs by itself (tests/lib/install.sh), so
+# the parts also pass alone and in any order on a fresh Debian 12 machine:
 #   1. Rust: unit and integration tests through the C ABI (cargo nextest, or cargo test),
 #      including the check that include/wsnative.h is current (run with CI=true to check the
 #      committed header instead of regenerating it);
@@ -19,10 +20,9 @@ part() { # NAME COMMAND...
   if "$@"; then pass=$((pass + 1)); echo "=== $name: ok ($((SECONDS - t0)) s)";
   else fail=$((fail + 1)); failed_parts="$failed_parts $name"; echo "=== $name: FAILED ($((SECONDS - t0)) s)"; fi
 }
-if ! command -v cc >/dev/null || ! command -v c++ >/dev/null; then
-  apt-get update -qq && apt-get install -y -qq gcc g++ libc6-dev
-fi
 rust_tests() {
+  # cargo links with the system C compiler (cc), and ring compiles C and assembly.
+  . tests/lib/install.sh && wsn_apt_install gcc libc6-dev || return 1
   cargo build --release -q || return 1
   if cargo nextest --version >/dev/null 2>&1; then
     cargo nextest run --release --no-fail-fast

@@ -3,22 +3,26 @@
 #   lane 1 "mono":    Mono 6.8 (Debian's mono-mcs)
 #   lane 2 "coreclr": .NET Core 3.1 from PyPI's dotnetcore2 wheel (in a venv under build/),
 #                     compiled against that runtime's own framework assemblies.
-# Installs what is missing. Each lane ends with "N passed, M failed"; the script prints the
-# total last and exits non-zero when either lane fails. Arguments are test-name filters.
-# See shared/design/CSHARP.md for why both lanes exist.
+# Installs what is missing (Debian packages, libssl1.1 from Debian 11 for CoreCLR 3.1, the
+# runtime wheel), so it passes alone on a fresh Debian 12 machine. Each lane ends with
+# "N passed, M failed"; the script prints the total last and exits non-zero when either lane
+# fails. Arguments are test-name filters.
+# Why two lanes: Mono hides the worst P/Invoke bug, a callback delegate collected while native
+# code still holds its function pointer, which works by luck on Mono and crashes CoreCLR, as it
+# would .NET 8. Mono's mcs is the only C# compiler Debian has (there is no .NET SDK package).
 set -euo pipefail
 HERE=$(cd "$(dirname "$0")" && pwd)
 ROOT=$(cd "$HERE/../.." && pwd)
 OUT="$HERE/out"                 # gitignored
 VENV="$ROOT/build/csharp/venv"  # gitignored
 
-if ! command -v mcs >/dev/null 2>&1 || ! command -v mono >/dev/null 2>&1; then
-  echo "== installing mono-mcs"
-  export DEBIAN_FRONTEND=noninteractive
-  SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO="sudo"
-  $SUDO apt-get update -qq
-  $SUDO apt-get install -y -qq --no-install-recommends mono-mcs >/dev/null
-fi
+# mono-mcs: compiler and Mono runtime; python3-venv: the venv for the CoreCLR wheel and a free
+# port; gcc: cargo's linker. CoreCLR 3.1 loads OpenSSL 1.1 when it starts its crypto and
+# networking code and aborts without it ("No usable version of libssl was found"); Debian 12
+# ships OpenSSL 3 only, so libssl1.1 comes from Debian 11.
+. "$ROOT/tests/lib/install.sh"
+wsn_apt_install mono-mcs python3 python3-venv gcc libc6-dev
+wsn_apt_install_bullseye libssl1.1
 DOTNET=$(ls "$VENV"/lib/python3*/site-packages/dotnetcore2/bin/dotnet 2>/dev/null | head -1 || true)
 if [ -z "$DOTNET" ]; then
   echo "== installing dotnetcore2 (CoreCLR 3.1 runtime) into $VENV"
@@ -61,6 +65,8 @@ echo "== examples"
 PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
 mono "$OUT/examples/EchoServer.exe" "$PORT" > "$OUT/examples/server.log" 2>&1 &
 SERVER_PID=$!
+# Mono takes a moment to start: connect only once the server says it listens (at most 30 s).
+for _ in $(seq 300); do grep -q 'echo server on' "$OUT/examples/server.log" && break; sleep 0.1; done
 EX_RC=0
 EX_OUT=$(printf 'hello\nwörld\n' | timeout 30 mono "$OUT/examples/EchoClient.exe" "ws://127.0.0.1:$PORT/" 2>&1) || EX_RC=$?
 kill "$SERVER_PID" 2>/dev/null || true

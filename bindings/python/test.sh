@@ -11,16 +11,14 @@ PY="${PYTHON:-python3}"
 
 log() { echo "test.sh: $*" >&2; }
 
+# Debian packages: python3 with venv; openssl makes the TLS tests' certificates (without it they
+# are skipped); gcc links cargo's build of the library.
+. "$REPO/tests/lib/install.sh"
+wsn_apt_install python3 python3-venv openssl gcc libc6-dev
+
 if [ ! -x "$VENV/bin/python" ] || ! "$VENV/bin/python" -m pip --version >/dev/null 2>&1; then
     rm -rf "$VENV"
-    if ! "$PY" -m venv "$VENV" >/dev/null 2>&1; then
-        log "python3 -m venv failed; installing python3-venv with apt-get"
-        rm -rf "$VENV"
-        export DEBIAN_FRONTEND=noninteractive
-        apt-get update -qq >&2
-        apt-get install -y -qq python3-venv >&2
-        "$PY" -m venv "$VENV"
-    fi
+    "$PY" -m venv "$VENV"
 fi
 
 log "installing test dependencies"

@@ -4,6 +4,9 @@
 # built library. Prints "c: N passed, M failed" last.
 set -uo pipefail
 cd "$(dirname "$0")/../.."
+# gcc and g++ build the tests and examples (and link cargo's build); python3 finds a free port.
+. tests/lib/install.sh
+wsn_apt_install gcc g++ libc6-dev python3 || exit 1
 PROFILE="${WSN_PROFILE:-release}"
 [ "$PROFILE" = release ] && cargo build --release -q || cargo build -q
 LIB="$PWD/target/$PROFILE"

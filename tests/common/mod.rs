@@ -9,6 +9,15 @@ use wsnative::ffi::*;
 
 pub const WAIT: Duration = Duration::from_secs(20);
 
+/// Taken by the tests that keep a callback thread busy for a second or more (a blocked callback,
+/// a slow accept hook, a slow application). The pool has 2 callback threads, shared by every test
+/// of the binary, and the tests run side by side: two such tests at once would leave no thread
+/// for the "fast" part that one of them measures.
+pub fn occupy_callback_threads() -> std::sync::MutexGuard<'static, ()> {
+    static LOCK: Mutex<()> = Mutex::new(());
+    LOCK.lock().unwrap_or_else(|p| p.into_inner())
+}
+
 /// An owned copy of a wsn_event.
 #[derive(Debug, Clone)]
 pub enum Ev {

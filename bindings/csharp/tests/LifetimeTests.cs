@@ -265,7 +265,8 @@ namespace WsNative.Tests
         {
             var server = WsServer.Listen("127.0.0.1", 0, c => { throw new Exception("onConnection failed"); });
             var errors = new ConcurrentQueue<Exception>();
-            server.Error += (s, e) => errors.Enqueue(e.Exception);
+            var errored = T.Tcs<Exception>();
+            server.Error += (s, e) => { errors.Enqueue(e.Exception); errored.TrySetResult(e.Exception); };
             var closed = T.Tcs<WsClosedEventArgs>();
             var conn = await T.Within(WsClient.ConnectAsync(T.Url(server), null, c => c.Closed += (s, e) => closed.TrySetResult(e),
                                                             CancellationToken.None), 10, "connect");
@@ -275,6 +276,9 @@ namespace WsNative.Tests
                 await T.Within(server.StopAsync(TimeSpan.FromSeconds(2)), 10, "StopAsync");
                 var e = await T.Within(closed.Task, 10, "client sees the stop");
                 Assert.Equal(1001, e.Code);
+                // The server's handler runs on a callback thread, which may come after the client
+                // saw the stop (the Close frame does not wait for it): wait for its Error event.
+                await T.Within(errored.Task, 10, "server Error event");
                 Assert.True(errors.Any(x => x.Message == "onConnection failed"), "server Error event");
                 server.Dispose();
                 server.Dispose();

@@ -1,4 +1,5 @@
-// A tiny xunit-shaped runner (see shared/design/CSHARP.md): [Fact] on static or instance
+// A tiny xunit-shaped runner (Debian has no .NET SDK, NuGet or xunit package, so the tests carry
+// their own, and the same files still build with real xunit): [Fact] on static or instance
 // methods returning void or Task, a new instance per test (Dispose afterwards), sorted by name,
 // optional name filters as arguments, a per-test timeout (env TEST_TIMEOUT_S, default 120),
 // Skip. Ends with "N passed, M failed[, K skipped]"; exit 1 on a failure or when no test ran.
