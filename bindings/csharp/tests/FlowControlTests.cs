@@ -217,13 +217,22 @@ except Exception:
                 {
                     var socket = await T.Within(peer.Accepted, 10, "peer socket");
                     var payload = new byte[64 * 1024];
+                    // Fill the kernel's buffers and the queue: send until refused, until a send
+                    // is refused even after a pause (the I/O thread writes in the background).
                     int seq = 0;
                     WsException refused = null;
-                    while (refused == null && seq < 20000) // until the kernel buffers and the queue are full
+                    for (int round = 0; round < 500; round++)
                     {
-                        BitConverter.GetBytes(seq).CopyTo(payload, 0);
-                        try { conn.Send(payload); seq++; }
-                        catch (WsException e) { refused = e; }
+                        int before = seq;
+                        refused = null;
+                        while (refused == null && seq < 100000)
+                        {
+                            BitConverter.GetBytes(seq).CopyTo(payload, 0);
+                            try { conn.Send(payload); seq++; }
+                            catch (WsException e) { refused = e; }
+                        }
+                        if (refused != null && seq == before) break;
+                        await Task.Delay(100);
                     }
                     Assert.NotNull(refused);
                     Assert.Equal(WsError.WouldBlock, refused.Error);
