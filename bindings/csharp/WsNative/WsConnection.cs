@@ -47,8 +47,8 @@ namespace WsNative
 
         // SendAsync: tasks waiting for a DRAIN that reaches their message id, and messages the
         // full send queue refused, waiting (in order) for a DRAIN to be queued. Both under _lock.
-        private readonly List<PendingSend> _pendingSends = new List<PendingSend>();
-        private readonly Queue<BlockedSend> _blocked = new Queue<BlockedSend>();
+        private readonly List<SendWaiter> _pendingSends = new List<SendWaiter>();
+        private readonly Queue<SendWaiter> _blocked = new Queue<SendWaiter>();
         private volatile int _blockedCount;
 
         internal WsConnection(WsServer server, Action<WsConnection> onOpen)
@@ -111,78 +111,54 @@ namespace WsNative
         /// Throws a WsException with WsError.WouldBlock when the send queue is full (MaxSendQueue):
         /// nothing was queued; await SendAsync to wait for room instead.
         /// </summary>
-        public void Send(string text)
-        {
-            if (text == null) throw new ArgumentNullException(nameof(text));
-            var b = Utf8.Bytes(text);
-            SendNow(b, 0, b.Length, SendFlags.Text);
-        }
+        public void Send(string text) => SendNow(Text(text), SendFlags.Text);
 
         /// <summary>Queues a binary message and returns at once; the bytes are copied. See Send(string).</summary>
-        public void Send(byte[] data)
-        {
-            if (data == null) throw new ArgumentNullException(nameof(data));
-            SendNow(data, 0, data.Length, 0);
-        }
+        public void Send(byte[] data) => SendNow(new ArraySegment<byte>(data ?? throw new ArgumentNullException(nameof(data))), 0);
 
-        public void Send(ArraySegment<byte> data)
-        {
-            if (data.Array == null) throw new ArgumentNullException(nameof(data));
-            SendNow(data.Array, data.Offset, data.Count, 0);
-        }
+        public void Send(ArraySegment<byte> data) => SendNow(data, 0);
 
         /// <summary>
         /// Queues a text message; the task completes when it was handed to the socket. When the
         /// send queue is full, the message waits (copied, in order) until there is room.
         /// </summary>
-        public Task SendAsync(string text)
-        {
-            if (text == null) throw new ArgumentNullException(nameof(text));
-            var b = Utf8.Bytes(text);
-            return SendTracked(b, 0, b.Length, SendFlags.Text);
-        }
+        public Task SendAsync(string text) => SendTracked(Text(text), SendFlags.Text);
 
-        public Task SendAsync(byte[] data)
-        {
-            if (data == null) throw new ArgumentNullException(nameof(data));
-            return SendTracked(data, 0, data.Length, 0);
-        }
+        public Task SendAsync(byte[] data) => SendTracked(new ArraySegment<byte>(data ?? throw new ArgumentNullException(nameof(data))), 0);
 
-        public Task SendAsync(ArraySegment<byte> data)
-        {
-            if (data.Array == null) throw new ArgumentNullException(nameof(data));
-            return SendTracked(data.Array, data.Offset, data.Count, 0);
-        }
+        public Task SendAsync(ArraySegment<byte> data) => SendTracked(data, 0);
 
-        private void SendNow(byte[] buf, int offset, int count, uint flags)
+        private static ArraySegment<byte> Text(string text) =>
+            new ArraySegment<byte>(Utf8.Bytes(text ?? throw new ArgumentNullException(nameof(text))));
+
+        private void SendNow(ArraySegment<byte> data, uint flags)
         {
             var h = Handle;
             ulong id;
             if (_blockedCount != 0) // messages waiting for room go first: a Send may not overtake them
                 throw new WsException(WsError.WouldBlock, "earlier messages are waiting for room in the send queue", 0);
-            Status.Check(NativeSend(h, buf, offset, count, flags, out id));
+            Status.Check(NativeSend(h, data, flags, out id));
         }
 
-        private static unsafe int NativeSend(ConnHandle h, byte[] buf, int offset, int count, uint flags, out ulong id)
+        private static unsafe int NativeSend(ConnHandle h, ArraySegment<byte> data, uint flags, out ulong id)
         {
-            if ((uint)offset > (uint)buf.Length || (uint)count > (uint)(buf.Length - offset)) throw new ArgumentOutOfRangeException(nameof(count));
-            fixed (byte* p = buf) return wsn_conn_send(h, p + offset, (UIntPtr)count, flags, out id);
+            if (data.Array == null) throw new ArgumentNullException(nameof(data));
+            fixed (byte* p = data.Array) return wsn_conn_send(h, p + data.Offset, (UIntPtr)data.Count, flags, out id);
         }
 
-        private Task SendTracked(byte[] buf, int offset, int count, uint flags)
+        private Task SendTracked(ArraySegment<byte> data, uint flags)
         {
             var h = Handle;
-            ulong id = 0;
-            int st = Status.WouldBlock;
+            ulong id;
             if (_blockedCount == 0)
             {
-                st = NativeSend(h, buf, offset, count, flags, out id);
+                int st = NativeSend(h, data, flags, out id);
                 if (st == Status.Ok) return Track(h, id);
                 if (st != Status.WouldBlock) throw Status.Error(st);
             }
-            var copy = new byte[count];
-            Buffer.BlockCopy(buf, offset, copy, 0, count);
-            var b = new BlockedSend { Data = copy, Flags = flags, Tcs = NewTcs<bool>() };
+            var copy = new byte[data.Count];
+            Buffer.BlockCopy(data.Array, data.Offset, copy, 0, data.Count);
+            var b = new SendWaiter { Data = new ArraySegment<byte>(copy), Flags = flags, Tcs = NewTcs<bool>() };
             lock (_lock)
             {
                 if (_closeInfo != null || _disposed != 0) return Closing(_closeInfo);
@@ -200,19 +176,18 @@ namespace WsNative
             while (_blocked.Count > 0)
             {
                 var b = _blocked.Peek();
-                ulong id;
                 int st;
-                try { st = NativeSend(h, b.Data, 0, b.Data.Length, b.Flags, out id); }
+                try { st = NativeSend(h, b.Data, b.Flags, out b.Id); }
                 catch (ObjectDisposedException) { return; }
                 if (st == Status.WouldBlock) return;
                 _blocked.Dequeue();
                 _blockedCount = _blocked.Count;
                 UnrootLocked();
                 if (st != Status.Ok) b.Tcs.TrySetException(Status.Error(st));
-                else if (wsn_conn_get_sent_id(h) >= id) b.Tcs.TrySetResult(true);
+                else if (wsn_conn_get_sent_id(h) >= b.Id) b.Tcs.TrySetResult(true);
                 else
                 {
-                    _pendingSends.Add(new PendingSend { Id = id, Tcs = b.Tcs });
+                    _pendingSends.Add(b);
                     RootLocked();
                 }
             }
@@ -221,7 +196,7 @@ namespace WsNative
         private Task Track(ConnHandle h, ulong id)
         {
             if (wsn_conn_get_sent_id(h) >= id) return Task.CompletedTask;
-            var p = new PendingSend { Id = id, Tcs = NewTcs<bool>() };
+            var p = new SendWaiter { Id = id, Tcs = NewTcs<bool>() };
             lock (_lock)
             {
                 if (_closeInfo != null || _disposed != 0) return Closing(_closeInfo);
@@ -243,6 +218,10 @@ namespace WsNative
         // DRAIN: every message up to sentId was handed to the kernel, and there is room again.
         private void OnDrain(ulong sentId)
         {
+            // Nothing waits (the usual case without SendAsync): a registration racing this DRAIN
+            // checks the sent id itself after registering (Track, SendTracked).
+            Interlocked.MemoryBarrier();
+            if (_pendingSends.Count == 0 && _blockedCount == 0) return;
             lock (_lock)
             {
                 for (int i = _pendingSends.Count - 1; i >= 0; i--)
@@ -331,12 +310,17 @@ namespace WsNative
         /// Sends what is queued, then a Close frame, and completes when the connection has closed:
         /// at the latest after the close timeouts (then the connection is aborted). Never hangs.
         /// </summary>
-        public async Task CloseAsync(int code = 1000, string reason = null)
+        public Task CloseAsync(int code = 1000, string reason = null)
         {
             if (code < 0 || code > ushort.MaxValue) throw new ArgumentOutOfRangeException(nameof(code));
-            if (_closeInfo != null) return;
+            if (_closeInfo != null) return Task.CompletedTask;
             Status.Check(wsn_conn_close(Handle, (ushort)code, Utf8.Z(reason)));
-            lock (_lock) RootLocked();
+            return WaitClosed();
+        }
+
+        private async Task WaitClosed()
+        {
+            lock (_lock) RootLocked(); // native code holds this object only weakly
             try { await _closedTcs.Task.ConfigureAwait(false); }
             finally { lock (_lock) UnrootLocked(); }
         }
@@ -531,11 +515,11 @@ namespace WsNative
                                              Utf8.FromPtr(e->Error), (WsError)e->ErrorStatus, e->HttpStatus);
             ulong sent = 0;
             try { if (_handle != null) sent = wsn_conn_get_sent_id(_handle); } catch (ObjectDisposedException) { }
-            List<PendingSend> sends;
+            List<SendWaiter> sends;
             lock (_lock)
             {
                 _closeInfo = info;
-                sends = new List<PendingSend>(_pendingSends);
+                sends = new List<SendWaiter>(_pendingSends);
                 _pendingSends.Clear();
             }
             foreach (var p in sends)
@@ -625,15 +609,11 @@ namespace WsNative
             }
         }
 
-        private sealed class PendingSend
+        /// <summary>A SendAsync: waiting for a DRAIN to reach Id, or (with Data) for room in the send queue.</summary>
+        private sealed class SendWaiter
         {
             public ulong Id;
-            public TaskCompletionSource<bool> Tcs;
-        }
-
-        private sealed class BlockedSend
-        {
-            public byte[] Data;
+            public ArraySegment<byte> Data;
             public uint Flags;
             public TaskCompletionSource<bool> Tcs;
         }
