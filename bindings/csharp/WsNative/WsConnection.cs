@@ -220,7 +220,7 @@ namespace WsNative
         {
             // Nothing waits (the usual case without SendAsync): a registration racing this DRAIN
             // checks the sent id itself after registering (Track, SendTracked).
-            Interlocked.MemoryBarrier();
+            Thread.MemoryBarrier();
             if (_pendingSends.Count == 0 && _blockedCount == 0) return;
             lock (_lock)
             {
