@@ -161,7 +161,7 @@ namespace WsNative
             var b = new SendWaiter { Data = new ArraySegment<byte>(copy), Flags = flags, Tcs = NewTcs<bool>() };
             lock (_lock)
             {
-                if (_closeInfo != null || _disposed != 0) return Closing(_closeInfo);
+                if (_closeInfo != null || _disposed != 0) return Task.FromException(NotSent(_closeInfo));
                 _blocked.Enqueue(b);
                 _blockedCount = _blocked.Count;
                 RootLocked();
@@ -199,9 +199,9 @@ namespace WsNative
             var p = new SendWaiter { Id = id, Tcs = NewTcs<bool>() };
             lock (_lock)
             {
-                if (_closeInfo != null || _disposed != 0) return Closing(_closeInfo);
                 // A DRAIN that reached `id` before this registration changed the sent id first.
                 if (wsn_conn_get_sent_id(h) >= id) return Task.CompletedTask;
+                if (_closeInfo != null || _disposed != 0) return Closing(_closeInfo);
                 _pendingSends.Add(p);
                 RootLocked();
             }
@@ -214,6 +214,11 @@ namespace WsNative
             if (close.WasClean) return Task.CompletedTask; // queued data goes out before the Close frame
             return Task.FromException(close.ToException());
         }
+
+        // For a message that never got into the send queue.
+        private static Exception NotSent(WsClosedEventArgs close) =>
+            close == null ? (Exception)new ObjectDisposedException(nameof(WsConnection))
+                          : new InvalidOperationException("the connection closed (" + close + ") before the send queue had room for the message");
 
         // DRAIN: every message up to sentId was handed to the kernel, and there is room again.
         private void OnDrain(ulong sentId)
@@ -263,17 +268,9 @@ namespace WsNative
                 w = new ReceiveWaiter { Tcs = NewTcs<WsMessage>(), Token = cancellationToken };
                 w.Node = _receivers.AddLast(w);
                 RootLocked();
-            }
-            if (cancellationToken.CanBeCanceled)
-            {
-                var reg = cancellationToken.Register(s => CancelReceive((ReceiveWaiter)s), w);
-                bool done;
-                lock (w)
-                {
-                    done = w.Done;
-                    if (!done) w.Registration = reg;
-                }
-                if (done) reg.Dispose();
+                // A cancellation racing this runs CancelReceive inline: the lock is re-entrant.
+                if (cancellationToken.CanBeCanceled)
+                    w.Registration = cancellationToken.Register(s => CancelReceive((ReceiveWaiter)s), w);
             }
             return w.Tcs.Task;
         }
@@ -532,7 +529,7 @@ namespace WsNative
             {
                 var w = o as ReceiveWaiter;
                 if (w != null) { w.Tcs.TrySetResult(closeMsg); w.Release(); }
-                else ((TaskCompletionSource<bool>)o).TrySetException(info.ToException());
+                else ((TaskCompletionSource<bool>)o).TrySetException(NotSent(info));
             }
             _openTcs?.TrySetException(info.ToException()); // a failed connect (no effect once open)
             _closedTcs.TrySetResult(true);
@@ -591,22 +588,11 @@ namespace WsNative
         {
             public TaskCompletionSource<WsMessage> Tcs;
             public CancellationToken Token;
-            public CancellationTokenRegistration Registration;
+            public CancellationTokenRegistration Registration; // set under the lock
             public LinkedListNode<ReceiveWaiter> Node;
-            public bool Done;
 
-            /// <summary>Drops the cancellation registration once the wait is over (never under the connection's lock).</summary>
-            public void Release()
-            {
-                CancellationTokenRegistration reg;
-                lock (this)
-                {
-                    Done = true;
-                    reg = Registration;
-                    Registration = default(CancellationTokenRegistration);
-                }
-                reg.Dispose();
-            }
+            /// <summary>Drops the cancellation registration once the wait is over (never under the lock: it may wait for CancelReceive).</summary>
+            public void Release() => Registration.Dispose();
         }
 
         /// <summary>A SendAsync: waiting for a DRAIN to reach Id, or (with Data) for room in the send queue.</summary>

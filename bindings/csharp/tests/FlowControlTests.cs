@@ -271,5 +271,47 @@ except Exception:
                 }
             }
         }
+
+        // SendQueuePolicy.Close: a server's answer to a client that reads too slowly is a close
+        // with 1008, its Closed carrying WsError.WouldBlock; MaxSendQueue reaches the core.
+        [Fact]
+        public async Task Server_SendQueuePolicyClose_ClosesASlowReaderWith1008()
+        {
+            var closed = T.Tcs<WsClosedEventArgs>();
+            var opened = T.Tcs<WsConnection>();
+            var options = new WsServerOptions
+            {
+                MaxSendQueue = 256 * 1024,
+                SendQueuePolicy = WsSendQueuePolicy.Close,
+                CloseTimeout = TimeSpan.FromMilliseconds(500),
+            };
+            using (var server = WsServer.Listen("127.0.0.1", 0, c =>
+            {
+                c.Closed += (s, e) => closed.TrySetResult(e);
+                opened.TrySetResult(c);
+            }, options))
+            using (var client = new System.Net.Sockets.TcpClient())
+            {
+                await client.ConnectAsync("127.0.0.1", server.Port);
+                var upgrade = "GET / HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n" +
+                              "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n";
+                var bytes = Encoding.ASCII.GetBytes(upgrade);
+                client.GetStream().Write(bytes, 0, bytes.Length); // and never reads
+                var conn = await T.Within(opened.Task, 10, "server connection");
+                var chunk = new byte[64 * 1024];
+                Exception refused = null;
+                for (int i = 0; i < 4000 && refused == null; i++)
+                {
+                    try { conn.Send(chunk); }
+                    catch (Exception e) { refused = e; }
+                }
+                Assert.NotNull(refused);
+                var e2 = await T.Within(closed.Task, 10, "Closed of the slow reader");
+                Assert.Equal(1008, e2.Code);
+                Assert.Equal(WsError.WouldBlock, e2.ErrorKind);
+                Assert.False(e2.WasClean);
+                conn.Dispose();
+            }
+        }
     }
 }
