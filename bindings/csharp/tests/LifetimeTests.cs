@@ -285,5 +285,35 @@ namespace WsNative.Tests
                 await T.Within(server.StopAsync(TimeSpan.FromSeconds(1)), 5, "StopAsync after Dispose");
             }
         }
+
+        // The server's strong GCHandle is freed by the core's release hook after wsn_server_free:
+        // a disposed server (and the connections it served) can be collected.
+        [Fact]
+        public async Task Server_AfterDispose_IsCollected()
+        {
+            var weak = await ServeOneConnectionAndDispose();
+            var deadline = DateTime.UtcNow.AddSeconds(10);
+            while (weak.IsAlive && DateTime.UtcNow < deadline)
+            {
+                GC.Collect();
+                GC.WaitForPendingFinalizers();
+                await Task.Delay(20);
+            }
+            Assert.False(weak.IsAlive, "the disposed server is still referenced (its release hook did not run)");
+        }
+
+        [MethodImpl(MethodImplOptions.NoInlining)]
+        private static async Task<WeakReference> ServeOneConnectionAndDispose()
+        {
+            var server = WsServer.Listen("127.0.0.1", 0, c => c.MessageReceived += (s, m) => c.Send(m.Data));
+            using (var conn = await T.Within(WsClient.ConnectAsync(T.Url(server)), 10, "connect"))
+            {
+                conn.Send(new byte[] { 1, 2, 3 });
+                var m = await T.Within(conn.ReceiveAsync(), 10, "echo");
+                Assert.Equal(3, m.Data.Length);
+                server.Dispose();
+            }
+            return new WeakReference(server);
+        }
     }
 }
