@@ -382,8 +382,6 @@ namespace WsNative
             }
         }
 
-        internal bool IsDisposed => _disposed != 0;
-
         /// <summary>The SafeHandle for a callback; a client's first event can race wsn_connect's return.</summary>
         internal ConnHandle HandleForCallback()
         {
