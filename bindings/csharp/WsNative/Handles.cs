@@ -1,11 +1,17 @@
 // SafeHandle subclasses, one per native handle type, and the helpers they share: UTF-8 strings
 // and the status-to-exception table.
 //
-// Release rule: wsn_conn_free may wait for a callback of that connection running on another
-// thread, and wsn_server_free waits for the server to drain. ReleaseHandle can run on the
-// finalizer thread (or inside a callback, when Dispose is called from a handler), so it never
-// calls them itself: it hands the pointer to a thread-pool work item (Reaper), which frees it and
-// only then frees the GCHandle that native code used as user_data.
+// Release rule: ReleaseHandle calls wsn_conn_free / wsn_server_free in place. The native
+// user_data of a handle is a GCHandle that is freed by the handle's release hook (Trampolines.
+// Release), which wsnative runs once the handle was freed and its last callback ended, so no
+// managed code has to wait for that. A callback holds a reference on its connection's
+// SafeHandle while it runs (Trampolines), so a Dispose on another thread during a handler only
+// marks the handle: the free then runs when the handler returns, on the callback thread, where
+// wsn_conn_free never waits. Elsewhere (the disposing thread, the finalizer) wsn_conn_free waits
+// at most for the few instructions a trampoline runs outside that reference.
+// wsn_server_free waits, from a thread that is not a callback, until every connection's CLOSE
+// event was delivered (bounded by the drain timeout); a server is never finalized (it is held by
+// a strong GCHandle until its release hook runs), so only WsServer.Dispose calls it.
 using System;
 using System.Runtime.InteropServices;
 using System.Text;
@@ -15,38 +21,26 @@ namespace WsNative.Native
 {
     internal sealed class ConnHandle : SafeHandle
     {
-        private readonly IntPtr _userData; // GCHandle given to native code for this connection
-
-        internal ConnHandle(IntPtr conn, IntPtr userData) : base(IntPtr.Zero, true)
-        {
-            SetHandle(conn);
-            _userData = userData;
-        }
+        internal ConnHandle(IntPtr conn) : base(IntPtr.Zero, true) { SetHandle(conn); }
 
         public override bool IsInvalid => handle == IntPtr.Zero;
 
         protected override bool ReleaseHandle()
         {
-            Reaper.FreeConn(handle, _userData);
+            NativeMethods.wsn_conn_free(handle);
             return true;
         }
     }
 
     internal sealed class ServerHandle : SafeHandle
     {
-        private readonly IntPtr _userData;
-
-        internal ServerHandle(IntPtr server, IntPtr userData) : base(IntPtr.Zero, true)
-        {
-            SetHandle(server);
-            _userData = userData;
-        }
+        internal ServerHandle(IntPtr server) : base(IntPtr.Zero, true) { SetHandle(server); }
 
         public override bool IsInvalid => handle == IntPtr.Zero;
 
         protected override bool ReleaseHandle()
         {
-            Reaper.FreeServer(handle, _userData);
+            NativeMethods.wsn_server_free(handle);
             return true;
         }
     }
@@ -64,58 +58,6 @@ namespace WsNative.Native
         private ServerOptionsHandle() : base(IntPtr.Zero, true) { }
         public override bool IsInvalid => handle == IntPtr.Zero;
         protected override bool ReleaseHandle() { NativeMethods.wsn_server_options_free(handle); return true; }
-    }
-
-    /// <summary>Frees native handles off the caller's thread (see the file comment).</summary>
-    internal static class Reaper
-    {
-        private static readonly WaitCallback s_freeConn = FreeConnNow;
-        private static readonly WaitCallback s_freeServer = FreeServerNow;
-        private static int s_pending;
-
-        /// <summary>Frees queued but not yet run (tests use it to wait for the finalizer's work).</summary>
-        internal static int Pending => Volatile.Read(ref s_pending);
-
-        internal static void FreeConn(IntPtr conn, IntPtr userData)
-        {
-            Interlocked.Increment(ref s_pending);
-            ThreadPool.UnsafeQueueUserWorkItem(s_freeConn, new IntPtr[] { conn, userData });
-        }
-
-        internal static void FreeServer(IntPtr server, IntPtr userData)
-        {
-            Interlocked.Increment(ref s_pending);
-            ThreadPool.UnsafeQueueUserWorkItem(s_freeServer, new IntPtr[] { server, userData });
-        }
-
-        private static void FreeConnNow(object state)
-        {
-            var p = (IntPtr[])state;
-            try
-            {
-                NativeMethods.wsn_conn_free(p[0]); // after this, no callback uses p[1]
-                FreeGCHandle(p[1]);
-            }
-            catch (Exception e) { Report.Swallowed("wsn_conn_free", e); }
-            finally { Interlocked.Decrement(ref s_pending); }
-        }
-
-        private static void FreeServerNow(object state)
-        {
-            var p = (IntPtr[])state;
-            try
-            {
-                NativeMethods.wsn_server_free(p[0]);
-                FreeGCHandle(p[1]);
-            }
-            catch (Exception e) { Report.Swallowed("wsn_server_free", e); }
-            finally { Interlocked.Decrement(ref s_pending); }
-        }
-
-        private static void FreeGCHandle(IntPtr p)
-        {
-            if (p != IntPtr.Zero) GCHandle.FromIntPtr(p).Free();
-        }
     }
 
     internal static class Report
@@ -159,7 +101,7 @@ namespace WsNative.Native
     /// <summary>wsn_status to exception, in one table.</summary>
     internal static class Status
     {
-        internal const int Ok = 0, InvalidArgument = -1, InvalidState = -2;
+        internal const int Ok = 0, InvalidArgument = -1, InvalidState = -2, WouldBlock = -12;
 
         internal static void Check(int status)
         {

@@ -13,6 +13,10 @@ namespace WsNative.Native
     [UnmanagedFunctionPointer(CallingConvention.Cdecl)]
     internal delegate void AcceptCallback(IntPtr userData, IntPtr request);
 
+    /// <summary>wsn_release_cb: (void *arg), once, after a freed handle's last callback.</summary>
+    [UnmanagedFunctionPointer(CallingConvention.Cdecl)]
+    internal delegate void ReleaseCallback(IntPtr arg);
+
     /// <summary>struct wsn_event, field for field (C bools read as bytes).</summary>
     [StructLayout(LayoutKind.Sequential)]
     internal struct WsnEvent
@@ -27,11 +31,19 @@ namespace WsNative.Native
         public IntPtr Error;        // const char * (NULL when none)
         public int ErrorStatus;     // wsn_status
         public ushort HttpStatus;   // uint16_t
+        public ulong SentId;        // uint64_t (DRAIN: the last message id handed to the kernel)
     }
 
     internal static class EventKind
     {
-        public const uint Open = 1, Message = 2, Close = 3;
+        public const uint Open = 1, Message = 2, Close = 3, Drain = 4;
+    }
+
+    /// <summary>wsn_conn_send flags and the send queue policies.</summary>
+    internal static class SendFlags
+    {
+        public const uint Text = 1, NoCompress = 2;
+        public const uint QueueRefuse = 0, QueueClose = 1;
     }
 
     internal static class NativeMethods
@@ -74,6 +86,15 @@ namespace WsNative.Native
         internal static extern unsafe int wsn_conn_send_binary(ConnHandle conn, byte* data, UIntPtr len);
 
         [DllImport(Lib, CallingConvention = CallingConvention.Cdecl)]
+        internal static extern unsafe int wsn_conn_send(ConnHandle conn, byte* data, UIntPtr len, uint flags, out ulong idOut);
+
+        [DllImport(Lib, CallingConvention = CallingConvention.Cdecl)]
+        internal static extern ulong wsn_conn_get_sent_id(ConnHandle conn);
+
+        [DllImport(Lib, CallingConvention = CallingConvention.Cdecl)]
+        internal static extern int wsn_conn_ack(ConnHandle conn, UIntPtr count);
+
+        [DllImport(Lib, CallingConvention = CallingConvention.Cdecl)]
         internal static extern int wsn_conn_close(ConnHandle conn, ushort code, byte[] reasonUtf8Z);
 
         [DllImport(Lib, CallingConvention = CallingConvention.Cdecl)]
@@ -103,6 +124,9 @@ namespace WsNative.Native
         [DllImport(Lib, CallingConvention = CallingConvention.Cdecl)]
         internal static extern void wsn_conn_free(IntPtr conn);
 
+        [DllImport(Lib, CallingConvention = CallingConvention.Cdecl)]
+        internal static extern int wsn_conn_set_release_hook(IntPtr conn, ReleaseCallback release, IntPtr arg);
+
         // ---- client options ----
         [DllImport(Lib, CallingConvention = CallingConvention.Cdecl)]
         internal static extern ClientOptionsHandle wsn_client_options_new();
@@ -118,6 +142,24 @@ namespace WsNative.Native
 
         [DllImport(Lib, CallingConvention = CallingConvention.Cdecl)]
         internal static extern int wsn_client_options_set_close_timeout_ms(ClientOptionsHandle o, uint ms);
+
+        [DllImport(Lib, CallingConvention = CallingConvention.Cdecl)]
+        internal static extern int wsn_client_options_set_close_max_ms(ClientOptionsHandle o, uint ms);
+
+        [DllImport(Lib, CallingConvention = CallingConvention.Cdecl)]
+        internal static extern int wsn_client_options_set_max_receive_messages(ClientOptionsHandle o, UIntPtr messages);
+
+        [DllImport(Lib, CallingConvention = CallingConvention.Cdecl)]
+        internal static extern int wsn_client_options_set_manual_ack(ClientOptionsHandle o, [MarshalAs(UnmanagedType.U1)] bool manual);
+
+        [DllImport(Lib, CallingConvention = CallingConvention.Cdecl)]
+        internal static extern int wsn_client_options_set_max_send_queue(ClientOptionsHandle o, UIntPtr bytes);
+
+        [DllImport(Lib, CallingConvention = CallingConvention.Cdecl)]
+        internal static extern int wsn_client_options_set_send_queue_policy(ClientOptionsHandle o, uint policy);
+
+        [DllImport(Lib, CallingConvention = CallingConvention.Cdecl)]
+        internal static extern int wsn_client_options_set_drain_events(ClientOptionsHandle o, [MarshalAs(UnmanagedType.U1)] bool enabled, UIntPtr lowWater);
 
         [DllImport(Lib, CallingConvention = CallingConvention.Cdecl)]
         internal static extern int wsn_client_options_set_max_message_size(ClientOptionsHandle o, UIntPtr bytes);
@@ -164,6 +206,24 @@ namespace WsNative.Native
 
         [DllImport(Lib, CallingConvention = CallingConvention.Cdecl)]
         internal static extern int wsn_server_options_set_close_timeout_ms(ServerOptionsHandle o, uint ms);
+
+        [DllImport(Lib, CallingConvention = CallingConvention.Cdecl)]
+        internal static extern int wsn_server_options_set_close_max_ms(ServerOptionsHandle o, uint ms);
+
+        [DllImport(Lib, CallingConvention = CallingConvention.Cdecl)]
+        internal static extern int wsn_server_options_set_max_receive_messages(ServerOptionsHandle o, UIntPtr messages);
+
+        [DllImport(Lib, CallingConvention = CallingConvention.Cdecl)]
+        internal static extern int wsn_server_options_set_manual_ack(ServerOptionsHandle o, [MarshalAs(UnmanagedType.U1)] bool manual);
+
+        [DllImport(Lib, CallingConvention = CallingConvention.Cdecl)]
+        internal static extern int wsn_server_options_set_max_send_queue(ServerOptionsHandle o, UIntPtr bytes);
+
+        [DllImport(Lib, CallingConvention = CallingConvention.Cdecl)]
+        internal static extern int wsn_server_options_set_send_queue_policy(ServerOptionsHandle o, uint policy);
+
+        [DllImport(Lib, CallingConvention = CallingConvention.Cdecl)]
+        internal static extern int wsn_server_options_set_drain_events(ServerOptionsHandle o, [MarshalAs(UnmanagedType.U1)] bool enabled, UIntPtr lowWater);
 
         [DllImport(Lib, CallingConvention = CallingConvention.Cdecl)]
         internal static extern int wsn_server_options_set_drain_timeout_ms(ServerOptionsHandle o, uint ms);
@@ -240,6 +300,9 @@ namespace WsNative.Native
 
         [DllImport(Lib, CallingConvention = CallingConvention.Cdecl)]
         internal static extern void wsn_server_free(IntPtr server);
+
+        [DllImport(Lib, CallingConvention = CallingConvention.Cdecl)]
+        internal static extern int wsn_server_set_release_hook(IntPtr server, ReleaseCallback release, IntPtr arg);
 
         // ---- upgrade requests (valid only inside the accept callback: raw pointers) ----
         [DllImport(Lib, CallingConvention = CallingConvention.Cdecl)]

@@ -19,6 +19,9 @@ namespace WsNative
         Io = -9,
         Aborted = -10,
         Internal = -11,
+        /// <summary>The send queue is full (WsClientOptions.MaxSendQueue): Send queued nothing; SendAsync waits instead.
+        /// In a close: the connection was closed because its peer read too slowly (WsSendQueuePolicy.Close).</summary>
+        WouldBlock = -12,
     }
 
     /// <summary>A failure reported by wsnative: its kind, its message and, for a refused upgrade, the HTTP status.</summary>
@@ -132,6 +135,15 @@ namespace WsNative
         Ping = 0,
         /// <summary>Unsolicited Pong every interval; never times out.</summary>
         Pong = 1,
+    }
+
+    /// <summary>What a send does when the send queue is full.</summary>
+    public enum WsSendQueuePolicy
+    {
+        /// <summary>Send throws a WsException (WsError.WouldBlock) and queues nothing; SendAsync waits for room.</summary>
+        Refuse = 0,
+        /// <summary>The connection is closed with 1008: a server's answer to a client that reads too slowly.</summary>
+        Close = 1,
     }
 
     public enum WsTlsRoots

@@ -23,7 +23,7 @@ namespace WsNative
         {
             if (uri == null) throw new ArgumentNullException(nameof(uri));
             cancellationToken.ThrowIfCancellationRequested();
-            var conn = new WsConnection(null, options != null ? options.CloseTimeoutMs : 5000, onOpen);
+            var conn = new WsConnection(null, onOpen);
             conn.StartConnect(uri.AbsoluteUri, options);
             try
             {

@@ -1,9 +1,15 @@
 // A WebSocket connection, client or server side.
 //
-// Lifetime: native code reaches this object through a *weak* GCHandle, so a connection nobody
-// references is collected and its SafeHandle frees the native handle (closing it with 1001).
-// While something waits on it (ConnectAsync, ReceiveAsync, SendAsync, CloseAsync) it is rooted
-// in a static set; a server keeps its connections until they close.
+// Lifetime: native code reaches this object through a *weak* GCHandle (freed by the native
+// release hook), so a connection nobody references is collected and its SafeHandle frees the
+// native handle (closing it with 1001). While something waits on it (ConnectAsync, ReceiveAsync,
+// SendAsync, CloseAsync) it is rooted in a static set; a server connection is rooted from its
+// open to its close.
+//
+// What the core does and this class only converts: receive flow control (manual ack: a message
+// leaves the core's receive budget when ReceiveAsync hands it out or its handlers return),
+// send completion (DRAIN events carry the id of the last message handed to the kernel), the
+// bounded send queue (WOULD_BLOCK), the close timeout, and the events of a server's stop.
 //
 // Events run on a wsnative callback thread, one at a time per connection, in order: messages,
 // then exactly one Closed. Tasks complete with RunContinuationsAsynchronously, so awaiting code
@@ -21,13 +27,9 @@ namespace WsNative
     public sealed class WsConnection : IDisposable
     {
         private static readonly HashSet<WsConnection> s_rooted = new HashSet<WsConnection>();
-        private static readonly WsMessage s_disposedClose =
-            new WsMessage(WsMessageType.Close, new byte[0], new WsClosedEventArgs(1001, "", false, "disposed", WsError.Aborted, 0));
-        private static readonly TimerCallback s_pollSends = o => ((WsConnection)o).PollSends();
 
         private readonly object _lock = new object();
         private readonly WsServer _server;
-        private readonly uint _closeTimeoutMs;
         private readonly ManualResetEventSlim _handleReady = new ManualResetEventSlim(false);
         private ConnHandle _handle;
         private int _disposed;
@@ -35,26 +37,23 @@ namespace WsNative
 
         private Action<WsConnection> _onOpen;
         private TaskCompletionSource<bool> _openTcs;
-        private readonly TaskCompletionSource<bool> _closedTcs = NewTcs();
+        private readonly TaskCompletionSource<bool> _closedTcs = NewTcs<bool>();
         private volatile WsClosedEventArgs _closeInfo;
         private string _subProtocol = "";
         private string _peerAddress = "";
 
         private readonly Queue<WsMessage> _inbox = new Queue<WsMessage>();
-        private bool _readingPaused;
-        private int _maxQueue = 1024;
         private readonly LinkedList<ReceiveWaiter> _receivers = new LinkedList<ReceiveWaiter>();
 
-        // SendAsync: payload bytes whose send started (minus failed ones) and whose send was
-        // accepted; native buffered amount = accepted - written, so written >= accepted - buffered.
-        private long _sendStarted, _sendAccepted;
-        private readonly List<PendingSend> _pendingSends = new List<PendingSend>();
-        private Timer _sendTimer;
+        // SendAsync: tasks waiting for a DRAIN that reaches their message id, and messages the
+        // full send queue refused, waiting (in order) for a DRAIN to be queued. Both under _lock.
+        private readonly List<SendWaiter> _pendingSends = new List<SendWaiter>();
+        private readonly Queue<SendWaiter> _blocked = new Queue<SendWaiter>();
+        private volatile int _blockedCount;
 
-        internal WsConnection(WsServer server, uint closeTimeoutMs, Action<WsConnection> onOpen)
+        internal WsConnection(WsServer server, Action<WsConnection> onOpen)
         {
             _server = server;
-            _closeTimeoutMs = closeTimeoutMs;
             _onOpen = onOpen;
         }
 
@@ -107,118 +106,139 @@ namespace WsNative
 
         // ---------------------------------------------------------------- sending
 
-        /// <summary>Queues a text message and returns at once (thread-safe, never blocks on the network).</summary>
-        public void Send(string text)
-        {
-            if (text == null) throw new ArgumentNullException(nameof(text));
-            var b = Utf8.Bytes(text);
-            SendCore(b, 0, b.Length, true);
-        }
+        /// <summary>
+        /// Queues a text message and returns at once (thread-safe, never blocks on the network).
+        /// Throws a WsException with WsError.WouldBlock when the send queue is full (MaxSendQueue):
+        /// nothing was queued; await SendAsync to wait for room instead.
+        /// </summary>
+        public void Send(string text) => SendNow(Text(text), SendFlags.Text);
 
-        /// <summary>Queues a binary message and returns at once; the bytes are copied.</summary>
-        public void Send(byte[] data)
-        {
-            if (data == null) throw new ArgumentNullException(nameof(data));
-            SendCore(data, 0, data.Length, false);
-        }
+        /// <summary>Queues a binary message and returns at once; the bytes are copied. See Send(string).</summary>
+        public void Send(byte[] data) => SendNow(new ArraySegment<byte>(data ?? throw new ArgumentNullException(nameof(data))), 0);
 
-        public void Send(ArraySegment<byte> data)
-        {
-            if (data.Array == null) throw new ArgumentNullException(nameof(data));
-            SendCore(data.Array, data.Offset, data.Count, false);
-        }
+        public void Send(ArraySegment<byte> data) => SendNow(data, 0);
 
-        /// <summary>Queues a text message; the task completes when it was written to the socket.</summary>
-        public Task SendAsync(string text)
-        {
-            if (text == null) throw new ArgumentNullException(nameof(text));
-            var b = Utf8.Bytes(text);
-            return Track(SendCore(b, 0, b.Length, true));
-        }
+        /// <summary>
+        /// Queues a text message; the task completes when it was handed to the socket. When the
+        /// send queue is full, the message waits (copied, in order) until there is room.
+        /// </summary>
+        public Task SendAsync(string text) => SendTracked(Text(text), SendFlags.Text);
 
-        public Task SendAsync(byte[] data)
-        {
-            if (data == null) throw new ArgumentNullException(nameof(data));
-            return Track(SendCore(data, 0, data.Length, false));
-        }
+        public Task SendAsync(byte[] data) => SendTracked(new ArraySegment<byte>(data ?? throw new ArgumentNullException(nameof(data))), 0);
 
-        public Task SendAsync(ArraySegment<byte> data)
-        {
-            if (data.Array == null) throw new ArgumentNullException(nameof(data));
-            return Track(SendCore(data.Array, data.Offset, data.Count, false));
-        }
+        public Task SendAsync(ArraySegment<byte> data) => SendTracked(data, 0);
 
-        private unsafe long SendCore(byte[] buf, int offset, int count, bool text)
+        private static ArraySegment<byte> Text(string text) =>
+            new ArraySegment<byte>(Utf8.Bytes(text ?? throw new ArgumentNullException(nameof(text))));
+
+        private void SendNow(ArraySegment<byte> data, uint flags)
         {
             var h = Handle;
-            Interlocked.Add(ref _sendStarted, count);
-            int st;
-            fixed (byte* p = buf)
-            {
-                st = text ? wsn_conn_send_text(h, p + offset, (UIntPtr)count)
-                          : wsn_conn_send_binary(h, p + offset, (UIntPtr)count);
-            }
-            if (st != Status.Ok)
-            {
-                var e = Status.Error(st);
-                Interlocked.Add(ref _sendStarted, -count);
-                throw e;
-            }
-            Interlocked.Add(ref _sendAccepted, count);
-            // Everything queued before this message had started before this point.
-            return Volatile.Read(ref _sendStarted);
+            ulong id;
+            if (_blockedCount != 0) // messages waiting for room go first: a Send may not overtake them
+                throw new WsException(WsError.WouldBlock, "earlier messages are waiting for room in the send queue", 0);
+            Status.Check(NativeSend(h, data, flags, out id));
         }
 
-        private long WrittenAtLeast()
+        private static unsafe int NativeSend(ConnHandle h, ArraySegment<byte> data, uint flags, out ulong id)
         {
-            var accepted = Volatile.Read(ref _sendAccepted);
-            return accepted - BufferedAmount;
+            if (data.Array == null) throw new ArgumentNullException(nameof(data));
+            fixed (byte* p = data.Array) return wsn_conn_send(h, p + data.Offset, (UIntPtr)data.Count, flags, out id);
         }
 
-        private Task Track(long target)
+        private Task SendTracked(ArraySegment<byte> data, uint flags)
         {
-            if (WrittenAtLeast() >= target) return Task.CompletedTask;
-            var p = new PendingSend { Target = target, Tcs = NewTcs() };
+            var h = Handle;
+            ulong id;
+            if (_blockedCount == 0)
+            {
+                int st = NativeSend(h, data, flags, out id);
+                if (st == Status.Ok) return Track(h, id);
+                if (st != Status.WouldBlock) throw Status.Error(st);
+            }
+            var copy = new byte[data.Count];
+            Buffer.BlockCopy(data.Array, data.Offset, copy, 0, data.Count);
+            var b = new SendWaiter { Data = new ArraySegment<byte>(copy), Flags = flags, Tcs = NewTcs<bool>() };
             lock (_lock)
             {
-                if (_closeInfo == null && _disposed == 0)
+                if (_closeInfo != null || _disposed != 0) return Task.FromException(NotSent(_closeInfo));
+                _blocked.Enqueue(b);
+                _blockedCount = _blocked.Count;
+                RootLocked();
+                PumpBlockedLocked(h); // the DRAIN it waits for may have come already
+            }
+            return b.Tcs.Task;
+        }
+
+        // Under _lock: queue what waits for room, in order, until the queue refuses again.
+        private void PumpBlockedLocked(ConnHandle h)
+        {
+            while (_blocked.Count > 0)
+            {
+                var b = _blocked.Peek();
+                int st;
+                try { st = NativeSend(h, b.Data, b.Flags, out b.Id); }
+                catch (ObjectDisposedException) { return; }
+                if (st == Status.WouldBlock) return;
+                _blocked.Dequeue();
+                _blockedCount = _blocked.Count;
+                UnrootLocked();
+                if (st != Status.Ok) b.Tcs.TrySetException(Status.Error(st));
+                else if (wsn_conn_get_sent_id(h) >= b.Id) b.Tcs.TrySetResult(true);
+                else
                 {
-                    _pendingSends.Add(p);
+                    _pendingSends.Add(b);
                     RootLocked();
-                    if (_sendTimer == null) _sendTimer = new Timer(s_pollSends, this, 1, 1);
-                    else if (_pendingSends.Count == 1) _sendTimer.Change(1, 1);
-                    return p.Tcs.Task;
                 }
             }
-            FinishSend(p, _closeInfo);
+        }
+
+        private Task Track(ConnHandle h, ulong id)
+        {
+            if (wsn_conn_get_sent_id(h) >= id) return Task.CompletedTask;
+            var p = new SendWaiter { Id = id, Tcs = NewTcs<bool>() };
+            lock (_lock)
+            {
+                // A DRAIN that reached `id` before this registration changed the sent id first.
+                if (wsn_conn_get_sent_id(h) >= id) return Task.CompletedTask;
+                if (_closeInfo != null || _disposed != 0) return Closing(_closeInfo);
+                _pendingSends.Add(p);
+                RootLocked();
+            }
             return p.Tcs.Task;
         }
 
-        private void PollSends()
+        private static Task Closing(WsClosedEventArgs close)
         {
-            try
-            {
-                long written = WrittenAtLeast();
-                lock (_lock)
-                {
-                    for (int i = _pendingSends.Count - 1; i >= 0; i--)
-                    {
-                        if (_pendingSends[i].Target > written) continue;
-                        _pendingSends[i].Tcs.TrySetResult(true);
-                        _pendingSends.RemoveAt(i);
-                        UnrootLocked();
-                    }
-                    if (_pendingSends.Count == 0) _sendTimer?.Change(Timeout.Infinite, Timeout.Infinite);
-                }
-            }
-            catch (Exception e) { Report.Swallowed("SendAsync poll", e); }
+            if (close == null) return Task.FromException(new ObjectDisposedException(nameof(WsConnection)));
+            if (close.WasClean) return Task.CompletedTask; // queued data goes out before the Close frame
+            return Task.FromException(close.ToException());
         }
 
-        private void FinishSend(PendingSend p, WsClosedEventArgs close)
+        // For a message that never got into the send queue.
+        private static Exception NotSent(WsClosedEventArgs close) =>
+            close == null ? (Exception)new ObjectDisposedException(nameof(WsConnection))
+                          : new InvalidOperationException("the connection closed (" + close + ") before the send queue had room for the message");
+
+        // DRAIN: every message up to sentId was handed to the kernel, and there is room again.
+        private void OnDrain(ulong sentId)
         {
-            if (close == null) p.Tcs.TrySetException(new ObjectDisposedException(nameof(WsConnection)));
-            else if (close.WasClean) p.Tcs.TrySetResult(true); // queued data goes out before the Close frame
-            else p.Tcs.TrySetException(close.ToException());
+            // Nothing waits (the usual case without SendAsync): a registration racing this DRAIN
+            // checks the sent id itself after registering (Track, SendTracked).
+            Thread.MemoryBarrier();
+            if (_pendingSends.Count == 0 && _blockedCount == 0) return;
+            lock (_lock)
+            {
+                for (int i = _pendingSends.Count - 1; i >= 0; i--)
+                {
+                    if (_pendingSends[i].Id > sentId) continue;
+                    _pendingSends[i].Tcs.TrySetResult(true);
+                    _pendingSends[i] = _pendingSends[_pendingSends.Count - 1];
+                    _pendingSends.RemoveAt(_pendingSends.Count - 1);
+                    UnrootLocked();
+                }
+                if (_blocked.Count > 0) PumpBlockedLocked(_handle);
+            }
         }
 
         // ---------------------------------------------------------------- receiving
@@ -226,59 +246,33 @@ namespace WsNative
         /// <summary>
         /// The next message (only messages that arrived while MessageReceived had no handler).
         /// After the close, returns a message of type Close. Cancelling stops this wait only:
-        /// the connection stays open and no message is lost.
+        /// the connection stays open and no message is lost. Messages not received yet count
+        /// against the options' MaxQueue and MaxReceiveQueue; past either, wsnative stops reading
+        /// (TCP slows the peer down) until ReceiveAsync took half of them.
         /// </summary>
         public Task<WsMessage> ReceiveAsync(CancellationToken cancellationToken = default(CancellationToken))
         {
-            WsMessage ready;
             ReceiveWaiter w;
             lock (_lock)
             {
                 if (_disposed != 0) throw new ObjectDisposedException(nameof(WsConnection));
                 if (_inbox.Count > 0)
                 {
-                    ready = _inbox.Dequeue();
-                    if (_readingPaused && _inbox.Count <= _maxQueue / 2) SetReadingPausedLocked(false);
+                    var ready = _inbox.Dequeue();
+                    Ack();
                     return Task.FromResult(ready);
                 }
                 var close = _closeInfo;
                 if (close != null) return Task.FromResult(new WsMessage(WsMessageType.Close, new byte[0], close));
-                if (cancellationToken.IsCancellationRequested)
-                {
-                    var t = new TaskCompletionSource<WsMessage>();
-                    t.SetCanceled();
-                    return t.Task;
-                }
+                if (cancellationToken.IsCancellationRequested) return Task.FromCanceled<WsMessage>(cancellationToken);
                 w = new ReceiveWaiter { Tcs = NewTcs<WsMessage>(), Token = cancellationToken };
                 w.Node = _receivers.AddLast(w);
                 RootLocked();
-            }
-            if (cancellationToken.CanBeCanceled)
-            {
-                var reg = cancellationToken.Register(s => CancelReceive((ReceiveWaiter)s), w);
-                bool done;
-                lock (w)
-                {
-                    done = w.Done;
-                    if (!done) w.Registration = reg;
-                }
-                if (done) reg.Dispose();
+                // A cancellation racing this runs CancelReceive inline: the lock is re-entrant.
+                if (cancellationToken.CanBeCanceled)
+                    w.Registration = cancellationToken.Register(s => CancelReceive((ReceiveWaiter)s), w);
             }
             return w.Tcs.Task;
-        }
-
-        /// <summary>
-        /// Most messages waiting for ReceiveAsync (default 1024): past it the connection stops
-        /// reading, so TCP slows the peer down, and it reads again once half of them were taken.
-        /// </summary>
-        public int MaxQueue
-        {
-            get { lock (_lock) return _maxQueue; }
-            set
-            {
-                if (value < 1) throw new ArgumentOutOfRangeException(nameof(value), "MaxQueue must be at least 1");
-                lock (_lock) _maxQueue = value;
-            }
         }
 
         /// <summary>Messages waiting for ReceiveAsync.</summary>
@@ -287,13 +281,12 @@ namespace WsNative
             get { lock (_lock) return _inbox.Count; }
         }
 
-        // Under _lock, so that pause and resume reach the library in the order they were decided.
-        private void SetReadingPausedLocked(bool paused)
+        // One message left the application's hands: it leaves the core's receive budget.
+        private void Ack()
         {
-            _readingPaused = paused;
             var h = _handle;
             if (h == null) return;
-            try { wsn_conn_set_reading_paused(h, paused); }
+            try { wsn_conn_ack(h, (UIntPtr)1); }
             catch (ObjectDisposedException) { }
         }
 
@@ -312,7 +305,7 @@ namespace WsNative
 
         /// <summary>
         /// Sends what is queued, then a Close frame, and completes when the connection has closed:
-        /// at the latest after the close timeout (then the connection is aborted). Never hangs.
+        /// at the latest after the close timeouts (then the connection is aborted). Never hangs.
         /// </summary>
         public Task CloseAsync(int code = 1000, string reason = null)
         {
@@ -324,21 +317,9 @@ namespace WsNative
 
         private async Task WaitClosed()
         {
-            lock (_lock) RootLocked();
-            try
-            {
-                var closed = _closedTcs.Task;
-                // wsnative bounds the close itself; the managed bound is a second fence.
-                if (await Task.WhenAny(closed, Task.Delay((int)Math.Min(int.MaxValue, _closeTimeoutMs + 2000L))).ConfigureAwait(false) != closed)
-                {
-                    Abort();
-                    await Task.WhenAny(closed, Task.Delay(2000)).ConfigureAwait(false);
-                }
-            }
-            finally
-            {
-                lock (_lock) UnrootLocked();
-            }
+            lock (_lock) RootLocked(); // native code holds this object only weakly
+            try { await _closedTcs.Task.ConfigureAwait(false); }
+            finally { lock (_lock) UnrootLocked(); }
         }
 
         /// <summary>Ends the connection at once without a closing handshake (Closed follows: 1006).</summary>
@@ -352,32 +333,41 @@ namespace WsNative
 
         /// <summary>
         /// Frees the native handle (an open connection is closed with 1001 in the background).
-        /// No handler starts after this returns. Safe to call twice and from inside any handler.
+        /// No handler starts after this returns, and pending ReceiveAsync/SendAsync/ConnectAsync
+        /// fail with ObjectDisposedException (CloseAsync completes). Safe to call twice and from
+        /// inside any handler; never waits for a handler running on another thread.
         /// </summary>
         public void Dispose()
         {
             if (Interlocked.Exchange(ref _disposed, 1) != 0) return;
-            _handle?.Dispose(); // the native free runs on the thread pool: never blocks here
-            List<ReceiveWaiter> receivers;
-            List<PendingSend> sends;
+            _handle?.Dispose(); // deferred to the end of a running handler's callback (Trampolines)
+            var disposed = new ObjectDisposedException(nameof(WsConnection));
+            foreach (var o in TakeWaitersLocked())
+            {
+                var w = o as ReceiveWaiter;
+                if (w != null) { w.Tcs.TrySetException(disposed); w.Release(); }
+                else ((TaskCompletionSource<bool>)o).TrySetException(disposed);
+            }
+            _openTcs?.TrySetException(disposed);
+            _closedTcs.TrySetResult(true);
+        }
+
+        // Everything waiting on this connection (receivers, sends), taken under the lock.
+        private List<object> TakeWaitersLocked()
+        {
+            var all = new List<object>();
             lock (_lock)
             {
-                receivers = new List<ReceiveWaiter>(_receivers);
+                all.AddRange(_receivers);
                 _receivers.Clear();
-                sends = new List<PendingSend>(_pendingSends);
+                foreach (var p in _pendingSends) all.Add(p.Tcs);
                 _pendingSends.Clear();
-                _sendTimer?.Dispose();
+                foreach (var b in _blocked) all.Add(b.Tcs);
+                _blocked.Clear();
+                _blockedCount = 0;
                 UnrootAllLocked();
             }
-            foreach (var w in receivers)
-            {
-                w.Tcs.TrySetResult(s_disposedClose);
-                w.Release();
-            }
-            foreach (var p in sends) FinishSend(p, _closeInfo);
-            _openTcs?.TrySetException(new ObjectDisposedException(nameof(WsConnection)));
-            _closedTcs.TrySetResult(true);
-            _server?.Forget(this);
+            return all;
         }
 
         // ---------------------------------------------------------------- native side
@@ -392,27 +382,30 @@ namespace WsNative
             }
         }
 
-        internal bool IsDisposed => _disposed != 0;
+        /// <summary>The SafeHandle for a callback; a client's first event can race wsn_connect's return.</summary>
+        internal ConnHandle HandleForCallback()
+        {
+            var h = _handle;
+            if (h != null) return h;
+            _handleReady.Wait(10000);
+            return _handle;
+        }
 
         /// <summary>Client: starts wsn_connect; events may arrive before this returns.</summary>
         internal void StartConnect(string url, WsClientOptions options)
         {
             MonoExit.Ensure();
-            _openTcs = NewTcs();
+            _openTcs = NewTcs<bool>();
             var urlZ = Utf8.Z(url);
             var gch = GCHandle.Alloc(this, GCHandleType.Weak);
             lock (_lock) RootLocked(); // until the open or close event
             try
             {
                 IntPtr conn;
-                int st;
-                if (options != null)
-                    using (var o = options.ToNative())
-                        st = wsn_connect(urlZ, o, Trampolines.ClientEvent, GCHandle.ToIntPtr(gch), out conn);
-                else
-                    st = wsn_connect(urlZ, IntPtr.Zero, Trampolines.ClientEvent, GCHandle.ToIntPtr(gch), out conn);
-                Status.Check(st);
-                _handle = new ConnHandle(conn, GCHandle.ToIntPtr(gch));
+                using (var o = (options ?? new WsClientOptions()).ToNative())
+                    Status.Check(wsn_connect(urlZ, o, Trampolines.ClientEvent, GCHandle.ToIntPtr(gch), out conn));
+                wsn_conn_set_release_hook(conn, Trampolines.Release, GCHandle.ToIntPtr(gch)); // frees gch
+                _handle = new ConnHandle(conn);
                 _handleReady.Set();
             }
             catch
@@ -429,9 +422,11 @@ namespace WsNative
         internal void AttachServerHandle(IntPtr conn)
         {
             var gch = GCHandle.Alloc(this, GCHandleType.Weak);
-            Status.Check(wsn_conn_set_user_data(conn, GCHandle.ToIntPtr(gch)));
-            _handle = new ConnHandle(conn, GCHandle.ToIntPtr(gch));
+            wsn_conn_set_user_data(conn, GCHandle.ToIntPtr(gch));
+            wsn_conn_set_release_hook(conn, Trampolines.Release, GCHandle.ToIntPtr(gch));
+            _handle = new ConnHandle(conn);
             _handleReady.Set();
+            lock (_lock) RootLocked(); // until its close: nobody else may hold it yet
         }
 
         internal unsafe void OnNativeEvent(IntPtr conn, WsnEvent* e)
@@ -440,20 +435,16 @@ namespace WsNative
             {
                 case EventKind.Open: OnOpen(conn); break;
                 case EventKind.Message: OnMessage(e); break;
+                case EventKind.Drain: OnDrain(e->SentId); break;
                 case EventKind.Close: OnClose(e); break;
             }
         }
 
         private void OnOpen(IntPtr conn)
         {
-            _handleReady.Wait(10000); // a client's OPEN can race wsn_connect's return by microseconds
             _subProtocol = Utf8.FromPtr(wsn_conn_get_subprotocol(conn)) ?? "";
-            var h = _handle;
-            if (h != null)
-            {
-                try { _peerAddress = Utf8.FromPtr(wsn_conn_get_peer_addr(h)) ?? ""; }
-                catch (ObjectDisposedException) { }
-            }
+            try { _peerAddress = Utf8.FromPtr(wsn_conn_get_peer_addr(_handle)) ?? ""; }
+            catch (ObjectDisposedException) { }
             var onOpen = _onOpen;
             _onOpen = null;
             if (onOpen != null && _disposed == 0)
@@ -474,11 +465,11 @@ namespace WsNative
 
         private unsafe void OnMessage(WsnEvent* e)
         {
+            if (_disposed != 0) return;
             var len = checked((int)e->Len.ToUInt64());
             var data = new byte[len];
             if (len > 0) Marshal.Copy(e->Data, data, 0, len); // borrowed until we return: copy now
             var msg = new WsMessage(e->IsText != 0 ? WsMessageType.Text : WsMessageType.Binary, data, null);
-            if (_disposed != 0) return;
 
             var handlers = MessageReceived;
             if (handlers != null)
@@ -490,6 +481,7 @@ namespace WsNative
                     try { d(this, args); }
                     catch (Exception ex) { RaiseError(ex); }
                 }
+                Ack();
                 return;
             }
 
@@ -502,14 +494,11 @@ namespace WsNative
                     _receivers.RemoveFirst();
                     UnrootLocked();
                 }
-                else
-                {
-                    _inbox.Enqueue(msg);
-                    if (!_readingPaused && _inbox.Count >= _maxQueue) SetReadingPausedLocked(true);
-                }
+                else _inbox.Enqueue(msg); // acknowledged when ReceiveAsync takes it
             }
             if (w != null)
             {
+                Ack();
                 w.Tcs.TrySetResult(msg);
                 w.Release();
             }
@@ -519,34 +508,29 @@ namespace WsNative
         {
             var info = new WsClosedEventArgs(e->CloseCode, Utf8.FromPtr(e->Reason), e->WasClean != 0,
                                              Utf8.FromPtr(e->Error), (WsError)e->ErrorStatus, e->HttpStatus);
-            List<ReceiveWaiter> receivers;
-            List<PendingSend> sends;
-            long written = 0;
-            try { written = WrittenAtLeast(); } catch (ObjectDisposedException) { }
+            ulong sent = 0;
+            try { if (_handle != null) sent = wsn_conn_get_sent_id(_handle); } catch (ObjectDisposedException) { }
+            List<SendWaiter> sends;
             lock (_lock)
             {
                 _closeInfo = info;
-                receivers = new List<ReceiveWaiter>(_receivers);
-                _receivers.Clear();
-                sends = new List<PendingSend>(_pendingSends);
+                sends = new List<SendWaiter>(_pendingSends);
                 _pendingSends.Clear();
-                _sendTimer?.Dispose();
-                UnrootAllLocked();
-            }
-            var closeMsg = new WsMessage(WsMessageType.Close, new byte[0], info);
-            foreach (var w in receivers)
-            {
-                w.Tcs.TrySetResult(closeMsg);
-                w.Release();
             }
             foreach (var p in sends)
             {
-                if (p.Target <= written) p.Tcs.TrySetResult(true);
-                else FinishSend(p, info);
+                if (p.Id <= sent || info.WasClean) p.Tcs.TrySetResult(true);
+                else p.Tcs.TrySetException(info.ToException());
+            }
+            var closeMsg = new WsMessage(WsMessageType.Close, new byte[0], info);
+            foreach (var o in TakeWaitersLocked()) // receivers, and messages that never found room
+            {
+                var w = o as ReceiveWaiter;
+                if (w != null) { w.Tcs.TrySetResult(closeMsg); w.Release(); }
+                else ((TaskCompletionSource<bool>)o).TrySetException(NotSent(info));
             }
             _openTcs?.TrySetException(info.ToException()); // a failed connect (no effect once open)
             _closedTcs.TrySetResult(true);
-            _server?.Forget(this);
 
             if (_disposed != 0) return;
             if (info.Error != null) RaiseError(info.ToException());
@@ -595,8 +579,6 @@ namespace WsNative
             lock (s_rooted) s_rooted.Remove(this);
         }
 
-        private static TaskCompletionSource<bool> NewTcs() => NewTcs<bool>();
-
         private static TaskCompletionSource<T> NewTcs<T>() =>
             new TaskCompletionSource<T>(TaskCreationOptions.RunContinuationsAsynchronously);
 
@@ -604,27 +586,19 @@ namespace WsNative
         {
             public TaskCompletionSource<WsMessage> Tcs;
             public CancellationToken Token;
-            public CancellationTokenRegistration Registration;
+            public CancellationTokenRegistration Registration; // set under the lock
             public LinkedListNode<ReceiveWaiter> Node;
-            public bool Done;
 
-            /// <summary>Drops the cancellation registration once the wait is over (never under the connection's lock).</summary>
-            public void Release()
-            {
-                CancellationTokenRegistration reg;
-                lock (this)
-                {
-                    Done = true;
-                    reg = Registration;
-                    Registration = default(CancellationTokenRegistration);
-                }
-                reg.Dispose();
-            }
+            /// <summary>Drops the cancellation registration once the wait is over (never under the lock: it may wait for CancelReceive).</summary>
+            public void Release() => Registration.Dispose();
         }
 
-        private sealed class PendingSend
+        /// <summary>A SendAsync: waiting for a DRAIN to reach Id, or (with Data) for room in the send queue.</summary>
+        private sealed class SendWaiter
         {
-            public long Target;
+            public ulong Id;
+            public ArraySegment<byte> Data;
+            public uint Flags;
             public TaskCompletionSource<bool> Tcs;
         }
     }

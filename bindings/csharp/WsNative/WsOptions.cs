@@ -13,12 +13,20 @@ namespace WsNative
         public TimeSpan? ConnectTimeout { get; set; }
         /// <summary>TLS and WebSocket handshakes (default 10 s).</summary>
         public TimeSpan? HandshakeTimeout { get; set; }
-        /// <summary>How long a close waits for the peer (default 5 s); CloseAsync is bounded by it.</summary>
+        /// <summary>How long a close may go without progress (default 5 s); CloseAsync is bounded by it.</summary>
         public TimeSpan? CloseTimeout { get; set; }
+        /// <summary>The longest a close may take in all, however slowly the peer reads (default 30 s).</summary>
+        public TimeSpan? CloseMaxTime { get; set; }
         /// <summary>Largest incoming message; larger closes with 1009 (default 64 MiB).</summary>
         public long? MaxMessageSize { get; set; }
-        /// <summary>Most bytes of received messages not yet handled; above it reading pauses (TCP slows the peer). Default 32 MiB.</summary>
+        /// <summary>Most bytes of received messages not yet handled (handlers running, or waiting for ReceiveAsync); above it reading pauses (TCP slows the peer) until half were taken. Default 32 MiB.</summary>
         public long? MaxReceiveQueue { get; set; }
+        /// <summary>Most received messages not yet handled (handlers running, or waiting for ReceiveAsync); above it reading pauses until half were taken. Default 1024.</summary>
+        public int? MaxQueue { get; set; }
+        /// <summary>Bytes queued for sending above which Send throws (WsError.WouldBlock) and SendAsync waits (default 64 MiB).</summary>
+        public long? MaxSendQueue { get; set; }
+        /// <summary>What a send to a full queue does (default Refuse).</summary>
+        public WsSendQueuePolicy? SendQueuePolicy { get; set; }
         /// <summary>Heartbeat interval (default 30 s; TimeSpan.Zero turns it off).</summary>
         public TimeSpan? PingInterval { get; set; }
         public TimeSpan? PongTimeout { get; set; }
@@ -29,13 +37,18 @@ namespace WsNative
         public WsTlsRoots? TlsRoots { get; set; }
         public IList<string> CaFiles { get; } = new List<string>();
 
-        internal uint CloseTimeoutMs => Ms(CloseTimeout, 5000);
-
         internal ClientOptionsHandle ToNative()
         {
             var o = wsn_client_options_new();
             try
             {
+                // What the binding relies on: ReceiveAsync acknowledges, SendAsync completes on DRAIN.
+                Status.Check(wsn_client_options_set_manual_ack(o, true));
+                Status.Check(wsn_client_options_set_drain_events(o, true, LowWater(MaxSendQueue)));
+                if (MaxQueue.HasValue) Status.Check(wsn_client_options_set_max_receive_messages(o, Size(MaxQueue.Value)));
+                if (MaxSendQueue.HasValue) Status.Check(wsn_client_options_set_max_send_queue(o, Size(MaxSendQueue.Value)));
+                if (SendQueuePolicy.HasValue) Status.Check(wsn_client_options_set_send_queue_policy(o, (uint)SendQueuePolicy.Value));
+                if (CloseMaxTime.HasValue) Status.Check(wsn_client_options_set_close_max_ms(o, Ms(CloseMaxTime, 0)));
                 if (ConnectTimeout.HasValue) Status.Check(wsn_client_options_set_connect_timeout_ms(o, Ms(ConnectTimeout, 0)));
                 if (HandshakeTimeout.HasValue) Status.Check(wsn_client_options_set_handshake_timeout_ms(o, Ms(HandshakeTimeout, 0)));
                 if (CloseTimeout.HasValue) Status.Check(wsn_client_options_set_close_timeout_ms(o, Ms(CloseTimeout, 0)));
@@ -66,6 +79,9 @@ namespace WsNative
             return (uint)Math.Ceiling(ms);
         }
 
+        /// <summary>DRAIN events follow every write that leaves at most half the send queue's limit queued.</summary>
+        internal static UIntPtr LowWater(long? maxSendQueue) => Size((maxSendQueue ?? (64L << 20)) / 2);
+
         internal static UIntPtr Size(long n)
         {
             if (n < 0) throw new ArgumentOutOfRangeException(nameof(n));
@@ -78,12 +94,21 @@ namespace WsNative
         public TimeSpan? HandshakeTimeout { get; set; }
         /// <summary>Largest upgrade request; larger gets HTTP 431 (default 16 KiB).</summary>
         public int? MaxHeaderSize { get; set; }
+        /// <summary>How long a close may go without progress (default 5 s).</summary>
         public TimeSpan? CloseTimeout { get; set; }
+        /// <summary>The longest a close may take in all, however slowly the peer reads (default 30 s).</summary>
+        public TimeSpan? CloseMaxTime { get; set; }
         /// <summary>How long stopping waits for connections to close (default 5 s).</summary>
         public TimeSpan? DrainTimeout { get; set; }
         public long? MaxMessageSize { get; set; }
-        /// <summary>Most bytes of received messages not yet handled; above it reading pauses (TCP slows the peer). Default 32 MiB.</summary>
+        /// <summary>Most bytes of received messages not yet handled (handlers running, or waiting for ReceiveAsync); above it reading pauses (TCP slows the peer) until half were taken. Default 32 MiB.</summary>
         public long? MaxReceiveQueue { get; set; }
+        /// <summary>Most received messages not yet handled (handlers running, or waiting for ReceiveAsync); above it reading pauses until half were taken. Default 1024.</summary>
+        public int? MaxQueue { get; set; }
+        /// <summary>Bytes queued for sending above which Send throws (WsError.WouldBlock) and SendAsync waits (default 64 MiB).</summary>
+        public long? MaxSendQueue { get; set; }
+        /// <summary>What a send to a full queue does (default Refuse; Close ends connections that read too slowly with 1008).</summary>
+        public WsSendQueuePolicy? SendQueuePolicy { get; set; }
         public TimeSpan? PingInterval { get; set; }
         public TimeSpan? PongTimeout { get; set; }
         public WsHeartbeat? Heartbeat { get; set; }
@@ -95,13 +120,17 @@ namespace WsNative
         public string TlsCertificatePemPath { get; set; }
         public string TlsKeyPemPath { get; set; }
 
-        internal uint CloseTimeoutMs => WsClientOptions.Ms(CloseTimeout, 5000);
-
         internal ServerOptionsHandle ToNative()
         {
             var o = wsn_server_options_new();
             try
             {
+                Status.Check(wsn_server_options_set_manual_ack(o, true));
+                Status.Check(wsn_server_options_set_drain_events(o, true, WsClientOptions.LowWater(MaxSendQueue)));
+                if (MaxQueue.HasValue) Status.Check(wsn_server_options_set_max_receive_messages(o, WsClientOptions.Size(MaxQueue.Value)));
+                if (MaxSendQueue.HasValue) Status.Check(wsn_server_options_set_max_send_queue(o, WsClientOptions.Size(MaxSendQueue.Value)));
+                if (SendQueuePolicy.HasValue) Status.Check(wsn_server_options_set_send_queue_policy(o, (uint)SendQueuePolicy.Value));
+                if (CloseMaxTime.HasValue) Status.Check(wsn_server_options_set_close_max_ms(o, WsClientOptions.Ms(CloseMaxTime, 0)));
                 if (HandshakeTimeout.HasValue) Status.Check(wsn_server_options_set_handshake_timeout_ms(o, WsClientOptions.Ms(HandshakeTimeout, 0)));
                 if (MaxHeaderSize.HasValue) Status.Check(wsn_server_options_set_max_header_size(o, WsClientOptions.Size(MaxHeaderSize.Value)));
                 if (CloseTimeout.HasValue) Status.Check(wsn_server_options_set_close_timeout_ms(o, WsClientOptions.Ms(CloseTimeout, 0)));

@@ -1,5 +1,7 @@
 // A listening server. It stays alive while it listens (native code holds a strong GCHandle
-// to it) until Dispose; it keeps each of its connections alive until that connection closes.
+// to it, freed by the server's release hook) until Dispose. Events of its connections reach
+// their WsConnection through each connection's user_data; stopping and freeing deliver every
+// connection's real CLOSE event (the core's), so nothing here keeps a table of connections.
 using System;
 using System.Collections.Generic;
 using System.Runtime.InteropServices;
@@ -14,16 +16,13 @@ namespace WsNative
     {
         private readonly Action<WsConnection> _onConnection;
         private readonly Action<WsAcceptRequest> _onAccept;
-        private readonly uint _closeTimeoutMs;
-        private readonly HashSet<WsConnection> _live = new HashSet<WsConnection>();
         private ServerHandle _handle;
         private int _disposed;
 
-        private WsServer(Action<WsConnection> onConnection, Action<WsAcceptRequest> onAccept, uint closeTimeoutMs)
+        private WsServer(Action<WsConnection> onConnection, Action<WsAcceptRequest> onAccept)
         {
             _onConnection = onConnection;
             _onAccept = onAccept;
-            _closeTimeoutMs = closeTimeoutMs;
         }
 
         /// <summary>
@@ -39,20 +38,16 @@ namespace WsNative
             if (host == null) throw new ArgumentNullException(nameof(host));
             if (port < 0 || port > ushort.MaxValue) throw new ArgumentOutOfRangeException(nameof(port));
             MonoExit.Ensure();
-            var server = new WsServer(onConnection, onAccept, options != null ? options.CloseTimeoutMs : 5000);
+            var server = new WsServer(onConnection, onAccept);
             var gch = GCHandle.Alloc(server); // strong: a listening server is not collected
             try
             {
                 IntPtr ptr;
-                int st;
                 var accept = onAccept != null ? Trampolines.ServerAccept : null;
-                if (options != null)
-                    using (var o = options.ToNative())
-                        st = wsn_server_listen(Utf8.Z(host), (ushort)port, o, accept, Trampolines.ServerEvent, GCHandle.ToIntPtr(gch), out ptr);
-                else
-                    st = wsn_server_listen(Utf8.Z(host), (ushort)port, IntPtr.Zero, accept, Trampolines.ServerEvent, GCHandle.ToIntPtr(gch), out ptr);
-                Status.Check(st);
-                server._handle = new ServerHandle(ptr, GCHandle.ToIntPtr(gch));
+                using (var o = (options ?? new WsServerOptions()).ToNative())
+                    Status.Check(wsn_server_listen(Utf8.Z(host), (ushort)port, o, accept, Trampolines.ServerEvent, GCHandle.ToIntPtr(gch), out ptr));
+                wsn_server_set_release_hook(ptr, Trampolines.Release, GCHandle.ToIntPtr(gch)); // frees gch
+                server._handle = new ServerHandle(ptr);
                 server.Port = wsn_server_get_port(server._handle);
                 return server;
             }
@@ -71,7 +66,8 @@ namespace WsNative
 
         /// <summary>
         /// Stops accepting, closes every connection with 1001 and completes when they are closed or
-        /// the drain timeout passed (the rest are aborted). Closed events are delivered.
+        /// the drain timeout passed (the rest are aborted), once every connection's Closed event was
+        /// delivered.
         /// </summary>
         public Task StopAsync(TimeSpan drainTimeout)
         {
@@ -85,26 +81,24 @@ namespace WsNative
             }, CancellationToken.None, TaskCreationOptions.LongRunning, TaskScheduler.Default);
         }
 
-        /// <summary>Stops (in the background, with the options' drain timeout) and frees the server. Never blocks.</summary>
+        /// <summary>
+        /// Stops (with the options' drain timeout, as StopAsync) and frees the server. When it
+        /// returns, every connection's Closed event was delivered and no handler of the server runs.
+        /// Called from inside a handler it never waits: the stop and the Closed events follow.
+        /// </summary>
         public void Dispose()
         {
             if (Interlocked.Exchange(ref _disposed, 1) != 0) return;
             _handle?.Dispose();
         }
 
-        internal unsafe bool OnNativeOpen(IntPtr conn, WsnEvent* e)
+        /// <summary>The OPEN event of a new connection: its WsConnection, or null when nobody will own it.</summary>
+        internal WsConnection OnNativeOpen(IntPtr conn)
         {
-            if (_disposed != 0) return false;
-            var c = new WsConnection(this, _closeTimeoutMs, _onConnection);
+            if (_disposed != 0) return null;
+            var c = new WsConnection(this, _onConnection);
             c.AttachServerHandle(conn);
-            lock (_live) _live.Add(c);
-            c.OnNativeEvent(conn, e); // runs onConnection
-            return true;
-        }
-
-        internal void Forget(WsConnection c)
-        {
-            lock (_live) _live.Remove(c);
+            return c;
         }
 
         internal void OnNativeAccept(IntPtr request)

@@ -14,8 +14,9 @@ namespace WsNative.Tests
 {
     public class ContractTests
     {
-        // Flow control: messages nobody receives yet stop the reading past MaxQueue, so the
-        // peer's data waits with the peer; receiving them lets everything arrive in order.
+        // Flow control: messages nobody receives yet stop the reading past MaxQueue (the core's
+        // receive budget, acknowledged by ReceiveAsync), so the peer's data waits with the peer;
+        // receiving them lets everything arrive in order.
         [Fact]
         public async Task UnreadMessages_PauseReading_UntilReceived()
         {
@@ -31,7 +32,7 @@ namespace WsNative.Tests
                 c.Closed += (s, e) => c.Dispose();
             }))
             {
-                var conn = await T.Within(WsClient.ConnectAsync(T.Url(server), null, c => c.MaxQueue = 8, CancellationToken.None), 10, "connect");
+                var conn = await T.Within(WsClient.ConnectAsync(T.Url(server), new WsClientOptions { MaxQueue = 8 }), 10, "connect");
                 using (conn)
                 {
                     for (int i = 0; i < 500 && conn.QueuedMessages < 8; i++) await Task.Delay(10);
@@ -93,7 +94,9 @@ namespace WsNative.Tests
                     {
                         data[0] = (byte)i;
                         data[chunk - 1] = (byte)(i ^ 0x5a);
-                        conn.Send(data); // copies and returns at once
+                        // copies and returns at once; past the send queue's 64 MiB, wait for room
+                        try { conn.Send(data); }
+                        catch (WsException e) when (e.Error == WsError.WouldBlock) { await conn.SendAsync(data); }
                     }
                     await T.Within(conn.CloseAsync(1000, "done"), 60, "CloseAsync after the stream");
                     var cc = await T.Within(clientClosed.Task, 10, "client Closed");

@@ -2,6 +2,7 @@
 // handshake and then goes silent. Loopback only; every wait has a timeout.
 using System;
 using System.Collections.Concurrent;
+using System.Collections.Generic;
 using System.Net;
 using System.Net.Sockets;
 using System.Security.Cryptography;
@@ -125,6 +126,32 @@ namespace WsNative.Tests
             s.Send(Encoding.ASCII.GetBytes("HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n" +
                                            "Sec-WebSocket-Accept: " + accept + "\r\n\r\n"));
             return s; // from here on: silence, no FIN
+        }
+
+        /// <summary>Reads one frame the client sent (masked): its opcode and unmasked payload.</summary>
+        public static KeyValuePair<int, byte[]> ReadFrame(Socket s)
+        {
+            var head = ReadExactly(s, 2);
+            int opcode = head[0] & 0x0f;
+            long len = head[1] & 0x7f;
+            if (len == 126) { var b = ReadExactly(s, 2); len = (b[0] << 8) | b[1]; }
+            else if (len == 127) { var b = ReadExactly(s, 8); len = 0; for (int i = 0; i < 8; i++) len = (len << 8) | b[i]; }
+            var mask = (head[1] & 0x80) != 0 ? ReadExactly(s, 4) : null;
+            var payload = ReadExactly(s, checked((int)len));
+            if (mask != null) for (int i = 0; i < payload.Length; i++) payload[i] ^= mask[i & 3];
+            return new KeyValuePair<int, byte[]>(opcode, payload);
+        }
+
+        private static byte[] ReadExactly(Socket s, int n)
+        {
+            var buf = new byte[n];
+            for (int got = 0; got < n;)
+            {
+                var r = s.Receive(buf, got, n - got, SocketFlags.None);
+                if (r <= 0) throw new Exception("the client closed the stream");
+                got += r;
+            }
+            return buf;
         }
 
         public void Dispose()
