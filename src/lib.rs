@@ -16,7 +16,7 @@ mod shutdown;
 mod tls;
 
 pub use client::connect;
-pub use connection::{check_close_code, CloseInfo, Conn, Delivery, Event, EventQueue, Handler, QueueTarget, Queued, State};
+pub use connection::{check_close, check_close_code, CloseInfo, Conn, Delivery, Event, EventQueue, Handler, QueueTarget, Queued, State};
 pub use delivery::{set_callback_spin, set_callback_threads};
 pub use error::{Error, ErrorKind, Result};
 pub use options::{ClientOptions, ConnectionSettings, Heartbeat, SendQueuePolicy, ServerOptions, TlsRoots};

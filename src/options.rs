@@ -1,6 +1,8 @@
-//! Option objects for clients and servers. Plain data with documented defaults; checked when
-//! set (in the setters of the C ABI) and used when a connection or server starts.
+//! Option objects for clients and servers: plain data with documented defaults. The rules of
+//! what is valid live here (`validate`, and the `check_*` functions the C ABI's setters call so
+//! that a bad value fails where it is set); `connect` and `listen` validate before starting.
 
+use crate::error::{Error, Result};
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -170,3 +172,92 @@ impl Default for ServerOptions {
 }
 
 
+
+/// A timeout that must be at least 1 ms.
+pub(crate) fn check_timeout(d: Duration, what: &str) -> Result<()> {
+    if d < Duration::from_millis(1) {
+        return Err(Error::invalid(format!("{what} must be at least 1 ms")));
+    }
+    Ok(())
+}
+
+/// A count or size that must be at least `min`.
+pub(crate) fn check_at_least(v: usize, min: usize, what: &str) -> Result<()> {
+    if v < min {
+        let unit = if what.contains("messages") { "" } else if min == 1 { " byte" } else { " bytes" };
+        return Err(Error::invalid(format!("{what} must be at least {min}{unit}")));
+    }
+    Ok(())
+}
+
+/// A subprotocol name: an HTTP token.
+pub(crate) fn check_subprotocol(p: &str) -> Result<()> {
+    if p.is_empty() || !p.bytes().all(|b| b.is_ascii_graphic() && !b"()<>@,;:\\\"/[]?={}".contains(&b)) {
+        return Err(Error::invalid(format!("'{p}' is not a valid subprotocol token")));
+    }
+    Ok(())
+}
+
+/// An HTTP header name and value that a request may carry.
+pub(crate) fn check_header(name: &str, value: &str) -> Result<()> {
+    crate::client::handshake::check_header(name, value).map_err(Error::invalid)
+}
+
+impl crate::protocol::DeflateConfig {
+    /// Window bits 8..15, level 0..9.
+    pub(crate) fn validate(&self) -> Result<()> {
+        for bits in [self.client_max_window_bits, self.server_max_window_bits] {
+            if !(8..=15).contains(&bits) {
+                return Err(Error::invalid(format!("window bits {bits} are out of range: use 8 to 15")));
+            }
+        }
+        if self.level > 9 {
+            return Err(Error::invalid(format!("compression level {} is out of range: use 0 to 9", self.level)));
+        }
+        Ok(())
+    }
+}
+
+impl ConnectionSettings {
+    /// Checks every setting (what the C ABI's setters check one by one).
+    pub fn validate(&self) -> Result<()> {
+        check_at_least(self.max_message_size, 1, "max message size")?;
+        check_timeout(self.close_timeout, "close timeout")?;
+        check_timeout(self.close_max, "close max")?;
+        check_timeout(self.pong_timeout, "pong timeout")?;
+        check_at_least(self.max_receive_queue, 1, "max receive queue")?;
+        check_at_least(self.max_receive_messages, 1, "max receive messages")?;
+        check_at_least(self.max_send_queue, 1, "max send queue")?;
+        self.compression.validate()
+    }
+}
+
+impl ClientOptions {
+    /// Checks every option; `connect` calls it.
+    pub fn validate(&self) -> Result<()> {
+        check_timeout(self.connect_timeout, "connect timeout")?;
+        check_timeout(self.handshake_timeout, "handshake timeout")?;
+        for (n, v) in &self.headers {
+            check_header(n, v)?;
+        }
+        for p in &self.subprotocols {
+            check_subprotocol(p)?;
+        }
+        if let Some(o) = &self.origin {
+            check_header("Origin", o)?;
+        }
+        self.conn.validate()
+    }
+}
+
+impl ServerOptions {
+    /// Checks every option; `listen` calls it.
+    pub fn validate(&self) -> Result<()> {
+        check_timeout(self.handshake_timeout, "handshake timeout")?;
+        check_at_least(self.max_header_size, 256, "max header size")?;
+        for p in &self.subprotocols {
+            check_subprotocol(p)?;
+        }
+        self.conn.validate()
+    }
+}

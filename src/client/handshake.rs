@@ -44,7 +44,7 @@ const RESERVED: [&str; 7] = [
     "sec-websocket-protocol",
 ];
 
-fn check_header(name: &str, value: &str) -> Result<(), String> {
+pub(crate) fn check_header(name: &str, value: &str) -> Result<(), String> {
     if name.is_empty()
         || !name
             .bytes()

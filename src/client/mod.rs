@@ -44,6 +44,7 @@ fn parse_url(url: &str) -> Result<Target> {
 /// handler then gets `Open`, or a `Close` whose error says why the connection failed. Bad
 /// arguments (URL, headers, CA files) fail here instead.
 pub fn connect(url: &str, opts: &ClientOptions, delivery: Option<Delivery>) -> Result<Arc<Conn>> {
+    opts.validate()?;
     let target = parse_url(url)?;
     let (request, pending) =
         handshake::request(url, &opts.headers, &opts.subprotocols, opts.origin.as_deref(), &opts.conn.compression)

@@ -390,10 +390,7 @@ impl Conn {
     /// waits for the peer's up to the close timeout, then ends the stream. Never blocks.
     /// Closing again, or after the peer closed, does nothing.
     pub fn close(&self, code: u16, reason: &str) -> Result<()> {
-        check_close_code(code)?;
-        if reason.len() > 123 {
-            return Err(Error::invalid(format!("close reason is {} bytes; at most 123 fit in a Close frame", reason.len())));
-        }
+        check_close(code, reason)?;
         if !self.close_gate("the connection is closing") {
             return Ok(());
         }
@@ -611,6 +608,15 @@ impl Drop for ReceiveQueued {
         }
         c.consumed(self.len);
     }
+}
+
+/// A Close an application may send: an allowed code and a reason that fits the frame.
+pub fn check_close(code: u16, reason: &str) -> Result<()> {
+    check_close_code(code)?;
+    if reason.len() > 123 {
+        return Err(Error::invalid(format!("close reason is {} bytes; at most 123 fit in a Close frame", reason.len())));
+    }
+    Ok(())
 }
 
 /// Codes an application may send: 1000-1003, 1007-1014, 3000-4999.

@@ -3,7 +3,7 @@
 
 use super::{guard, status, str_arg, wsn_status};
 use crate::error::{Error, Result};
-use crate::options::{ClientOptions, ConnectionSettings, Heartbeat, ServerOptions, TlsRoots};
+use crate::options::{check_at_least, check_header, check_subprotocol, ClientOptions, ConnectionSettings, Heartbeat, ServerOptions, TlsRoots};
 use std::ffi::c_char;
 use std::time::Duration;
 
@@ -44,10 +44,9 @@ fn millis(v: u32) -> Duration {
 }
 
 fn positive(v: u32, what: &str) -> Result<Duration> {
-    if v == 0 {
-        return Err(Error::invalid(format!("{what} must be at least 1 ms")));
-    }
-    Ok(millis(v))
+    let d = millis(v);
+    crate::options::check_timeout(d, what)?;
+    Ok(d)
 }
 
 unsafe fn client<'a>(o: *mut wsn_client_options) -> Result<&'a mut ClientOptions> {
@@ -68,18 +67,23 @@ fn set_heartbeat(c: &mut ConnectionSettings, kind: u32) -> Result<()> {
 }
 
 fn set_max_receive_queue(c: &mut ConnectionSettings, bytes: usize) -> Result<()> {
-    if bytes == 0 {
-        return Err(Error::invalid("max receive queue must be at least 1 byte"));
-    }
+    check_at_least(bytes, 1, "max receive queue")?;
     c.max_receive_queue = bytes;
     Ok(())
 }
 
 fn set_max_message_size(c: &mut ConnectionSettings, size: usize) -> Result<()> {
-    if size == 0 {
-        return Err(Error::invalid("max message size must be at least 1 byte"));
-    }
+    check_at_least(size, 1, "max message size")?;
     c.max_message_size = size;
+    Ok(())
+}
+
+/// Sets the compression settings when the result is valid (the core's rules).
+fn set_compression(c: &mut ConnectionSettings, f: impl FnOnce(&mut crate::protocol::DeflateConfig)) -> Result<()> {
+    let mut next = c.compression.clone();
+    f(&mut next);
+    next.validate()?;
+    c.compression = next;
     Ok(())
 }
 
@@ -156,9 +160,7 @@ pub unsafe extern "C" fn wsn_client_options_set_close_max_ms(options: *mut wsn_c
 #[no_mangle]
 pub unsafe extern "C" fn wsn_client_options_set_max_receive_messages(options: *mut wsn_client_options, messages: usize) -> wsn_status {
     status(|| {
-        if messages == 0 {
-            return Err(Error::invalid("max receive messages must be at least 1"));
-        }
+        check_at_least(messages, 1, "max receive messages")?;
         client(options)?.conn.max_receive_messages = messages;
         Ok(())
     })
@@ -184,9 +186,7 @@ pub unsafe extern "C" fn wsn_client_options_set_manual_ack(options: *mut wsn_cli
 #[no_mangle]
 pub unsafe extern "C" fn wsn_client_options_set_max_send_queue(options: *mut wsn_client_options, bytes: usize) -> wsn_status {
     status(|| {
-        if bytes == 0 {
-            return Err(Error::invalid("max send queue must be at least 1 byte"));
-        }
+        check_at_least(bytes, 1, "max send queue")?;
         client(options)?.conn.max_send_queue = bytes;
         Ok(())
     })
@@ -253,17 +253,12 @@ pub unsafe extern "C" fn wsn_client_options_set_compression_params(
     server_max_window_bits: u8,
 ) -> wsn_status {
     status(|| {
-        for bits in [client_max_window_bits, server_max_window_bits] {
-            if !(8..=15).contains(&bits) {
-                return Err(Error::invalid(format!("window bits {bits} are out of range: use 8 to 15")));
-            }
-        }
-        let c = &mut client(options)?.conn.compression;
-        c.client_no_context_takeover = client_no_context_takeover;
-        c.server_no_context_takeover = server_no_context_takeover;
-        c.client_max_window_bits = client_max_window_bits;
-        c.server_max_window_bits = server_max_window_bits;
-        Ok(())
+        set_compression(&mut client(options)?.conn, |c| {
+            c.client_no_context_takeover = client_no_context_takeover;
+            c.server_no_context_takeover = server_no_context_takeover;
+            c.client_max_window_bits = client_max_window_bits;
+            c.server_max_window_bits = server_max_window_bits;
+        })
     })
 }
 
@@ -273,13 +268,10 @@ pub unsafe extern "C" fn wsn_client_options_set_compression_params(
 #[no_mangle]
 pub unsafe extern "C" fn wsn_client_options_set_compression_threshold(options: *mut wsn_client_options, bytes: usize, level: u32) -> wsn_status {
     status(|| {
-        if level > 9 {
-            return Err(Error::invalid(format!("compression level {level} is out of range: use 0 to 9")));
-        }
-        let c = &mut client(options)?.conn.compression;
-        c.threshold = bytes;
-        c.level = level;
-        Ok(())
+        set_compression(&mut client(options)?.conn, |c| {
+            c.threshold = bytes;
+            c.level = level;
+        })
     })
 }
 
@@ -342,10 +334,7 @@ pub unsafe extern "C" fn wsn_client_options_add_header(
         let o = client(options)?;
         let name = str_arg(name, "header name")?;
         let value = str_arg(value, "header value")?;
-        tungstenite::http::HeaderName::from_bytes(name.as_bytes())
-            .map_err(|_| Error::invalid(format!("invalid header name '{name}'")))?;
-        tungstenite::http::HeaderValue::from_str(value)
-            .map_err(|_| Error::invalid(format!("invalid value for header '{name}'")))?;
+        check_header(name, value)?;
         o.headers.push((name.to_owned(), value.to_owned()));
         Ok(())
     })
@@ -359,9 +348,7 @@ pub unsafe extern "C" fn wsn_client_options_add_subprotocol(options: *mut wsn_cl
     status(|| {
         let o = client(options)?;
         let p = str_arg(protocol, "subprotocol")?;
-        if p.is_empty() || !p.bytes().all(|b| b.is_ascii_graphic() && !b"()<>@,;:\\\"/[]?={}".contains(&b)) {
-            return Err(Error::invalid(format!("'{p}' is not a valid subprotocol token")));
-        }
+        check_subprotocol(p)?;
         o.subprotocols.push(p.to_owned());
         Ok(())
     })
@@ -373,7 +360,9 @@ pub unsafe extern "C" fn wsn_client_options_add_subprotocol(options: *mut wsn_cl
 pub unsafe extern "C" fn wsn_client_options_set_origin(options: *mut wsn_client_options, origin: *const c_char) -> wsn_status {
     status(|| {
         let o = client(options)?;
-        o.origin = Some(str_arg(origin, "origin")?.to_owned());
+        let origin = str_arg(origin, "origin")?;
+        check_header("Origin", origin)?;
+        o.origin = Some(origin.to_owned());
         Ok(())
     })
 }
@@ -442,9 +431,7 @@ pub unsafe extern "C" fn wsn_server_options_set_handshake_timeout_ms(options: *m
 #[no_mangle]
 pub unsafe extern "C" fn wsn_server_options_set_max_header_size(options: *mut wsn_server_options, bytes: usize) -> wsn_status {
     status(|| {
-        if bytes < 256 {
-            return Err(Error::invalid("max header size must be at least 256 bytes"));
-        }
+        check_at_least(bytes, 256, "max header size")?;
         server(options)?.max_header_size = bytes;
         Ok(())
     })
@@ -483,9 +470,7 @@ pub unsafe extern "C" fn wsn_server_options_set_close_max_ms(options: *mut wsn_s
 #[no_mangle]
 pub unsafe extern "C" fn wsn_server_options_set_max_receive_messages(options: *mut wsn_server_options, messages: usize) -> wsn_status {
     status(|| {
-        if messages == 0 {
-            return Err(Error::invalid("max receive messages must be at least 1"));
-        }
+        check_at_least(messages, 1, "max receive messages")?;
         server(options)?.conn.max_receive_messages = messages;
         Ok(())
     })
@@ -511,9 +496,7 @@ pub unsafe extern "C" fn wsn_server_options_set_manual_ack(options: *mut wsn_ser
 #[no_mangle]
 pub unsafe extern "C" fn wsn_server_options_set_max_send_queue(options: *mut wsn_server_options, bytes: usize) -> wsn_status {
     status(|| {
-        if bytes == 0 {
-            return Err(Error::invalid("max send queue must be at least 1 byte"));
-        }
+        check_at_least(bytes, 1, "max send queue")?;
         server(options)?.conn.max_send_queue = bytes;
         Ok(())
     })
@@ -580,17 +563,12 @@ pub unsafe extern "C" fn wsn_server_options_set_compression_params(
     server_max_window_bits: u8,
 ) -> wsn_status {
     status(|| {
-        for bits in [client_max_window_bits, server_max_window_bits] {
-            if !(8..=15).contains(&bits) {
-                return Err(Error::invalid(format!("window bits {bits} are out of range: use 8 to 15")));
-            }
-        }
-        let c = &mut server(options)?.conn.compression;
-        c.client_no_context_takeover = client_no_context_takeover;
-        c.server_no_context_takeover = server_no_context_takeover;
-        c.client_max_window_bits = client_max_window_bits;
-        c.server_max_window_bits = server_max_window_bits;
-        Ok(())
+        set_compression(&mut server(options)?.conn, |c| {
+            c.client_no_context_takeover = client_no_context_takeover;
+            c.server_no_context_takeover = server_no_context_takeover;
+            c.client_max_window_bits = client_max_window_bits;
+            c.server_max_window_bits = server_max_window_bits;
+        })
     })
 }
 
@@ -600,13 +578,10 @@ pub unsafe extern "C" fn wsn_server_options_set_compression_params(
 #[no_mangle]
 pub unsafe extern "C" fn wsn_server_options_set_compression_threshold(options: *mut wsn_server_options, bytes: usize, level: u32) -> wsn_status {
     status(|| {
-        if level > 9 {
-            return Err(Error::invalid(format!("compression level {level} is out of range: use 0 to 9")));
-        }
-        let c = &mut server(options)?.conn.compression;
-        c.threshold = bytes;
-        c.level = level;
-        Ok(())
+        set_compression(&mut server(options)?.conn, |c| {
+            c.threshold = bytes;
+            c.level = level;
+        })
     })
 }
 
@@ -671,7 +646,9 @@ pub unsafe extern "C" fn wsn_server_options_set_heartbeat(options: *mut wsn_serv
 pub unsafe extern "C" fn wsn_server_options_add_subprotocol(options: *mut wsn_server_options, protocol: *const c_char) -> wsn_status {
     status(|| {
         let o = server(options)?;
-        o.subprotocols.push(str_arg(protocol, "subprotocol")?.to_owned());
+        let p = str_arg(protocol, "subprotocol")?;
+        check_subprotocol(p)?;
+        o.subprotocols.push(p.to_owned());
         Ok(())
     })
 }

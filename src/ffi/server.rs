@@ -1,7 +1,7 @@
 //! Servers for C: listen, the accept callback and its request, stop, free.
 
 use super::{guard, opt_str_arg, status, str_arg, to_cstring, wsn_event_cb, wsn_release_cb, wsn_server_options, wsn_status, CHandler};
-use crate::connection::{check_close_code, Delivery};
+use crate::connection::{check_close, Delivery};
 use crate::error::{Error, Result};
 use crate::server::{AcceptHook, Decision, Request, Server};
 use std::cell::RefCell;
@@ -285,7 +285,7 @@ pub unsafe extern "C" fn wsn_request_get_subprotocol(request: *const wsn_request
 pub unsafe extern "C" fn wsn_request_accept(request: *mut wsn_request, subprotocol: *const c_char) -> wsn_status {
     status(|| {
         let r = req_ref(request)?;
-        let p = offered(r, opt_str_arg(subprotocol, "subprotocol")?)?;
+        let p = r.request.offered(opt_str_arg(subprotocol, "subprotocol")?)?;
         *r.decision.borrow_mut() = Decision::Accept { subprotocol: p };
         Ok(())
     })
@@ -317,20 +317,9 @@ pub unsafe extern "C" fn wsn_request_reject(request: *mut wsn_request, http_stat
 pub unsafe extern "C" fn wsn_request_accept_and_close(request: *mut wsn_request, code: u16, reason: *const c_char) -> wsn_status {
     status(|| {
         let r = req_ref(request)?;
-        check_close_code(code)?;
         let reason = opt_str_arg(reason, "reason")?.unwrap_or("");
-        if reason.len() > 123 {
-            return Err(Error::invalid("close reason is longer than 123 bytes"));
-        }
+        check_close(code, reason)?;
         *r.decision.borrow_mut() = Decision::Close { code, reason: reason.to_owned(), subprotocol: None };
         Ok(())
     })
-}
-
-fn offered(r: &wsn_request, p: Option<&str>) -> Result<Option<String>> {
-    match p {
-        None => Ok(None),
-        Some(p) if r.request.subprotocols.iter().any(|o| o == p) => Ok(Some(p.to_owned())),
-        Some(p) => Err(Error::invalid(format!("the client did not offer subprotocol '{p}'"))),
-    }
 }

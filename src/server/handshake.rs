@@ -138,7 +138,7 @@ pub(crate) async fn switch(io: &mut BoxIo, key: &str, subprotocol: Option<&str>,
 
 /// Checks the decision of an accept hook against the request.
 pub(crate) fn validate(decision: Decision, req: &Request) -> Decision {
-    let bad_proto = |p: &Option<String>| p.as_ref().is_some_and(|p| !req.subprotocols.iter().any(|o| o == p));
+    let bad_proto = |p: &Option<String>| req.offered(p.as_deref()).is_err();
     match decision {
         Decision::Accept { subprotocol } if bad_proto(&subprotocol) => {
             Decision::Reject { status: 500, body: "the accept hook chose a subprotocol the client did not offer".into() }

@@ -34,6 +34,15 @@ pub struct Request {
 }
 
 impl Request {
+    /// `p` when the client offered it (the subprotocol an accept decision may choose).
+    pub fn offered(&self, p: Option<&str>) -> Result<Option<String>> {
+        match p {
+            None => Ok(None),
+            Some(p) if self.subprotocols.iter().any(|o| o == p) => Ok(Some(p.to_owned())),
+            Some(p) => Err(Error::invalid(format!("the client did not offer subprotocol '{p}'"))),
+        }
+    }
+
     /// The first header named `name` (case-insensitive).
     pub fn header(&self, name: &str) -> Option<&str> {
         self.headers.iter().find(|(n, _)| n.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
@@ -162,6 +171,7 @@ impl Server {
         hook: Option<Arc<dyn AcceptHook>>,
         delivery: Option<Delivery>,
     ) -> Result<Server> {
+        opts.validate()?;
         let tls = match &opts.tls {
             Some((cert, key)) => Some(crate::tls::server_acceptor(cert, key)?),
             None => None,
