@@ -65,15 +65,22 @@ class _LoopQueue:
         loop.add_reader(self.fd, self.poll)
 
     def poll(self) -> None:
-        n = _poll(self.ptr, self._events, _BATCH, 0)
+        # Polls until the queue is empty: a poll also releases the previous batch (the messages
+        # were copied), whose messages otherwise stay in their connections' receive budgets
+        # although acknowledged, and with no new event the descriptor would not wake us again.
+        # At most 8 batches per wake-up; the descriptor stays readable while events wait.
         get = _targets.get
-        for qe, ev in self._items[:n]:
-            target = get(qe.user_data)
-            if target is not None:
-                try:
-                    target._event(qe.conn, ev)
-                except BaseException:
-                    report("an event handler")
+        for _ in range(8):
+            n = _poll(self.ptr, self._events, _BATCH, 0)
+            if not n:
+                return
+            for qe, ev in self._items[:n]:
+                target = get(qe.user_data)
+                if target is not None:
+                    try:
+                        target._event(qe.conn, ev)
+                    except BaseException:
+                        report("an event handler")
 
     def in_use(self) -> bool:
         return any(getattr(t, "_lq", None) is self for t in list(_targets.values()))
