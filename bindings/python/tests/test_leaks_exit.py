@@ -138,3 +138,19 @@ def test_exit_with_asyncio_connections_left_open():
     assert r.returncode == 0, r.stderr
     assert r.stdout.strip() == "x"
     assert "Fatal" not in r.stderr and "Traceback" not in r.stderr, r.stderr
+
+
+def test_exit_right_after_closing_never_aborts(echo_server):
+    """A release hook may still be due on a callback thread after wsn_conn_free returned; the
+    exit hook ends those threads before the interpreter finalizes (else: "FATAL: exception not
+    rethrown", an abort, in about half of the runs)."""
+    for _ in range(8):
+        r = _run_script(
+            f"""
+            import wsnative
+            with wsnative.connect("ws://127.0.0.1:{echo_server.port}/") as ws:
+                ws.send("x")
+                assert ws.recv(timeout=10) == "x"
+            """
+        )
+        assert r.returncode == 0, r.stderr

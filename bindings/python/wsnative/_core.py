@@ -417,9 +417,12 @@ def _at_exit() -> None:
         ptr, c._ptr = c._ptr, None
         if ptr:
             N.wsn_conn_free(ptr)  # open ones are closed with 1001 in the background
-    _exiting = True
-    if servers or conns:
+    if next(_ids) > 1:
+        # Ends wsnative's callback threads while the interpreter still runs: a release hook
+        # may still be due on one of them (wsn_conn_free does not wait for it), and a native
+        # thread entering a finalizing interpreter is ended by force (an abort, here).
         N.wsn_shutdown(500)
+    _exiting = True
 
 
 atexit.register(_at_exit)

@@ -48,6 +48,7 @@ __all__ = ["Connection", "Server", "connect", "serve"]
 _CLOSED = object()
 _BATCH = 256
 _poll = N.wsn_queue_poll
+_DRAIN = N.EVENT_DRAIN
 
 
 class _LoopQueue:
@@ -60,6 +61,7 @@ class _LoopQueue:
         self.fd = N.wsn_queue_get_fd(self.ptr)
         self._events = (N.wsn_queued_event * _BATCH)()
         self._items = [(e, e.event) for e in self._events]  # views into the array, made once
+        self.senders_waiting = 0  # sends waiting for a DRAIN event, on any connection of the queue
 
     def attach(self, loop: asyncio.AbstractEventLoop) -> None:
         loop.add_reader(self.fd, self.poll)
@@ -75,6 +77,8 @@ class _LoopQueue:
             if not n:
                 return
             for qe, ev in self._items[:n]:
+                if ev.kind == _DRAIN and not self.senders_waiting:
+                    continue  # nobody waits for the send queue to drain
                 target = get(qe.user_data)
                 if target is not None:
                     try:
@@ -195,7 +199,11 @@ class Connection(_core.NativeConn):
             w = self._drain_waiter
             if w is None:
                 w = self._drain_waiter = self._loop.create_future()
-            await asyncio.shield(w)
+            self._lq.senders_waiting += 1
+            try:
+                await asyncio.shield(w)
+            finally:
+                self._lq.senders_waiting -= 1
 
     async def close(self, code: int = 1000, reason: str = "") -> None:
         """Closes and waits for the closing handshake (the library bounds it: the close
