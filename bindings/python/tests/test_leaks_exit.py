@@ -148,9 +148,11 @@ def test_exit_right_after_closing_never_aborts(echo_server):
         r = _run_script(
             f"""
             import wsnative
-            with wsnative.connect("ws://127.0.0.1:{echo_server.port}/") as ws:
-                ws.send("x")
-                assert ws.recv(timeout=10) == "x"
+            def main():
+                with wsnative.connect("ws://127.0.0.1:{echo_server.port}/") as ws:
+                    ws.send("x")
+                    assert ws.recv(timeout=10) == "x"
+            main()  # the connection is collected (and freed) before the exit hook runs
             """
         )
         assert r.returncode == 0, r.stderr
