@@ -119,7 +119,8 @@ def start(name: str, port: int, tt: Optional[Path]) -> subprocess.Popen:
         cmd = [str(tt), str(port)]
     else:
         cmd = [sys.executable, "-c", SERVERS[name].replace("PORT", str(port))]
-    p = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True)
+    # stderr dropped: asyncio servers log every write to a connection the load generator aborted
+    p = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
     line = p.stdout.readline()  # type: ignore[union-attr]
     if "listening" not in line:
         p.kill()

@@ -4,7 +4,6 @@ objects, upgrade requests. No handle lifetime here (that is ``_core``), no API (
 
 from __future__ import annotations
 
-import ctypes
 import os
 from enum import IntEnum
 from typing import Any, Iterable, List, Mapping, NamedTuple, Optional, Sequence, Tuple, Union
@@ -99,15 +98,6 @@ def _b(s: Optional[str]) -> Optional[bytes]:
 
 def _text(p: Optional[bytes]) -> str:
     return p.decode("utf-8", "replace") if p else ""
-
-
-_string_at = ctypes.string_at
-
-
-def read_message(ev: N.wsn_event) -> Message:
-    n = ev.len
-    data = _string_at(ev.data, n) if n else b""
-    return data.decode("utf-8") if ev.is_text else data
 
 
 def read_close(ev: N.wsn_event) -> CloseInfo:

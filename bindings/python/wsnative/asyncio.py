@@ -24,7 +24,7 @@ import os
 import weakref
 from ctypes import byref, c_void_p
 from types import TracebackType
-from typing import Any, AsyncIterator, Awaitable, Callable, Deque, Dict, Generator, List, Optional, Sequence, Set, Type, Union
+from typing import Any, Awaitable, Callable, Deque, Dict, Generator, List, Optional, Sequence, Set, Type, Union
 
 from . import _core
 from . import _native as N
@@ -48,6 +48,7 @@ __all__ = ["Connection", "Server", "connect", "serve"]
 _CLOSED = object()
 _BATCH = 256
 _poll = N.wsn_queue_poll
+_send = N.wsn_conn_send
 _DRAIN = N.EVENT_DRAIN
 
 
@@ -181,19 +182,22 @@ class Connection(_core.NativeConn):
             self._unacked = 0
         return item  # type: ignore[no-any-return]
 
-    def __aiter__(self) -> AsyncIterator[Message]:
-        return self._iterate()
+    def __aiter__(self) -> "Connection":
+        return self
 
-    async def _iterate(self) -> AsyncIterator[Message]:
-        while True:
-            try:
-                yield await self.recv()
-            except ConnectionClosedOK:
-                return
+    async def __anext__(self) -> Message:
+        """Messages until the connection ends: a normal end (1000/1001) stops the iteration,
+        an abnormal one raises ConnectionClosedError."""
+        try:
+            return await self.recv()
+        except ConnectionClosedOK:
+            raise StopAsyncIteration from None
 
     async def send(self, message: Message) -> None:
         """Queues a message; while the send queue is full (``write_limit``), waits for the
         library's DRAIN event first. Raises ConnectionClosed once the connection is closing."""
+        if type(message) is bytes and _send(self._ptr, message, len(message), 0, None) == 0:
+            return  # the common case, without a call more
         data, flags = encode(message)
         while not self._try_send(data, flags):
             w = self._drain_waiter
