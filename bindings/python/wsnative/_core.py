@@ -340,7 +340,8 @@ class ServerCore:
         finally:
             N.wsn_server_options_free(o)
         self._ptr = out.value
-        N.wsn_server_set_release_hook(self._ptr, release_cb, self._id)
+        if queue is None:  # in poll mode the events may still wait in the queue: see asyncio
+            N.wsn_server_set_release_hook(self._ptr, release_cb, self._id)
         self.port: int = N.wsn_server_get_port(self._ptr)
         self.host = host
 

@@ -67,13 +67,13 @@ class _LoopQueue:
     def attach(self, loop: asyncio.AbstractEventLoop) -> None:
         loop.add_reader(self.fd, self.poll)
 
-    def poll(self) -> None:
+    def poll(self, rounds: int = 8) -> None:
         # Polls until the queue is empty: a poll also releases the previous batch (the messages
         # were copied), whose messages otherwise stay in their connections' receive budgets
         # although acknowledged, and with no new event the descriptor would not wake us again.
         # At most 8 batches per wake-up; the descriptor stays readable while events wait.
         get = _targets.get
-        for _ in range(8):
+        for _ in range(rounds):
             n = _poll(self.ptr, self._events, _BATCH, 0)
             if not n:
                 return
@@ -368,6 +368,10 @@ class Server(_core.ServerCore):
     async def _shutdown(self, drain_timeout: Optional[float]) -> None:
         await self._loop.run_in_executor(None, self._stop, drain_timeout)
         await self._loop.run_in_executor(None, self._free)
+        # Every CLOSE was queued before the free returned: take them, then forget the server
+        # (a release hook could run before the loop polled them: it is not set in poll mode).
+        self._lq.poll(1 << 30)
+        _targets.pop(self._id, None)
         if self._tasks:  # every connection ended: handlers that still run get cancelled
             _, pending = await asyncio.wait(set(self._tasks), timeout=self._drain_timeout)
             for t in pending:
