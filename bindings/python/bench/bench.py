@@ -3,10 +3,11 @@
 
     python bench/bench.py [--seconds 2] [--server c|wsnative|websockets] [--clients ...]
 
-Clients: wsnative (blocking), wsnative.asyncio, websockets (asyncio), websockets.sync,
-websocket-client. Workloads: 64 B and 64 KiB binary messages on one connection, ping-pong
+Clients: wsnative (blocking), wsnative.callback (on_message), wsnative.asyncio, picows,
+websockets (asyncio), websockets.sync, websocket-client (installed with pip in build/benchvenv:
+see _venv.py). Workloads: 64 B and 64 KiB binary messages on one connection, ping-pong
 (one message in flight) and 16 in flight. Prints messages per second, p50/p99 round-trip time
-and each client's ratio to wsnative (blocking). The echo server runs in its own process:
+and how much faster wsnative.asyncio is than each client. The echo server runs in its own process:
 by default wsnative's C example (examples/c/echo_server.c, built with cc), so no Python server
 is the bottleneck.
 """
@@ -24,6 +25,10 @@ import time
 from collections import deque
 from pathlib import Path
 from typing import Callable, Dict, List, Tuple
+
+import _venv
+
+_venv.ensure()
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent.parent.parent
@@ -137,6 +142,81 @@ def client_wsnative(url, payload, inflight, seconds):
         ws.close()
 
 
+def client_wsnative_callback(url, payload, inflight, seconds):
+    import threading
+
+    import wsnative
+
+    rtts: List[float] = []
+    stamps: deque = deque()
+    clock = time.perf_counter
+    done = threading.Event()
+    state = {"n": 0, "end": clock() + 3600}
+
+    def on_message(conn, m):
+        now = clock()
+        rtts.append(now - stamps.popleft())
+        state["n"] += 1
+        if now >= state["end"]:
+            if not stamps:
+                done.set()
+            return
+        stamps.append(clock())
+        conn.send(payload)
+
+    ws = wsnative.connect(url, max_size=None, ping_interval=None, on_message=on_message)
+    try:
+        state["end"] = clock() + seconds
+        for _ in range(inflight):
+            stamps.append(clock())
+            ws.send(payload)
+        done.wait(seconds + 30)
+        return state["n"], rtts
+    finally:
+        ws.close()
+
+
+def client_picows(url, payload, inflight, seconds):
+    from picows import WSListener, WSMsgType, ws_connect
+
+    clock = time.perf_counter
+
+    class Listener(WSListener):
+        def __init__(self) -> None:
+            self.rtts: List[float] = []
+            self.stamps: deque = deque()
+            self.n = 0
+            self.end = clock() + 3600
+            self.done: "asyncio.Future[None]" = asyncio.get_running_loop().create_future()
+
+        def on_ws_frame(self, transport, frame) -> None:
+            if frame.msg_type != WSMsgType.BINARY:
+                return
+            frame.get_payload_as_bytes()  # as the other clients, take the message as bytes
+            now = clock()
+            self.rtts.append(now - self.stamps.popleft())
+            self.n += 1
+            if now >= self.end:
+                if not self.stamps and not self.done.done():
+                    self.done.set_result(None)
+                return
+            self.stamps.append(clock())
+            transport.send(WSMsgType.BINARY, payload)
+
+    async def main():
+        transport, listener = await ws_connect(Listener, url, max_frame_size=1 << 30)
+        listener.end = clock() + seconds
+        for _ in range(inflight):
+            listener.stamps.append(clock())
+            transport.send(WSMsgType.BINARY, payload)
+        await asyncio.wait_for(listener.done, seconds + 30)
+        transport.send_close()
+        transport.disconnect()
+        return listener.n, listener.rtts
+
+    return asyncio.run(main())
+
+
 def client_wsnative_asyncio(url, payload, inflight, seconds):
     import wsnative.asyncio as wa
 
@@ -176,7 +256,9 @@ def client_websocket_client(url, payload, inflight, seconds):
 
 CLIENTS: Dict[str, Callable] = {
     "wsnative": client_wsnative,
+    "wsnative.callback": client_wsnative_callback,
     "wsnative.asyncio": client_wsnative_asyncio,
+    "picows": client_picows,
     "websockets": client_websockets,
     "websockets.sync": client_websockets_sync,
     "websocket-client": client_websocket_client,
@@ -186,8 +268,11 @@ CLIENTS: Dict[str, Callable] = {
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--seconds", type=float, default=2.0, help="duration of each case (default 2)")
+    ap.add_argument("--rounds", type=int, default=3, help="runs of each case per client (default 3)")
     ap.add_argument("--server", choices=["c", "wsnative", "websockets"], default="c" if shutil.which("cc") else "wsnative")
     ap.add_argument("--clients", default=",".join(CLIENTS), help="comma-separated subset of: " + ", ".join(CLIENTS))
+    ap.add_argument("--sizes", default="64,65536", help="message sizes in bytes (default 64,65536)")
+    ap.add_argument("--in-flight", default=f"1,{IN_FLIGHT}", help=f"messages in flight (default 1,{IN_FLIGHT})")
     args = ap.parse_args()
     clients = [c for c in args.clients.split(",") if c]
     for c in clients:
@@ -196,30 +281,41 @@ def main() -> int:
 
     server, port = start_server(args.server)
     url = f"ws://127.0.0.1:{port}/"
+    import statistics
+
     import wsnative
 
     print(f"# echo server: {args.server} at {url}; wsnative library {wsnative.library_path} ({wsnative.library_version()})")
-    print(f"# python {sys.version.split()[0]}; {args.seconds:g} s per case; RTT in microseconds")
+    print(f"# python {sys.version.split()[0]}; {_venv.versions()}; {args.rounds} rounds of {args.seconds:g} s per case, "
+          f"clients alternating; msgs/s: median (best); RTT of the median round in microseconds")
     try:
-        for size in (64, 64 * 1024):
+        for size in map(int, args.sizes.split(",")):
             payload = os.urandom(size)
-            for inflight, label in ((1, "ping-pong"), (IN_FLIGHT, f"{IN_FLIGHT} in flight")):
+            for inflight in map(int, args.in_flight.split(",")):
+                label = "ping-pong" if inflight == 1 else f"{inflight} in flight"
+                runs: Dict[str, List[Tuple[float, List[float]]]] = {name: [] for name in clients}
+                for _ in range(args.rounds):
+                    for name in clients:
+                        try:
+                            n, rtts = CLIENTS[name](url, payload, inflight, args.seconds)
+                        except Exception as e:  # a client missing or failing must not end the run
+                            print(f"# {name} failed: {type(e).__name__}: {e}")
+                            continue
+                        total = sum(rtts) if inflight == 1 else None
+                        runs[name].append((n / (total if total else args.seconds), sorted(rtts)))
                 print(f"\n## {size} B, {label}")
-                print(f"{'client':<18} {'msgs/s':>10} {'p50 us':>9} {'p99 us':>9} {'wsnative is x faster':>21}")
-                results = {}
-                for name in clients:
-                    try:
-                        n, rtts = CLIENTS[name](url, payload, inflight, args.seconds)
-                    except Exception as e:  # a client missing or failing must not end the run
-                        print(f"{name:<18} failed: {type(e).__name__}: {e}")
+                print(f"| client | msgs/s median (best) | p50 us | p99 us | wsnative.asyncio is x faster |")
+                print("|---|---:|---:|---:|---:|")
+                med = {n: statistics.median(r for r, _ in v) for n, v in runs.items() if v}
+                base = med.get("wsnative.asyncio")
+                for name, v in runs.items():
+                    if not v:
+                        print(f"| {name} | failed | | | |")
                         continue
-                    total = sum(rtts) if inflight == 1 else None
-                    rtts.sort()
-                    rate = n / (total if total else args.seconds)
-                    results[name] = rate
-                    base = results.get("wsnative")
-                    ratio = f"{base / rate:.2f}" if base and name != "wsnative" else "-"
-                    print(f"{name:<18} {rate:>10.0f} {percentile(rtts, 50) * 1e6:>9.1f} {percentile(rtts, 99) * 1e6:>9.1f} {ratio:>21}", flush=True)
+                    rate, rtts = sorted(v)[len(v) // 2]
+                    ratio = f"{base / med[name]:.2f}" if base and name != "wsnative.asyncio" else "-"
+                    print(f"| {name} | {med[name]:,.0f} ({max(r for r, _ in v):,.0f}) | {percentile(rtts, 50) * 1e6:.1f} | "
+                          f"{percentile(rtts, 99) * 1e6:.1f} | {ratio} |", flush=True)
     finally:
         server.send_signal(signal.SIGTERM)
         try:

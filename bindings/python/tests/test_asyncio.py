@@ -166,10 +166,10 @@ def test_unread_messages_pause_reading_and_reading_resumes():
                 while len(ws._inbox) < 8 and loop.time() < end:
                     await asyncio.sleep(0.01)
                 await asyncio.sleep(0.3)
-                assert ws._reading_paused
-                settled = len(ws._inbox)  # what was read natively before the pause still came
+                settled = len(ws._inbox)
+                assert settled <= 10, settled  # the core stopped reading at 8 unacknowledged
                 await asyncio.sleep(0.3)
-                assert len(ws._inbox) == settled < 300
+                assert len(ws._inbox) == settled
                 got = [await asyncio.wait_for(ws.recv(), WAIT) for _ in range(300)]
                 assert [int(m[:6]) for m in got] == list(range(300))
 

@@ -19,7 +19,8 @@ asyncio API: ``wsnative.asyncio.connect`` and ``wsnative.asyncio.serve``.
 from __future__ import annotations
 
 from . import _native
-from ._core import CloseInfo, Request, State, configure
+from ._convert import CloseInfo, Request, State
+from ._core import configure
 from ._lib import LibraryNotFound
 from .client import Connection, connect
 from .errors import (
@@ -34,6 +35,7 @@ from .errors import (
     OpenTimeout,
     TLSError,
     WebSocketError,
+    WouldBlock,
 )
 from .server import Server, serve
 from . import asyncio  # noqa: E402  (wsnative.asyncio)
@@ -67,6 +69,7 @@ __all__ = [
     "State",
     "TLSError",
     "WebSocketError",
+    "WouldBlock",
     "configure",
     "connect",
     "library_path",

@@ -17,6 +17,7 @@ from ctypes import (
     c_size_t,
     c_uint16,
     c_uint32,
+    c_uint64,
     c_void_p,
 )
 from typing import Any, Callable
@@ -38,11 +39,21 @@ ERR_PROTOCOL = -8
 ERR_IO = -9
 ERR_ABORTED = -10
 ERR_INTERNAL = -11
+ERR_WOULD_BLOCK = -12
 
 # wsn_event_kind
 EVENT_OPEN = 1
 EVENT_MESSAGE = 2
 EVENT_CLOSE = 3
+EVENT_DRAIN = 4
+
+# wsn_conn_send flags
+SEND_TEXT = 1
+SEND_NO_COMPRESS = 2
+
+# wsn_*_options_set_send_queue_policy
+SEND_QUEUE_REFUSE = 0
+SEND_QUEUE_CLOSE = 1
 
 # wsn_conn_state
 STATE_CONNECTING = 0
@@ -74,6 +85,7 @@ class wsn_event(Structure):
         ("error", c_char_p),
         ("error_status", c_int32),
         ("http_status", c_uint16),
+        ("sent_id", c_uint64),
     ]
 
 
@@ -82,6 +94,8 @@ class wsn_event(Structure):
 wsn_event_cb = CFUNCTYPE(None, c_void_p, c_void_p, c_void_p)
 # typedef void (*wsn_accept_cb)(void *user_data, struct wsn_request *request);
 wsn_accept_cb = CFUNCTYPE(None, c_void_p, c_void_p)
+# typedef void (*wsn_release_cb)(void *arg);
+wsn_release_cb = CFUNCTYPE(None, c_void_p)
 
 _status = c_int32
 _ptr = c_void_p
@@ -114,6 +128,12 @@ wsn_connect = _fn("wsn_connect", [c_char_p, _ptr, wsn_event_cb, c_void_p, POINTE
 wsn_conn_send_text = _fn("wsn_conn_send_text", [_ptr, c_char_p, c_size_t], _status)
 # wsn_status wsn_conn_send_binary(wsn_conn *conn, const uint8_t *data, size_t len);
 wsn_conn_send_binary = _fn("wsn_conn_send_binary", [_ptr, c_char_p, c_size_t], _status)
+# wsn_status wsn_conn_send(wsn_conn *conn, const uint8_t *data, size_t len, uint32_t flags, uint64_t *id_out);
+wsn_conn_send = _fn("wsn_conn_send", [_ptr, c_char_p, c_size_t, c_uint32, POINTER(c_uint64)], _status)
+# uint64_t wsn_conn_get_sent_id(const wsn_conn *conn);
+wsn_conn_get_sent_id = _fn("wsn_conn_get_sent_id", [_ptr], c_uint64)
+# wsn_status wsn_conn_ack(wsn_conn *conn, size_t count);
+wsn_conn_ack = _fn("wsn_conn_ack", [_ptr, c_size_t], _status)
 # wsn_status wsn_conn_close(wsn_conn *conn, uint16_t code, const char *reason);
 wsn_conn_close = _fn("wsn_conn_close", [_ptr, c_uint16, c_char_p], _status)
 # wsn_status wsn_conn_abort(wsn_conn *conn);
@@ -134,6 +154,8 @@ wsn_conn_set_user_data = _fn("wsn_conn_set_user_data", [_ptr, c_void_p], _status
 wsn_conn_get_user_data = _fn("wsn_conn_get_user_data", [_ptr], c_void_p)
 # void wsn_conn_free(wsn_conn *conn);
 wsn_conn_free = _fn("wsn_conn_free", [_ptr], None)
+# wsn_status wsn_conn_set_release_hook(wsn_conn *conn, wsn_release_cb release, void *arg);
+wsn_conn_set_release_hook = _fn("wsn_conn_set_release_hook", [_ptr, wsn_release_cb, c_void_p], _status)
 
 # wsn_client_options *wsn_client_options_new(void);
 wsn_client_options_new = _fn("wsn_client_options_new", [], _ptr)
@@ -145,6 +167,18 @@ wsn_client_options_set_connect_timeout_ms = _fn("wsn_client_options_set_connect_
 wsn_client_options_set_handshake_timeout_ms = _fn("wsn_client_options_set_handshake_timeout_ms", [_ptr, c_uint32], _status)
 # wsn_status wsn_client_options_set_close_timeout_ms(wsn_client_options *options, uint32_t ms);
 wsn_client_options_set_close_timeout_ms = _fn("wsn_client_options_set_close_timeout_ms", [_ptr, c_uint32], _status)
+# wsn_status wsn_client_options_set_close_max_ms(wsn_client_options *options, uint32_t ms);
+wsn_client_options_set_close_max_ms = _fn("wsn_client_options_set_close_max_ms", [_ptr, c_uint32], _status)
+# wsn_status wsn_client_options_set_max_receive_messages(wsn_client_options *options, size_t messages);
+wsn_client_options_set_max_receive_messages = _fn("wsn_client_options_set_max_receive_messages", [_ptr, c_size_t], _status)
+# wsn_status wsn_client_options_set_manual_ack(wsn_client_options *options, bool manual);
+wsn_client_options_set_manual_ack = _fn("wsn_client_options_set_manual_ack", [_ptr, c_bool], _status)
+# wsn_status wsn_client_options_set_max_send_queue(wsn_client_options *options, size_t bytes);
+wsn_client_options_set_max_send_queue = _fn("wsn_client_options_set_max_send_queue", [_ptr, c_size_t], _status)
+# wsn_status wsn_client_options_set_send_queue_policy(wsn_client_options *options, uint32_t policy);
+wsn_client_options_set_send_queue_policy = _fn("wsn_client_options_set_send_queue_policy", [_ptr, c_uint32], _status)
+# wsn_status wsn_client_options_set_drain_events(wsn_client_options *options, bool enabled, size_t low_water);
+wsn_client_options_set_drain_events = _fn("wsn_client_options_set_drain_events", [_ptr, c_bool, c_size_t], _status)
 # wsn_status wsn_client_options_set_max_message_size(wsn_client_options *options, size_t bytes);
 wsn_client_options_set_max_message_size = _fn("wsn_client_options_set_max_message_size", [_ptr, c_size_t], _status)
 # wsn_status wsn_client_options_set_ping_interval_ms(wsn_client_options *options, uint32_t ms);
@@ -178,6 +212,18 @@ wsn_server_options_set_max_header_size = _fn("wsn_server_options_set_max_header_
 wsn_server_options_set_close_timeout_ms = _fn("wsn_server_options_set_close_timeout_ms", [_ptr, c_uint32], _status)
 # wsn_status wsn_server_options_set_drain_timeout_ms(wsn_server_options *options, uint32_t ms);
 wsn_server_options_set_drain_timeout_ms = _fn("wsn_server_options_set_drain_timeout_ms", [_ptr, c_uint32], _status)
+# wsn_status wsn_server_options_set_close_max_ms(wsn_server_options *options, uint32_t ms);
+wsn_server_options_set_close_max_ms = _fn("wsn_server_options_set_close_max_ms", [_ptr, c_uint32], _status)
+# wsn_status wsn_server_options_set_max_receive_messages(wsn_server_options *options, size_t messages);
+wsn_server_options_set_max_receive_messages = _fn("wsn_server_options_set_max_receive_messages", [_ptr, c_size_t], _status)
+# wsn_status wsn_server_options_set_manual_ack(wsn_server_options *options, bool manual);
+wsn_server_options_set_manual_ack = _fn("wsn_server_options_set_manual_ack", [_ptr, c_bool], _status)
+# wsn_status wsn_server_options_set_max_send_queue(wsn_server_options *options, size_t bytes);
+wsn_server_options_set_max_send_queue = _fn("wsn_server_options_set_max_send_queue", [_ptr, c_size_t], _status)
+# wsn_status wsn_server_options_set_send_queue_policy(wsn_server_options *options, uint32_t policy);
+wsn_server_options_set_send_queue_policy = _fn("wsn_server_options_set_send_queue_policy", [_ptr, c_uint32], _status)
+# wsn_status wsn_server_options_set_drain_events(wsn_server_options *options, bool enabled, size_t low_water);
+wsn_server_options_set_drain_events = _fn("wsn_server_options_set_drain_events", [_ptr, c_bool, c_size_t], _status)
 # wsn_status wsn_server_options_set_max_message_size(wsn_server_options *options, size_t bytes);
 wsn_server_options_set_max_message_size = _fn("wsn_server_options_set_max_message_size", [_ptr, c_size_t], _status)
 # wsn_status wsn_server_options_set_ping_interval_ms(wsn_server_options *options, uint32_t ms);
@@ -211,8 +257,10 @@ wsn_server_get_port = _fn("wsn_server_get_port", [_ptr], c_uint16)
 wsn_server_stop = _fn("wsn_server_stop", [_ptr, c_uint32], _status)
 # void wsn_server_free(wsn_server *server);
 wsn_server_free = _fn("wsn_server_free", [_ptr], None)
+# wsn_status wsn_server_set_release_hook(wsn_server *server, wsn_release_cb release, void *arg);
+wsn_server_set_release_hook = _fn("wsn_server_set_release_hook", [_ptr, wsn_release_cb, c_void_p], _status)
 
-# Poll mode (declared for completeness; this package delivers events through callbacks).
+# Poll mode (the asyncio API takes events in batches from a queue).
 class wsn_queued_event(Structure):
     """struct wsn_queued_event: valid until the next wsn_queue_poll on its queue."""
 

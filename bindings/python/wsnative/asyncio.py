@@ -1,8 +1,8 @@
 """The asyncio API: ``connect()`` and ``serve()``.
 
-Events arrive on wsnative's callback threads and reach the event loop through
-``loop.call_soon_threadsafe``, one wake-up per batch: messages that arrive while the loop is
-busy are collected and handed over together.
+Events come in batches, on the event loop's own thread: each loop has one native event queue
+(poll mode) whose descriptor is watched with ``loop.add_reader``; one read takes up to 256
+events of all the loop's connections. Nothing crosses threads, nothing polls on a timer.
 
     async with wsnative.asyncio.connect("ws://127.0.0.1:9001/") as ws:
         await ws.send("hello")
@@ -21,145 +21,205 @@ from __future__ import annotations
 import asyncio
 import collections
 import os
-import threading
+import weakref
+from ctypes import byref, c_void_p
 from types import TracebackType
-from typing import Any, AsyncIterator, Awaitable, Callable, Deque, Generator, Optional, Sequence, Set, Type, Union
+from typing import Any, Awaitable, Callable, Deque, Dict, Generator, List, Optional, Sequence, Set, Type, Union
 
 from . import _core
 from . import _native as N
-from ._core import AcceptResult, CloseInfo, Headers, Message, Request, closed_exception, open_failure, report
-from .errors import ConnectionClosed, ConnectionClosedOK, OpenTimeout
+from ._convert import (
+    AcceptResult,
+    CloseInfo,
+    Headers,
+    Message,
+    Request,
+    check,
+    client_options,
+    closed_exception,
+    encode,
+    open_failure,
+)
+from ._core import _targets, report
+from .errors import ConnectionClosed, ConnectionClosedOK
 
 __all__ = ["Connection", "Server", "connect", "serve"]
 
 _CLOSED = object()
+_BATCH = 256
+_poll = N.wsn_queue_poll
+_send = N.wsn_conn_send
+_DRAIN = N.EVENT_DRAIN
+
+
+class _LoopQueue:
+    """A native event queue read by an event loop when its descriptor is readable."""
+
+    def __init__(self) -> None:
+        out = c_void_p()
+        check(N.wsn_queue_new(byref(out)))
+        self.ptr: int = out.value  # type: ignore[assignment]
+        self.fd = N.wsn_queue_get_fd(self.ptr)
+        self._events = (N.wsn_queued_event * _BATCH)()
+        self._items = [(e, e.event) for e in self._events]  # views into the array, made once
+        self.senders_waiting = 0  # sends waiting for a DRAIN event, on any connection of the queue
+
+    def attach(self, loop: asyncio.AbstractEventLoop) -> None:
+        loop.add_reader(self.fd, self.poll)
+
+    def poll(self, rounds: int = 8) -> None:
+        # Polls until the queue is empty: a poll also releases the previous batch (the messages
+        # were copied), whose messages otherwise stay in their connections' receive budgets
+        # although acknowledged, and with no new event the descriptor would not wake us again.
+        # At most 8 batches per wake-up; the descriptor stays readable while events wait.
+        get = _targets.get
+        for _ in range(rounds):
+            n = _poll(self.ptr, self._events, _BATCH, 0)
+            if not n:
+                return
+            for qe, ev in self._items[:n]:
+                if ev.kind == _DRAIN and not self.senders_waiting:
+                    continue  # nobody waits for the send queue to drain
+                target = get(qe.user_data)
+                if target is not None:
+                    try:
+                        target._event(qe.conn, ev)
+                    except BaseException:
+                        report("an event handler")
+
+    def in_use(self) -> bool:
+        return any(getattr(t, "_lq", None) is self for t in list(_targets.values()))
+
+
+_queues: "weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _LoopQueue]" = weakref.WeakKeyDictionary()
+_spare: List[_LoopQueue] = []
+
+
+def _retire(lq: _LoopQueue) -> None:
+    """The loop is gone: its queue serves the next loop once nothing uses it."""
+    _spare.append(lq)
+
+
+def _loop_queue(loop: asyncio.AbstractEventLoop) -> _LoopQueue:
+    lq = _queues.get(loop)
+    if lq is None:
+        reuse = [q for q in _spare if not q.in_use()]
+        lq = reuse[0] if reuse else _LoopQueue()
+        if reuse:
+            _spare.remove(lq)
+            while N.wsn_queue_poll(lq.ptr, lq._events, _BATCH, 0):  # leftovers of closed connections
+                pass
+        lq.attach(loop)
+        _queues[loop] = lq
+        weakref.finalize(loop, _retire, lq)
+    return lq
 
 
 class Connection(_core.NativeConn):
     """A WebSocket connection bound to an event loop. Methods are coroutines except the
-    properties; ``send`` never blocks the loop (the native side queues the bytes)."""
+    properties; ``send`` waits only while the send queue holds more than ``write_limit`` bytes."""
 
-    def __init__(
-        self,
-        loop: asyncio.AbstractEventLoop,
-        close_timeout: float = 5.0,
-        write_limit: int = 16 << 20,
-        max_queue: int = 1024,
-    ) -> None:
-        super().__init__(close_timeout)
-        # Flow control: past max_queue unread messages the library stops reading (TCP slows the
-        # peer down); at half of it, reading resumes.
-        self._max_queue = max(1, max_queue)
-        self._reading_paused = False
+    def __init__(self, loop: asyncio.AbstractEventLoop, lq: _LoopQueue, max_queue: int = 1024) -> None:
+        super().__init__()
         self._loop = loop
+        self._lq = lq
         self._inbox: Deque[Any] = collections.deque()
-        self._inbox_lock = threading.Lock()
-        self._wake_pending = False
         self._waiter: Optional[asyncio.Future] = None
+        self._drain_waiter: Optional[asyncio.Future] = None
+        self._unacked = 0  # messages taken from the inbox and not yet acknowledged to the core
+        self._ack_every = max(1, max_queue // 4)
         self._open_future: asyncio.Future = loop.create_future()
         self._closed_future: asyncio.Future = loop.create_future()
-        self._write_limit = write_limit
 
-    # -- events (callback thread) --------------------------------------------------------------
-
-    def _post(self, fn: Callable[..., Any], *args: Any) -> None:
-        try:
-            self._loop.call_soon_threadsafe(fn, *args)
-        except RuntimeError:  # the loop is closed: nobody is waiting any more
-            pass
+    # -- events (loop thread) --------------------------------------------------------------------
 
     def _on_open(self) -> None:
-        self._post(_resolve, self._open_future, True)
+        _resolve(self._open_future, True)
 
     def _on_message(self, message: Message) -> None:
-        with self._inbox_lock:
-            self._inbox.append(message)
-            if len(self._inbox) >= self._max_queue and not self._reading_paused:
-                self._reading_paused = True
-                self._set_reading_paused(True)
-            if self._wake_pending:
-                return
-            self._wake_pending = True
-        self._post(self._wake)
-
-    def _on_close(self, info: CloseInfo) -> None:
-        with self._inbox_lock:
-            self._inbox.append(_CLOSED)
-            self._wake_pending = True
-        self._post(self._wake)
-        self._post(_resolve, self._open_future, False)
-        self._post(_resolve, self._closed_future, info)
-
-    # -- loop side -------------------------------------------------------------------------------
-
-    def _wake(self) -> None:
-        with self._inbox_lock:
-            self._wake_pending = False
+        self._inbox.append(message)
         w = self._waiter
         if w is not None and not w.done():
             w.set_result(None)
+
+    def _on_drain(self) -> None:
+        w = self._drain_waiter
+        if w is not None:
+            self._drain_waiter = None
+            if not w.done():
+                w.set_result(None)
+
+    def _on_close(self, info: CloseInfo) -> None:
+        self._on_message(_CLOSED)  # type: ignore[arg-type]
+        self._on_drain()
+        _resolve(self._open_future, False)
+        _resolve(self._closed_future, info)
+
+    # -- API ---------------------------------------------------------------------------------------
 
     async def recv(self) -> Message:
         """The next message (str or bytes). Raises ConnectionClosed once the connection ended
         and every message was received. Use ``asyncio.wait_for`` for a timeout."""
         inbox = self._inbox
-        while True:
-            if inbox:
-                item = inbox[0]
-                if item is _CLOSED:
-                    raise closed_exception(self._close_info)
-                message = inbox.popleft()
-                if self._reading_paused:
-                    with self._inbox_lock:
-                        if self._reading_paused and len(inbox) <= self._max_queue // 2:
-                            self._reading_paused = False
-                            self._set_reading_paused(False)
-                return message  # type: ignore[no-any-return]
+        while not inbox:
+            if self._unacked:  # about to wait: let the library read on
+                self._ack(self._unacked)
+                self._unacked = 0
             if self._waiter is not None:
                 raise RuntimeError("another coroutine is already waiting in recv()")
-            w = self._loop.create_future()
-            self._waiter = w
+            w = self._waiter = self._loop.create_future()
             try:
                 await w
             finally:
                 self._waiter = None
+        item = inbox[0]
+        if item is _CLOSED:
+            raise closed_exception(self._close_info)
+        inbox.popleft()
+        self._unacked += 1
+        if self._unacked >= self._ack_every:
+            self._ack(self._unacked)
+            self._unacked = 0
+        return item  # type: ignore[no-any-return]
 
-    def __aiter__(self) -> AsyncIterator[Message]:
-        return self._iterate()
+    def __aiter__(self) -> "Connection":
+        return self
 
-    async def _iterate(self) -> AsyncIterator[Message]:
-        while True:
-            try:
-                yield await self.recv()
-            except ConnectionClosedOK:
-                return
+    async def __anext__(self) -> Message:
+        """Messages until the connection ends: a normal end (1000/1001) stops the iteration,
+        an abnormal one raises ConnectionClosedError."""
+        try:
+            return await self.recv()
+        except ConnectionClosedOK:
+            raise StopAsyncIteration from None
 
     async def send(self, message: Message) -> None:
-        """Queues a message; waits only while more than ``write_limit`` bytes are buffered."""
-        _core.NativeConn.send(self, message)
-        if self._write_limit and self.buffered_amount > self._write_limit:
-            delay = 0.0005
-            while self.buffered_amount > self._write_limit and self._close_info is None:
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, 0.05)
+        """Queues a message; while the send queue is full (``write_limit``), waits for the
+        library's DRAIN event first. Raises ConnectionClosed once the connection is closing."""
+        if type(message) is bytes and _send(self._ptr, message, len(message), 0, None) == 0:
+            return  # the common case, without a call more
+        data, flags = encode(message)
+        while not self._try_send(data, flags):
+            w = self._drain_waiter
+            if w is None:
+                w = self._drain_waiter = self._loop.create_future()
+            self._lq.senders_waiting += 1
+            try:
+                await asyncio.shield(w)
+            finally:
+                self._lq.senders_waiting -= 1
 
     async def close(self, code: int = 1000, reason: str = "") -> None:
-        """Closes and waits for the closing handshake (bounded by the close timeout)."""
+        """Closes and waits for the closing handshake (the library bounds it: the close
+        timeout without progress, 30 s in all)."""
         if self._close_info is None:
             self._start_close(code, reason)
-        await self._wait_end()
+        await asyncio.shield(self._closed_future)
 
     async def abort(self) -> None:
         """Ends the connection at once, without a closing handshake (1006)."""
         self._start_abort()
-        await self._wait_end()
-
-    async def _wait_end(self) -> None:
-        try:
-            await asyncio.wait_for(asyncio.shield(self._closed_future), self._close_timeout + 1.0)
-        except asyncio.TimeoutError:
-            self._start_abort()
-            await asyncio.wait_for(asyncio.shield(self._closed_future), 2.0)
+        await asyncio.shield(self._closed_future)
 
     async def wait_closed(self) -> CloseInfo:
         """Waits until the connection ended; returns how."""
@@ -208,9 +268,6 @@ class connect:
     ) -> None:
         self._url = url
         self._max_queue = max_queue
-        self._open_timeout = open_timeout
-        self._close_timeout = close_timeout
-        self._write_limit = write_limit
         self._options = dict(
             headers=headers,
             subprotocols=subprotocols,
@@ -223,27 +280,28 @@ class connect:
             ping_interval=ping_interval,
             ping_timeout=ping_timeout,
             heartbeat=heartbeat,
+            max_queue=max_queue,
+            manual_ack=True,
+            max_send_queue=write_limit,
         )
         self._conn: Optional[Connection] = None
 
     async def _create(self) -> Connection:
-        conn = Connection(asyncio.get_running_loop(), self._close_timeout, self._write_limit, self._max_queue)
-        opts = _core.client_options(**self._options)  # type: ignore[arg-type]
+        loop = asyncio.get_running_loop()
+        lq = _loop_queue(loop)
+        conn = Connection(loop, lq, self._max_queue)
+        opts = client_options(**self._options)  # type: ignore[arg-type]
         try:
-            conn._connect(self._url, opts)
+            conn._connect(self._url, opts, lq.ptr)
         finally:
             N.wsn_client_options_free(opts)
         try:
-            opened = await asyncio.wait_for(asyncio.shield(conn._open_future), 2 * self._open_timeout + 2.0)
-        except asyncio.TimeoutError:
-            conn._start_abort()
-            raise OpenTimeout(f"{self._url}: not open after {self._open_timeout} s", N.ERR_TIMEOUT) from None
+            await asyncio.shield(conn._open_future)  # the library's open timeouts bound it
         except asyncio.CancelledError:
             conn._start_abort()
             raise
-        if not opened and not conn._was_open:
-            info = await conn.wait_closed()
-            raise open_failure(info)
+        if not conn._was_open:
+            raise open_failure(await conn.wait_closed())
         return conn
 
     def __await__(self) -> Generator[Any, None, Connection]:
@@ -270,22 +328,18 @@ class Server(_core.ServerCore):
     def __init__(self, loop: asyncio.AbstractEventLoop, host: str, port: int, handler: AsyncHandler,
                  accept: Optional[Callable[[Request], AcceptResult]], options: dict) -> None:
         self._loop = loop
+        self._lq = _loop_queue(loop)
         self._handler = handler
-        self._close_timeout = float(options.get("close_timeout", 5.0))
+        self._max_queue = int(options.get("max_queue", 1024))
+        self._drain_timeout = float(options.get("drain_timeout", 5.0))
         self._tasks: Set[asyncio.Task] = set()
         self._closed = loop.create_future()
-        super().__init__(host, port, accept, options)
+        super().__init__(host, port, accept, options, self._lq.ptr)
 
     def _new_connection(self) -> Connection:
-        return Connection(self._loop, self._close_timeout)
+        return Connection(self._loop, self._lq, self._max_queue)
 
-    def _connection_opened(self, conn: _core.NativeConn) -> None:
-        try:
-            self._loop.call_soon_threadsafe(self._start, conn)
-        except RuntimeError:
-            conn._start_abort()
-
-    def _start(self, conn: Connection) -> None:
+    def _connection_opened(self, conn: Connection) -> None:  # type: ignore[override]
         task = self._loop.create_task(self._run(conn))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
@@ -314,8 +368,12 @@ class Server(_core.ServerCore):
     async def _shutdown(self, drain_timeout: Optional[float]) -> None:
         await self._loop.run_in_executor(None, self._stop, drain_timeout)
         await self._loop.run_in_executor(None, self._free)
-        if self._tasks:
-            _, pending = await asyncio.wait(set(self._tasks), timeout=self._close_timeout + 1.0)
+        # Every CLOSE was queued before the free returned: take them, then forget the server
+        # (a release hook could run before the loop polled them: it is not set in poll mode).
+        self._lq.poll(1 << 30)
+        _targets.pop(self._id, None)
+        if self._tasks:  # every connection ended: handlers that still run get cancelled
+            _, pending = await asyncio.wait(set(self._tasks), timeout=self._drain_timeout)
             for t in pending:
                 t.cancel()
         _resolve(self._closed, None)
@@ -326,10 +384,6 @@ class Server(_core.ServerCore):
     async def serve_forever(self) -> None:
         """Waits until the server is closed."""
         await self.wait_closed()
-
-    @property
-    def connections(self) -> list:
-        return list(self._conns.values())
 
     async def __aenter__(self) -> "Server":
         return self
@@ -354,6 +408,7 @@ class serve:
     async def _create(self) -> Server:
         host, port, handler, accept, options = self._args
         options.setdefault("max_size", 64 << 20)
+        options["max_send_queue"] = options.pop("write_limit", 16 << 20)
         return Server(asyncio.get_running_loop(), host, port, handler, accept, options)
 
     def __await__(self) -> Generator[Any, None, Server]:

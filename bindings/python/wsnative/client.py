@@ -5,13 +5,15 @@ from __future__ import annotations
 import os
 import queue
 import threading
+import time
 from types import TracebackType
 from typing import Any, Callable, Iterator, Optional, Sequence, Type, Union
 
 from . import _core
 from . import _native as N
-from ._core import CloseInfo, Headers, Message, closed_exception, open_failure, report
-from .errors import ConnectionClosedOK, OpenTimeout
+from ._convert import CloseInfo, Headers, Message, client_options, closed_exception, encode, open_failure
+from ._core import report
+from .errors import ConnectionClosedOK, WouldBlock
 
 __all__ = ["Connection", "connect"]
 
@@ -32,46 +34,23 @@ class Connection(_core.NativeConn):
     ``close()`` (or a ``with`` block). Open connections are closed at interpreter exit.
     """
 
-    def __init__(
-        self,
-        *,
-        on_message: Optional[OnMessage] = None,
-        on_close: Optional[OnClose] = None,
-        close_timeout: float = 5.0,
-        max_queue: int = 1024,
-    ) -> None:
-        super().__init__(close_timeout)
+    def __init__(self, *, on_message: Optional[OnMessage] = None, on_close: Optional[OnClose] = None) -> None:
+        super().__init__()
         self._queue: "queue.SimpleQueue[Any]" = queue.SimpleQueue()
-        # Flow control: past max_queue unread messages, the library stops reading (TCP slows
-        # the peer down); at half of it, reading resumes.
-        self._max_queue = max(1, max_queue)
-        self._reading_paused = False
-        self._flow_lock = threading.Lock()
         self._opened = threading.Event()
         self._closed = threading.Event()
         self._on_message_cb = on_message
         self._on_close_cb = on_close
+        self._drains = 0  # DRAIN events so far: senders waiting on a full queue watch it change
+        self._send_waiters = 0
+        self._drain_cond = threading.Condition()
         if on_message is None:
-            self._on_message = self._enqueue  # type: ignore[method-assign]
+            self._on_message = self._queue.put  # type: ignore[method-assign]
 
     # -- events (callback thread) --------------------------------------------------------------
 
     def _on_open(self) -> None:
         self._opened.set()
-
-    def _enqueue(self, message: Message) -> None:
-        self._queue.put(message)
-        if self._queue.qsize() >= self._max_queue:
-            self._flow()
-
-    def _flow(self) -> None:
-        """Pauses or resumes reading to keep the unread messages near ``max_queue``."""
-        with self._flow_lock:
-            n = self._queue.qsize()
-            pause = n > self._max_queue // 2 if self._reading_paused else n >= self._max_queue
-            if pause != self._reading_paused:
-                self._reading_paused = pause
-                self._set_reading_paused(pause)
 
     def _on_message(self, message: Message) -> None:
         try:
@@ -79,9 +58,17 @@ class Connection(_core.NativeConn):
         except BaseException:
             report("on_message")
 
+    def _on_drain(self) -> None:
+        self._drains += 1
+        if self._send_waiters:
+            with self._drain_cond:
+                self._drain_cond.notify_all()
+
     def _on_close(self, info: CloseInfo) -> None:
         self._queue.put(_CLOSED)
         self._opened.set()
+        with self._drain_cond:
+            self._drain_cond.notify_all()
         cb = self._on_close_cb
         if cb is not None:
             try:
@@ -97,6 +84,7 @@ class Connection(_core.NativeConn):
 
         Raises TimeoutError when none came in time, ConnectionClosed (ConnectionClosedOK or
         ConnectionClosedError) once the connection ended and every message was received.
+        Taking a message lets the library read on: at most ``max_queue`` wait unread.
         """
         try:
             item = self._queue.get(True, timeout)
@@ -105,8 +93,7 @@ class Connection(_core.NativeConn):
         if item is _CLOSED:
             self._queue.put(_CLOSED)
             raise closed_exception(self._close_info)
-        if self._reading_paused:
-            self._flow()
+        self._ack(1)
         return item  # type: ignore[no-any-return]
 
     def __iter__(self) -> Iterator[Message]:
@@ -118,12 +105,43 @@ class Connection(_core.NativeConn):
             except ConnectionClosedOK:
                 return
 
+    def send(self, message: Message, timeout: Optional[float] = None) -> None:
+        """Queues a message (``str``: text, ``bytes``-like: binary) and returns.
+
+        Safe from any thread; messages sent from one thread arrive in order. While the send
+        queue holds more than ``write_limit`` bytes, waits until it drained (up to ``timeout``
+        seconds; None: as long as it takes), then raises WouldBlock; from a wsnative callback
+        thread it raises WouldBlock at once instead of waiting. Raises ConnectionClosed once
+        the connection is closing or closed.
+        """
+        data, flags = encode(message)
+        deadline = None
+        while True:
+            seen = self._drains
+            if self._try_send(data, flags):
+                return
+            if _core.in_callback_thread():
+                raise WouldBlock("the send queue is full (send from a callback does not wait)", N.ERR_WOULD_BLOCK)
+            if deadline is None and timeout is not None:
+                deadline = time.monotonic() + timeout
+            with self._drain_cond:
+                self._send_waiters += 1
+                try:
+                    while self._drains == seen and self._close_info is None:
+                        left = None if deadline is None else deadline - time.monotonic()
+                        if left is not None and left <= 0:
+                            raise WouldBlock(f"the send queue is still full after {timeout} s", N.ERR_WOULD_BLOCK)
+                        self._drain_cond.wait(left)
+                finally:
+                    self._send_waiters -= 1
+
     def close(self, code: int = 1000, reason: str = "", timeout: Optional[float] = None) -> None:
         """Closes the connection and waits for the closing handshake to finish.
 
-        Whatever was sent before is delivered first. Waits at most the close timeout (plus a
-        second), then aborts; never hangs. Closing twice or after the peer closed does nothing.
-        Called from a wsnative callback (on_message, on_close) it starts the close and returns.
+        Whatever was sent before is delivered first. The library bounds the wait (the close
+        timeout without progress, 30 s in all); ``timeout`` bounds it further. Closing twice or
+        after the peer closed does nothing. Called from a wsnative callback (on_message,
+        on_close) it starts the close and returns.
         """
         if self._close_info is None:
             self._start_close(code, reason)
@@ -135,12 +153,8 @@ class Connection(_core.NativeConn):
         self._wait_end(None)
 
     def _wait_end(self, timeout: Optional[float]) -> None:
-        if self._closed.is_set() or _core.in_callback_thread():
-            return
-        limit = self._close_timeout + 1.0 if timeout is None else timeout
-        if not self._closed.wait(limit):
-            self._start_abort()  # the native close timeout should have ended it: make sure
-            self._closed.wait(2.0)
+        if not _core.in_callback_thread():
+            self._closed.wait(timeout)
 
     def wait_closed(self, timeout: Optional[float] = None) -> bool:
         """Waits until the connection ended; returns whether it did within ``timeout``."""
@@ -175,20 +189,23 @@ def connect(
     on_message: Optional[OnMessage] = None,
     on_close: Optional[OnClose] = None,
     max_queue: int = 1024,
+    write_limit: Optional[int] = None,
 ) -> Connection:
     """Opens a client connection to ``url`` (ws:// or wss://) and waits until it is open.
 
     ``open_timeout`` bounds DNS plus TCP connect, and then the TLS and WebSocket handshakes.
     ``tls_roots`` is "bundled" (Mozilla roots), "system" or "none" (only ``ca_file``).
     ``ping_interval`` None turns the heartbeat off. ``max_size`` is the largest message accepted
-    (a larger one closes the connection with 1009). Past ``max_queue`` unread messages, reading
-    pauses (TCP slows the peer down) until half of them were read.
+    (a larger one closes the connection with 1009). Past ``max_queue`` unread messages (or
+    32 MiB of them), the library stops reading (TCP slows the peer down) until half of them
+    were read. ``write_limit``: bytes the send queue may hold before ``send`` waits (None: the
+    library's default, 64 MiB).
 
     Raises HandshakeError (with the HTTP status), TLSError, ConnectError, OpenTimeout,
     InvalidArgument.
     """
-    conn = Connection(on_message=on_message, on_close=on_close, close_timeout=close_timeout, max_queue=max_queue)
-    opts = _core.client_options(
+    conn = Connection(on_message=on_message, on_close=on_close)
+    opts = client_options(
         headers=headers,
         subprotocols=subprotocols,
         origin=origin,
@@ -200,15 +217,15 @@ def connect(
         ping_interval=ping_interval,
         ping_timeout=ping_timeout,
         heartbeat=heartbeat,
+        max_queue=max_queue,
+        manual_ack=on_message is None,
+        max_send_queue=write_limit,
     )
     try:
         conn._connect(url, opts)
     finally:
         N.wsn_client_options_free(opts)
-    # The native timeouts bound this wait; the margin only guards against a core bug.
-    if not conn._opened.wait(2 * open_timeout + 2.0):
-        conn._start_abort()
-        raise OpenTimeout(f"{url}: not open after {open_timeout} s", N.ERR_TIMEOUT)
+    conn._opened.wait()  # the library's connect and handshake timeouts bound it
     if not conn._was_open:
         raise open_failure(conn._close_info)  # type: ignore[arg-type]
     return conn

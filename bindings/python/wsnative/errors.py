@@ -18,6 +18,7 @@ __all__ = [
     "HandshakeError",
     "TLSError",
     "InternalError",
+    "WouldBlock",
 ]
 
 
@@ -44,6 +45,12 @@ class InvalidState(WebSocketError):
 
 class InternalError(WebSocketError):
     """A bug in wsnative (a native panic was caught). Please report it with its message."""
+
+
+class WouldBlock(WebSocketError):
+    """The connection's send queue is full (``write_limit`` bytes not yet handed to the kernel)
+    and the send could not wait for it to drain: a blocking ``send`` whose ``timeout`` expired,
+    or one called from a wsnative callback thread (which would wait for itself)."""
 
 
 class ConnectError(WebSocketError, ConnectionError):
@@ -119,6 +126,8 @@ def from_status(status: int, message: Optional[str] = None, http_status: int = 0
         return OpenTimeout(message, status)
     if status in (N.ERR_DNS, N.ERR_CONNECT, N.ERR_IO):
         return ConnectError(message, status)
+    if status == N.ERR_WOULD_BLOCK:
+        return WouldBlock(message, status)
     if status == N.ERR_INTERNAL:
         return InternalError(message, status)
     return WebSocketError(message, status)

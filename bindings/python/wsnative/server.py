@@ -8,7 +8,8 @@ from types import TracebackType
 from typing import Any, Callable, Optional, Sequence, Type, Union
 
 from . import _core
-from ._core import AcceptResult, Request, report
+from ._convert import AcceptResult, Request
+from ._core import report
 from .client import Connection
 from .errors import ConnectionClosed
 
@@ -28,12 +29,11 @@ class Server(_core.ServerCore):
 
     def __init__(self, host: str, port: int, handler: Handler, accept: Optional[Accept], options: dict) -> None:
         self._handler = handler
-        self._close_timeout = float(options.get("close_timeout", 5.0))
         self._stopped = threading.Event()
         super().__init__(host, port, accept, options)
 
     def _new_connection(self) -> Connection:
-        return Connection(close_timeout=self._close_timeout)
+        return Connection()
 
     def _connection_opened(self, conn: _core.NativeConn) -> None:
         t = threading.Thread(
@@ -55,14 +55,10 @@ class Server(_core.ServerCore):
         except BaseException:
             report("closing after the handler")
 
-    @property
-    def connections(self) -> list:
-        """The connections open now."""
-        return list(self._conns.values())
-
     def close(self, drain_timeout: Optional[float] = None) -> None:
         """Stops accepting, closes every connection with 1001 and waits up to ``drain_timeout``
-        seconds (default: the server's) for them to close; the rest are aborted. Idempotent."""
+        seconds (default: the server's) for them to close; the rest are aborted. Returns once
+        every connection's close was delivered (from a callback thread: at once). Idempotent."""
         self._stop(drain_timeout)
         self._free()
         self._stopped.set()
@@ -80,7 +76,7 @@ class Server(_core.ServerCore):
         self.close()
 
     def __repr__(self) -> str:
-        return f"<wsnative.Server ws://{self.host}:{self.port} {len(self._conns)} connections>"
+        return f"<wsnative.Server ws://{self.host}:{self.port} {len(self.connections)} connections>"
 
 
 def serve(
@@ -102,6 +98,8 @@ def serve(
     ping_interval: Optional[float] = 30.0,
     ping_timeout: Optional[float] = 30.0,
     heartbeat: str = "ping",
+    max_queue: int = 1024,
+    write_limit: Optional[int] = None,
 ) -> Server:
     """Starts a server on ``host``:``port`` (port 0 picks a free one: see ``server.port``).
 
@@ -111,6 +109,7 @@ def serve(
     tuple (status or code, text). It may also call ``request.accept/reject/close`` itself.
     ``subprotocols``: spoken by the server, first offered match wins. ``origins``: allowed
     Origin values (others get 403). ``tls_cert``/``tls_key``: PEM files, serve wss://.
+    ``max_queue`` and ``write_limit``: as for ``connect``, per connection.
     """
     options = dict(
         subprotocols=subprotocols,
@@ -126,5 +125,7 @@ def serve(
         ping_interval=ping_interval,
         ping_timeout=ping_timeout,
         heartbeat=heartbeat,
+        max_queue=max_queue,
+        max_send_queue=write_limit,
     )
     return Server(host, port, handler, accept, options)

@@ -1,0 +1,336 @@
+"""Conversions between Python and the C API: states, close information, exceptions, option
+objects, upgrade requests. No handle lifetime here (that is ``_core``), no API (``client``,
+``server``, ``asyncio``)."""
+
+from __future__ import annotations
+
+import os
+from enum import IntEnum
+from typing import Any, Iterable, List, Mapping, NamedTuple, Optional, Sequence, Tuple, Union
+
+from . import _native as N
+from .errors import (
+    ConnectError,
+    ConnectionClosed,
+    ConnectionClosedError,
+    ConnectionClosedOK,
+    HandshakeError,
+    InvalidArgument,
+    OpenTimeout,
+    TLSError,
+    WebSocketError,
+    from_status,
+)
+
+Message = Union[str, bytes]
+Headers = Union[Mapping[str, str], Iterable[Tuple[str, str]]]
+
+#: Low-water mark of the send queue at which the core reports DRAIN (as websockets' write limit).
+DRAIN_LOW_WATER = 64 << 10
+
+
+class State(IntEnum):
+    """A connection's state (wsn_conn_state)."""
+
+    CONNECTING = N.STATE_CONNECTING
+    OPEN = N.STATE_OPEN
+    CLOSING = N.STATE_CLOSING
+    CLOSED = N.STATE_CLOSED
+
+
+class CloseInfo(NamedTuple):
+    """How a connection ended (its CLOSE event)."""
+
+    code: int
+    reason: str
+    clean: bool
+    error: Optional[str]
+    error_status: int
+    http_status: int
+
+
+def closed_exception(info: Optional[CloseInfo]) -> ConnectionClosed:
+    if info is None:
+        return ConnectionClosed(None, "", False, "the connection is closing")
+    cls = ConnectionClosedOK if info.clean and info.code in (1000, 1001) and not info.error else ConnectionClosedError
+    return cls(info.code, info.reason, info.clean, info.error, info.error_status)
+
+
+def open_failure(info: CloseInfo) -> WebSocketError:
+    """The exception for a connection that closed before it opened."""
+    msg = info.error or f"the connection closed while opening ({info.code})"
+    st = info.error_status
+    if st == N.ERR_HANDSHAKE or info.http_status:
+        return HandshakeError(msg, info.http_status, st or N.ERR_HANDSHAKE)
+    if st == N.ERR_TLS:
+        return TLSError(msg, st)
+    if st == N.ERR_TIMEOUT:
+        return OpenTimeout(msg, st)
+    if st in (N.ERR_DNS, N.ERR_CONNECT, N.ERR_IO):
+        return ConnectError(msg, st)
+    if st == N.OK:
+        return closed_exception(info)
+    return from_status(st, msg)
+
+
+def check(rc: int) -> None:
+    """Raises the exception for a failed native call (call right after it, same thread)."""
+    if rc:
+        raise from_status(rc)
+
+
+def ms(seconds: Optional[float], what: str, zero_ok: bool = False) -> int:
+    if seconds is None:
+        if zero_ok:
+            return 0
+        raise InvalidArgument(f"{what} must be a number of seconds, not None", N.ERR_INVALID_ARGUMENT)
+    v = int(round(float(seconds) * 1000))
+    if v < 0 or v > 0xFFFFFFFF:
+        raise InvalidArgument(f"{what} is out of range: {seconds!r}", N.ERR_INVALID_ARGUMENT)
+    if v == 0 and not zero_ok and seconds:
+        v = 1
+    return v
+
+
+def _b(s: Optional[str]) -> Optional[bytes]:
+    return None if s is None else s.encode("utf-8")
+
+
+def _text(p: Optional[bytes]) -> str:
+    return p.decode("utf-8", "replace") if p else ""
+
+
+def read_close(ev: N.wsn_event) -> CloseInfo:
+    err = ev.error
+    return CloseInfo(
+        ev.close_code,
+        _text(ev.reason),
+        bool(ev.was_clean),
+        err.decode("utf-8", "replace") if err is not None else None,
+        ev.error_status,
+        ev.http_status,
+    )
+
+
+# ---------------------------------------------------------------------------------------------
+# Options
+
+
+def client_options(
+    *,
+    headers: Optional[Headers] = None,
+    subprotocols: Optional[Sequence[str]] = None,
+    origin: Optional[str] = None,
+    ca_file: Union[None, str, os.PathLike, Sequence[Union[str, os.PathLike]]] = None,
+    tls_roots: str = "bundled",
+    open_timeout: Optional[float] = 10.0,
+    close_timeout: float = 5.0,
+    max_size: Optional[int] = None,
+    ping_interval: Optional[float] = 30.0,
+    ping_timeout: Optional[float] = 30.0,
+    heartbeat: str = "ping",
+    max_queue: int = 1024,
+    manual_ack: bool = True,
+    max_send_queue: Optional[int] = None,
+) -> int:
+    """A native wsn_client_options (the caller frees it with wsn_client_options_free).
+
+    Flow control is the core's: ``max_queue`` unacknowledged messages at most (with
+    ``manual_ack`` a message counts until the binding's reader took it), a send queue of
+    ``max_send_queue`` bytes that refuses with WSN_ERR_WOULD_BLOCK, and DRAIN events.
+    """
+    o = N.wsn_client_options_new()
+    try:
+        check(N.wsn_client_options_set_max_receive_messages(o, _positive(max_queue, "max_queue")))
+        check(N.wsn_client_options_set_manual_ack(o, manual_ack))
+        if max_send_queue is not None:
+            check(N.wsn_client_options_set_max_send_queue(o, _positive(max_send_queue, "write_limit")))
+        check(N.wsn_client_options_set_drain_events(o, True, min(DRAIN_LOW_WATER, max_send_queue or DRAIN_LOW_WATER)))
+        if open_timeout is not None:
+            check(N.wsn_client_options_set_connect_timeout_ms(o, ms(open_timeout, "open_timeout")))
+            check(N.wsn_client_options_set_handshake_timeout_ms(o, ms(open_timeout, "open_timeout")))
+        check(N.wsn_client_options_set_close_timeout_ms(o, ms(close_timeout, "close_timeout")))
+        if max_size is not None:
+            check(N.wsn_client_options_set_max_message_size(o, int(max_size)))
+        check(N.wsn_client_options_set_ping_interval_ms(o, ms(ping_interval, "ping_interval", zero_ok=True)))
+        if ping_timeout is not None:
+            check(N.wsn_client_options_set_pong_timeout_ms(o, ms(ping_timeout, "ping_timeout")))
+        check(N.wsn_client_options_set_heartbeat(o, _heartbeat(heartbeat)))
+        if headers:
+            items = headers.items() if isinstance(headers, Mapping) else headers
+            for name, value in items:
+                check(N.wsn_client_options_add_header(o, _b(name), _b(value)))
+        for p in subprotocols or ():
+            check(N.wsn_client_options_add_subprotocol(o, _b(p)))
+        if origin is not None:
+            check(N.wsn_client_options_set_origin(o, _b(origin)))
+        roots = {"bundled": N.TLS_ROOTS_BUNDLED, "system": N.TLS_ROOTS_SYSTEM, "none": N.TLS_ROOTS_NONE}.get(tls_roots)
+        if roots is None:
+            raise InvalidArgument(f"tls_roots must be 'bundled', 'system' or 'none', not {tls_roots!r}")
+        check(N.wsn_client_options_set_tls_roots(o, roots))
+        if ca_file is not None:
+            files = [ca_file] if isinstance(ca_file, (str, os.PathLike)) else list(ca_file)
+            for f in files:
+                check(N.wsn_client_options_add_ca_file(o, os.fsencode(f)))
+        return o
+    except BaseException:
+        N.wsn_client_options_free(o)
+        raise
+
+
+def _positive(n: int, what: str) -> int:
+    v = int(n)
+    if v < 1:
+        raise InvalidArgument(f"{what} must be at least 1, not {n!r}", N.ERR_INVALID_ARGUMENT)
+    return v
+
+
+def _heartbeat(kind: str) -> int:
+    v = {"ping": N.HEARTBEAT_PING, "pong": N.HEARTBEAT_PONG}.get(kind)
+    if v is None:
+        raise InvalidArgument(f"heartbeat must be 'ping' or 'pong', not {kind!r}")
+    return v
+
+
+def server_options(
+    *,
+    subprotocols: Optional[Sequence[str]] = None,
+    origins: Optional[Sequence[str]] = None,
+    max_connections: int = 0,
+    tls_cert: Union[None, str, os.PathLike] = None,
+    tls_key: Union[None, str, os.PathLike] = None,
+    handshake_timeout: float = 10.0,
+    max_header_size: Optional[int] = None,
+    close_timeout: float = 5.0,
+    drain_timeout: float = 5.0,
+    max_size: Optional[int] = None,
+    ping_interval: Optional[float] = 30.0,
+    ping_timeout: Optional[float] = 30.0,
+    heartbeat: str = "ping",
+    max_queue: int = 1024,
+    max_send_queue: Optional[int] = None,
+) -> int:
+    """A native wsn_server_options; server connections deliver to a reader (manual ack)."""
+    o = N.wsn_server_options_new()
+    try:
+        check(N.wsn_server_options_set_max_receive_messages(o, _positive(max_queue, "max_queue")))
+        check(N.wsn_server_options_set_manual_ack(o, True))
+        if max_send_queue is not None:
+            check(N.wsn_server_options_set_max_send_queue(o, _positive(max_send_queue, "write_limit")))
+        check(N.wsn_server_options_set_drain_events(o, True, min(DRAIN_LOW_WATER, max_send_queue or DRAIN_LOW_WATER)))
+        check(N.wsn_server_options_set_handshake_timeout_ms(o, ms(handshake_timeout, "handshake_timeout")))
+        if max_header_size is not None:
+            check(N.wsn_server_options_set_max_header_size(o, int(max_header_size)))
+        check(N.wsn_server_options_set_close_timeout_ms(o, ms(close_timeout, "close_timeout")))
+        check(N.wsn_server_options_set_drain_timeout_ms(o, ms(drain_timeout, "drain_timeout", zero_ok=True)))
+        if max_size is not None:
+            check(N.wsn_server_options_set_max_message_size(o, int(max_size)))
+        check(N.wsn_server_options_set_ping_interval_ms(o, ms(ping_interval, "ping_interval", zero_ok=True)))
+        if ping_timeout is not None:
+            check(N.wsn_server_options_set_pong_timeout_ms(o, ms(ping_timeout, "ping_timeout")))
+        check(N.wsn_server_options_set_heartbeat(o, _heartbeat(heartbeat)))
+        for p in subprotocols or ():
+            check(N.wsn_server_options_add_subprotocol(o, _b(p)))
+        for origin in origins or ():
+            check(N.wsn_server_options_add_allowed_origin(o, _b(origin)))
+        check(N.wsn_server_options_set_max_connections(o, int(max_connections)))
+        if (tls_cert is None) != (tls_key is None):
+            raise InvalidArgument("tls_cert and tls_key go together", N.ERR_INVALID_ARGUMENT)
+        if tls_cert is not None:
+            check(N.wsn_server_options_set_tls(o, os.fsencode(tls_cert), os.fsencode(tls_key)))  # type: ignore[arg-type]
+        return o
+    except BaseException:
+        N.wsn_server_options_free(o)
+        raise
+
+
+
+_TEXT = N.SEND_TEXT
+
+
+def encode(message: Any) -> Tuple[bytes, int]:
+    """The bytes and wsn_conn_send flags of a message (str: text, bytes-like: binary)."""
+    t = type(message)
+    if t is str:
+        return message.encode("utf-8"), _TEXT
+    if t is bytes:
+        return message, 0
+    if isinstance(message, (bytearray, memoryview)):
+        return bytes(message), 0
+    raise TypeError(f"send() takes str or bytes, not {t.__name__}")
+
+class Request:
+    """An upgrade request, as seen by a server's ``accept`` callback.
+
+    Its fields are read up front; the decision methods work only during the callback.
+    """
+
+    def __init__(self, ptr: int) -> None:
+        self._ptr: Optional[int] = ptr
+        self._decided = False
+        self.path: str = _text(N.wsn_request_get_path(ptr))
+        self.query: str = _text(N.wsn_request_get_query(ptr))
+        self.remote_address: str = _text(N.wsn_request_get_peer_addr(ptr))
+        self.headers: List[Tuple[str, str]] = [
+            (_text(N.wsn_request_get_header_name(ptr, i)), _text(N.wsn_request_get_header_value(ptr, i)))
+            for i in range(N.wsn_request_get_header_count(ptr))
+        ]
+        self.subprotocols: List[str] = [
+            _text(N.wsn_request_get_subprotocol(ptr, i)) for i in range(N.wsn_request_get_subprotocol_count(ptr))
+        ]
+
+    def header(self, name: str) -> Optional[str]:
+        """The first header called ``name`` (case-insensitive), or None."""
+        low = name.lower()
+        for k, v in self.headers:
+            if k.lower() == low:
+                return v
+        return None
+
+    def _req(self) -> int:
+        if self._ptr is None:
+            raise WebSocketError("a Request can be decided only during its accept callback")
+        self._decided = True
+        return self._ptr
+
+    def accept(self, subprotocol: Optional[str] = None) -> None:
+        """Accepts, choosing ``subprotocol`` (one the client offered) or none."""
+        check(N.wsn_request_accept(self._req(), _b(subprotocol)))
+
+    def reject(self, status: int = 403, body: Optional[str] = None) -> None:
+        """Refuses with HTTP ``status`` (400-599) and a short text body."""
+        check(N.wsn_request_reject(self._req(), status, _b(body)))
+
+    def close(self, code: int, reason: str = "") -> None:
+        """Accepts and closes at once with ``code`` (4000-4999 for the application's reasons)."""
+        check(N.wsn_request_accept_and_close(self._req(), code, _b(reason)))
+
+    def __repr__(self) -> str:
+        return f"<Request {self.path}{'?' + self.query if self.query else ''} from {self.remote_address}>"
+
+
+AcceptResult = Union[None, bool, int, str, Tuple[int, str]]
+
+
+def apply_accept_result(req: Request, result: AcceptResult) -> None:
+    if req._decided or result is None or result is True:
+        return
+    if result is False:
+        req.reject(403, "Forbidden")
+    elif isinstance(result, str):
+        req.accept(result)
+    elif isinstance(result, tuple):
+        code, text = result
+        if 400 <= code <= 599:
+            req.reject(code, text)
+        else:
+            req.close(code, text)
+    elif isinstance(result, int):
+        if 400 <= result <= 599:
+            req.reject(result)
+        else:
+            req.close(result)
+    else:
+        raise TypeError(f"accept() returned {result!r}: expected None, bool, int, str or (int, str)")
+
+
