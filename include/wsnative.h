@@ -360,7 +360,8 @@ typedef struct wsn_queued_event {
    */
   struct wsn_conn *conn;
   /**
-   * The user_data given to wsn_connect_queued or wsn_server_listen_queued.
+   * The connection's own user data when set (wsn_conn_set_user_data), else the user_data
+   * given to wsn_connect_queued or wsn_server_listen_queued.
    */
   void *user_data;
   /**
@@ -470,6 +471,16 @@ wsn_status wsn_conn_send_binary(struct wsn_conn *conn, const uint8_t *data, size
  * Thread: any, concurrently. Ownership: `data` is copied before this returns.
  */
 wsn_status wsn_conn_send(struct wsn_conn *conn, const uint8_t *data, size_t len, uint32_t flags, uint64_t *id_out);
+
+/**
+ * Turns WSN_EVENT_DRAIN on (`enabled`, with a `low_water` mark in bytes) or off for this
+ * connection, whatever its options said. A DRAIN comes once after the queue went over the
+ * mark, after a send was refused with WSN_ERR_WOULD_BLOCK, or after this call turned them on,
+ * as soon as the queue is at or below the mark (at once when it already is). Bindings turn it
+ * on only while a send is awaited, so that traffic that awaits nothing pays nothing.
+ * Thread: any. Errors: INVALID_ARGUMENT for NULL.
+ */
+wsn_status wsn_conn_set_drain_events(struct wsn_conn *conn, bool enabled, size_t low_water);
 
 /**
  * The id of the last message handed to the kernel (0 before the first, and for NULL).
@@ -655,11 +666,13 @@ wsn_status wsn_client_options_set_max_send_queue(struct wsn_client_options *opti
 wsn_status wsn_client_options_set_send_queue_policy(struct wsn_client_options *options, uint32_t policy);
 
 /**
- * Turns WSN_EVENT_DRAIN on (`enabled` true) or off (the default): a DRAIN event follows each
- * write that leaves at most `low_water` bytes queued after messages were written, carrying
- * the id of the last message handed to the kernel. For awaiting sends, and for producers
- * that send until WSN_ERR_WOULD_BLOCK and resume at the drain. Errors: INVALID_ARGUMENT for
- * NULL. Thread: one thread at a time per options object.
+ * Turns WSN_EVENT_DRAIN on (`enabled` true) or off (the default) for the connections made
+ * with these options: a DRAIN, carrying the id of the last message handed to the kernel, comes
+ * once the send queue is at or below `low_water` bytes after it went over it or after a send
+ * was refused with WSN_ERR_WOULD_BLOCK (not after every write). For awaiting sends, and for
+ * producers that send until WSN_ERR_WOULD_BLOCK and resume at the drain;
+ * wsn_conn_set_drain_events changes it per connection. Errors: INVALID_ARGUMENT for NULL.
+ * Thread: one thread at a time per options object.
  */
 wsn_status wsn_client_options_set_drain_events(struct wsn_client_options *options, bool enabled, size_t low_water);
 
@@ -844,11 +857,13 @@ wsn_status wsn_server_options_set_max_send_queue(struct wsn_server_options *opti
 wsn_status wsn_server_options_set_send_queue_policy(struct wsn_server_options *options, uint32_t policy);
 
 /**
- * Turns WSN_EVENT_DRAIN on (`enabled` true) or off (the default): a DRAIN event follows each
- * write that leaves at most `low_water` bytes queued after messages were written, carrying
- * the id of the last message handed to the kernel. For awaiting sends, and for producers
- * that send until WSN_ERR_WOULD_BLOCK and resume at the drain. Errors: INVALID_ARGUMENT for
- * NULL. Thread: one thread at a time per options object.
+ * Turns WSN_EVENT_DRAIN on (`enabled` true) or off (the default) for the connections made
+ * with these options: a DRAIN, carrying the id of the last message handed to the kernel, comes
+ * once the send queue is at or below `low_water` bytes after it went over it or after a send
+ * was refused with WSN_ERR_WOULD_BLOCK (not after every write). For awaiting sends, and for
+ * producers that send until WSN_ERR_WOULD_BLOCK and resume at the drain;
+ * wsn_conn_set_drain_events changes it per connection. Errors: INVALID_ARGUMENT for NULL.
+ * Thread: one thread at a time per options object.
  */
 wsn_status wsn_server_options_set_drain_events(struct wsn_server_options *options, bool enabled, size_t low_water);
 
@@ -1047,8 +1062,10 @@ void wsn_server_free(struct wsn_server *server);
 /**
  * Sets a hook that runs once, as `release(arg)`, after the server was freed and the last
  * callback that carries its user_data (accept callbacks, events of its connections) ended:
- * the place to free that user data. It runs on the thread that let go last. `release` NULL
- * removes it. Thread: any, before wsn_server_free. Errors: INVALID_ARGUMENT for NULL server.
+ * the place to free that user data. It runs on the thread that let go last. In poll mode,
+ * events already queued may still carry the server's user_data as their tag after it ran
+ * (wsnative never reads through it). `release` NULL removes it. Thread: any, before
+ * wsn_server_free. Errors: INVALID_ARGUMENT for NULL server.
  */
 wsn_status wsn_server_set_release_hook(struct wsn_server *server, wsn_release_cb release, void *arg);
 

@@ -621,3 +621,29 @@ fn last_error_during_thread_exit_does_not_panic() {
     });
     assert!(h.join().is_ok());
 }
+
+/// From a thread that runs no callback, the release hook has run when wsn_conn_free returns,
+/// even while a callback of the connection was running on another thread.
+#[test]
+fn the_release_hook_has_run_when_a_free_from_outside_returns() {
+    static RAN: AtomicUsize = AtomicUsize::new(0);
+    unsafe extern "C" fn on_release(_: *mut c_void) {
+        RAN.fetch_add(1, Ordering::SeqCst);
+    }
+    let server = echo_server();
+    for round in 0..50 {
+        let client = TestClient::connect(&server.url(), std::ptr::null());
+        client.rec.wait_open();
+        client.rec.set_hook(|_, ev| {
+            if let Ev::Msg { .. } = ev {
+                std::thread::sleep(Duration::from_millis(2));
+            }
+        });
+        unsafe { wsn_conn_set_release_hook(client.conn, Some(on_release), std::ptr::null_mut()) };
+        client.send_text("x");
+        std::thread::sleep(Duration::from_millis(round % 4));
+        let before = RAN.load(Ordering::SeqCst);
+        drop(client); // wsn_conn_free from this thread
+        assert_eq!(RAN.load(Ordering::SeqCst), before + 1, "round {round}: the hook had not run when free returned");
+    }
+}

@@ -269,3 +269,30 @@ fn a_peer_flooding_60_mib_messages_into_an_application_that_does_not_read_stays_
     let _ = peer.kill();
     let _ = peer.wait();
 }
+
+#[test]
+fn drain_events_come_when_due_not_after_every_write_and_can_be_turned_on_per_connection() {
+    let server = echo_server();
+    let o = wsn_client_options_new();
+    unsafe { wsn_client_options_set_drain_events(o, true, 1 << 20) };
+    let client = TestClient::connect(&server.url(), o);
+    unsafe { wsn_client_options_free(o) };
+    client.rec.wait_open();
+    // Small messages that never fill the queue past the mark: no drain event is due.
+    for i in 0..100u32 {
+        client.send_binary(&i.to_le_bytes());
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    client.rec.wait(WAIT, "100 echoes", |e| (msg_count(e) == 100).then_some(()));
+    assert!(client.rec.drains.lock().unwrap().is_empty(), "drain events without a full queue: {:?}", client.rec.drains.lock().unwrap());
+    // Turned on for this connection, with nothing in flight: one comes at once.
+    assert_eq!(unsafe { wsn_conn_set_drain_events(client.conn, true, 0) }, wsn_status::WSN_OK);
+    client.rec.wait(WAIT, "the drain event", |_| (client.rec.drains.lock().unwrap().len() == 1).then_some(()));
+    assert_eq!(client.rec.drains.lock().unwrap()[0], 100);
+    // Off: none, whatever is sent.
+    unsafe { wsn_conn_set_drain_events(client.conn, false, 0) };
+    client.send_binary(&vec![0u8; 4 << 20]);
+    client.rec.wait(WAIT, "the big echo", |e| (msg_count(e) == 101).then_some(()));
+    assert_eq!(client.rec.drains.lock().unwrap().len(), 1);
+    assert_eq!(unsafe { wsn_conn_set_drain_events(std::ptr::null_mut(), true, 0) }, wsn_status::WSN_ERR_INVALID_ARGUMENT);
+}

@@ -247,3 +247,54 @@ fn a_freed_connection_returns_no_more_events() {
         wsn_server_free(server);
     }
 }
+
+/// With manual acknowledgement, an acknowledgement frees the budget at once: reading resumes
+/// without waiting for the next poll (which nothing would trigger otherwise).
+#[test]
+fn with_manual_ack_an_acknowledgement_resumes_reading_without_a_poll() {
+    let q = new_queue();
+    let (server, port) = listen(&q);
+    let o = wsn_client_options_new();
+    unsafe {
+        wsn_client_options_set_manual_ack(o, true);
+        wsn_client_options_set_max_receive_messages(o, 4);
+    }
+    let mut client = std::ptr::null_mut();
+    let url = cstr(&format!("ws://127.0.0.1:{port}/"));
+    assert_eq!(unsafe { wsn_connect_queued(url.as_ptr(), o, q.0, CLIENT_TAG as *mut _, &mut client) }, wsn_status::WSN_OK);
+    unsafe { wsn_client_options_free(o) };
+    let end = Instant::now() + Duration::from_secs(20);
+    let mut server_conn = 0usize;
+    let mut got = 0usize;
+    let mut acked = 0usize;
+    while got < 40 && Instant::now() < end {
+        // As an event loop does: poll only when the queue's descriptor says so.
+        let mut pfd = libc::pollfd { fd: unsafe { wsn_queue_get_fd(q.0) }, events: libc::POLLIN, revents: 0 };
+        if unsafe { libc::poll(&mut pfd, 1, 3000) } != 1 {
+            break; // nothing woke the loop: stalled
+        }
+        for (conn, tag, ev) in poll(&q, 0) {
+            match (tag, ev) {
+                (SERVER_TAG, Ev::Open(_)) => {
+                    server_conn = conn;
+                    for i in 0..40u32 {
+                        unsafe { wsn_conn_send_binary(conn as *mut wsn_conn, i.to_le_bytes().as_ptr(), 4) };
+                    }
+                }
+                (CLIENT_TAG, Ev::Msg { .. }) => got += 1,
+                _ => {}
+            }
+        }
+        // Acknowledge what arrived, between polls.
+        if got > acked {
+            unsafe { wsn_conn_ack(client, got - acked) };
+            acked = got;
+        }
+    }
+    assert_eq!(got, 40, "reading stalled with every message acknowledged");
+    let _ = server_conn;
+    unsafe {
+        wsn_conn_free(client);
+        wsn_server_free(server);
+    }
+}

@@ -124,9 +124,12 @@ pub struct Conn {
     /// With `manual_ack`: consumed messages waiting for their acknowledgement, and
     /// acknowledgements given ahead of them.
     acks: Mutex<Acks>,
-    /// The id of the last message handed to the kernel, and of the last drain event.
+    /// The id of the last message handed to the kernel.
     sent_id: std::sync::atomic::AtomicU64,
-    drained_id: std::sync::atomic::AtomicU64,
+    /// Drain events: the low-water mark (`usize::MAX`: off), and whether one is due (armed
+    /// by a refused send, by the queue going over the mark, or by turning them on).
+    drain_low: AtomicUsize,
+    drain_armed: AtomicBool,
     /// The application paused reading (flow control of its own).
     reading_paused: std::sync::atomic::AtomicBool,
     /// Wakes the connection task when receive room frees up (or reading resumes, or a close).
@@ -168,7 +171,8 @@ impl Conn {
             receive_messages: AtomicUsize::new(0),
             acks: Mutex::new(Acks::default()),
             sent_id: std::sync::atomic::AtomicU64::new(0),
-            drained_id: std::sync::atomic::AtomicU64::new(0),
+            drain_low: AtomicUsize::new(settings.drain_low_water.unwrap_or(usize::MAX)),
+            drain_armed: AtomicBool::new(false),
             reading_paused: std::sync::atomic::AtomicBool::new(false),
             room_waker: futures_util::task::AtomicWaker::new(),
             settings,
@@ -348,6 +352,7 @@ impl Conn {
             let why = format!(
                 "the send queue holds {queued} bytes; this message of {len} bytes would pass its limit of {limit} bytes"
             );
+            self.drain_armed.store(true, Ordering::Release);
             if self.settings.send_queue_policy == crate::options::SendQueuePolicy::Close {
                 drop(gate);
                 let error = Error::new(ErrorKind::WouldBlock, format!("closed with 1008: {why} (the peer reads too slowly)"));
@@ -364,7 +369,35 @@ impl Conn {
             return Err(Error::state("cannot send: the connection is closed"));
         }
         gate.last_id = id;
+        let low = self.drain_low.load(Ordering::Acquire);
+        if low != usize::MAX && self.buffered_amount() > low {
+            self.drain_armed.store(true, Ordering::Release);
+        }
         Ok(id)
+    }
+
+    /// Turns drain events on (with a low-water mark) or off for this connection. Turning them
+    /// on arms one: it comes once the queue is at or below the mark (at once when it already
+    /// is and nothing is in flight).
+    pub fn set_drain_events(self: &Arc<Self>, enabled: bool, low_water: usize) {
+        if !enabled {
+            self.drain_low.store(usize::MAX, Ordering::Release);
+            return;
+        }
+        self.drain_low.store(low_water.min(usize::MAX - 1), Ordering::Release);
+        self.drain_armed.store(true, Ordering::Release);
+        let last = self.gate.lock().unwrap_or_else(|p| p.into_inner()).last_id;
+        if self.buffered_amount() <= low_water && self.sent_id() >= last && self.state() != State::Closed {
+            self.maybe_drain();
+        }
+    }
+
+    /// Delivers a drain event when one is armed and the queue is down to the mark.
+    fn maybe_drain(self: &Arc<Self>) {
+        let low = self.drain_low.load(Ordering::Acquire);
+        if low != usize::MAX && self.buffered_amount() <= low && self.drain_armed.swap(false, Ordering::AcqRel) {
+            self.deliver(Event::Drain { sent_id: self.sent_id() });
+        }
     }
 
     /// The id of the last message handed to the kernel (0 before the first).
@@ -379,11 +412,7 @@ impl Conn {
             return;
         }
         self.sent_id.fetch_max(id, Ordering::AcqRel);
-        if let Some(low) = self.settings.drain_low_water {
-            if self.buffered_amount() <= low && self.drained_id.fetch_max(id, Ordering::AcqRel) < id {
-                self.deliver(Event::Drain { sent_id: id });
-            }
-        }
+        self.maybe_drain();
     }
 
     /// Starts the closing handshake after everything already queued: sends the Close frame,
@@ -425,7 +454,7 @@ impl Conn {
         let delivery = self.delivery.lock().unwrap_or_else(|p| p.into_inner()).take();
         drop(delivery);
         // Nobody will acknowledge what waits: let reading go on (the close needs it).
-        let waiting = std::mem::take(&mut self.acks.lock().unwrap_or_else(|p| p.into_inner()).consumed);
+        let waiting = std::mem::take(&mut self.acks.lock().unwrap_or_else(|p| p.into_inner()).unacked);
         for len in waiting {
             self.consumed(len);
         }
@@ -461,7 +490,9 @@ impl Conn {
         };
         if let Some(t) = target {
             let keep = match &event {
-                Event::Message { data, .. } => Some(Box::new(ReceiveQueued::new(self.clone(), data.len())) as Box<dyn Send>),
+                Event::Message { data, .. } => {
+                    ReceiveQueued::new(self.clone(), data.len()).map(|q| Box::new(q) as Box<dyn Send>)
+                }
                 _ => None,
             };
             if matches!(event, Event::Close(_)) {
@@ -475,7 +506,7 @@ impl Conn {
         let me = self.clone();
         let last = matches!(event, Event::Close(_));
         let queued = match &event {
-            Event::Message { data, .. } => Some(ReceiveQueued::new(self.clone(), data.len())),
+            Event::Message { data, .. } => ReceiveQueued::new(self.clone(), data.len()),
             _ => None,
         };
         let job: Box<dyn FnOnce() + Send> = Box::new(move || {
@@ -507,23 +538,19 @@ impl Conn {
         }
     }
 
-    /// Acknowledges up to `n` of the messages received and not acknowledged yet (with
-    /// `manual_ack`): they leave the receive budget. Returns how many were acknowledged.
+    /// Acknowledges up to `n` of the oldest messages delivered and not acknowledged yet (with
+    /// `manual_ack`): they leave the receive budget at once, whether or not their callback has
+    /// returned or a poll moved past them. Returns how many were acknowledged.
     pub fn ack(&self, n: usize) -> usize {
-        let mut acks = self.acks.lock().unwrap_or_else(|p| p.into_inner());
-        let in_flight = self.receive_messages.load(Ordering::Acquire).saturating_sub(acks.consumed.len() + acks.credit);
-        let mut done = 0;
-        while done < n {
-            match acks.consumed.pop_front() {
-                Some(len) => self.consumed(len),
-                None => break,
-            }
-            done += 1;
+        let taken: Vec<usize> = {
+            let mut acks = self.acks.lock().unwrap_or_else(|p| p.into_inner());
+            let k = n.min(acks.unacked.len());
+            acks.unacked.drain(..k).collect()
+        };
+        for len in &taken {
+            self.consumed(*len);
         }
-        // Acknowledgements of messages still in their callback (or not polled past yet).
-        let ahead = (n - done).min(in_flight);
-        acks.credit += ahead;
-        done + ahead
+        taken.len()
     }
 
     /// A delivered message's share of the budget is free again.
@@ -571,12 +598,11 @@ impl Conn {
     }
 }
 
-/// Consumed messages waiting for their acknowledgement (their lengths, oldest first), and
-/// acknowledgements given before their messages were consumed.
+/// With `manual_ack`: the lengths of the messages delivered and not acknowledged yet, oldest
+/// first.
 #[derive(Default)]
 struct Acks {
-    consumed: VecDeque<usize>,
-    credit: usize,
+    unacked: VecDeque<usize>,
 }
 
 /// A delivered message's share of the receive budget: given back when its callback finished
@@ -588,25 +614,22 @@ struct ReceiveQueued {
 }
 
 impl ReceiveQueued {
-    fn new(conn: Arc<Conn>, len: usize) -> Self {
+    /// Counts a delivered message. With `manual_ack` its share waits for `ack` instead
+    /// (`None`: nothing to give back on drop).
+    fn new(conn: Arc<Conn>, len: usize) -> Option<Self> {
         conn.receive_queue.fetch_add(len, Ordering::AcqRel);
         conn.receive_messages.fetch_add(1, Ordering::AcqRel);
-        ReceiveQueued { conn, len }
+        if conn.settings.manual_ack {
+            conn.acks.lock().unwrap_or_else(|p| p.into_inner()).unacked.push_back(len);
+            return None;
+        }
+        Some(ReceiveQueued { conn, len })
     }
 }
 
 impl Drop for ReceiveQueued {
     fn drop(&mut self) {
-        let c = &self.conn;
-        if c.settings.manual_ack && !c.mailbox.is_released() {
-            let mut acks = c.acks.lock().unwrap_or_else(|p| p.into_inner());
-            if acks.credit == 0 {
-                acks.consumed.push_back(self.len);
-                return;
-            }
-            acks.credit -= 1;
-        }
-        c.consumed(self.len);
+        self.conn.consumed(self.len);
     }
 }
 

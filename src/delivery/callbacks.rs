@@ -60,6 +60,9 @@ struct Inner {
     released: bool,
     sealed: bool,
     hook: Option<ReleaseHook>,
+    /// A release waits for the running job: it runs the hook itself, after the job, so that
+    /// the hook has run when that release returns.
+    release_waiting: bool,
 }
 
 /// An ordered queue of callbacks for one handle.
@@ -106,8 +109,10 @@ impl Mailbox {
         let dropped = std::mem::take(&mut g.jobs);
         if g.running_on != Some(me) && !in_callback() {
             while g.running_on.is_some() {
+                g.release_waiting = true;
                 g = self.idle.wait(g).unwrap_or_else(|p| p.into_inner());
             }
+            g.release_waiting = false;
         }
         let hook = if g.running_on.is_none() { g.hook.take() } else { None };
         drop(g);
@@ -159,7 +164,8 @@ impl Mailbox {
             g.running_on = None;
             if g.released {
                 self.idle.notify_all();
-                let hook = g.hook.take();
+                // A waiting release runs the hook; else the job that ended last does.
+                let hook = if g.release_waiting { None } else { g.hook.take() };
                 drop(g);
                 if let Some(hook) = hook {
                     run_hook(hook);

@@ -260,6 +260,23 @@ pub unsafe extern "C" fn wsn_conn_send(conn: *mut wsn_conn, data: *const u8, len
     })
 }
 
+/// Turns WSN_EVENT_DRAIN on (`enabled`, with a `low_water` mark in bytes) or off for this
+/// connection, whatever its options said. A DRAIN comes once after the queue went over the
+/// mark, after a send was refused with WSN_ERR_WOULD_BLOCK, or after this call turned them on,
+/// as soon as the queue is at or below the mark (at once when it already is). Bindings turn it
+/// on only while a send is awaited, so that traffic that awaits nothing pays nothing.
+/// Thread: any. Errors: INVALID_ARGUMENT for NULL.
+#[no_mangle]
+pub unsafe extern "C" fn wsn_conn_set_drain_events(conn: *mut wsn_conn, enabled: bool, low_water: usize) -> wsn_status {
+    status(|| {
+        let c = conn_ref(conn)?;
+        // The handle is an Arc's pointer: borrow it as one for the event it may deliver.
+        let arc = std::mem::ManuallyDrop::new(Arc::from_raw(c as *const Conn));
+        arc.set_drain_events(enabled, low_water);
+        Ok(())
+    })
+}
+
 /// The id of the last message handed to the kernel (0 before the first, and for NULL).
 /// Thread: any.
 #[no_mangle]

@@ -206,11 +206,13 @@ pub unsafe extern "C" fn wsn_client_options_set_send_queue_policy(options: *mut 
     })
 }
 
-/// Turns WSN_EVENT_DRAIN on (`enabled` true) or off (the default): a DRAIN event follows each
-/// write that leaves at most `low_water` bytes queued after messages were written, carrying
-/// the id of the last message handed to the kernel. For awaiting sends, and for producers
-/// that send until WSN_ERR_WOULD_BLOCK and resume at the drain. Errors: INVALID_ARGUMENT for
-/// NULL. Thread: one thread at a time per options object.
+/// Turns WSN_EVENT_DRAIN on (`enabled` true) or off (the default) for the connections made
+/// with these options: a DRAIN, carrying the id of the last message handed to the kernel, comes
+/// once the send queue is at or below `low_water` bytes after it went over it or after a send
+/// was refused with WSN_ERR_WOULD_BLOCK (not after every write). For awaiting sends, and for
+/// producers that send until WSN_ERR_WOULD_BLOCK and resume at the drain;
+/// wsn_conn_set_drain_events changes it per connection. Errors: INVALID_ARGUMENT for NULL.
+/// Thread: one thread at a time per options object.
 #[no_mangle]
 pub unsafe extern "C" fn wsn_client_options_set_drain_events(options: *mut wsn_client_options, enabled: bool, low_water: usize) -> wsn_status {
     status(|| {
@@ -516,11 +518,13 @@ pub unsafe extern "C" fn wsn_server_options_set_send_queue_policy(options: *mut 
     })
 }
 
-/// Turns WSN_EVENT_DRAIN on (`enabled` true) or off (the default): a DRAIN event follows each
-/// write that leaves at most `low_water` bytes queued after messages were written, carrying
-/// the id of the last message handed to the kernel. For awaiting sends, and for producers
-/// that send until WSN_ERR_WOULD_BLOCK and resume at the drain. Errors: INVALID_ARGUMENT for
-/// NULL. Thread: one thread at a time per options object.
+/// Turns WSN_EVENT_DRAIN on (`enabled` true) or off (the default) for the connections made
+/// with these options: a DRAIN, carrying the id of the last message handed to the kernel, comes
+/// once the send queue is at or below `low_water` bytes after it went over it or after a send
+/// was refused with WSN_ERR_WOULD_BLOCK (not after every write). For awaiting sends, and for
+/// producers that send until WSN_ERR_WOULD_BLOCK and resume at the drain;
+/// wsn_conn_set_drain_events changes it per connection. Errors: INVALID_ARGUMENT for NULL.
+/// Thread: one thread at a time per options object.
 #[no_mangle]
 pub unsafe extern "C" fn wsn_server_options_set_drain_events(options: *mut wsn_server_options, enabled: bool, low_water: usize) -> wsn_status {
     status(|| {

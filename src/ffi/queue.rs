@@ -24,7 +24,8 @@ pub struct wsn_queued_event {
     /// The connection the event belongs to (for a server connection, owned by the application
     /// from its WSN_EVENT_OPEN on).
     pub conn: *mut wsn_conn,
-    /// The user_data given to wsn_connect_queued or wsn_server_listen_queued.
+    /// The connection's own user data when set (wsn_conn_set_user_data), else the user_data
+    /// given to wsn_connect_queued or wsn_server_listen_queued.
     pub user_data: *mut c_void,
     /// The event, as a callback would get it.
     pub event: wsn_event,
@@ -79,7 +80,12 @@ pub unsafe extern "C" fn wsn_queue_poll(queue: *mut wsn_queue, events: *mut wsn_
             let ev = c_event(&item.conn, &item.event, item.server, strings);
             events.add(i).write(wsn_queued_event {
                 conn: Arc::as_ptr(&item.conn) as *mut wsn_conn,
-                user_data: item.user_data as *mut c_void,
+                // The connection's own user data when it has some (a server's connections
+                // are told apart without a lookup), else its queue target's.
+                user_data: match item.conn.user_data() {
+                    0 => item.user_data as *mut c_void,
+                    own => own as *mut c_void,
+                },
                 event: ev,
             });
             keep.push(item);

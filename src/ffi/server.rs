@@ -180,8 +180,10 @@ pub unsafe extern "C" fn wsn_server_free(server: *mut wsn_server) {
 
 /// Sets a hook that runs once, as `release(arg)`, after the server was freed and the last
 /// callback that carries its user_data (accept callbacks, events of its connections) ended:
-/// the place to free that user data. It runs on the thread that let go last. `release` NULL
-/// removes it. Thread: any, before wsn_server_free. Errors: INVALID_ARGUMENT for NULL server.
+/// the place to free that user data. It runs on the thread that let go last. In poll mode,
+/// events already queued may still carry the server's user_data as their tag after it ran
+/// (wsnative never reads through it). `release` NULL removes it. Thread: any, before
+/// wsn_server_free. Errors: INVALID_ARGUMENT for NULL server.
 #[no_mangle]
 pub unsafe extern "C" fn wsn_server_set_release_hook(server: *mut wsn_server, release: wsn_release_cb, arg: *mut c_void) -> wsn_status {
     status(|| {
