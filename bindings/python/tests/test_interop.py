@@ -117,3 +117,74 @@ def test_websockets_client_sees_refusal_status():
         with pytest.raises(websockets.InvalidStatus) as e:
             ws_connect(f"ws://127.0.0.1:{server.port}/", open_timeout=WAIT)
         assert e.value.response.status_code == 401
+
+
+def _payloads():
+    """Compressible and incompressible messages, 1 KiB to 4 MiB, text and binary."""
+    rnd = __import__("random").Random(7)
+    for size in (1 << 10, 64 << 10, 1 << 20, 4 << 20):
+        yield ("compressible text " * (size // 18 + 1))[:size]
+        yield bytes(rnd.getrandbits(8) for _ in range(min(size, 64 << 10))) * (size // min(size, 64 << 10))
+
+
+def test_permessage_deflate_wsnative_client_to_websockets_server():
+    """`websockets` turns compression on by default; wsnative offers it with compression="deflate"."""
+    from websockets.sync.server import serve as ws_serve
+
+    agreed = {}
+
+    def handler(ws):
+        agreed["ext"] = [e.name for e in ws.protocol.extensions]
+        for m in ws:
+            ws.send(m)
+
+    server = ws_serve(handler, "127.0.0.1", 0, max_size=32 << 20)
+    t = threading.Thread(target=server.serve_forever, daemon=True)
+    t.start()
+    try:
+        port = server.socket.getsockname()[1]
+        ws = wsnative.connect(f"ws://127.0.0.1:{port}/", compression="deflate", max_size=32 << 20)
+        assert ws.extensions is not None and ws.extensions.startswith("permessage-deflate"), ws.extensions
+        for m in _payloads():
+            ws.send(m)
+            assert ws.recv(timeout=WAIT) == m
+        # A secret goes uncompressed on request; it still arrives intact.
+        ws.send("secret=" + "x" * 1000, compress=False)
+        assert ws.recv(timeout=WAIT) == "secret=" + "x" * 1000
+        ws.close()
+        assert ws.was_clean
+        assert agreed["ext"] == ["permessage-deflate"]
+    finally:
+        server.shutdown()
+        t.join(WAIT)
+
+
+def test_permessage_deflate_websockets_client_to_wsnative_server():
+    exts = {}
+    done = threading.Event()
+
+    def handler(conn):
+        exts["server"] = conn.extensions
+        try:
+            for m in conn:
+                conn.send(m)
+        finally:
+            done.set()
+
+    with wsnative.serve("127.0.0.1", 0, handler, compression="deflate", max_size=32 << 20) as server:
+        u = f"ws://127.0.0.1:{server.port}/"
+        with ws_connect(u, max_size=32 << 20, open_timeout=WAIT) as c:
+            assert [e.name for e in c.protocol.extensions] == ["permessage-deflate"]
+            for m in _payloads():
+                c.send(m)
+                assert c.recv(timeout=WAIT) == m
+        assert done.wait(WAIT)
+    assert exts["server"] and exts["server"].startswith("permessage-deflate"), exts
+    # Without compression on the server, the same client gets none.
+    with wsnative.serve("127.0.0.1", 0, handler) as server:
+        with ws_connect(f"ws://127.0.0.1:{server.port}/", open_timeout=WAIT) as c:
+            assert c.protocol.extensions == []
+            c.send("plain")
+            assert c.recv(timeout=WAIT) == "plain"
+    with pytest.raises(wsnative.InvalidArgument):
+        wsnative.connect("ws://127.0.0.1:1/", compression="brotli")

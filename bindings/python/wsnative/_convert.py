@@ -132,6 +132,7 @@ def client_options(
     max_queue: int = 1024,
     manual_ack: bool = True,
     max_send_queue: Optional[int] = None,
+    compression: Optional[str] = None,
 ) -> int:
     """A native wsn_client_options (the caller frees it with wsn_client_options_free).
 
@@ -143,6 +144,7 @@ def client_options(
     try:
         check(N.wsn_client_options_set_max_receive_messages(o, _positive(max_queue, "max_queue")))
         check(N.wsn_client_options_set_manual_ack(o, manual_ack))
+        check(N.wsn_client_options_set_compression(o, _compression(compression)))
         if max_send_queue is not None:
             check(N.wsn_client_options_set_max_send_queue(o, _positive(max_send_queue, "write_limit")))
         check(N.wsn_client_options_set_drain_events(o, True, min(DRAIN_LOW_WATER, max_send_queue or DRAIN_LOW_WATER)))
@@ -178,6 +180,15 @@ def client_options(
         raise
 
 
+def _compression(kind: Optional[str]) -> bool:
+    """``compression``: None (off) or "deflate" (permessage-deflate, RFC 7692)."""
+    if kind is None:
+        return False
+    if kind == "deflate":
+        return True
+    raise InvalidArgument(f"compression must be None or 'deflate', not {kind!r}", N.ERR_INVALID_ARGUMENT)
+
+
 def _positive(n: int, what: str) -> int:
     v = int(n)
     if v < 1:
@@ -209,12 +220,14 @@ def server_options(
     heartbeat: str = "ping",
     max_queue: int = 1024,
     max_send_queue: Optional[int] = None,
+    compression: Optional[str] = None,
 ) -> int:
     """A native wsn_server_options; server connections deliver to a reader (manual ack)."""
     o = N.wsn_server_options_new()
     try:
         check(N.wsn_server_options_set_max_receive_messages(o, _positive(max_queue, "max_queue")))
         check(N.wsn_server_options_set_manual_ack(o, True))
+        check(N.wsn_server_options_set_compression(o, _compression(compression)))
         if max_send_queue is not None:
             check(N.wsn_server_options_set_max_send_queue(o, _positive(max_send_queue, "write_limit")))
         check(N.wsn_server_options_set_drain_events(o, True, min(DRAIN_LOW_WATER, max_send_queue or DRAIN_LOW_WATER)))

@@ -150,6 +150,7 @@ class NativeConn:
     def __init__(self) -> None:
         self._close_info: Optional[CloseInfo] = None
         self._subprotocol = ""
+        self._extensions = ""
         self._peer_addr = ""
         self._was_open = False
         self._server: Optional["ServerCore"] = None
@@ -166,6 +167,7 @@ class NativeConn:
             self._on_drain()
         elif kind == _OPEN:
             self._subprotocol = _text(N.wsn_conn_get_subprotocol(conn))
+            self._extensions = _text(N.wsn_conn_get_extensions(conn))
             self._peer_addr = _text(N.wsn_conn_get_peer_addr(conn))
             self._was_open = True
             self._on_open()
@@ -264,6 +266,12 @@ class NativeConn:
     def subprotocol(self) -> Optional[str]:
         """The negotiated subprotocol, or None."""
         return self._subprotocol or None
+
+    @property
+    def extensions(self) -> Optional[str]:
+        """The negotiated extensions as the handshake said them (for example
+        "permessage-deflate; server_no_context_takeover; client_no_context_takeover"), or None."""
+        return self._extensions or None
 
     @property
     def remote_address(self) -> str:

@@ -15,6 +15,7 @@ from ctypes import (
     c_char_p,
     c_int32,
     c_size_t,
+    c_uint8,
     c_uint16,
     c_uint32,
     c_uint64,
@@ -146,6 +147,10 @@ wsn_conn_get_buffered_amount = _fn("wsn_conn_get_buffered_amount", [_ptr], c_siz
 wsn_conn_get_peer_addr = _fn("wsn_conn_get_peer_addr", [_ptr], c_char_p)
 # const char *wsn_conn_get_subprotocol(const wsn_conn *conn);
 wsn_conn_get_subprotocol = _fn("wsn_conn_get_subprotocol", [_ptr], c_char_p)
+# const char *wsn_conn_get_extensions(const wsn_conn *conn);
+wsn_conn_get_extensions = _fn("wsn_conn_get_extensions", [_ptr], c_char_p)
+# wsn_status wsn_conn_set_drain_events(wsn_conn *conn, bool enabled, size_t low_water);
+wsn_conn_set_drain_events = _fn("wsn_conn_set_drain_events", [_ptr, c_bool, c_size_t], _status)
 # wsn_status wsn_conn_set_reading_paused(wsn_conn *conn, bool paused);
 wsn_conn_set_reading_paused = _fn("wsn_conn_set_reading_paused", [_ptr, c_bool], _status)
 # wsn_status wsn_conn_set_user_data(wsn_conn *conn, void *user_data);
@@ -179,6 +184,16 @@ wsn_client_options_set_max_send_queue = _fn("wsn_client_options_set_max_send_que
 wsn_client_options_set_send_queue_policy = _fn("wsn_client_options_set_send_queue_policy", [_ptr, c_uint32], _status)
 # wsn_status wsn_client_options_set_drain_events(wsn_client_options *options, bool enabled, size_t low_water);
 wsn_client_options_set_drain_events = _fn("wsn_client_options_set_drain_events", [_ptr, c_bool, c_size_t], _status)
+# wsn_status wsn_client_options_set_compression(wsn_client_options *options, bool enabled);
+wsn_client_options_set_compression = _fn("wsn_client_options_set_compression", [_ptr, c_bool], _status)
+# wsn_status wsn_client_options_set_compression_params(wsn_client_options *options, bool, bool, uint8_t, uint8_t);
+wsn_client_options_set_compression_params = _fn(
+    "wsn_client_options_set_compression_params", [_ptr, c_bool, c_bool, c_uint8, c_uint8], _status
+)
+# wsn_status wsn_client_options_set_compression_threshold(wsn_client_options *options, size_t bytes, uint32_t level);
+wsn_client_options_set_compression_threshold = _fn(
+    "wsn_client_options_set_compression_threshold", [_ptr, c_size_t, c_uint32], _status
+)
 # wsn_status wsn_client_options_set_max_message_size(wsn_client_options *options, size_t bytes);
 wsn_client_options_set_max_message_size = _fn("wsn_client_options_set_max_message_size", [_ptr, c_size_t], _status)
 # wsn_status wsn_client_options_set_ping_interval_ms(wsn_client_options *options, uint32_t ms);
@@ -224,6 +239,16 @@ wsn_server_options_set_max_send_queue = _fn("wsn_server_options_set_max_send_que
 wsn_server_options_set_send_queue_policy = _fn("wsn_server_options_set_send_queue_policy", [_ptr, c_uint32], _status)
 # wsn_status wsn_server_options_set_drain_events(wsn_server_options *options, bool enabled, size_t low_water);
 wsn_server_options_set_drain_events = _fn("wsn_server_options_set_drain_events", [_ptr, c_bool, c_size_t], _status)
+# wsn_status wsn_server_options_set_compression(wsn_server_options *options, bool enabled);
+wsn_server_options_set_compression = _fn("wsn_server_options_set_compression", [_ptr, c_bool], _status)
+# wsn_status wsn_server_options_set_compression_params(wsn_server_options *options, bool, bool, uint8_t, uint8_t);
+wsn_server_options_set_compression_params = _fn(
+    "wsn_server_options_set_compression_params", [_ptr, c_bool, c_bool, c_uint8, c_uint8], _status
+)
+# wsn_status wsn_server_options_set_compression_threshold(wsn_server_options *options, size_t bytes, uint32_t level);
+wsn_server_options_set_compression_threshold = _fn(
+    "wsn_server_options_set_compression_threshold", [_ptr, c_size_t, c_uint32], _status
+)
 # wsn_status wsn_server_options_set_max_message_size(wsn_server_options *options, size_t bytes);
 wsn_server_options_set_max_message_size = _fn("wsn_server_options_set_max_message_size", [_ptr, c_size_t], _status)
 # wsn_status wsn_server_options_set_ping_interval_ms(wsn_server_options *options, uint32_t ms);

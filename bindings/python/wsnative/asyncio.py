@@ -193,12 +193,15 @@ class Connection(_core.NativeConn):
         except ConnectionClosedOK:
             raise StopAsyncIteration from None
 
-    async def send(self, message: Message) -> None:
+    async def send(self, message: Message, compress: bool = True) -> None:
         """Queues a message; while the send queue is full (``write_limit``), waits for the
-        library's DRAIN event first. Raises ConnectionClosed once the connection is closing."""
-        if type(message) is bytes and _send(self._ptr, message, len(message), 0, None) == 0:
+        library's DRAIN event first. Raises ConnectionClosed once the connection is closing.
+        ``compress=False``: never compressed (secrets next to attacker-controlled text)."""
+        if compress and type(message) is bytes and _send(self._ptr, message, len(message), 0, None) == 0:
             return  # the common case, without a call more
         data, flags = encode(message)
+        if not compress:
+            flags |= N.SEND_NO_COMPRESS
         while not self._try_send(data, flags):
             w = self._drain_waiter
             if w is None:
@@ -265,6 +268,7 @@ class connect:
         heartbeat: str = "ping",
         write_limit: int = 16 << 20,
         max_queue: int = 1024,
+        compression: Optional[str] = None,
     ) -> None:
         self._url = url
         self._max_queue = max_queue
@@ -283,6 +287,7 @@ class connect:
             max_queue=max_queue,
             manual_ack=True,
             max_send_queue=write_limit,
+            compression=compression,
         )
         self._conn: Optional[Connection] = None
 

@@ -105,16 +105,20 @@ class Connection(_core.NativeConn):
             except ConnectionClosedOK:
                 return
 
-    def send(self, message: Message, timeout: Optional[float] = None) -> None:
+    def send(self, message: Message, timeout: Optional[float] = None, compress: bool = True) -> None:
         """Queues a message (``str``: text, ``bytes``-like: binary) and returns.
 
         Safe from any thread; messages sent from one thread arrive in order. While the send
         queue holds more than ``write_limit`` bytes, waits until it drained (up to ``timeout``
         seconds; None: as long as it takes), then raises WouldBlock; from a wsnative callback
         thread it raises WouldBlock at once instead of waiting. Raises ConnectionClosed once
-        the connection is closing or closed.
+        the connection is closing or closed. ``compress=False`` sends the message uncompressed
+        even when permessage-deflate was negotiated: for secrets next to text an attacker
+        controls (CRIME/BREACH).
         """
         data, flags = encode(message)
+        if not compress:
+            flags |= N.SEND_NO_COMPRESS
         deadline = None
         while True:
             seen = self._drains
@@ -190,6 +194,7 @@ def connect(
     on_close: Optional[OnClose] = None,
     max_queue: int = 1024,
     write_limit: Optional[int] = None,
+    compression: Optional[str] = None,
 ) -> Connection:
     """Opens a client connection to ``url`` (ws:// or wss://) and waits until it is open.
 
@@ -199,7 +204,9 @@ def connect(
     (a larger one closes the connection with 1009). Past ``max_queue`` unread messages (or
     32 MiB of them), the library stops reading (TCP slows the peer down) until half of them
     were read. ``write_limit``: bytes the send queue may hold before ``send`` waits (None: the
-    library's default, 64 MiB).
+    library's default, 64 MiB). ``compression="deflate"`` offers permessage-deflate (off by
+    default: it costs CPU, and secrets sent next to attacker-chosen text must not be compressed:
+    send those with ``compress=False`` where the send call offers it).
 
     Raises HandshakeError (with the HTTP status), TLSError, ConnectError, OpenTimeout,
     InvalidArgument.
@@ -220,6 +227,7 @@ def connect(
         max_queue=max_queue,
         manual_ack=on_message is None,
         max_send_queue=write_limit,
+        compression=compression,
     )
     try:
         conn._connect(url, opts)

@@ -100,6 +100,7 @@ def serve(
     heartbeat: str = "ping",
     max_queue: int = 1024,
     write_limit: Optional[int] = None,
+    compression: Optional[str] = None,
 ) -> Server:
     """Starts a server on ``host``:``port`` (port 0 picks a free one: see ``server.port``).
 
@@ -110,6 +111,7 @@ def serve(
     ``subprotocols``: spoken by the server, first offered match wins. ``origins``: allowed
     Origin values (others get 403). ``tls_cert``/``tls_key``: PEM files, serve wss://.
     ``max_queue`` and ``write_limit``: as for ``connect``, per connection.
+    ``compression="deflate"`` accepts clients' permessage-deflate offers (browsers always offer).
     """
     options = dict(
         subprotocols=subprotocols,
@@ -127,5 +129,6 @@ def serve(
         heartbeat=heartbeat,
         max_queue=max_queue,
         max_send_queue=write_limit,
+        compression=compression,
     )
     return Server(host, port, handler, accept, options)
