@@ -36,8 +36,28 @@ fn flush(s: &mut TcpStream, wb: &mut WriteBuf) {
     }
 }
 
-/// Reads once, the way the decoder asks; returns the items decoded, or None at EOF.
-fn read_some(s: &mut TcpStream, dec: &mut Decoder, buf: &mut BytesMut) -> Option<Vec<Incoming>> {
+/// Decodes what `buf` holds: the items, and the error that stopped it, if any.
+fn drain(
+    dec: &mut Decoder,
+    buf: &mut BytesMut,
+    items: &mut Vec<Incoming>,
+) -> Option<ProtocolError> {
+    loop {
+        match dec.decode(buf) {
+            Ok(Some(x)) => items.push(x),
+            Ok(None) => return None,
+            Err(e) => return Some(e),
+        }
+    }
+}
+
+/// Reads once, the way the decoder asks. `Ok(None)` at EOF.
+#[allow(clippy::type_complexity)]
+fn read_some(
+    s: &mut TcpStream,
+    dec: &mut Decoder,
+    buf: &mut BytesMut,
+) -> std::io::Result<Option<(Vec<Incoming>, Option<ProtocolError>)>> {
     let mut items = Vec::new();
     match dec.read_hint() {
         ReadHint::Direct { .. } if buf.is_empty() => {
@@ -47,30 +67,38 @@ fn read_some(s: &mut TcpStream, dec: &mut Decoder, buf: &mut BytesMut) -> Option
             // SAFETY: zeroed before being viewed as initialised bytes.
             let n = unsafe {
                 std::ptr::write_bytes(dst.as_mut_ptr(), 0, len);
-                s.read(std::slice::from_raw_parts_mut(dst.as_mut_ptr(), len))
-                    .unwrap()
+                s.read(std::slice::from_raw_parts_mut(dst.as_mut_ptr(), len))?
             };
             if n == 0 {
-                return None;
+                return Ok(None);
             }
             unsafe { db.advance_mut(n) };
-            if let Some(x) = dec.direct_filled(n).unwrap() {
-                items.push(x);
+            match dec.direct_filled(n) {
+                Ok(Some(x)) => items.push(x),
+                Ok(None) => {}
+                Err(e) => return Ok(Some((items, Some(e)))),
             }
         }
         _ => {
             let mut tmp = [0u8; 16 << 10];
-            let n = s.read(&mut tmp).unwrap();
+            let n = s.read(&mut tmp)?;
             if n == 0 {
-                return None;
+                return Ok(None);
             }
             buf.extend_from_slice(&tmp[..n]);
         }
     }
-    while let Some(x) = dec.decode(buf).unwrap() {
-        items.push(x);
-    }
-    Some(items)
+    let err = drain(dec, buf, &mut items);
+    Ok(Some((items, err)))
+}
+
+/// Ends our side: no more writes, then read (and drop) until the peer closes, so that
+/// closing does not reset the connection under the peer's feet.
+fn linger(s: &mut TcpStream) {
+    let _ = s.shutdown(std::net::Shutdown::Write);
+    let _ = s.set_read_timeout(Some(std::time::Duration::from_secs(2)));
+    let mut tmp = [0u8; 4096];
+    while matches!(s.read(&mut tmp), Ok(n) if n > 0) {}
 }
 
 /// Our server: handshake, then echo until the peer's Close.
@@ -78,7 +106,10 @@ fn serve(mut s: TcpStream) {
     let mut buf = BytesMut::new();
     let head = loop {
         let mut tmp = [0u8; 4096];
-        let n = s.read(&mut tmp).unwrap();
+        let n = s.read(&mut tmp).unwrap_or(0);
+        if n == 0 {
+            return;
+        }
         buf.extend_from_slice(&tmp[..n]);
         if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
             break i + 4;
@@ -86,7 +117,9 @@ fn serve(mut s: TcpStream) {
     };
     let mut hs = [httparse::EMPTY_HEADER; 32];
     let mut req = httparse::Request::new(&mut hs);
-    req.parse(&buf[..head]).unwrap();
+    if req.parse(&buf[..head]).is_err() {
+        return;
+    }
     let get = |name: &str| -> Vec<String> {
         req.headers
             .iter()
@@ -94,7 +127,9 @@ fn serve(mut s: TcpStream) {
             .map(|h| String::from_utf8_lossy(h.value).into_owned())
             .collect()
     };
-    let key = get("Sec-WebSocket-Key").pop().unwrap();
+    let Some(key) = get("Sec-WebSocket-Key").pop() else {
+        return;
+    };
     let offers = get("Sec-WebSocket-Extensions");
     let offers: Vec<&str> = offers.iter().map(String::as_str).collect();
     let cfg = DeflateConfig {
@@ -112,16 +147,30 @@ fn serve(mut s: TcpStream) {
         resp.push_str(&format!("Sec-WebSocket-Extensions: {v}\r\n"));
     }
     resp.push_str("\r\n");
-    s.write_all(resp.as_bytes()).unwrap();
+    if s.write_all(resp.as_bytes()).is_err() {
+        return;
+    }
     buf.advance(head);
     let p = neg.map(|(p, _)| p);
     echo_loop(s, buf, Role::Server, p);
 }
 
 fn echo_loop(mut s: TcpStream, mut buf: BytesMut, role: Role, p: Option<DeflateParams>) {
+    let _ = echo(&mut s, &mut buf, role, p);
+    linger(&mut s);
+}
+
+/// Echoes messages, answers pings, answers the peer's Close (or fails the connection with
+/// the decoder's close code).
+fn echo(
+    s: &mut TcpStream,
+    buf: &mut BytesMut,
+    role: Role,
+    p: Option<DeflateParams>,
+) -> std::io::Result<()> {
     let mut dec = Decoder::new(&DecoderConfig {
         deflate: p,
-        ..DecoderConfig::new(role, 16 << 20)
+        ..DecoderConfig::new(role, 64 << 20)
     });
     let mut enc = Encoder::new(&EncoderConfig {
         role,
@@ -132,9 +181,7 @@ fn echo_loop(mut s: TcpStream, mut buf: BytesMut, role: Role, p: Option<DeflateP
     let mut wb = WriteBuf::new();
     let mut closing = Closing::new();
     let mut pending = Vec::new();
-    while let Some(x) = dec.decode(&mut buf).unwrap() {
-        pending.push(x);
-    }
+    let mut err = drain(&mut dec, buf, &mut pending);
     loop {
         for item in pending.drain(..) {
             match item {
@@ -146,15 +193,23 @@ fn echo_loop(mut s: TcpStream, mut buf: BytesMut, role: Role, p: Option<DeflateP
                         enc.close(&mut wb, reply).unwrap();
                         closing.on_our_close(reply);
                     }
-                    flush(&mut s, &mut wb);
-                    return;
+                    flush(s, &mut wb);
+                    return Ok(());
                 }
             }
         }
-        flush(&mut s, &mut wb);
-        match read_some(&mut s, &mut dec, &mut buf) {
-            Some(items) => pending = items,
-            None => return,
+        if let Some(e) = err.take() {
+            let _ = enc.close(&mut wb, Some((e.code, e.reason)));
+            flush(s, &mut wb);
+            return Ok(());
+        }
+        flush(s, &mut wb);
+        match read_some(s, &mut dec, buf)? {
+            Some((items, e)) => {
+                pending = items;
+                err = e;
+            }
+            None => return Ok(()),
         }
     }
 }
@@ -327,7 +382,10 @@ fn our_client_against_python_websockets_server() {
                     if let Some(x) = dec.decode(&mut buf).unwrap() {
                         break x;
                     }
-                    let items = read_some(&mut s, &mut dec, &mut buf).expect("server closed");
+                    let (items, e) = read_some(&mut s, &mut dec, &mut buf)
+                        .unwrap()
+                        .expect("server closed");
+                    assert!(e.is_none(), "{e:?}");
                     if let Some(x) = items.into_iter().next() {
                         break x;
                     }
@@ -348,11 +406,11 @@ fn our_client_against_python_websockets_server() {
             if let Some(x) = dec.decode(&mut buf).unwrap() {
                 break x;
             }
-            if let Some(x) = read_some(&mut s, &mut dec, &mut buf)
-                .expect("closed")
-                .into_iter()
-                .next()
-            {
+            let (items, e) = read_some(&mut s, &mut dec, &mut buf)
+                .unwrap()
+                .expect("closed");
+            assert!(e.is_none(), "{e:?}");
+            if let Some(x) = items.into_iter().next() {
                 break x;
             }
         };
@@ -364,4 +422,114 @@ fn our_client_against_python_websockets_server() {
         let _ = child.kill();
         let _ = child.wait();
     }
+}
+
+// ---------------------------------------------------------------------------------------
+// Autobahn testees (driven by shared/tools/autobahn/run.sh; see the report)
+
+/// Echo server for `run.sh server`: `WSN_AB_PORT=9101 <test binary>
+/// protocol::interop::autobahn_server --ignored --nocapture`. Exits after WSN_AB_SECONDS
+/// (default 1800).
+#[test]
+#[ignore]
+fn autobahn_server() {
+    let Ok(port) = std::env::var("WSN_AB_PORT") else {
+        eprintln!("WSN_AB_PORT not set: skipped");
+        return;
+    };
+    let secs: u64 = std::env::var("WSN_AB_SECONDS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(1800);
+    std::thread::spawn(move || {
+        std::thread::sleep(std::time::Duration::from_secs(secs));
+        std::process::exit(0);
+    });
+    let l = TcpListener::bind(("127.0.0.1", port.parse::<u16>().unwrap())).unwrap();
+    eprintln!("listening on 127.0.0.1:{port}");
+    for s in l.incoming() {
+        let Ok(s) = s else { continue };
+        let _ = s.set_nodelay(true);
+        std::thread::spawn(move || serve(s));
+    }
+}
+
+/// Connects as a client with permessage-deflate offered (context takeover allowed).
+fn client_connect(url: &str) -> std::io::Result<(TcpStream, BytesMut, Option<DeflateParams>)> {
+    let u = url::Url::parse(url).unwrap();
+    let mut s = TcpStream::connect((u.host_str().unwrap(), u.port().unwrap_or(80)))?;
+    s.set_nodelay(true)?;
+    let cfg = DeflateConfig {
+        enabled: true,
+        client_no_context_takeover: false,
+        server_no_context_takeover: false,
+        ..DeflateConfig::default()
+    };
+    let (req, pending) = crate::client::handshake::request(url, &[], &[], None, &cfg).unwrap();
+    s.write_all(&req)?;
+    let mut head = Vec::new();
+    loop {
+        let mut tmp = [0u8; 4096];
+        let n = s.read(&mut tmp)?;
+        if n == 0 {
+            return Err(std::io::ErrorKind::UnexpectedEof.into());
+        }
+        head.extend_from_slice(&tmp[..n]);
+        match crate::client::handshake::parse_response(&pending, &head, 16 << 10) {
+            Ok(None) => continue,
+            Ok(Some(crate::client::handshake::Response::Accepted {
+                deflate, leftover, ..
+            })) => return Ok((s, BytesMut::from(&leftover[..]), deflate)),
+            Ok(Some(r)) => panic!("refused: {r:?}"),
+            Err(e) => return Err(std::io::Error::other(e)),
+        }
+    }
+}
+
+/// The first text message of a connection (then closes).
+fn first_text(url: &str) -> String {
+    let (mut s, mut buf, p) = client_connect(url).unwrap();
+    let mut dec = Decoder::new(&DecoderConfig {
+        deflate: p,
+        ..DecoderConfig::new(Role::Client, 1 << 20)
+    });
+    let mut items = Vec::new();
+    assert!(drain(&mut dec, &mut buf, &mut items).is_none());
+    loop {
+        if let Some(Incoming::Message { data, .. }) = items.first() {
+            let t = String::from_utf8(data.to_vec()).unwrap();
+            linger(&mut s);
+            return t;
+        }
+        let (more, e) = read_some(&mut s, &mut dec, &mut buf)
+            .unwrap()
+            .expect("closed early");
+        assert!(e.is_none());
+        items = more;
+    }
+}
+
+/// Client for `run.sh client --cmd '<test binary> protocol::interop::autobahn_client
+/// --ignored'`: runs every case of the fuzzing server at AUTOBAHN_URL.
+#[test]
+#[ignore]
+fn autobahn_client() {
+    let Ok(url) = std::env::var("AUTOBAHN_URL") else {
+        eprintln!("AUTOBAHN_URL not set: skipped");
+        return;
+    };
+    let agent = std::env::var("AUTOBAHN_AGENT").unwrap_or_else(|_| "wsnative-protocol".into());
+    let count: usize = first_text(&format!("{url}/getCaseCount"))
+        .trim()
+        .parse()
+        .unwrap();
+    eprintln!("{count} cases");
+    for i in 1..=count {
+        match client_connect(&format!("{url}/runCase?case={i}&agent={agent}")) {
+            Ok((s, buf, p)) => echo_loop(s, buf, Role::Client, p),
+            Err(e) => eprintln!("case {i}: {e}"),
+        }
+    }
+    let (s, buf, p) = client_connect(&format!("{url}/updateReports?agent={agent}")).unwrap();
+    echo_loop(s, buf, Role::Client, p);
 }
