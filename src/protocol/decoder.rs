@@ -163,12 +163,18 @@ impl Decoder {
                         return Ok(None); // parsed again when the rest is in (at most 131 bytes)
                     }
                     self.frames += 1;
-                    buf.advance(hlen);
-                    let mut p = buf.split_to(len);
+                    let p = &mut buf[hlen..hlen + len];
                     if let Some(m) = h.mask {
-                        apply_mask(&mut p, m, 0);
+                        apply_mask(p, m, 0);
                     }
-                    return self.control(h.opcode, p.freeze()).map(Some);
+                    // Copied (at most 125 bytes): a Ping never pins the read buffer.
+                    let p = if len == 0 {
+                        Bytes::new()
+                    } else {
+                        Bytes::copy_from_slice(p)
+                    };
+                    buf.advance(hlen + len);
+                    return self.control(h.opcode, p).map(Some);
                 }
                 self.frames += 1;
                 if h.fin && h.opcode != OpCode::Continuation && !h.rsv1 && buf.len() >= hlen + len {

@@ -23,6 +23,8 @@ pub mod utf8;
 #[cfg(test)]
 mod bench;
 #[cfg(test)]
+mod interop;
+#[cfg(test)]
 mod tests;
 
 pub use close::{CloseFrame, Closing, Next};

@@ -1444,3 +1444,105 @@ fn negotiation_round_trips_between_our_client_and_server() {
         }
     }
 }
+
+// ---------------------------------------------------------------------------------------
+// Robustness and idle memory
+
+/// Random bytes, random valid-looking headers with random payloads, random chunking, both
+/// roles, with and without deflate: the decoder returns items or an error, never panics
+/// or loops.
+#[test]
+fn garbage_never_panics() {
+    let mut rng = Rng(0xdead_beef_cafe_f00d);
+    for round in 0..3000 {
+        let mut w = Vec::new();
+        for _ in 0..1 + rng.below(6) {
+            if rng.next() % 4 == 0 {
+                w.extend((0..rng.below(40)).map(|_| rng.next() as u8));
+            } else {
+                let first = (rng.next() as u8 & 0xcf) | if rng.next() % 2 == 0 { 0x80 } else { 0 };
+                let len = rng.below(300);
+                let payload: Vec<u8> = (0..len).map(|_| rng.next() as u8).collect();
+                let mask = if rng.next() % 2 == 0 {
+                    Some(MASK)
+                } else {
+                    None
+                };
+                w.extend(raw(first, mask, &payload));
+            }
+        }
+        for role in [Role::Server, Role::Client] {
+            let deflate = (round % 2 == 0).then(|| pmd(round % 4 == 0, false));
+            let mut d = Decoder::new(&DecoderConfig {
+                deflate,
+                ..DecoderConfig::new(role, 4096)
+            });
+            let sizes: Vec<usize> = (0..4).map(|_| 1 + rng.below(50)).collect();
+            let _ = feed(&mut d, &w, &sizes);
+        }
+    }
+}
+
+/// Every 1- and 2-byte input, fed byte by byte: same verdict and error offset as std.
+#[test]
+fn utf8_exhaustive_two_bytes() {
+    for a in 0..=255u8 {
+        for b in 0..=255u8 {
+            let s = [a, b];
+            let mut v = Utf8Validator::new();
+            let r = v
+                .feed(&s[..1])
+                .and_then(|_| v.feed(&s[1..]))
+                .and_then(|_| v.finish());
+            match std::str::from_utf8(&s) {
+                Ok(_) => assert!(r.is_ok(), "{s:x?}"),
+                Err(e) => assert_eq!(r, Err(e.valid_up_to() as u64), "{s:x?}"),
+            }
+        }
+    }
+}
+
+/// Between messages a decoder and an encoder hold no heap memory (no deflate): no
+/// per-connection buffer while idle.
+#[test]
+fn idle_codec_holds_no_heap() {
+    let mut d = server_dec();
+    let mut e = Encoder::new(&EncoderConfig::new(Role::Server));
+    let mut wb = WriteBuf::new();
+    let mut w = cf(0x01, &[b'a'; 5000]);
+    w.extend(cf(0x80, &[b'b'; 30000]));
+    let base = live();
+    {
+        let out = feed(&mut d, &w, &[4096]);
+        assert_eq!(out.len(), 1);
+        for r in out {
+            if let Ok(Incoming::Message { data, .. }) = r {
+                e.message(&mut wb, true, data, false).unwrap();
+            }
+        }
+        let mut sink = Vec::new();
+        while !wb.is_empty() {
+            let n = {
+                let mut sl = [std::io::IoSlice::new(&[]); 4];
+                let k = wb.io_slices(&mut sl);
+                sl[..k]
+                    .iter()
+                    .map(|s| {
+                        sink.extend_from_slice(s);
+                        s.len()
+                    })
+                    .sum()
+            };
+            wb.advance(n);
+        }
+        wb.release();
+    }
+    assert_eq!(d.read_hint(), ReadHint::Idle);
+    assert_eq!(live() - base, 0, "heap held by an idle decoder/encoder");
+    println!(
+        "inline sizes: Decoder {} B, Encoder {} B, WriteBuf {} B",
+        std::mem::size_of::<Decoder>(),
+        std::mem::size_of::<Encoder>(),
+        std::mem::size_of::<WriteBuf>()
+    );
+}
