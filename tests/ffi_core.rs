@@ -16,7 +16,7 @@ fn close_parts(e: &Ev) -> (u16, String, bool) {
 }
 
 #[test]
-fn a_client_initiated_close_is_clean_on_both_sides() {
+fn close_finishes_client_initiated_close_is_clean_on_both_sides() {
     let server = TestServer::start(Recorder::server(), std::ptr::null(), None);
     let client = TestClient::connect(&server.url(), std::ptr::null());
     client.rec.wait_open();
@@ -32,7 +32,7 @@ fn a_client_initiated_close_is_clean_on_both_sides() {
 }
 
 #[test]
-fn b_server_initiated_close_is_clean_on_both_sides() {
+fn close_finishes_server_initiated_close_is_clean_on_both_sides() {
     let server = TestServer::start(Recorder::server(), std::ptr::null(), None);
     let client = TestClient::connect(&server.url(), std::ptr::null());
     client.rec.wait_open();
@@ -47,7 +47,7 @@ fn b_server_initiated_close_is_clean_on_both_sides() {
 /// The seed scenario (002): a client streams 1024 x 128 KiB while the server answers every
 /// 4 MiB; the client then closes. Nothing hangs, nothing is lost silently.
 #[test]
-fn c_two_way_stream_then_close_completes() {
+fn close_finishes_after_a_two_way_stream_with_every_reply() {
     const CHUNK: usize = 128 << 10;
     const STEP: usize = 4 << 20;
     let srec = Recorder::server();
@@ -102,7 +102,7 @@ fn c_two_way_stream_then_close_completes() {
 }
 
 #[test]
-fn d_eight_threads_send_concurrently_in_per_thread_order() {
+fn sending_from_eight_threads_keeps_per_thread_order() {
     const THREADS: usize = 8;
     const EACH: usize = 10_000;
     let server = TestServer::start(Recorder::server(), std::ptr::null(), None);
@@ -138,7 +138,7 @@ fn d_eight_threads_send_concurrently_in_per_thread_order() {
 }
 
 #[test]
-fn e_close_while_queued_sends_everything_first() {
+fn close_finishes_after_everything_queued_was_sent() {
     let server = TestServer::start(Recorder::server(), std::ptr::null(), None);
     let client = TestClient::connect(&server.url(), std::ptr::null());
     client.rec.wait_open();
@@ -159,7 +159,7 @@ fn e_close_while_queued_sends_everything_first() {
 }
 
 #[test]
-fn i_misuse_is_harmless() {
+fn lifetime_misuse_is_harmless() {
     unsafe {
         // NULL arguments and invalid UTF-8 in option strings: a status and a message.
         let mut conn = std::ptr::null_mut();
@@ -209,7 +209,7 @@ fn i_misuse_is_harmless() {
 /// Frees from inside on_message and on_close, and checks that no callback runs after
 /// wsn_conn_free returns, even while messages keep arriving.
 #[test]
-fn i_free_inside_callbacks_and_no_callback_after_free() {
+fn lifetime_free_inside_callbacks_and_no_callback_after_free() {
     let server = TestServer::start(Recorder::server(), std::ptr::null(), None);
 
     // Free from inside on_message: no close event follows.
@@ -295,7 +295,7 @@ extern "C" fn refuse_or_close(_user: *mut std::ffi::c_void, req: *mut wsn_reques
 }
 
 #[test]
-fn k_accept_hook_refuses_with_status_or_closes_with_code() {
+fn server_accept_hook_refuses_with_status_or_closes_with_code() {
     let server = TestServer::start(Recorder::server(), std::ptr::null(), Some(refuse_or_close));
     let refused = TestClient::connect(&format!("ws://127.0.0.1:{}/forbidden", server.port), std::ptr::null());
     match refused.rec.wait_close() {

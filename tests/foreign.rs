@@ -37,7 +37,7 @@ fn close_of(c: &TestClient) -> (u16, bool, Option<String>, wsn_status) {
 }
 
 #[test]
-fn f_peer_vanishes_without_close_gives_1006_with_error() {
+fn nothing_lost_a_vanished_peer_gives_1006_with_an_error() {
     let rt = foreign_runtime();
     let url = foreign_server(&rt, |ws| async move {
         tokio::time::sleep(Duration::from_millis(200)).await;
@@ -57,7 +57,7 @@ fn f_peer_vanishes_without_close_gives_1006_with_error() {
 }
 
 #[test]
-fn f_client_vanishes_server_side_sees_1006() {
+fn nothing_lost_a_vanished_client_gives_the_server_1006() {
     let server = TestServer::start(Recorder::server(), std::ptr::null(), None);
     let rt = foreign_runtime();
     let url = server.url();
@@ -80,7 +80,7 @@ fn f_client_vanishes_server_side_sees_1006() {
 }
 
 #[test]
-fn g_peer_never_answers_close_completes_after_close_timeout() {
+fn close_finishes_when_the_peer_never_answers() {
     let rt = foreign_runtime();
     let url = foreign_server(&rt, |ws| async move {
         tokio::time::sleep(Duration::from_secs(30)).await; // never reads: never answers
@@ -143,7 +143,7 @@ fn heartbeat_keeps_an_answering_peer_alive() {
 }
 
 #[test]
-fn h_message_in_100_fragments_arrives_whole() {
+fn messages_in_100_fragments_arrive_whole() {
     let rt = foreign_runtime();
     let url = foreign_server(&rt, |mut ws| async move {
         let text: String = (0..100).map(|i| format!("{i:04}-fragment;")).collect();
@@ -195,7 +195,7 @@ fn raw_server(rt: &tokio::runtime::Runtime, raw: Vec<u8>) -> (String, std::sync:
 }
 
 #[test]
-fn h_message_over_the_limit_closes_1009_without_buffering_it() {
+fn messages_over_the_limit_close_1009_without_buffering() {
     let rt = foreign_runtime();
     // A binary frame header claiming 1 GiB, followed by a few bytes only.
     let mut raw = vec![0x82, 127];
@@ -231,7 +231,7 @@ fn h_message_over_the_limit_closes_1009_without_buffering_it() {
 }
 
 #[test]
-fn h_invalid_utf8_text_closes_1007() {
+fn messages_invalid_utf8_text_closes_1007() {
     let rt = foreign_runtime();
     let bad = [0xce, 0xba, 0xe1, 0xbd, 0xb9, 0xff, 0xfe];
     let mut raw = vec![0x81, bad.len() as u8];
@@ -246,7 +246,7 @@ fn h_invalid_utf8_text_closes_1007() {
 }
 
 #[test]
-fn h_protocol_violation_closes_1002() {
+fn messages_protocol_violation_closes_1002() {
     let rt = foreign_runtime();
     // A frame with a reserved opcode (0x3).
     let (url, peer_saw) = raw_server(&rt, vec![0x83, 0x00]);
@@ -260,7 +260,7 @@ fn sizes() -> Vec<usize> {
 }
 
 #[test]
-fn j_wsnative_client_against_tokio_tungstenite_server() {
+fn close_finishes_with_a_tokio_tungstenite_server() {
     let rt = foreign_runtime();
     let url = foreign_server(&rt, |mut ws| async move {
         while let Some(Ok(m)) = ws.next().await {
@@ -292,7 +292,7 @@ fn j_wsnative_client_against_tokio_tungstenite_server() {
 }
 
 #[test]
-fn j_tokio_tungstenite_client_against_wsnative_server() {
+fn close_finishes_with_a_tokio_tungstenite_client() {
     let srec = Recorder::server();
     srec.set_hook(|conn, ev| {
         if let Ev::Msg { text, data, .. } = ev {

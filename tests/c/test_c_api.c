@@ -154,7 +154,7 @@ int main(void) {
     port = wsn_server_get_port(server);
     CHECK(port > 0, "port");
 
-    /* a. client-initiated close: both sides clean, same code and reason. */
+    /* G3: client-initiated close: both sides clean, same code and reason. */
     struct side a;
     side_init(&a);
     struct wsn_conn *ca = connect_to("/a", &a);
@@ -171,7 +171,7 @@ int main(void) {
     CHECK(wsn_conn_close(ca, 1000, NULL) == WSN_OK, "close twice is harmless");
     wsn_conn_free(ca);
 
-    /* b. server-initiated close. */
+    /* G3: server-initiated close. */
     struct side b;
     side_init(&b);
     struct wsn_conn *cb = connect_to("/b", &b);
@@ -182,7 +182,7 @@ int main(void) {
     CHECK(strcmp(b.reason, "server says bye") == 0, "reason %s", b.reason);
     wsn_conn_free(cb);
 
-    /* d. 8 threads x 10,000 sends on one connection: intact, per-thread order. */
+    /* G1: 8 threads x 10,000 sends on one connection: intact, per-thread order. */
     struct side d;
     side_init(&d);
     struct wsn_conn *cd = connect_to("/d", &d);
@@ -204,7 +204,7 @@ int main(void) {
     CHECK(wait_until(&server_sides[2], &server_sides[2].messages, 80000), "got %d", server_sides[2].messages);
     CHECK(server_sides[2].out_of_order == 0, "%d out of order", server_sides[2].out_of_order);
 
-    /* e. close while 1,000 messages are queued: all arrive before the Close. */
+    /* G3: close while 1,000 messages are queued: all arrive before the Close. */
     static uint8_t big[64 * 1024];
     for (int i = 0; i < 1000; i++)
         wsn_conn_send_binary(cd, big, sizeof big);
@@ -215,7 +215,7 @@ int main(void) {
     CHECK(server_sides[2].code == 1000 && server_sides[2].clean, "code %u", server_sides[2].code);
     wsn_conn_free(cd);
 
-    /* k. accept hook: 403 refusal, and accept-then-close with 4001. */
+    /* G10: accept hook: 403 refusal, and accept-then-close with 4001. */
     struct side k1, k2;
     side_init(&k1);
     side_init(&k2);
@@ -227,7 +227,7 @@ int main(void) {
     wsn_conn_free(ck1);
     wsn_conn_free(ck2);
 
-    /* i. misuse: free from inside on_message; NULL arguments; invalid UTF-8. */
+    /* G7: misuse: free from inside on_message; NULL arguments; invalid UTF-8. */
     struct side m;
     side_init(&m);
     m.free_on_message = 1;

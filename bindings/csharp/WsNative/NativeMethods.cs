@@ -92,6 +92,18 @@ namespace WsNative.Native
         internal static extern ulong wsn_conn_get_sent_id(ConnHandle conn);
 
         [DllImport(Lib, CallingConvention = CallingConvention.Cdecl)]
+        internal static extern int wsn_conn_set_drain_events(ConnHandle conn, [MarshalAs(UnmanagedType.I1)] bool enabled, UIntPtr lowWater);
+
+        [DllImport(Lib, CallingConvention = CallingConvention.Cdecl)]
+        internal static extern IntPtr wsn_conn_get_extensions(IntPtr conn);
+
+        [DllImport(Lib, CallingConvention = CallingConvention.Cdecl)]
+        internal static extern int wsn_client_options_set_compression(ClientOptionsHandle options, [MarshalAs(UnmanagedType.I1)] bool enabled);
+
+        [DllImport(Lib, CallingConvention = CallingConvention.Cdecl)]
+        internal static extern int wsn_server_options_set_compression(ServerOptionsHandle options, [MarshalAs(UnmanagedType.I1)] bool enabled);
+
+        [DllImport(Lib, CallingConvention = CallingConvention.Cdecl)]
         internal static extern int wsn_conn_ack(ConnHandle conn, UIntPtr count);
 
         [DllImport(Lib, CallingConvention = CallingConvention.Cdecl)]

@@ -40,6 +40,7 @@ namespace WsNative
         private readonly TaskCompletionSource<bool> _closedTcs = NewTcs<bool>();
         private volatile WsClosedEventArgs _closeInfo;
         private string _subProtocol = "";
+        private string _extensions = "";
         private string _peerAddress = "";
 
         private readonly Queue<WsMessage> _inbox = new Queue<WsMessage>();
@@ -94,6 +95,12 @@ namespace WsNative
         /// <summary>The negotiated subprotocol ("" when none).</summary>
         public string SubProtocol => _subProtocol;
 
+        /// <summary>
+        /// The extensions agreed in the handshake as its header said them (for example
+        /// "permessage-deflate; server_no_context_takeover; client_no_context_takeover"), or "".
+        /// </summary>
+        public string Extensions => _extensions;
+
         /// <summary>The peer's "ip:port".</summary>
         public string PeerAddress => _peerAddress;
 
@@ -127,6 +134,15 @@ namespace WsNative
         public Task SendAsync(byte[] data) => SendTracked(new ArraySegment<byte>(data ?? throw new ArgumentNullException(nameof(data))), 0);
 
         public Task SendAsync(ArraySegment<byte> data) => SendTracked(data, 0);
+
+        /// <summary>
+        /// As SendAsync, with <paramref name="compress"/> false keeping the message uncompressed
+        /// even when permessage-deflate was negotiated: for secrets sent next to text an attacker
+        /// controls (CRIME/BREACH).
+        /// </summary>
+        public Task SendAsync(string text, bool compress) => SendTracked(Text(text), SendFlags.Text | (compress ? 0 : SendFlags.NoCompress));
+
+        public Task SendAsync(ArraySegment<byte> data, bool compress) => SendTracked(data, compress ? 0 : SendFlags.NoCompress);
 
         private static ArraySegment<byte> Text(string text) =>
             new ArraySegment<byte>(Utf8.Bytes(text ?? throw new ArgumentNullException(nameof(text))));
@@ -179,7 +195,11 @@ namespace WsNative
                 int st;
                 try { st = NativeSend(h, b.Data, b.Flags, out b.Id); }
                 catch (ObjectDisposedException) { return; }
-                if (st == Status.WouldBlock) return;
+                if (st == Status.WouldBlock)
+                {
+                    ArmDrain(h); // the refusal armed one: make sure drain events are on
+                    return;
+                }
                 _blocked.Dequeue();
                 _blockedCount = _blocked.Count;
                 UnrootLocked();
@@ -189,8 +209,18 @@ namespace WsNative
                 {
                     _pendingSends.Add(b);
                     RootLocked();
+                    ArmDrain(h);
                 }
             }
+        }
+
+        // Drain events are on only while a SendAsync waits (they cost a callback each): turning
+        // them on arms one, which comes once everything queued was handed to the kernel (at once
+        // when that is so already).
+        private static void ArmDrain(ConnHandle h)
+        {
+            try { wsn_conn_set_drain_events(h, true, UIntPtr.Zero); }
+            catch (ObjectDisposedException) { }
         }
 
         private Task Track(ConnHandle h, ulong id)
@@ -204,6 +234,7 @@ namespace WsNative
                 if (_closeInfo != null || _disposed != 0) return Closing(_closeInfo);
                 _pendingSends.Add(p);
                 RootLocked();
+                ArmDrain(h);
             }
             return p.Tcs.Task;
         }
@@ -238,6 +269,13 @@ namespace WsNative
                     UnrootLocked();
                 }
                 if (_blocked.Count > 0) PumpBlockedLocked(_handle);
+                // Still waiting: the next drain is armed; nothing waits: drain events off.
+                try
+                {
+                    if (_pendingSends.Count > 0 || _blocked.Count > 0) ArmDrain(_handle);
+                    else wsn_conn_set_drain_events(_handle, false, UIntPtr.Zero);
+                }
+                catch (ObjectDisposedException) { }
             }
         }
 
@@ -443,6 +481,7 @@ namespace WsNative
         private void OnOpen(IntPtr conn)
         {
             _subProtocol = Utf8.FromPtr(wsn_conn_get_subprotocol(conn)) ?? "";
+            _extensions = Utf8.FromPtr(wsn_conn_get_extensions(conn)) ?? "";
             try { _peerAddress = Utf8.FromPtr(wsn_conn_get_peer_addr(_handle)) ?? ""; }
             catch (ObjectDisposedException) { }
             var onOpen = _onOpen;

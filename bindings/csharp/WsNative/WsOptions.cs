@@ -36,15 +36,22 @@ namespace WsNative
         public string Origin { get; set; }
         public WsTlsRoots? TlsRoots { get; set; }
         public IList<string> CaFiles { get; } = new List<string>();
+        /// <summary>
+        /// Offers permessage-deflate (RFC 7692; off by default: it costs CPU, and secrets next to
+        /// attacker-chosen text must not be compressed: send those with compress: false).
+        /// The agreed extension is WsConnection.Extensions.
+        /// </summary>
+        public bool Compression { get; set; }
 
         internal ClientOptionsHandle ToNative()
         {
             var o = wsn_client_options_new();
             try
             {
-                // What the binding relies on: ReceiveAsync acknowledges, SendAsync completes on DRAIN.
+                // What the binding relies on: ReceiveAsync acknowledges; SendAsync turns drain
+                // events on per connection while it waits.
                 Status.Check(wsn_client_options_set_manual_ack(o, true));
-                Status.Check(wsn_client_options_set_drain_events(o, true, LowWater(MaxSendQueue)));
+                Status.Check(wsn_client_options_set_compression(o, Compression));
                 if (MaxQueue.HasValue) Status.Check(wsn_client_options_set_max_receive_messages(o, Size(MaxQueue.Value)));
                 if (MaxSendQueue.HasValue) Status.Check(wsn_client_options_set_max_send_queue(o, Size(MaxSendQueue.Value)));
                 if (SendQueuePolicy.HasValue) Status.Check(wsn_client_options_set_send_queue_policy(o, (uint)SendQueuePolicy.Value));
@@ -78,9 +85,6 @@ namespace WsNative
             if (ms < 0 || ms > uint.MaxValue) throw new ArgumentOutOfRangeException(nameof(t), "timeout out of range");
             return (uint)Math.Ceiling(ms);
         }
-
-        /// <summary>DRAIN events follow every write that leaves at most half the send queue's limit queued.</summary>
-        internal static UIntPtr LowWater(long? maxSendQueue) => Size((maxSendQueue ?? (64L << 20)) / 2);
 
         internal static UIntPtr Size(long n)
         {
@@ -119,6 +123,8 @@ namespace WsNative
         public int? MaxConnections { get; set; }
         public string TlsCertificatePemPath { get; set; }
         public string TlsKeyPemPath { get; set; }
+        /// <summary>Accepts clients' permessage-deflate offers (browsers always offer it); off by default.</summary>
+        public bool Compression { get; set; }
 
         internal ServerOptionsHandle ToNative()
         {
@@ -126,7 +132,7 @@ namespace WsNative
             try
             {
                 Status.Check(wsn_server_options_set_manual_ack(o, true));
-                Status.Check(wsn_server_options_set_drain_events(o, true, WsClientOptions.LowWater(MaxSendQueue)));
+                Status.Check(wsn_server_options_set_compression(o, Compression));
                 if (MaxQueue.HasValue) Status.Check(wsn_server_options_set_max_receive_messages(o, WsClientOptions.Size(MaxQueue.Value)));
                 if (MaxSendQueue.HasValue) Status.Check(wsn_server_options_set_max_send_queue(o, WsClientOptions.Size(MaxSendQueue.Value)));
                 if (SendQueuePolicy.HasValue) Status.Check(wsn_server_options_set_send_queue_policy(o, (uint)SendQueuePolicy.Value));

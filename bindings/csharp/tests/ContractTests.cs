@@ -142,6 +142,31 @@ namespace WsNative.Tests
         }
 
         [Fact]
+        public async Task Compression_NegotiatedBothEnds_MessagesRoundTrip_AndOptOutWorks()
+        {
+            using (var echo = new EchoServer(new WsServerOptions { Compression = true }))
+            {
+                using (var conn = await T.Within(WsClient.ConnectAsync(echo.Url, new WsClientOptions { Compression = true }), 10, "connect"))
+                {
+                    Assert.True(conn.Extensions.StartsWith("permessage-deflate"), "extensions: " + conn.Extensions);
+                    var got = new System.Collections.Concurrent.BlockingCollection<string>();
+                    conn.MessageReceived += (s, m) => got.Add(m.Text);
+                    var big = new string('z', 1 << 20);
+                    await T.Within(conn.SendAsync(big), 10, "SendAsync big");
+                    await T.Within(conn.SendAsync("secret=" + new string('s', 1000), false), 10, "SendAsync opt-out");
+                    string a, b;
+                    Assert.True(got.TryTake(out a, 10000) && a == big, "the 1 MiB message came back");
+                    Assert.True(got.TryTake(out b, 10000) && b == "secret=" + new string('s', 1000), "the opted-out message came back");
+                    await T.Within(conn.CloseAsync(), 10, "CloseAsync");
+                }
+            }
+            // Off on the server: nothing agreed.
+            using (var echo = new EchoServer())
+            using (var conn = await T.Within(WsClient.ConnectAsync(echo.Url, new WsClientOptions { Compression = true }), 10, "connect"))
+                Assert.Equal("", conn.Extensions);
+        }
+
+        [Fact]
         public async Task Close_FromServer_IsCleanOnBothSides()
         {
             using (var echo = new EchoServer())
