@@ -666,3 +666,27 @@ fn pausing_reading_pushes_back_until_resumed() {
     }
     assert_eq!(unsafe { wsn_conn_set_reading_paused(std::ptr::null_mut(), true) }, wsn_status::WSN_ERR_INVALID_ARGUMENT);
 }
+
+/// docs/CONTRACT.md names the tests that prove each guarantee: every name it lists must exist
+/// in the file it links to, so the page cannot silently go stale when tests are renamed.
+#[test]
+fn contract_page_names_only_tests_that_exist() {
+    let root = env!("CARGO_MANIFEST_DIR");
+    let page = std::fs::read_to_string(format!("{root}/docs/CONTRACT.md")).unwrap();
+    let mut missing = Vec::new();
+    for line in page.lines().filter(|l| l.starts_with("- [`")) {
+        let Some(path) = line.split("](../").nth(1).and_then(|r| r.split(')').next()) else { continue };
+        let Ok(source) = std::fs::read_to_string(format!("{root}/{path}")) else {
+            missing.push(format!("{path} (no such file)"));
+            continue;
+        };
+        let rest = line.split("): ").nth(1).unwrap_or("");
+        for name in rest.split('`').skip(1).step_by(2) {
+            let is_identifier = name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') && name.contains('_');
+            if is_identifier && !source.contains(name) {
+                missing.push(format!("{path}: {name}"));
+            }
+        }
+    }
+    assert!(missing.is_empty(), "docs/CONTRACT.md names tests that do not exist: {missing:#?}");
+}
