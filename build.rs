@@ -22,7 +22,11 @@ fn main() {
         v("CARGO_PKG_VERSION_PATCH"),
         v("CARGO_PKG_VERSION")
     ));
-    let bindings = match cbindgen::Builder::new().with_crate(&dir).with_config(config).generate() {
+    let bindings = match cbindgen::Builder::new()
+        .with_crate(&dir)
+        .with_config(config)
+        .generate()
+    {
         Ok(b) => b,
         Err(e) => {
             // A syntax error in src/ffi: let rustc report it properly.

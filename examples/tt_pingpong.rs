@@ -10,11 +10,15 @@ async fn main() {
     let url = args.next().expect("usage: tt_pingpong URL [N] [SIZE]");
     let n: usize = args.next().and_then(|s| s.parse().ok()).unwrap_or(20000);
     let size: usize = args.next().and_then(|s| s.parse().ok()).unwrap_or(64);
-    let (mut ws, _) = tokio_tungstenite::connect_async(url).await.expect("cannot connect");
+    let (mut ws, _) = tokio_tungstenite::connect_async(url)
+        .await
+        .expect("cannot connect");
     let payload = vec![0u8; size];
     let start = std::time::Instant::now();
     for _ in 0..n {
-        ws.send(Message::binary(payload.clone())).await.expect("send");
+        ws.send(Message::binary(payload.clone()))
+            .await
+            .expect("send");
         loop {
             match ws.next().await.expect("closed").expect("read") {
                 Message::Binary(_) => break,

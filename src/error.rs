@@ -48,11 +48,19 @@ pub type Result<T> = std::result::Result<T, Error>;
 impl Error {
     /// An error of `kind` with `message`.
     pub fn new(kind: ErrorKind, message: impl Into<String>) -> Self {
-        Error { kind, message: message.into(), http_status: 0 }
+        Error {
+            kind,
+            message: message.into(),
+            http_status: 0,
+        }
     }
     /// A refused upgrade: the message names the status.
     pub fn http(status: u16, message: impl Into<String>) -> Self {
-        Error { kind: ErrorKind::Handshake, message: message.into(), http_status: status }
+        Error {
+            kind: ErrorKind::Handshake,
+            message: message.into(),
+            http_status: status,
+        }
     }
     /// An invalid argument.
     pub fn invalid(message: impl Into<String>) -> Self {
@@ -94,8 +102,13 @@ impl From<std::io::Error> for Error {
         use std::io::ErrorKind as K;
         match e.kind() {
             K::ConnectionReset => Error::new(ErrorKind::Io, "connection reset by peer"),
-            K::BrokenPipe => Error::new(ErrorKind::Io, "broken pipe: the peer closed the connection"),
-            K::UnexpectedEof => Error::new(ErrorKind::Io, "connection closed by peer without a Close frame"),
+            K::BrokenPipe => {
+                Error::new(ErrorKind::Io, "broken pipe: the peer closed the connection")
+            }
+            K::UnexpectedEof => Error::new(
+                ErrorKind::Io,
+                "connection closed by peer without a Close frame",
+            ),
             _ => Error::new(ErrorKind::Io, e.to_string()),
         }
     }

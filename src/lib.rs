@@ -16,13 +16,18 @@ mod shutdown;
 mod tls;
 
 pub use client::connect;
-pub use connection::{check_close, check_close_code, CloseInfo, Conn, Delivery, Event, EventQueue, Handler, QueueTarget, Queued, State};
+pub use connection::{
+    check_close, check_close_code, CloseInfo, Conn, Delivery, Event, EventQueue, Handler,
+    QueueTarget, Queued, State,
+};
 pub use delivery::{set_callback_spin, set_callback_threads};
 pub use error::{Error, ErrorKind, Result};
-pub use options::{ClientOptions, ConnectionSettings, Heartbeat, SendQueuePolicy, ServerOptions, TlsRoots};
+pub use options::{
+    ClientOptions, ConnectionSettings, Heartbeat, SendQueuePolicy, ServerOptions, TlsRoots,
+};
 pub use runtime::set_io_threads;
-pub use shutdown::shutdown;
 pub use server::{AcceptHook, Decision, Request, Server};
+pub use shutdown::shutdown;
 
 /// The crate version, as in Cargo.toml.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");

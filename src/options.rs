@@ -171,8 +171,6 @@ impl Default for ServerOptions {
     }
 }
 
-
-
 /// A timeout that must be at least 1 ms.
 pub(crate) fn check_timeout(d: Duration, what: &str) -> Result<()> {
     if d < Duration::from_millis(1) {
@@ -184,16 +182,30 @@ pub(crate) fn check_timeout(d: Duration, what: &str) -> Result<()> {
 /// A count or size that must be at least `min`.
 pub(crate) fn check_at_least(v: usize, min: usize, what: &str) -> Result<()> {
     if v < min {
-        let unit = if what.contains("messages") { "" } else if min == 1 { " byte" } else { " bytes" };
-        return Err(Error::invalid(format!("{what} must be at least {min}{unit}")));
+        let unit = if what.contains("messages") {
+            ""
+        } else if min == 1 {
+            " byte"
+        } else {
+            " bytes"
+        };
+        return Err(Error::invalid(format!(
+            "{what} must be at least {min}{unit}"
+        )));
     }
     Ok(())
 }
 
 /// A subprotocol name: an HTTP token.
 pub(crate) fn check_subprotocol(p: &str) -> Result<()> {
-    if p.is_empty() || !p.bytes().all(|b| b.is_ascii_graphic() && !b"()<>@,;:\\\"/[]?={}".contains(&b)) {
-        return Err(Error::invalid(format!("'{p}' is not a valid subprotocol token")));
+    if p.is_empty()
+        || !p
+            .bytes()
+            .all(|b| b.is_ascii_graphic() && !b"()<>@,;:\\\"/[]?={}".contains(&b))
+    {
+        return Err(Error::invalid(format!(
+            "'{p}' is not a valid subprotocol token"
+        )));
     }
     Ok(())
 }
@@ -208,11 +220,16 @@ impl crate::protocol::DeflateConfig {
     pub(crate) fn validate(&self) -> Result<()> {
         for bits in [self.client_max_window_bits, self.server_max_window_bits] {
             if !(8..=15).contains(&bits) {
-                return Err(Error::invalid(format!("window bits {bits} are out of range: use 8 to 15")));
+                return Err(Error::invalid(format!(
+                    "window bits {bits} are out of range: use 8 to 15"
+                )));
             }
         }
         if self.level > 9 {
-            return Err(Error::invalid(format!("compression level {} is out of range: use 0 to 9", self.level)));
+            return Err(Error::invalid(format!(
+                "compression level {} is out of range: use 0 to 9",
+                self.level
+            )));
         }
         Ok(())
     }

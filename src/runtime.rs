@@ -10,7 +10,10 @@ struct State {
     io_threads: usize,
 }
 
-static STATE: Mutex<State> = Mutex::new(State { runtime: None, io_threads: 0 });
+static STATE: Mutex<State> = Mutex::new(State {
+    runtime: None,
+    io_threads: 0,
+});
 
 fn lock() -> std::sync::MutexGuard<'static, State> {
     STATE.lock().unwrap_or_else(|p| p.into_inner())
@@ -23,7 +26,9 @@ pub fn set_io_threads(n: usize) -> Result<()> {
         return Err(Error::state("the runtime is already running: set its thread count before the first connection or server"));
     }
     if n > 256 {
-        return Err(Error::invalid(format!("io thread count {n} is out of range (0..=256)")));
+        return Err(Error::invalid(format!(
+            "io thread count {n} is out of range (0..=256)"
+        )));
     }
     st.io_threads = n;
     Ok(())
@@ -37,7 +42,10 @@ pub(crate) fn handle() -> Result<tokio::runtime::Handle> {
         return Ok(rt.handle().clone());
     }
     let threads = match st.io_threads {
-        0 => std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2).min(4),
+        0 => std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(2)
+            .min(4),
         n => n,
     };
     let rt = tokio::runtime::Builder::new_multi_thread()
@@ -54,7 +62,12 @@ pub(crate) fn handle() -> Result<tokio::runtime::Handle> {
         })
         .enable_all()
         .build()
-        .map_err(|e| Error::new(ErrorKind::Internal, format!("cannot start the I/O runtime: {e}")))?;
+        .map_err(|e| {
+            Error::new(
+                ErrorKind::Internal,
+                format!("cannot start the I/O runtime: {e}"),
+            )
+        })?;
     let h = rt.handle().clone();
     st.runtime = Some(rt);
     Ok(h)
@@ -80,7 +93,11 @@ static FORK_HOOKS: Mutex<Vec<&'static ForkHooks>> = Mutex::new(Vec::new());
 pub(crate) fn on_fork(hooks: &'static ForkHooks) {
     static AT_FORK: std::sync::Once = std::sync::Once::new();
     AT_FORK.call_once(|| unsafe {
-        libc::pthread_atfork(Some(before_fork), Some(after_fork_in_parent), Some(after_fork_in_child));
+        libc::pthread_atfork(
+            Some(before_fork),
+            Some(after_fork_in_parent),
+            Some(after_fork_in_child),
+        );
     });
     let mut all = FORK_HOOKS.lock().unwrap_or_else(|p| p.into_inner());
     if !all.iter().any(|h| std::ptr::eq(*h, hooks)) {

@@ -19,11 +19,24 @@ fn tls_error(message: String) -> Error {
 /// Reads every certificate of a PEM file.
 fn load_certs(path: &Path) -> Result<Vec<CertificateDer<'static>>> {
     let certs: std::result::Result<Vec<_>, _> = CertificateDer::pem_file_iter(path)
-        .map_err(|e| tls_error(format!("cannot read certificate file {}: {e}", path.display())))?
+        .map_err(|e| {
+            tls_error(format!(
+                "cannot read certificate file {}: {e}",
+                path.display()
+            ))
+        })?
         .collect();
-    let certs = certs.map_err(|e| tls_error(format!("cannot parse certificate file {}: {e}", path.display())))?;
+    let certs = certs.map_err(|e| {
+        tls_error(format!(
+            "cannot parse certificate file {}: {e}",
+            path.display()
+        ))
+    })?;
     if certs.is_empty() {
-        return Err(tls_error(format!("certificate file {} holds no PEM certificate", path.display())));
+        return Err(tls_error(format!(
+            "certificate file {} holds no PEM certificate",
+            path.display()
+        )));
     }
     Ok(certs)
 }
@@ -39,20 +52,28 @@ pub(crate) fn client_config(opts: &ClientOptions) -> Result<Arc<rustls::ClientCo
                 let _ = roots.add(cert);
             }
             if roots.is_empty() {
-                return Err(tls_error("no certificate authorities found in the system store".into()));
+                return Err(tls_error(
+                    "no certificate authorities found in the system store".into(),
+                ));
             }
         }
         TlsRoots::None => {}
     }
     for path in &opts.ca_files {
         for cert in load_certs(path)? {
-            roots
-                .add(cert)
-                .map_err(|e| tls_error(format!("cannot use a certificate of {} as a CA: {e}", path.display())))?;
+            roots.add(cert).map_err(|e| {
+                tls_error(format!(
+                    "cannot use a certificate of {} as a CA: {e}",
+                    path.display()
+                ))
+            })?;
         }
     }
     if roots.is_empty() {
-        return Err(tls_error("no trusted certificate authorities: add a CA file or choose bundled or system roots".into()));
+        return Err(tls_error(
+            "no trusted certificate authorities: add a CA file or choose bundled or system roots"
+                .into(),
+        ));
     }
     let config = rustls::ClientConfig::builder_with_provider(provider())
         .with_safe_default_protocol_versions()
@@ -70,12 +91,20 @@ pub(crate) fn handshake_error(host: &str, e: std::io::Error) -> Error {
     };
     let why = match tls {
         rustls::Error::InvalidCertificate(c) => match c {
-            C::UnknownIssuer => "the server's certificate is signed by an unknown issuer (no trusted CA)".to_owned(),
-            C::NotValidForName | C::NotValidForNameContext { .. } => {
-                format!("the server's certificate is not valid for the name '{host}' (name mismatch)")
+            C::UnknownIssuer => {
+                "the server's certificate is signed by an unknown issuer (no trusted CA)".to_owned()
             }
-            C::Expired | C::ExpiredContext { .. } => "the server's certificate has expired".to_owned(),
-            C::NotValidYet | C::NotValidYetContext { .. } => "the server's certificate is not valid yet".to_owned(),
+            C::NotValidForName | C::NotValidForNameContext { .. } => {
+                format!(
+                    "the server's certificate is not valid for the name '{host}' (name mismatch)"
+                )
+            }
+            C::Expired | C::ExpiredContext { .. } => {
+                "the server's certificate has expired".to_owned()
+            }
+            C::NotValidYet | C::NotValidYetContext { .. } => {
+                "the server's certificate is not valid yet".to_owned()
+            }
             C::Revoked => "the server's certificate was revoked".to_owned(),
             C::BadSignature => "the server's certificate has a bad signature".to_owned(),
             other => format!("the server's certificate was rejected: {other:?}"),
@@ -90,13 +119,21 @@ pub(crate) fn handshake_error(host: &str, e: std::io::Error) -> Error {
 /// so that a bad file fails `listen`.
 pub(crate) fn server_acceptor(cert: &Path, key: &Path) -> Result<tokio_rustls::TlsAcceptor> {
     let certs = load_certs(cert)?;
-    let key = rustls::pki_types::PrivateKeyDer::from_pem_file(key)
-        .map_err(|e| tls_error(format!("cannot read a private key from {}: {e}", key.display())))?;
+    let key = rustls::pki_types::PrivateKeyDer::from_pem_file(key).map_err(|e| {
+        tls_error(format!(
+            "cannot read a private key from {}: {e}",
+            key.display()
+        ))
+    })?;
     let config = rustls::ServerConfig::builder_with_provider(provider())
         .with_safe_default_protocol_versions()
         .map_err(|e| tls_error(e.to_string()))?
         .with_no_client_auth()
         .with_single_cert(certs, key)
-        .map_err(|e| tls_error(format!("the certificate and key do not form a usable pair: {e}")))?;
+        .map_err(|e| {
+            tls_error(format!(
+                "the certificate and key do not form a usable pair: {e}"
+            ))
+        })?;
     Ok(tokio_rustls::TlsAcceptor::from(Arc::new(config)))
 }

@@ -18,7 +18,12 @@ fn echo_server(compression: bool, max_message: usize) -> TestServer {
     rec.set_hook(|conn, ev| {
         if let Ev::Msg { text, data, .. } = ev {
             // Echo; "secret" messages go back with the opt-out flag.
-            let flags = u32::from(*text) | if data.starts_with(b"secret") { WSN_SEND_NO_COMPRESS } else { 0 };
+            let flags = u32::from(*text)
+                | if data.starts_with(b"secret") {
+                    WSN_SEND_NO_COMPRESS
+                } else {
+                    0
+                };
             unsafe { wsn_conn_send(conn, data.as_ptr(), data.len(), flags, std::ptr::null_mut()) };
         }
     });
@@ -33,7 +38,9 @@ fn echo_server(compression: bool, max_message: usize) -> TestServer {
 }
 
 fn extensions(conn: *mut wsn_conn) -> String {
-    unsafe { CStr::from_ptr(wsn_conn_get_extensions(conn)) }.to_string_lossy().into_owned()
+    unsafe { CStr::from_ptr(wsn_conn_get_extensions(conn)) }
+        .to_string_lossy()
+        .into_owned()
 }
 
 #[test]
@@ -63,21 +70,36 @@ fn wsnative_to_wsnative_negotiates_and_round_trips_compressible_and_incompressib
     }
     let text = "héllo wörld ".repeat(1000);
     client.send_text(&text);
-    client.rec.wait(Duration::from_secs(30), "every echo", |e| (msg_count(e) == sent.len() + 1).then_some(()));
+    client.rec.wait(Duration::from_secs(30), "every echo", |e| {
+        (msg_count(e) == sent.len() + 1).then_some(())
+    });
     let got = client.rec.messages();
     for (i, m) in sent.iter().enumerate() {
-        assert!(got[i].1 == *m, "message {i} ({} bytes) changed on the way", m.len());
+        assert!(
+            got[i].1 == *m,
+            "message {i} ({} bytes) changed on the way",
+            m.len()
+        );
     }
     assert_eq!(got.last().unwrap().1, text.as_bytes());
     client.close(1000, "");
-    assert!(matches!(client.rec.wait_close(), Ev::Close { code: 1000, clean: true, .. }));
+    assert!(matches!(
+        client.rec.wait_close(),
+        Ev::Close {
+            code: 1000,
+            clean: true,
+            ..
+        }
+    ));
 }
 
 /// A raw client: sends the upgrade with `extensions` (if any), returns the socket and the head.
 fn raw_upgrade(port: u16, extensions: Option<&str>) -> (TcpStream, String) {
     let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
     s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-    let ext = extensions.map(|e| format!("Sec-WebSocket-Extensions: {e}\r\n")).unwrap_or_default();
+    let ext = extensions
+        .map(|e| format!("Sec-WebSocket-Extensions: {e}\r\n"))
+        .unwrap_or_default();
     write!(
         s,
         "GET / HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n{ext}\r\n"
@@ -86,7 +108,11 @@ fn raw_upgrade(port: u16, extensions: Option<&str>) -> (TcpStream, String) {
     let mut head = Vec::new();
     let mut b = [0u8; 1];
     while !head.ends_with(b"\r\n\r\n") {
-        assert_eq!(s.read(&mut b).unwrap(), 1, "the server closed during the handshake");
+        assert_eq!(
+            s.read(&mut b).unwrap(),
+            1,
+            "the server closed during the handshake"
+        );
         head.push(b[0]);
     }
     (s, String::from_utf8(head).unwrap())
@@ -95,7 +121,8 @@ fn raw_upgrade(port: u16, extensions: Option<&str>) -> (TcpStream, String) {
 fn extension_header(head: &str) -> Option<String> {
     head.lines().find_map(|l| {
         let (n, v) = l.split_once(':')?;
-        n.eq_ignore_ascii_case("sec-websocket-extensions").then(|| v.trim().to_owned())
+        n.eq_ignore_ascii_case("sec-websocket-extensions")
+            .then(|| v.trim().to_owned())
     })
 }
 
@@ -149,7 +176,8 @@ fn deflate(data: &[u8]) -> Vec<u8> {
     loop {
         let before_in = c.total_in();
         out.reserve(64 << 10);
-        c.compress_vec(input, &mut out, FlushCompress::Sync).unwrap();
+        c.compress_vec(input, &mut out, FlushCompress::Sync)
+            .unwrap();
         input = &input[(c.total_in() - before_in) as usize..];
         if input.is_empty() && out.ends_with(&[0, 0, 0xff, 0xff]) {
             break;
@@ -160,32 +188,55 @@ fn deflate(data: &[u8]) -> Vec<u8> {
 }
 
 #[test]
-fn the_wire_shows_rsv1_only_for_compressed_messages_over_the_threshold_and_not_for_opted_out_ones() {
+fn the_wire_shows_rsv1_only_for_compressed_messages_over_the_threshold_and_not_for_opted_out_ones()
+{
     let server = echo_server(true, 64 << 20);
-    let (mut s, head) = raw_upgrade(server.port, Some("permessage-deflate; client_max_window_bits"));
+    let (mut s, head) = raw_upgrade(
+        server.port,
+        Some("permessage-deflate; client_max_window_bits"),
+    );
     let ext = extension_header(&head).expect("the server accepted the offer");
     assert!(ext.starts_with("permessage-deflate"), "{ext}");
     let big = "x".repeat(4096);
     let secret = format!("secret {}", "y".repeat(4096));
-    for (msg, want_rsv1) in [(big.as_str(), true), ("tiny", false), (secret.as_str(), false)] {
+    for (msg, want_rsv1) in [
+        (big.as_str(), true),
+        ("tiny", false),
+        (secret.as_str(), false),
+    ] {
         s.write_all(&frame(0x1, false, msg.as_bytes())).unwrap();
         let (b0, payload) = read_frame(&mut s);
         assert_eq!(b0 & 0x0f, 0x1, "a text frame");
-        assert_eq!(b0 & 0x40 != 0, want_rsv1, "RSV1 for a {}-byte message starting {:?}", msg.len(), &msg[..4]);
+        assert_eq!(
+            b0 & 0x40 != 0,
+            want_rsv1,
+            "RSV1 for a {}-byte message starting {:?}",
+            msg.len(),
+            &msg[..4]
+        );
         if want_rsv1 {
-            assert!(payload.len() < msg.len() / 10, "compressed to {} bytes", payload.len());
+            assert!(
+                payload.len() < msg.len() / 10,
+                "compressed to {} bytes",
+                payload.len()
+            );
         } else {
             assert_eq!(payload, msg.as_bytes());
         }
     }
     // A compressed message from the client is inflated.
     let text = "compressed from the client ".repeat(100);
-    s.write_all(&frame(0x1, true, &deflate(text.as_bytes()))).unwrap();
+    s.write_all(&frame(0x1, true, &deflate(text.as_bytes())))
+        .unwrap();
     let (_, payload) = read_frame(&mut s);
     assert!(!payload.is_empty());
-    server.rec.wait(Duration::from_secs(10), "the inflated message", |e| {
-        e.iter().any(|e| matches!(e, Ev::Msg { data, .. } if data == text.as_bytes())).then_some(())
-    });
+    server
+        .rec
+        .wait(Duration::from_secs(10), "the inflated message", |e| {
+            e.iter()
+                .any(|e| matches!(e, Ev::Msg { data, .. } if data == text.as_bytes()))
+                .then_some(())
+        });
 }
 
 #[test]
@@ -201,7 +252,11 @@ fn a_compression_bomb_closes_with_1009_without_inflating_past_the_limit() {
     assert_eq!(b0 & 0x0f, 0x8, "a Close frame");
     assert_eq!(u16::from_be_bytes([payload[0], payload[1]]), 1009);
     match server.rec.wait_close() {
-        Ev::Close { code: 1009, error: Some(e), .. } => assert!(e.contains("size limit") || e.contains("limit"), "{e}"),
+        Ev::Close {
+            code: 1009,
+            error: Some(e),
+            ..
+        } => assert!(e.contains("size limit") || e.contains("limit"), "{e}"),
         other => panic!("expected 1009, got {other:?}"),
     }
     assert_eq!(server.rec.count_messages(), 0);
@@ -212,7 +267,11 @@ fn negotiation_outcomes_refused_narrowed_and_invalid_offers() {
     // Off on the server: the offer is declined, and messages flow uncompressed.
     let off = echo_server(false, 1 << 20);
     let (_s, head) = raw_upgrade(off.port, Some("permessage-deflate"));
-    assert_eq!(extension_header(&head), None, "a server without compression declines");
+    assert_eq!(
+        extension_header(&head),
+        None,
+        "a server without compression declines"
+    );
     let o = wsn_client_options_new();
     unsafe { wsn_client_options_set_compression(o, true) };
     let client = TestClient::connect(&off.url(), o);
@@ -226,8 +285,14 @@ fn negotiation_outcomes_refused_narrowed_and_invalid_offers() {
         let o = wsn_server_options_new();
         unsafe {
             wsn_server_options_set_compression(o, true);
-            assert_eq!(wsn_server_options_set_compression_params(o, true, true, 16, 15), wsn_status::WSN_ERR_INVALID_ARGUMENT);
-            assert_eq!(wsn_server_options_set_compression_params(o, true, true, 10, 12), wsn_status::WSN_OK);
+            assert_eq!(
+                wsn_server_options_set_compression_params(o, true, true, 16, 15),
+                wsn_status::WSN_ERR_INVALID_ARGUMENT
+            );
+            assert_eq!(
+                wsn_server_options_set_compression_params(o, true, true, 10, 12),
+                wsn_status::WSN_OK
+            );
         }
         let s = TestServer::start(rec, o, None);
         unsafe { wsn_server_options_free(o) };
@@ -244,16 +309,36 @@ fn negotiation_outcomes_refused_narrowed_and_invalid_offers() {
 
     // Invalid offers (unknown parameter, bad value, duplicate) are declined; a later valid one
     // in the same header is taken.
-    for bad in ["permessage-deflate; foo=1", "permessage-deflate; server_max_window_bits=20", "permessage-deflate; server_no_context_takeover; server_no_context_takeover"] {
+    for bad in [
+        "permessage-deflate; foo=1",
+        "permessage-deflate; server_max_window_bits=20",
+        "permessage-deflate; server_no_context_takeover; server_no_context_takeover",
+    ] {
         let (_s, head) = raw_upgrade(on.port, Some(bad));
-        assert_eq!(extension_header(&head), None, "offer {bad:?} should be declined");
+        assert_eq!(
+            extension_header(&head),
+            None,
+            "offer {bad:?} should be declined"
+        );
     }
-    let (_s, head) = raw_upgrade(on.port, Some("permessage-deflate; foo=1, permessage-deflate"));
-    assert!(extension_header(&head).is_some(), "the second, valid offer is taken");
+    let (_s, head) = raw_upgrade(
+        on.port,
+        Some("permessage-deflate; foo=1, permessage-deflate"),
+    );
+    assert!(
+        extension_header(&head).is_some(),
+        "the second, valid offer is taken"
+    );
     unsafe {
         let o = wsn_client_options_new();
-        assert_eq!(wsn_client_options_set_compression_threshold(o, 10, 10), wsn_status::WSN_ERR_INVALID_ARGUMENT);
-        assert_eq!(wsn_client_options_set_compression(std::ptr::null_mut(), true), wsn_status::WSN_ERR_INVALID_ARGUMENT);
+        assert_eq!(
+            wsn_client_options_set_compression_threshold(o, 10, 10),
+            wsn_status::WSN_ERR_INVALID_ARGUMENT
+        );
+        assert_eq!(
+            wsn_client_options_set_compression(std::ptr::null_mut(), true),
+            wsn_status::WSN_ERR_INVALID_ARGUMENT
+        );
         wsn_client_options_free(o);
     }
 }
@@ -272,8 +357,15 @@ fn a_thousand_compressed_messages_each_way_arrive_in_order() {
             let m = format!("{i:06} {}", "*".repeat(size - 7));
             assert_eq!(client.send_text(&m), wsn_status::WSN_OK);
         }
-        client.rec.wait(Duration::from_secs(30), "1000 echoes", |e| (msg_count(e) == before + 1000).then_some(()));
+        client
+            .rec
+            .wait(Duration::from_secs(30), "1000 echoes", |e| {
+                (msg_count(e) == before + 1000).then_some(())
+            });
     }
     let got = client.rec.messages();
-    assert!(got[..1000].iter().enumerate().all(|(i, (_, d))| d.starts_with(format!("{i:06}").as_bytes())));
+    assert!(got[..1000]
+        .iter()
+        .enumerate()
+        .all(|(i, (_, d))| d.starts_with(format!("{i:06}").as_bytes())));
 }

@@ -15,12 +15,17 @@ use std::time::{Duration, Instant};
 use wsnative::ffi::*;
 
 /// Runs `f` on a thread and fails the test when it has not returned within `limit`.
-fn within<T: Send + 'static>(limit: Duration, what: &str, f: impl FnOnce() -> T + Send + 'static) -> T {
+fn within<T: Send + 'static>(
+    limit: Duration,
+    what: &str,
+    f: impl FnOnce() -> T + Send + 'static,
+) -> T {
     let (tx, rx) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
         let _ = tx.send(f());
     });
-    rx.recv_timeout(limit).unwrap_or_else(|_| panic!("{what} did not finish within {limit:?} (deadlock?)"))
+    rx.recv_timeout(limit)
+        .unwrap_or_else(|_| panic!("{what} did not finish within {limit:?} (deadlock?)"))
 }
 
 /// Waits until `cond` holds, polling; false after `limit`.
@@ -84,28 +89,45 @@ fn frees_of_each_other_from_two_running_close_callbacks_return() {
             if let Ev::Close { .. } = ev {
                 started.fetch_add(1, Ordering::SeqCst);
                 // Both callbacks are running before either frees.
-                eventually(Duration::from_secs(5), || started.load(Ordering::SeqCst) == 2);
+                eventually(Duration::from_secs(5), || {
+                    started.load(Ordering::SeqCst) == 2
+                });
                 unsafe { wsn_conn_free(other as *mut wsn_conn) };
                 freed.fetch_add(1, Ordering::SeqCst);
             }
         });
     }
     // Both handles are freed by the callbacks: keep the test's own frees from running.
-    let (a, b) = (std::mem::ManuallyDrop::new(a), std::mem::ManuallyDrop::new(b));
+    let (a, b) = (
+        std::mem::ManuallyDrop::new(a),
+        std::mem::ManuallyDrop::new(b),
+    );
     unsafe {
         wsn_conn_close(a.conn, 1000, std::ptr::null());
         wsn_conn_close(b.conn, 1000, std::ptr::null());
     }
     assert!(
-        eventually(Duration::from_secs(10), || freed.load(Ordering::SeqCst) == 2),
+        eventually(Duration::from_secs(10), || freed.load(Ordering::SeqCst)
+            == 2),
         "the two frees called from running CLOSE callbacks did not return (deadlock)"
     );
-    assert_eq!(started.load(Ordering::SeqCst), 2, "both CLOSE callbacks ran at the same time");
+    assert_eq!(
+        started.load(Ordering::SeqCst),
+        2,
+        "both CLOSE callbacks ran at the same time"
+    );
     // The callback threads still work: a new connection opens and closes.
     let c = TestClient::connect(&server.url(), std::ptr::null());
     c.rec.wait_open();
     c.close(1000, "");
-    assert!(matches!(c.rec.wait_close(), Ev::Close { code: 1000, clean: true, .. }));
+    assert!(matches!(
+        c.rec.wait_close(),
+        Ev::Close {
+            code: 1000,
+            clean: true,
+            ..
+        }
+    ));
 }
 
 /// A server connection's callback frees a client while that client's callback frees the server.
@@ -163,14 +185,20 @@ fn the_release_hook_runs_once_after_the_last_callback() {
     static RELEASED: AtomicUsize = AtomicUsize::new(0);
     static IN_CALLBACK: AtomicBool = AtomicBool::new(false);
     unsafe extern "C" fn on_release(arg: *mut c_void) {
-        assert!(!IN_CALLBACK.load(Ordering::SeqCst), "the release hook ran while a callback was running");
+        assert!(
+            !IN_CALLBACK.load(Ordering::SeqCst),
+            "the release hook ran while a callback was running"
+        );
         RELEASED.fetch_add(arg as usize, Ordering::SeqCst);
     }
     let server = echo_server();
     let client = TestClient::connect(&server.url(), std::ptr::null());
     client.rec.wait_open();
     let conn = client.conn as usize;
-    assert_eq!(unsafe { wsn_conn_set_release_hook(client.conn, Some(on_release), 7 as *mut c_void) }, wsn_status::WSN_OK);
+    assert_eq!(
+        unsafe { wsn_conn_set_release_hook(client.conn, Some(on_release), 7 as *mut c_void) },
+        wsn_status::WSN_OK
+    );
     // The connection is freed from inside its own MESSAGE callback, which then goes on a while.
     client.rec.set_hook(move |_, ev| {
         if let Ev::Msg { .. } = ev {
@@ -182,12 +210,22 @@ fn the_release_hook_runs_once_after_the_last_callback() {
     });
     let client = std::mem::ManuallyDrop::new(client);
     client.send_text("one");
-    assert!(eventually(Duration::from_secs(10), || RELEASED.load(Ordering::SeqCst) == 7), "the release hook did not run");
+    assert!(
+        eventually(Duration::from_secs(10), || RELEASED.load(Ordering::SeqCst)
+            == 7),
+        "the release hook did not run"
+    );
     std::thread::sleep(Duration::from_millis(200));
-    assert_eq!(RELEASED.load(Ordering::SeqCst), 7, "the release hook ran more than once");
+    assert_eq!(
+        RELEASED.load(Ordering::SeqCst),
+        7,
+        "the release hook ran more than once"
+    );
     // NULL handle is an argument error.
     assert_eq!(
-        unsafe { wsn_conn_set_release_hook(std::ptr::null_mut(), Some(on_release), std::ptr::null_mut()) },
+        unsafe {
+            wsn_conn_set_release_hook(std::ptr::null_mut(), Some(on_release), std::ptr::null_mut())
+        },
         wsn_status::WSN_ERR_INVALID_ARGUMENT
     );
 }
@@ -208,15 +246,28 @@ fn a_close_while_reading_is_paused_completes_cleanly_at_once() {
     std::thread::sleep(Duration::from_millis(300)); // the echoes wait unread
     let t0 = Instant::now();
     assert_eq!(client.close(1000, "bye"), wsn_status::WSN_OK);
-    let ev = client.rec.wait_close_of(client.conn as usize, Duration::from_secs(10));
+    let ev = client
+        .rec
+        .wait_close_of(client.conn as usize, Duration::from_secs(10));
     let took = t0.elapsed();
     match ev {
-        Ev::Close { code, clean, ref reason, .. } => {
-            assert!(clean && code == 1000 && reason == "bye", "expected a clean 1000, got {ev:?} after {took:?}");
+        Ev::Close {
+            code,
+            clean,
+            ref reason,
+            ..
+        } => {
+            assert!(
+                clean && code == 1000 && reason == "bye",
+                "expected a clean 1000, got {ev:?} after {took:?}"
+            );
         }
         _ => unreachable!(),
     }
-    assert!(took < Duration::from_millis(2500), "the close waited for its timeout ({took:?}) instead of reading the reply");
+    assert!(
+        took < Duration::from_millis(2500),
+        "the close waited for its timeout ({took:?}) instead of reading the reply"
+    );
     // Nothing is lost: the echoes that waited were delivered before the CLOSE.
     assert_eq!(client.rec.count_messages(), 20);
 }
@@ -238,9 +289,18 @@ fn a_paused_connection_is_not_declared_dead_by_its_own_heartbeat() {
         client.rec.events.lock().unwrap().last()
     );
     unsafe { wsn_conn_set_reading_paused(client.conn, false) };
-    client.rec.wait(WAIT, "the echo after resuming", |e| (msg_count(e) == 1).then_some(()));
+    client.rec.wait(WAIT, "the echo after resuming", |e| {
+        (msg_count(e) == 1).then_some(())
+    });
     client.close(1000, "");
-    assert!(matches!(client.rec.wait_close(), Ev::Close { code: 1000, clean: true, .. }));
+    assert!(matches!(
+        client.rec.wait_close(),
+        Ev::Close {
+            code: 1000,
+            clean: true,
+            ..
+        }
+    ));
 }
 
 // --- 3. stop and free deliver every server-side CLOSE ----------------------------------------
@@ -257,18 +317,40 @@ fn server_stop_then_free_delivers_every_close_even_with_slow_callbacks() {
     unsafe { wsn_server_options_set_drain_timeout_ms(opts_srv, 5000) };
     let server = TestServer::start(rec.clone(), opts_srv, None);
     unsafe { wsn_server_options_free(opts_srv) };
-    let clients: Vec<TestClient> = (0..20).map(|_| TestClient::connect(&server.url(), std::ptr::null())).collect();
+    let clients: Vec<TestClient> = (0..20)
+        .map(|_| TestClient::connect(&server.url(), std::ptr::null()))
+        .collect();
     for c in &clients {
         c.rec.wait_open();
     }
-    rec.wait(WAIT, "20 server opens", |e| (e.iter().filter(|e| matches!(e, Ev::Open(_))).count() == 20).then_some(()));
+    rec.wait(WAIT, "20 server opens", |e| {
+        (e.iter().filter(|e| matches!(e, Ev::Open(_))).count() == 20).then_some(())
+    });
     let srv = server.server as usize;
-    within(Duration::from_secs(20), "wsn_server_stop", move || unsafe { wsn_server_stop(srv as *mut wsn_server, 5000) });
-    let closes = rec.events.lock().unwrap().iter().filter(|e| matches!(e, Ev::Close { .. })).count();
-    assert_eq!(closes, 20, "wsn_server_stop returned before every server-side CLOSE was delivered");
+    within(Duration::from_secs(20), "wsn_server_stop", move || unsafe {
+        wsn_server_stop(srv as *mut wsn_server, 5000)
+    });
+    let closes = rec
+        .events
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|e| matches!(e, Ev::Close { .. }))
+        .count();
+    assert_eq!(
+        closes, 20,
+        "wsn_server_stop returned before every server-side CLOSE was delivered"
+    );
     drop(server); // wsn_server_free
     std::thread::sleep(Duration::from_millis(100));
-    let closes: Vec<Ev> = rec.events.lock().unwrap().iter().filter(|e| matches!(e, Ev::Close { .. })).cloned().collect();
+    let closes: Vec<Ev> = rec
+        .events
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|e| matches!(e, Ev::Close { .. }))
+        .cloned()
+        .collect();
     assert_eq!(closes.len(), 20, "exactly one CLOSE per connection");
     for c in &clients {
         assert!(matches!(c.rec.wait_close(), Ev::Close { code: 1001, .. }));
@@ -284,14 +366,29 @@ fn server_free_alone_delivers_every_close_first() {
         }
     });
     let server = TestServer::start(rec.clone(), std::ptr::null(), None);
-    let clients: Vec<TestClient> = (0..10).map(|_| TestClient::connect(&server.url(), std::ptr::null())).collect();
+    let clients: Vec<TestClient> = (0..10)
+        .map(|_| TestClient::connect(&server.url(), std::ptr::null()))
+        .collect();
     for c in &clients {
         c.rec.wait_open();
     }
-    rec.wait(WAIT, "10 server opens", |e| (e.iter().filter(|e| matches!(e, Ev::Open(_))).count() == 10).then_some(()));
-    within(Duration::from_secs(20), "wsn_server_free", move || drop(server));
-    let closes = rec.events.lock().unwrap().iter().filter(|e| matches!(e, Ev::Close { .. })).count();
-    assert_eq!(closes, 10, "wsn_server_free returned before every server-side CLOSE was delivered");
+    rec.wait(WAIT, "10 server opens", |e| {
+        (e.iter().filter(|e| matches!(e, Ev::Open(_))).count() == 10).then_some(())
+    });
+    within(Duration::from_secs(20), "wsn_server_free", move || {
+        drop(server)
+    });
+    let closes = rec
+        .events
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|e| matches!(e, Ev::Close { .. }))
+        .count();
+    assert_eq!(
+        closes, 10,
+        "wsn_server_free returned before every server-side CLOSE was delivered"
+    );
 }
 
 // --- 4. shutdown delivers the CLOSE of a connection whose peer ignores Close ------------------
@@ -319,7 +416,10 @@ fn deaf_server() -> (u16, Arc<AtomicBool>) {
 fn upgrade_response(request: &str) -> String {
     let key = request
         .lines()
-        .find_map(|l| l.strip_prefix("Sec-WebSocket-Key: ").or_else(|| l.strip_prefix("sec-websocket-key: ")))
+        .find_map(|l| {
+            l.strip_prefix("Sec-WebSocket-Key: ")
+                .or_else(|| l.strip_prefix("sec-websocket-key: "))
+        })
         .unwrap()
         .trim();
     let accept = tungstenite::handshake::derive_accept_key(key.as_bytes());
@@ -352,12 +452,30 @@ fn shutdown_delivers_the_close_of_a_connection_whose_peer_ignores_close() {
     for round in 0..5 {
         let client = TestClient::connect(&format!("ws://127.0.0.1:{port}/"), std::ptr::null());
         client.rec.wait_open();
-        within(Duration::from_secs(10), "wsn_shutdown", || wsn_shutdown(200));
-        let ev = client.rec.wait_close_of(client.conn as usize, Duration::from_secs(5));
-        assert!(matches!(ev, Ev::Close { clean: false, .. }), "round {round}: {ev:?}");
-        assert_eq!(unsafe { wsn_conn_get_state(client.conn) }, wsn_conn_state::WSN_STATE_CLOSED, "round {round}");
+        within(Duration::from_secs(10), "wsn_shutdown", || {
+            wsn_shutdown(200)
+        });
+        let ev = client
+            .rec
+            .wait_close_of(client.conn as usize, Duration::from_secs(5));
+        assert!(
+            matches!(ev, Ev::Close { clean: false, .. }),
+            "round {round}: {ev:?}"
+        );
+        assert_eq!(
+            unsafe { wsn_conn_get_state(client.conn) },
+            wsn_conn_state::WSN_STATE_CLOSED,
+            "round {round}"
+        );
         std::thread::sleep(Duration::from_millis(50));
-        let closes = client.rec.events.lock().unwrap().iter().filter(|e| matches!(e, Ev::Close { .. })).count();
+        let closes = client
+            .rec
+            .events
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|e| matches!(e, Ev::Close { .. }))
+            .count();
         assert_eq!(closes, 1, "round {round}: exactly one CLOSE");
     }
     stop.store(true, Ordering::SeqCst);
@@ -377,7 +495,9 @@ fn max_connections_counts_handshakes_waiting_in_the_accept_hook() {
     unsafe { wsn_server_options_set_max_connections(opts, 1) };
     let server = TestServer::start(Recorder::server(), opts, Some(slow_accept));
     unsafe { wsn_server_options_free(opts) };
-    let clients: Vec<TestClient> = (0..10).map(|_| TestClient::connect(&server.url(), std::ptr::null())).collect();
+    let clients: Vec<TestClient> = (0..10)
+        .map(|_| TestClient::connect(&server.url(), std::ptr::null()))
+        .collect();
     let mut opened = 0;
     let mut refused = 0;
     for c in &clients {
@@ -388,7 +508,11 @@ fn max_connections_counts_handshakes_waiting_in_the_accept_hook() {
             other => panic!("unexpected {other:?}"),
         }
     }
-    assert_eq!((opened, refused), (1, 9), "a limit of 1 let {opened} connections open");
+    assert_eq!(
+        (opened, refused),
+        (1, 9),
+        "a limit of 1 let {opened} connections open"
+    );
 }
 
 // --- 6. the close timeout counts bytes, with an absolute cap ---------------------------------
@@ -399,7 +523,9 @@ fn throttled_relay(to: u16, rate: usize, chunk: usize) -> u16 {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let port = listener.local_addr().unwrap().port();
     std::thread::spawn(move || {
-        let Ok((mut c, _)) = listener.accept() else { return };
+        let Ok((mut c, _)) = listener.accept() else {
+            return;
+        };
         let mut s = TcpStream::connect(("127.0.0.1", to)).unwrap();
         let (mut c2, mut s2) = (c.try_clone().unwrap(), s.try_clone().unwrap());
         std::thread::spawn(move || {
@@ -447,12 +573,28 @@ fn a_close_behind_16_mib_finishes_while_bytes_keep_moving() {
         "buffered_amount did not count bytes as they were written: {seen:?}"
     );
     client.close(1000, "done");
-    let ev = client.rec.wait_close_of(client.conn as usize, Duration::from_secs(30));
-    assert!(matches!(ev, Ev::Close { code: 1000, clean: true, .. }), "close ended {ev:?} although bytes kept moving");
+    let ev = client
+        .rec
+        .wait_close_of(client.conn as usize, Duration::from_secs(30));
+    assert!(
+        matches!(
+            ev,
+            Ev::Close {
+                code: 1000,
+                clean: true,
+                ..
+            }
+        ),
+        "close ended {ev:?} although bytes kept moving"
+    );
     // The echo of the whole message came back before the close.
-    server.rec.wait(WAIT, "the 16 MiB message at the server", |e| {
-        e.iter().any(|e| matches!(e, Ev::Msg { data, .. } if data.len() == 16 << 20)).then_some(())
-    });
+    server
+        .rec
+        .wait(WAIT, "the 16 MiB message at the server", |e| {
+            e.iter()
+                .any(|e| matches!(e, Ev::Msg { data, .. } if data.len() == 16 << 20))
+                .then_some(())
+        });
 }
 
 #[test]
@@ -467,18 +609,31 @@ fn a_trickling_peer_cannot_hold_a_close_past_its_cap() {
     assert_eq!(client.send_binary(&vec![1u8; 8 << 20]), wsn_status::WSN_OK);
     let t0 = Instant::now();
     client.close(1000, "");
-    let ev = client.rec.wait_close_of(client.conn as usize, Duration::from_secs(20));
+    let ev = client
+        .rec
+        .wait_close_of(client.conn as usize, Duration::from_secs(20));
     let took = t0.elapsed();
-    assert!(took < Duration::from_secs(6), "the close took {took:?} with a cap of 2 s");
+    assert!(
+        took < Duration::from_secs(6),
+        "the close took {took:?} with a cap of 2 s"
+    );
     match ev {
-        Ev::Close { clean: false, status: wsn_status::WSN_ERR_TIMEOUT, error: Some(e), .. } => {
+        Ev::Close {
+            clean: false,
+            status: wsn_status::WSN_ERR_TIMEOUT,
+            error: Some(e),
+            ..
+        } => {
             assert!(e.contains("2000 ms"), "the error should name the cap: {e}")
         }
         other => panic!("expected a timeout, got {other:?}"),
     }
     // Option checks.
     let o = wsn_client_options_new();
-    assert_eq!(unsafe { wsn_client_options_set_close_max_ms(std::ptr::null_mut(), 1) }, wsn_status::WSN_ERR_INVALID_ARGUMENT);
+    assert_eq!(
+        unsafe { wsn_client_options_set_close_max_ms(std::ptr::null_mut(), 1) },
+        wsn_status::WSN_ERR_INVALID_ARGUMENT
+    );
     unsafe { wsn_client_options_free(o) };
 }
 
@@ -522,7 +677,15 @@ fn a_second_free_of_a_connection_in_the_same_poll_batch_is_harmless() {
     assert_eq!(unsafe { wsn_queue_new(&mut q) }, wsn_status::WSN_OK);
     for _ in 0..20 {
         let mut conn = std::ptr::null_mut();
-        let st = unsafe { wsn_connect_queued(cstr(&server.url()).as_ptr(), std::ptr::null(), q, std::ptr::null_mut(), &mut conn) };
+        let st = unsafe {
+            wsn_connect_queued(
+                cstr(&server.url()).as_ptr(),
+                std::ptr::null(),
+                q,
+                std::ptr::null_mut(),
+                &mut conn,
+            )
+        };
         assert_eq!(st, wsn_status::WSN_OK);
         // OPEN, the echo and the CLOSE wait in the queue together.
         let end = Instant::now() + WAIT;
@@ -543,11 +706,17 @@ fn a_second_free_of_a_connection_in_the_same_poll_batch_is_harmless() {
         let n = unsafe { wsn_queue_poll(q, evs.as_mut_ptr(), 16, 1000) };
         unsafe { evs.set_len(n) };
         let kinds: Vec<_> = evs.iter().map(|e| e.event.kind).collect();
-        assert!(kinds.contains(&wsn_event_kind::WSN_EVENT_OPEN) && kinds.contains(&wsn_event_kind::WSN_EVENT_CLOSE), "OPEN and CLOSE in one batch: {kinds:?}");
+        assert!(
+            kinds.contains(&wsn_event_kind::WSN_EVENT_OPEN)
+                && kinds.contains(&wsn_event_kind::WSN_EVENT_CLOSE),
+            "OPEN and CLOSE in one batch: {kinds:?}"
+        );
         // The application frees the connection at the first event it sees of it, and again at
         // its CLOSE, later in the same batch.
         for e in &evs {
-            if e.event.kind == wsn_event_kind::WSN_EVENT_OPEN || e.event.kind == wsn_event_kind::WSN_EVENT_CLOSE {
+            if e.event.kind == wsn_event_kind::WSN_EVENT_OPEN
+                || e.event.kind == wsn_event_kind::WSN_EVENT_CLOSE
+            {
                 unsafe { wsn_conn_free(e.conn) };
             }
         }
@@ -572,9 +741,18 @@ fn a_forked_child_can_use_wsnative() {
             let c = TestClient::connect(&url, std::ptr::null());
             c.rec.wait_open();
             c.send_text("from the child");
-            c.rec.wait(Duration::from_secs(10), "echo", |e| (msg_count(e) == 1).then_some(()));
+            c.rec.wait(Duration::from_secs(10), "echo", |e| {
+                (msg_count(e) == 1).then_some(())
+            });
             c.close(1000, "");
-            matches!(c.rec.wait_close(), Ev::Close { code: 1000, clean: true, .. })
+            matches!(
+                c.rec.wait_close(),
+                Ev::Close {
+                    code: 1000,
+                    clean: true,
+                    ..
+                }
+            )
         });
         unsafe { libc::_exit(if matches!(ok, Ok(true)) { 0 } else { 1 }) };
     }
@@ -592,10 +770,15 @@ fn a_forked_child_can_use_wsnative() {
         }
         std::thread::sleep(Duration::from_millis(20));
     }
-    assert!(libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0, "the forked child failed: status {status}");
+    assert!(
+        libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0,
+        "the forked child failed: status {status}"
+    );
     // The parent still works.
     parent.send_text("parent");
-    parent.rec.wait(WAIT, "echo", |e| (msg_count(e) == 1).then_some(()));
+    parent
+        .rec
+        .wait(WAIT, "echo", |e| (msg_count(e) == 1).then_some(()));
 }
 
 #[test]
@@ -644,6 +827,10 @@ fn the_release_hook_has_run_when_a_free_from_outside_returns() {
         std::thread::sleep(Duration::from_millis(round % 4));
         let before = RAN.load(Ordering::SeqCst);
         drop(client); // wsn_conn_free from this thread
-        assert_eq!(RAN.load(Ordering::SeqCst), before + 1, "round {round}: the hook had not run when free returned");
+        assert_eq!(
+            RAN.load(Ordering::SeqCst),
+            before + 1,
+            "round {round}: the hook had not run when free returned"
+        );
     }
 }

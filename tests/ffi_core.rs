@@ -10,7 +10,12 @@ use wsnative::ffi::*;
 
 fn close_parts(e: &Ev) -> (u16, String, bool) {
     match e {
-        Ev::Close { code, reason, clean, .. } => (*code, reason.clone(), *clean),
+        Ev::Close {
+            code,
+            reason,
+            clean,
+            ..
+        } => (*code, reason.clone(), *clean),
         _ => unreachable!(),
     }
 }
@@ -22,13 +27,18 @@ fn close_finishes_client_initiated_close_is_clean_on_both_sides() {
     client.rec.wait_open();
     server.rec.wait_open();
     assert_eq!(client.send_text("hello"), wsn_status::WSN_OK);
-    server.rec.wait(WAIT, "message", |e| (msg_count(e) == 1).then_some(()));
+    server
+        .rec
+        .wait(WAIT, "message", |e| (msg_count(e) == 1).then_some(()));
     assert_eq!(client.close(4000, "client done"), wsn_status::WSN_OK);
     let c = close_parts(&client.rec.wait_close());
     let s = close_parts(&server.rec.wait_close());
     assert_eq!(c, (4000, "client done".to_string(), true));
     assert_eq!(s, c);
-    assert_eq!(unsafe { wsn_conn_get_state(client.conn) }, wsn_conn_state::WSN_STATE_CLOSED);
+    assert_eq!(
+        unsafe { wsn_conn_get_state(client.conn) },
+        wsn_conn_state::WSN_STATE_CLOSED
+    );
 }
 
 #[test]
@@ -37,7 +47,10 @@ fn close_finishes_server_initiated_close_is_clean_on_both_sides() {
     let client = TestClient::connect(&server.url(), std::ptr::null());
     client.rec.wait_open();
     let sconn = server.rec.wait_open() as *mut wsn_conn;
-    assert_eq!(unsafe { wsn_conn_close(sconn, 4002, cstr("server says bye").as_ptr()) }, wsn_status::WSN_OK);
+    assert_eq!(
+        unsafe { wsn_conn_close(sconn, 4002, cstr("server says bye").as_ptr()) },
+        wsn_status::WSN_OK
+    );
     let c = close_parts(&client.rec.wait_close());
     let s = close_parts(&server.rec.wait_close());
     assert_eq!(s, (4002, "server says bye".to_string(), true));
@@ -56,18 +69,28 @@ fn close_finishes_after_a_two_way_stream_with_every_reply() {
     let unsent_at_close = Arc::new(AtomicUsize::new(usize::MAX));
     let reply = format!("Server got {STEP} bytes\n");
     {
-        let (received, replies_ok, unsent, reply) = (received.clone(), replies_ok.clone(), unsent_at_close.clone(), reply.clone());
+        let (received, replies_ok, unsent, reply) = (
+            received.clone(),
+            replies_ok.clone(),
+            unsent_at_close.clone(),
+            reply.clone(),
+        );
         srec.set_hook(move |conn, ev| match ev {
             Ev::Msg { data, .. } => {
                 let before = received.fetch_add(data.len(), Ordering::SeqCst);
                 if (before + data.len()) / STEP > before / STEP {
-                    let st = unsafe { wsn_conn_send_text(conn, reply.as_ptr() as *const _, reply.len()) };
+                    let st = unsafe {
+                        wsn_conn_send_text(conn, reply.as_ptr() as *const _, reply.len())
+                    };
                     if st == wsn_status::WSN_OK {
                         replies_ok.fetch_add(1, Ordering::SeqCst);
                     }
                 }
             }
-            Ev::Close { .. } => unsent.store(unsafe { wsn_conn_get_buffered_amount(conn) }, Ordering::SeqCst),
+            Ev::Close { .. } => unsent.store(
+                unsafe { wsn_conn_get_buffered_amount(conn) },
+                Ordering::SeqCst,
+            ),
             _ => {}
         });
     }
@@ -82,22 +105,40 @@ fn close_finishes_after_a_two_way_stream_with_every_reply() {
         loop {
             match client.send_binary(&buf) {
                 wsn_status::WSN_OK => break,
-                wsn_status::WSN_ERR_WOULD_BLOCK if Instant::now() < end => std::thread::sleep(Duration::from_millis(1)),
+                wsn_status::WSN_ERR_WOULD_BLOCK if Instant::now() < end => {
+                    std::thread::sleep(Duration::from_millis(1))
+                }
                 other => panic!("send failed: {other:?} {}", last_error()),
             }
         }
     }
     assert_eq!(client.close(1000, ""), wsn_status::WSN_OK);
-    let (code, _, clean) = close_parts(&client.rec.wait_close_of(client.conn as usize, Duration::from_secs(60)));
+    let (code, _, clean) = close_parts(
+        &client
+            .rec
+            .wait_close_of(client.conn as usize, Duration::from_secs(60)),
+    );
     assert_eq!((code, clean), (1000, true));
     server.rec.wait_close();
-    assert_eq!(received.load(Ordering::SeqCst), 1024 * CHUNK, "the server got all 128 MiB");
-    let written = replies_ok.load(Ordering::SeqCst) - unsent_at_close.load(Ordering::SeqCst) / reply.len();
+    assert_eq!(
+        received.load(Ordering::SeqCst),
+        1024 * CHUNK,
+        "the server got all 128 MiB"
+    );
+    let written =
+        replies_ok.load(Ordering::SeqCst) - unsent_at_close.load(Ordering::SeqCst) / reply.len();
     let got = client.rec.count_messages();
     // The client's Close is answered only after the server's callbacks for the messages before
     // it have run and their replies are written: every reply arrives.
-    assert_eq!(replies_ok.load(Ordering::SeqCst), 32, "the server answered every 4 MiB");
-    assert_eq!(got, written, "the client got every reply the server wrote before the close");
+    assert_eq!(
+        replies_ok.load(Ordering::SeqCst),
+        32,
+        "the server answered every 4 MiB"
+    );
+    assert_eq!(
+        got, written,
+        "the client got every reply the server wrote before the close"
+    );
     assert_eq!(got, 32, "every reply arrived before the close completed");
 }
 
@@ -122,7 +163,11 @@ fn sending_from_eight_threads_keeps_per_thread_order() {
     for h in handles {
         h.join().unwrap();
     }
-    server.rec.wait(Duration::from_secs(60), "all messages", |e| (msg_count(e) == THREADS * EACH).then_some(()));
+    server
+        .rec
+        .wait(Duration::from_secs(60), "all messages", |e| {
+            (msg_count(e) == THREADS * EACH).then_some(())
+        });
     let mut next = [0usize; THREADS];
     for (text, data) in server.rec.messages() {
         assert!(text);
@@ -131,7 +176,11 @@ fn sending_from_eight_threads_keeps_per_thread_order() {
         let t: usize = parts.next().unwrap().parse().unwrap();
         let i: usize = parts.next().unwrap().parse().unwrap();
         assert_eq!(i, next[t], "thread {t}'s messages out of order");
-        assert_eq!(parts.next().unwrap(), "x".repeat(i % 97), "message corrupted");
+        assert_eq!(
+            parts.next().unwrap(),
+            "x".repeat(i % 97),
+            "message corrupted"
+        );
         next[t] += 1;
     }
     assert!(next.iter().all(|&n| n == EACH));
@@ -146,12 +195,22 @@ fn close_finishes_after_everything_queued_was_sent() {
     for _ in 0..1000 {
         assert_eq!(client.send_binary(&payload), wsn_status::WSN_OK);
     }
-    assert!(unsafe { wsn_conn_get_buffered_amount(client.conn) } > 0, "messages should still be queued");
+    assert!(
+        unsafe { wsn_conn_get_buffered_amount(client.conn) } > 0,
+        "messages should still be queued"
+    );
     assert_eq!(client.close(1000, "after the queue"), wsn_status::WSN_OK);
-    assert_ne!(client.send_text("late"), wsn_status::WSN_OK, "no send after close");
+    assert_ne!(
+        client.send_text("late"),
+        wsn_status::WSN_OK,
+        "no send after close"
+    );
     let s = server.rec.wait_close();
     let events = server.rec.events.lock().unwrap().clone();
-    let msgs = events.iter().filter(|e| matches!(e, Ev::Msg { .. })).count();
+    let msgs = events
+        .iter()
+        .filter(|e| matches!(e, Ev::Msg { .. }))
+        .count();
     assert_eq!(msgs, 1000, "all queued messages arrive before the Close");
     assert!(matches!(events.last(), Some(Ev::Close { .. })));
     assert_eq!(close_parts(&s), (1000, "after the queue".into(), true));
@@ -163,27 +222,82 @@ fn lifetime_misuse_is_harmless() {
     unsafe {
         // NULL arguments and invalid UTF-8 in option strings: a status and a message.
         let mut conn = std::ptr::null_mut();
-        assert_eq!(wsn_connect(std::ptr::null(), std::ptr::null(), None, std::ptr::null_mut(), &mut conn), wsn_status::WSN_ERR_INVALID_ARGUMENT);
+        assert_eq!(
+            wsn_connect(
+                std::ptr::null(),
+                std::ptr::null(),
+                None,
+                std::ptr::null_mut(),
+                &mut conn
+            ),
+            wsn_status::WSN_ERR_INVALID_ARGUMENT
+        );
         assert!(last_error().contains("url is NULL"), "{}", last_error());
-        assert_eq!(wsn_connect(cstr("http://x").as_ptr(), std::ptr::null(), None, std::ptr::null_mut(), &mut conn), wsn_status::WSN_ERR_INVALID_ARGUMENT);
+        assert_eq!(
+            wsn_connect(
+                cstr("http://x").as_ptr(),
+                std::ptr::null(),
+                None,
+                std::ptr::null_mut(),
+                &mut conn
+            ),
+            wsn_status::WSN_ERR_INVALID_ARGUMENT
+        );
         assert!(last_error().contains("scheme"), "{}", last_error());
-        assert_eq!(wsn_connect(cstr("ws://127.0.0.1:1/").as_ptr(), std::ptr::null(), None, std::ptr::null_mut(), std::ptr::null_mut()), wsn_status::WSN_ERR_INVALID_ARGUMENT);
+        assert_eq!(
+            wsn_connect(
+                cstr("ws://127.0.0.1:1/").as_ptr(),
+                std::ptr::null(),
+                None,
+                std::ptr::null_mut(),
+                std::ptr::null_mut()
+            ),
+            wsn_status::WSN_ERR_INVALID_ARGUMENT
+        );
         let o = wsn_client_options_new();
         let bad = [0x66u8, 0xff, 0xfe, 0];
-        assert_eq!(wsn_client_options_set_origin(o, bad.as_ptr() as *const _), wsn_status::WSN_ERR_INVALID_ARGUMENT);
+        assert_eq!(
+            wsn_client_options_set_origin(o, bad.as_ptr() as *const _),
+            wsn_status::WSN_ERR_INVALID_ARGUMENT
+        );
         assert!(last_error().contains("UTF-8"), "{}", last_error());
-        assert_eq!(wsn_client_options_add_header(o, cstr("Bad Name").as_ptr(), cstr("v").as_ptr()), wsn_status::WSN_ERR_INVALID_ARGUMENT);
-        assert_eq!(wsn_client_options_add_header(std::ptr::null_mut(), cstr("a").as_ptr(), cstr("v").as_ptr()), wsn_status::WSN_ERR_INVALID_ARGUMENT);
+        assert_eq!(
+            wsn_client_options_add_header(o, cstr("Bad Name").as_ptr(), cstr("v").as_ptr()),
+            wsn_status::WSN_ERR_INVALID_ARGUMENT
+        );
+        assert_eq!(
+            wsn_client_options_add_header(
+                std::ptr::null_mut(),
+                cstr("a").as_ptr(),
+                cstr("v").as_ptr()
+            ),
+            wsn_status::WSN_ERR_INVALID_ARGUMENT
+        );
         assert!(last_error().contains("NULL"));
-        assert_eq!(wsn_client_options_set_close_timeout_ms(o, 0), wsn_status::WSN_ERR_INVALID_ARGUMENT);
-        assert_eq!(wsn_client_options_set_tls_roots(o, 99), wsn_status::WSN_ERR_INVALID_ARGUMENT);
+        assert_eq!(
+            wsn_client_options_set_close_timeout_ms(o, 0),
+            wsn_status::WSN_ERR_INVALID_ARGUMENT
+        );
+        assert_eq!(
+            wsn_client_options_set_tls_roots(o, 99),
+            wsn_status::WSN_ERR_INVALID_ARGUMENT
+        );
         wsn_client_options_free(o);
         wsn_client_options_free(std::ptr::null_mut());
-        assert_eq!(wsn_conn_send_text(std::ptr::null_mut(), std::ptr::null(), 0), wsn_status::WSN_ERR_INVALID_ARGUMENT);
-        assert_eq!(wsn_conn_close(std::ptr::null_mut(), 1000, std::ptr::null()), wsn_status::WSN_ERR_INVALID_ARGUMENT);
+        assert_eq!(
+            wsn_conn_send_text(std::ptr::null_mut(), std::ptr::null(), 0),
+            wsn_status::WSN_ERR_INVALID_ARGUMENT
+        );
+        assert_eq!(
+            wsn_conn_close(std::ptr::null_mut(), 1000, std::ptr::null()),
+            wsn_status::WSN_ERR_INVALID_ARGUMENT
+        );
         wsn_conn_free(std::ptr::null_mut());
         wsn_server_free(std::ptr::null_mut());
-        assert_eq!(wsn_conn_get_state(std::ptr::null()), wsn_conn_state::WSN_STATE_CLOSED);
+        assert_eq!(
+            wsn_conn_get_state(std::ptr::null()),
+            wsn_conn_state::WSN_STATE_CLOSED
+        );
     }
 
     let server = TestServer::start(Recorder::server(), std::ptr::null(), None);
@@ -191,10 +305,16 @@ fn lifetime_misuse_is_harmless() {
     client.rec.wait_open();
     // Invalid UTF-8 in a text send, a bad close code, a long reason: errors, connection intact.
     let bad = [0xffu8, 0xfe];
-    assert_eq!(unsafe { wsn_conn_send_text(client.conn, bad.as_ptr() as *const _, 2) }, wsn_status::WSN_ERR_INVALID_ARGUMENT);
+    assert_eq!(
+        unsafe { wsn_conn_send_text(client.conn, bad.as_ptr() as *const _, 2) },
+        wsn_status::WSN_ERR_INVALID_ARGUMENT
+    );
     assert!(last_error().contains("UTF-8"));
     assert_eq!(client.close(1005, ""), wsn_status::WSN_ERR_INVALID_ARGUMENT);
-    assert_eq!(client.close(1000, &"r".repeat(124)), wsn_status::WSN_ERR_INVALID_ARGUMENT);
+    assert_eq!(
+        client.close(1000, &"r".repeat(124)),
+        wsn_status::WSN_ERR_INVALID_ARGUMENT
+    );
     assert_eq!(client.send_text("still open"), wsn_status::WSN_OK);
     // Close twice; send after close.
     assert_eq!(client.close(1000, "once"), wsn_status::WSN_OK);
@@ -202,7 +322,10 @@ fn lifetime_misuse_is_harmless() {
     assert_eq!(client.send_text("late"), wsn_status::WSN_ERR_INVALID_STATE);
     assert!(last_error().contains("closing"), "{}", last_error());
     assert_eq!(close_parts(&client.rec.wait_close()).0, 1000);
-    assert_eq!(client.send_binary(b"after"), wsn_status::WSN_ERR_INVALID_STATE);
+    assert_eq!(
+        client.send_binary(b"after"),
+        wsn_status::WSN_ERR_INVALID_STATE
+    );
     assert_eq!(client.close(1000, "again"), wsn_status::WSN_OK);
 }
 
@@ -230,8 +353,18 @@ fn lifetime_free_inside_callbacks_and_no_callback_after_free() {
     }
     server.rec.wait_close_of(sconn as usize, WAIT); // freeing an open connection closes it (1001)
     std::thread::sleep(Duration::from_millis(200));
-    assert_eq!(client.rec.count_messages(), 1, "no callback after free from inside on_message");
-    assert!(!client.rec.events.lock().unwrap().iter().any(|e| matches!(e, Ev::Close { .. })));
+    assert_eq!(
+        client.rec.count_messages(),
+        1,
+        "no callback after free from inside on_message"
+    );
+    assert!(!client
+        .rec
+        .events
+        .lock()
+        .unwrap()
+        .iter()
+        .any(|e| matches!(e, Ev::Close { .. })));
     std::mem::forget(client); // already freed
 
     // Free from inside on_close.
@@ -261,24 +394,36 @@ fn lifetime_free_inside_callbacks_and_no_callback_after_free() {
     }
     client.rec.wait_open();
     let sconn = server.rec.wait(WAIT, "third open", |e| {
-        let opens: Vec<_> = e.iter().filter_map(|e| if let Ev::Open(c) = e { Some(*c) } else { None }).collect();
+        let opens: Vec<_> = e
+            .iter()
+            .filter_map(|e| if let Ev::Open(c) = e { Some(*c) } else { None })
+            .collect();
         (opens.len() == 3).then(|| opens[2])
     }) as *mut wsn_conn;
     for _ in 0..500 {
         unsafe { wsn_conn_send_text(sconn, b"flood".as_ptr() as *const _, 5) };
     }
-    client.rec.wait(WAIT, "some messages", |e| (msg_count(e) >= 5).then_some(()));
+    client
+        .rec
+        .wait(WAIT, "some messages", |e| (msg_count(e) >= 5).then_some(()));
     let conn = client.conn;
     std::mem::forget(client);
     unsafe { wsn_conn_free(conn) };
     after_free.store(true, Ordering::SeqCst);
     std::thread::sleep(Duration::from_millis(300));
-    assert_eq!(violations.load(Ordering::SeqCst), 0, "a callback ran after wsn_conn_free returned");
+    assert_eq!(
+        violations.load(Ordering::SeqCst),
+        0,
+        "a callback ran after wsn_conn_free returned"
+    );
 }
 
 extern "C" fn refuse_or_close(_user: *mut std::ffi::c_void, req: *mut wsn_request) {
     unsafe {
-        let path = std::ffi::CStr::from_ptr(wsn_request_get_path(req)).to_str().unwrap().to_owned();
+        let path = std::ffi::CStr::from_ptr(wsn_request_get_path(req))
+            .to_str()
+            .unwrap()
+            .to_owned();
         match path.as_str() {
             "/forbidden" => {
                 wsn_request_reject(req, 403, cstr("no entry").as_ptr());
@@ -288,7 +433,9 @@ extern "C" fn refuse_or_close(_user: *mut std::ffi::c_void, req: *mut wsn_reques
             }
             _ => {
                 let origin = wsn_request_get_header(req, cstr("origin").as_ptr());
-                assert!(origin.is_null() || !std::ffi::CStr::from_ptr(origin).to_bytes().is_empty());
+                assert!(
+                    origin.is_null() || !std::ffi::CStr::from_ptr(origin).to_bytes().is_empty()
+                );
             }
         }
     }
@@ -297,34 +444,81 @@ extern "C" fn refuse_or_close(_user: *mut std::ffi::c_void, req: *mut wsn_reques
 #[test]
 fn server_accept_hook_refuses_with_status_or_closes_with_code() {
     let server = TestServer::start(Recorder::server(), std::ptr::null(), Some(refuse_or_close));
-    let refused = TestClient::connect(&format!("ws://127.0.0.1:{}/forbidden", server.port), std::ptr::null());
+    let refused = TestClient::connect(
+        &format!("ws://127.0.0.1:{}/forbidden", server.port),
+        std::ptr::null(),
+    );
     match refused.rec.wait_close() {
-        Ev::Close { code, clean, error, status, http, .. } => {
-            assert_eq!((code, clean, status, http), (1006, false, wsn_status::WSN_ERR_HANDSHAKE, 403));
+        Ev::Close {
+            code,
+            clean,
+            error,
+            status,
+            http,
+            ..
+        } => {
+            assert_eq!(
+                (code, clean, status, http),
+                (1006, false, wsn_status::WSN_ERR_HANDSHAKE, 403)
+            );
             let e = error.unwrap();
             assert!(e.contains("403") && e.contains("Forbidden"), "{e}");
         }
         _ => unreachable!(),
     }
-    assert!(!refused.rec.events.lock().unwrap().iter().any(|e| matches!(e, Ev::Open(_))));
+    assert!(!refused
+        .rec
+        .events
+        .lock()
+        .unwrap()
+        .iter()
+        .any(|e| matches!(e, Ev::Open(_))));
 
-    let kicked = TestClient::connect(&format!("ws://127.0.0.1:{}/kick", server.port), std::ptr::null());
-    assert_eq!(close_parts(&kicked.rec.wait_close()), (4001, "token expired".into(), true));
+    let kicked = TestClient::connect(
+        &format!("ws://127.0.0.1:{}/kick", server.port),
+        std::ptr::null(),
+    );
+    assert_eq!(
+        close_parts(&kicked.rec.wait_close()),
+        (4001, "token expired".into(), true)
+    );
 
-    let fine = TestClient::connect(&format!("ws://127.0.0.1:{}/ok", server.port), std::ptr::null());
+    let fine = TestClient::connect(
+        &format!("ws://127.0.0.1:{}/ok", server.port),
+        std::ptr::null(),
+    );
     fine.rec.wait_open();
     // The server's on_event saw only the accepted connection.
     server.rec.wait_open();
-    assert_eq!(server.rec.events.lock().unwrap().iter().filter(|e| matches!(e, Ev::Open(_))).count(), 1);
+    assert_eq!(
+        server
+            .rec
+            .events
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|e| matches!(e, Ev::Open(_)))
+            .count(),
+        1
+    );
 }
 
 #[test]
 fn connect_failures_say_why() {
     // Refused: nothing listens on a port we just freed.
-    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
     let c = TestClient::connect(&format!("ws://127.0.0.1:{port}/"), std::ptr::null());
     match c.rec.wait_close() {
-        Ev::Close { code, error, status, .. } => {
+        Ev::Close {
+            code,
+            error,
+            status,
+            ..
+        } => {
             assert_eq!((code, status), (1006, wsn_status::WSN_ERR_CONNECT));
             assert!(error.unwrap().contains("refused"));
         }
@@ -359,17 +553,28 @@ fn connect_failures_say_why() {
 #[test]
 fn server_stop_closes_connections_with_1001() {
     let server = TestServer::start(Recorder::server(), std::ptr::null(), None);
-    let clients: Vec<_> = (0..5).map(|_| TestClient::connect(&server.url(), std::ptr::null())).collect();
+    let clients: Vec<_> = (0..5)
+        .map(|_| TestClient::connect(&server.url(), std::ptr::null()))
+        .collect();
     for c in &clients {
         c.rec.wait_open();
     }
-    assert_eq!(unsafe { wsn_server_stop(server.server, 5000) }, wsn_status::WSN_OK);
+    assert_eq!(
+        unsafe { wsn_server_stop(server.server, 5000) },
+        wsn_status::WSN_OK
+    );
     for c in &clients {
-        assert_eq!(close_parts(&c.rec.wait_close()), (1001, "server shutting down".into(), true));
+        assert_eq!(
+            close_parts(&c.rec.wait_close()),
+            (1001, "server shutting down".into(), true)
+        );
     }
     // Not accepting any more.
     let late = TestClient::connect(&server.url(), std::ptr::null());
-    assert!(matches!(late.rec.wait_close(), Ev::Close { code: 1006, .. }));
+    assert!(matches!(
+        late.rec.wait_close(),
+        Ev::Close { code: 1006, .. }
+    ));
 }
 
 #[test]
@@ -377,9 +582,14 @@ fn subprotocol_and_headers_reach_the_server() {
     static SEEN: Mutex<Vec<String>> = Mutex::new(Vec::new());
     extern "C" fn look(_u: *mut std::ffi::c_void, req: *mut wsn_request) {
         unsafe {
-            let s = |p: *const std::ffi::c_char| std::ffi::CStr::from_ptr(p).to_string_lossy().into_owned();
+            let s = |p: *const std::ffi::c_char| {
+                std::ffi::CStr::from_ptr(p).to_string_lossy().into_owned()
+            };
             let mut seen = SEEN.lock().unwrap();
-            seen.push(s(wsn_request_get_header(req, cstr("authorization").as_ptr())));
+            seen.push(s(wsn_request_get_header(
+                req,
+                cstr("authorization").as_ptr(),
+            )));
             seen.push(s(wsn_request_get_header(req, cstr("Origin").as_ptr())));
             seen.push(s(wsn_request_get_query(req)));
             seen.push(format!("{}", wsn_request_get_subprotocol_count(req)));
@@ -389,7 +599,11 @@ fn subprotocol_and_headers_reach_the_server() {
     let server = TestServer::start(Recorder::server(), std::ptr::null(), Some(look));
     let o = wsn_client_options_new();
     unsafe {
-        wsn_client_options_add_header(o, cstr("Authorization").as_ptr(), cstr("Bearer abc").as_ptr());
+        wsn_client_options_add_header(
+            o,
+            cstr("Authorization").as_ptr(),
+            cstr("Bearer abc").as_ptr(),
+        );
         wsn_client_options_set_origin(o, cstr("https://app.example").as_ptr());
         wsn_client_options_add_subprotocol(o, cstr("chat.v1").as_ptr());
         wsn_client_options_add_subprotocol(o, cstr("chat.v2").as_ptr());
@@ -399,7 +613,10 @@ fn subprotocol_and_headers_reach_the_server() {
     c.rec.wait_open();
     let proto = unsafe { std::ffi::CStr::from_ptr(wsn_conn_get_subprotocol(c.conn)) };
     assert_eq!(proto.to_str().unwrap(), "chat.v2");
-    assert_eq!(*SEEN.lock().unwrap(), vec!["Bearer abc", "https://app.example", "id=7", "2"]);
+    assert_eq!(
+        *SEEN.lock().unwrap(),
+        vec!["Bearer abc", "https://app.example", "id=7", "2"]
+    );
     let sconn = server.rec.wait_open() as *mut wsn_conn;
     let sproto = unsafe { std::ffi::CStr::from_ptr(wsn_conn_get_subprotocol(sconn)) };
     assert_eq!(sproto.to_str().unwrap(), "chat.v2");
@@ -428,20 +645,29 @@ fn allowed_origins_refuse_cross_site_requests() {
 
 #[test]
 fn version_matches_cargo_toml() {
-    let v = unsafe { std::ffi::CStr::from_ptr(wsn_version()) }.to_str().unwrap();
+    let v = unsafe { std::ffi::CStr::from_ptr(wsn_version()) }
+        .to_str()
+        .unwrap();
     assert_eq!(v, env!("CARGO_PKG_VERSION"));
-    let header = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/include/wsnative.h")).unwrap();
+    let header =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/include/wsnative.h"))
+            .unwrap();
     let mut parts = env!("CARGO_PKG_VERSION").split('.');
     for name in ["MAJOR", "MINOR", "PATCH"] {
         let want = format!("#define WSN_VERSION_{name} {}\n", parts.next().unwrap());
         assert!(header.contains(&want), "header lacks {want:?}");
     }
-    assert!(header.contains(&format!("#define WSN_VERSION \"{}\"", env!("CARGO_PKG_VERSION"))));
+    assert!(header.contains(&format!(
+        "#define WSN_VERSION \"{}\"",
+        env!("CARGO_PKG_VERSION")
+    )));
 }
 
 #[test]
 fn header_is_current() {
-    let committed = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/include/wsnative.h")).unwrap();
+    let committed =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/include/wsnative.h"))
+            .unwrap();
     let generated = std::fs::read_to_string(concat!(env!("OUT_DIR"), "/wsnative.h")).unwrap();
     assert!(
         committed == generated,
@@ -451,18 +677,34 @@ fn header_is_current() {
 
 #[test]
 fn every_header_item_is_documented() {
-    let header = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/include/wsnative.h")).unwrap();
+    let header =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/include/wsnative.h"))
+            .unwrap();
     let lines: Vec<&str> = header.lines().collect();
     for (i, l) in lines.iter().enumerate() {
-        let is_decl = (l.starts_with("wsn_") || l.starts_with("const ") || l.starts_with("void ") || l.starts_with("struct wsn_")
-            || l.starts_with("size_t ") || l.starts_with("uint16_t ") || l.starts_with("typedef void"))
+        let is_decl = (l.starts_with("wsn_")
+            || l.starts_with("const ")
+            || l.starts_with("void ")
+            || l.starts_with("struct wsn_")
+            || l.starts_with("size_t ")
+            || l.starts_with("uint16_t ")
+            || l.starts_with("typedef void"))
             && l.contains('(');
         if is_decl {
-            assert!(i > 0 && lines[i - 1].trim_end().ends_with("*/"), "undocumented: {l}");
+            assert!(
+                i > 0 && lines[i - 1].trim_end().ends_with("*/"),
+                "undocumented: {l}"
+            );
             if !l.starts_with("typedef") {
-                let start = lines[..i].iter().rposition(|d| d.trim_start().starts_with("/**")).unwrap();
+                let start = lines[..i]
+                    .iter()
+                    .rposition(|d| d.trim_start().starts_with("/**"))
+                    .unwrap();
                 let doc = lines[start..i].join("\n");
-                assert!(doc.contains("Thread"), "the doc of {l} does not say which thread may call it");
+                assert!(
+                    doc.contains("Thread"),
+                    "the doc of {l} does not say which thread may call it"
+                );
             }
         }
     }
@@ -496,7 +738,10 @@ fn server_limits_handshake_time_header_size_and_connections() {
 
     // A client that never finishes its request is dropped after the handshake timeout.
     let (answer, took) = raw_exchange(server.port, b"GET / HTTP/1.1\r\nHost: x\r\n");
-    assert!(answer.is_empty() && took >= Duration::from_millis(250) && took < Duration::from_secs(10), "{answer:?} {took:?}");
+    assert!(
+        answer.is_empty() && took >= Duration::from_millis(250) && took < Duration::from_secs(10),
+        "{answer:?} {took:?}"
+    );
 
     // An oversized request head gets 431.
     let big = format!("{UPGRADE}X-Big: {}\r\n\r\n", "a".repeat(8000));
@@ -505,13 +750,19 @@ fn server_limits_handshake_time_header_size_and_connections() {
 
     // Not a WebSocket request: 426 with the version to use.
     let (answer, _) = raw_exchange(server.port, b"GET / HTTP/1.1\r\nHost: x\r\n\r\n");
-    assert!(answer.starts_with("HTTP/1.1 426") && answer.contains("Sec-WebSocket-Version: 13"), "{answer}");
+    assert!(
+        answer.starts_with("HTTP/1.1 426") && answer.contains("Sec-WebSocket-Version: 13"),
+        "{answer}"
+    );
 
     // Over the connection limit: 503.
     let first = TestClient::connect(&server.url(), std::ptr::null());
     first.rec.wait_open();
     let second = TestClient::connect(&server.url(), std::ptr::null());
-    assert!(matches!(second.rec.wait_close(), Ev::Close { http: 503, .. }));
+    assert!(matches!(
+        second.rec.wait_close(),
+        Ev::Close { http: 503, .. }
+    ));
 }
 
 /// A fast sender and a slow application: reading pauses once the receive queue is full, so the
@@ -536,7 +787,10 @@ fn a_slow_application_pushes_back_on_a_fast_peer() {
     for i in 0..COUNT {
         let mut payload = vec![0u8; SIZE];
         payload[..8].copy_from_slice(&(i as u64).to_be_bytes());
-        assert_eq!(unsafe { wsn_conn_send_binary(sconn, payload.as_ptr(), payload.len()) }, wsn_status::WSN_OK);
+        assert_eq!(
+            unsafe { wsn_conn_send_binary(sconn, payload.as_ptr(), payload.len()) },
+            wsn_status::WSN_OK
+        );
     }
     std::thread::sleep(Duration::from_millis(300));
     let held_by_sender = unsafe { wsn_conn_get_buffered_amount(sconn) };
@@ -545,7 +799,11 @@ fn a_slow_application_pushes_back_on_a_fast_peer() {
         "the sender should still hold most of the {} MiB; it holds {held_by_sender} bytes",
         (COUNT * SIZE) >> 20
     );
-    client.rec.wait(Duration::from_secs(60), "every message", |e| (msg_count(e) == COUNT).then_some(()));
+    client
+        .rec
+        .wait(Duration::from_secs(60), "every message", |e| {
+            (msg_count(e) == COUNT).then_some(())
+        });
     for (i, (_, data)) in client.rec.messages().iter().enumerate() {
         assert_eq!(u64::from_be_bytes(data[..8].try_into().unwrap()), i as u64);
     }
@@ -588,17 +846,31 @@ fn a_blocked_callback_does_not_stall_other_connections() {
     for i in 0..20 {
         assert_eq!(fast.send_text(&format!("quick {i}")), wsn_status::WSN_OK);
     }
-    fast.rec.wait(Duration::from_secs(5), "echoes while another callback blocks", |e| (msg_count(e) == 20).then_some(()));
+    fast.rec.wait(
+        Duration::from_secs(5),
+        "echoes while another callback blocks",
+        |e| (msg_count(e) == 20).then_some(()),
+    );
     // The server closes the blocked connection: its I/O answers (after the close timeout, as
     // its callback is still busy), and the server sees a clean close.
     let sconn = server.rec.wait_open() as *mut wsn_conn;
     unsafe { wsn_conn_close(sconn, 4000, cstr("bye").as_ptr()) };
-    match server.rec.wait_close_of(sconn as usize, Duration::from_secs(10)) {
+    match server
+        .rec
+        .wait_close_of(sconn as usize, Duration::from_secs(10))
+    {
         Ev::Close { code, clean, .. } => assert_eq!((code, clean), (4000, true)),
         _ => unreachable!(),
     }
     release.store(true, Ordering::SeqCst);
-    assert!(matches!(slow.rec.wait_close(), Ev::Close { code: 4000, clean: true, .. }));
+    assert!(matches!(
+        slow.rec.wait_close(),
+        Ev::Close {
+            code: 4000,
+            clean: true,
+            ..
+        }
+    ));
 }
 
 static HOOK_AFTER_FREE: AtomicBool = AtomicBool::new(false);
@@ -608,7 +880,9 @@ extern "C" fn slow_hook(_user: *mut std::ffi::c_void, req: *mut wsn_request) {
     if HOOK_AFTER_FREE.load(Ordering::SeqCst) {
         HOOK_VIOLATIONS.fetch_add(1, Ordering::SeqCst);
     }
-    let path = unsafe { std::ffi::CStr::from_ptr(wsn_request_get_path(req)) }.to_bytes().to_vec();
+    let path = unsafe { std::ffi::CStr::from_ptr(wsn_request_get_path(req)) }
+        .to_bytes()
+        .to_vec();
     if path == b"/slow" {
         std::thread::sleep(Duration::from_millis(1500));
     }
@@ -620,22 +894,42 @@ extern "C" fn slow_hook(_user: *mut std::ffi::c_void, req: *mut wsn_request) {
 fn accept_hooks_run_side_by_side_and_none_after_the_server_is_freed() {
     let _busy = occupy_callback_threads();
     let server = TestServer::start(Recorder::server(), std::ptr::null(), Some(slow_hook));
-    let slow = TestClient::connect(&format!("ws://127.0.0.1:{}/slow", server.port), std::ptr::null());
+    let slow = TestClient::connect(
+        &format!("ws://127.0.0.1:{}/slow", server.port),
+        std::ptr::null(),
+    );
     std::thread::sleep(Duration::from_millis(100));
     let start = Instant::now();
-    let fast = TestClient::connect(&format!("ws://127.0.0.1:{}/fast", server.port), std::ptr::null());
+    let fast = TestClient::connect(
+        &format!("ws://127.0.0.1:{}/fast", server.port),
+        std::ptr::null(),
+    );
     fast.rec.wait_open();
-    assert!(start.elapsed() < Duration::from_millis(1000), "the fast request waited for the slow hook: {:?}", start.elapsed());
+    assert!(
+        start.elapsed() < Duration::from_millis(1000),
+        "the fast request waited for the slow hook: {:?}",
+        start.elapsed()
+    );
     slow.rec.wait_open();
 
-    let again = TestClient::connect(&format!("ws://127.0.0.1:{}/slow", server.port), std::ptr::null());
+    let again = TestClient::connect(
+        &format!("ws://127.0.0.1:{}/slow", server.port),
+        std::ptr::null(),
+    );
     std::thread::sleep(Duration::from_millis(200)); // its hook is running now
     let freeing = Instant::now();
     drop(server); // wsn_server_free
     HOOK_AFTER_FREE.store(true, Ordering::SeqCst);
-    assert!(freeing.elapsed() >= Duration::from_millis(800), "free returned while a hook was running");
+    assert!(
+        freeing.elapsed() >= Duration::from_millis(800),
+        "free returned while a hook was running"
+    );
     std::thread::sleep(Duration::from_millis(200));
-    assert_eq!(HOOK_VIOLATIONS.load(Ordering::SeqCst), 0, "an accept hook ran after wsn_server_free returned");
+    assert_eq!(
+        HOOK_VIOLATIONS.load(Ordering::SeqCst),
+        0,
+        "an accept hook ran after wsn_server_free returned"
+    );
     drop(again);
 }
 
@@ -648,7 +942,10 @@ fn pausing_reading_pushes_back_until_resumed() {
     let server = TestServer::start(Recorder::server(), std::ptr::null(), None);
     let client = TestClient::connect(&server.url(), std::ptr::null());
     client.rec.wait_open();
-    assert_eq!(unsafe { wsn_conn_set_reading_paused(client.conn, true) }, wsn_status::WSN_OK);
+    assert_eq!(
+        unsafe { wsn_conn_set_reading_paused(client.conn, true) },
+        wsn_status::WSN_OK
+    );
     let sconn = server.rec.wait_open() as *mut wsn_conn;
     // The first message is read (reading pauses after it); the rest stays with the sender.
     for i in 0..COUNT {
@@ -657,14 +954,31 @@ fn pausing_reading_pushes_back_until_resumed() {
         unsafe { wsn_conn_send_binary(sconn, payload.as_ptr(), payload.len()) };
     }
     std::thread::sleep(Duration::from_millis(300));
-    assert!(client.rec.count_messages() <= 1, "{} messages read while paused", client.rec.count_messages());
-    assert!(unsafe { wsn_conn_get_buffered_amount(sconn) } > 4 << 20, "the sender holds the data");
-    assert_eq!(unsafe { wsn_conn_set_reading_paused(client.conn, false) }, wsn_status::WSN_OK);
-    client.rec.wait(Duration::from_secs(60), "every message", |e| (msg_count(e) == COUNT).then_some(()));
+    assert!(
+        client.rec.count_messages() <= 1,
+        "{} messages read while paused",
+        client.rec.count_messages()
+    );
+    assert!(
+        unsafe { wsn_conn_get_buffered_amount(sconn) } > 4 << 20,
+        "the sender holds the data"
+    );
+    assert_eq!(
+        unsafe { wsn_conn_set_reading_paused(client.conn, false) },
+        wsn_status::WSN_OK
+    );
+    client
+        .rec
+        .wait(Duration::from_secs(60), "every message", |e| {
+            (msg_count(e) == COUNT).then_some(())
+        });
     for (i, (_, data)) in client.rec.messages().iter().enumerate() {
         assert_eq!(u64::from_be_bytes(data[..8].try_into().unwrap()), i as u64);
     }
-    assert_eq!(unsafe { wsn_conn_set_reading_paused(std::ptr::null_mut(), true) }, wsn_status::WSN_ERR_INVALID_ARGUMENT);
+    assert_eq!(
+        unsafe { wsn_conn_set_reading_paused(std::ptr::null_mut(), true) },
+        wsn_status::WSN_ERR_INVALID_ARGUMENT
+    );
 }
 
 /// docs/CONTRACT.md names the tests that prove each guarantee: every name it lists must exist
@@ -675,18 +989,24 @@ fn contract_page_names_only_tests_that_exist() {
     let page = std::fs::read_to_string(format!("{root}/docs/CONTRACT.md")).unwrap();
     let mut missing = Vec::new();
     for line in page.lines().filter(|l| l.starts_with("- [`")) {
-        let Some(path) = line.split("](../").nth(1).and_then(|r| r.split(')').next()) else { continue };
+        let Some(path) = line.split("](../").nth(1).and_then(|r| r.split(')').next()) else {
+            continue;
+        };
         let Ok(source) = std::fs::read_to_string(format!("{root}/{path}")) else {
             missing.push(format!("{path} (no such file)"));
             continue;
         };
         let rest = line.split("): ").nth(1).unwrap_or("");
         for name in rest.split('`').skip(1).step_by(2) {
-            let is_identifier = name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') && name.contains('_');
+            let is_identifier =
+                name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') && name.contains('_');
             if is_identifier && !source.contains(name) {
                 missing.push(format!("{path}: {name}"));
             }
         }
     }
-    assert!(missing.is_empty(), "docs/CONTRACT.md names tests that do not exist: {missing:#?}");
+    assert!(
+        missing.is_empty(),
+        "docs/CONTRACT.md names tests that do not exist: {missing:#?}"
+    );
 }

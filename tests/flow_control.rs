@@ -26,7 +26,9 @@ fn upgrade_response(request: &str) -> String {
         .lines()
         .find_map(|l| {
             let (n, v) = l.split_once(':')?;
-            n.trim().eq_ignore_ascii_case("sec-websocket-key").then(|| v.trim().to_owned())
+            n.trim()
+                .eq_ignore_ascii_case("sec-websocket-key")
+                .then(|| v.trim().to_owned())
         })
         .unwrap();
     let accept = tungstenite::handshake::derive_accept_key(key.as_bytes());
@@ -75,29 +77,55 @@ fn sends_return_growing_ids_and_drain_events_report_what_was_written() {
         assert_eq!(st, wsn_status::WSN_OK, "{}", last_error());
         ids.push(id);
     }
-    assert_eq!(ids, (1..=50).collect::<Vec<u64>>(), "ids start at 1 and grow by one in queue order");
+    assert_eq!(
+        ids,
+        (1..=50).collect::<Vec<u64>>(),
+        "ids start at 1 and grow by one in queue order"
+    );
     let end = Instant::now() + WAIT;
     while unsafe { wsn_conn_get_sent_id(client.conn) } < 50 {
-        assert!(Instant::now() < end, "sent id stuck at {}", unsafe { wsn_conn_get_sent_id(client.conn) });
+        assert!(Instant::now() < end, "sent id stuck at {}", unsafe {
+            wsn_conn_get_sent_id(client.conn)
+        });
         std::thread::sleep(Duration::from_millis(2));
     }
     // Text with the flag, checked as UTF-8; unknown flags are refused.
     let mut id = 0u64;
-    assert_eq!(unsafe { wsn_conn_send(client.conn, "é".as_ptr(), 2, WSN_SEND_TEXT, &mut id) }, wsn_status::WSN_OK);
+    assert_eq!(
+        unsafe { wsn_conn_send(client.conn, "é".as_ptr(), 2, WSN_SEND_TEXT, &mut id) },
+        wsn_status::WSN_OK
+    );
     assert_eq!(id, 51);
     assert_eq!(
         unsafe { wsn_conn_send(client.conn, [0xffu8].as_ptr(), 1, WSN_SEND_TEXT, &mut id) },
         wsn_status::WSN_ERR_INVALID_ARGUMENT
     );
-    assert_eq!(unsafe { wsn_conn_send(client.conn, [1u8].as_ptr(), 1, 0x80, &mut id) }, wsn_status::WSN_ERR_INVALID_ARGUMENT);
-    assert_eq!(unsafe { wsn_conn_send(client.conn, [1u8].as_ptr(), 1, WSN_SEND_NO_COMPRESS, std::ptr::null_mut()) }, wsn_status::WSN_OK);
+    assert_eq!(
+        unsafe { wsn_conn_send(client.conn, [1u8].as_ptr(), 1, 0x80, &mut id) },
+        wsn_status::WSN_ERR_INVALID_ARGUMENT
+    );
+    assert_eq!(
+        unsafe {
+            wsn_conn_send(
+                client.conn,
+                [1u8].as_ptr(),
+                1,
+                WSN_SEND_NO_COMPRESS,
+                std::ptr::null_mut(),
+            )
+        },
+        wsn_status::WSN_OK
+    );
     // Drain events come, the last one naming the last id.
     client.rec.wait(WAIT, "a drain event for message 52", |_| {
         let last = drained_ids(&client);
         (last.last() == Some(&52)).then_some(())
     });
     let ids = drained_ids(&client);
-    assert!(ids.windows(2).all(|w| w[0] < w[1]), "drain ids grow: {ids:?}");
+    assert!(
+        ids.windows(2).all(|w| w[0] < w[1]),
+        "drain ids grow: {ids:?}"
+    );
 }
 
 /// The sent ids of the DRAIN events the client's recorder saw (the recorder keeps only OPEN,
@@ -115,7 +143,12 @@ fn a_full_send_queue_refuses_with_would_block_and_one_message_fits_an_empty_queu
     unsafe { wsn_client_options_free(o) };
     client.rec.wait_open();
     // A message larger than the limit still goes into the empty queue.
-    assert_eq!(client.send_binary(&vec![0u8; 2 << 20]), wsn_status::WSN_OK, "{}", last_error());
+    assert_eq!(
+        client.send_binary(&vec![0u8; 2 << 20]),
+        wsn_status::WSN_OK,
+        "{}",
+        last_error()
+    );
     let chunk = vec![1u8; 64 << 10];
     let mut refused = None;
     for i in 0..4000 {
@@ -126,12 +159,22 @@ fn a_full_send_queue_refuses_with_would_block_and_one_message_fits_an_empty_queu
         }
     }
     let (i, st, msg) = refused.expect("no send was refused although the peer never reads");
-    assert_eq!(st, wsn_status::WSN_ERR_WOULD_BLOCK, "after {i} sends: {msg}");
+    assert_eq!(
+        st,
+        wsn_status::WSN_ERR_WOULD_BLOCK,
+        "after {i} sends: {msg}"
+    );
     assert!(msg.contains("limit of 1048576 bytes"), "{msg}");
     let queued = unsafe { wsn_conn_get_buffered_amount(client.conn) };
-    assert!(queued <= (3 << 20) + (64 << 10), "the queue held {queued} bytes");
+    assert!(
+        queued <= (3 << 20) + (64 << 10),
+        "the queue held {queued} bytes"
+    );
     // Nothing happened to the connection.
-    assert_eq!(unsafe { wsn_conn_get_state(client.conn) }, wsn_conn_state::WSN_STATE_OPEN);
+    assert_eq!(
+        unsafe { wsn_conn_get_state(client.conn) },
+        wsn_conn_state::WSN_STATE_OPEN
+    );
     unsafe { wsn_conn_abort(client.conn) };
 }
 
@@ -143,7 +186,10 @@ fn a_full_send_queue_under_the_close_policy_closes_a_slow_consumer_with_1008() {
         wsn_server_options_set_max_send_queue(o, 256 << 10);
         wsn_server_options_set_send_queue_policy(o, WSN_SEND_QUEUE_CLOSE);
         wsn_server_options_set_close_timeout_ms(o, 500);
-        assert_eq!(wsn_server_options_set_send_queue_policy(o, 7), wsn_status::WSN_ERR_INVALID_ARGUMENT);
+        assert_eq!(
+            wsn_server_options_set_send_queue_policy(o, 7),
+            wsn_status::WSN_ERR_INVALID_ARGUMENT
+        );
     }
     let server = TestServer::start(rec.clone(), o, None);
     unsafe { wsn_server_options_free(o) };
@@ -161,7 +207,12 @@ fn a_full_send_queue_under_the_close_policy_closes_a_slow_consumer_with_1008() {
     }
     assert_eq!(last, wsn_status::WSN_ERR_WOULD_BLOCK);
     match rec.wait_close_of(conn, Duration::from_secs(10)) {
-        Ev::Close { code: 1008, status: wsn_status::WSN_ERR_WOULD_BLOCK, error: Some(e), .. } => {
+        Ev::Close {
+            code: 1008,
+            status: wsn_status::WSN_ERR_WOULD_BLOCK,
+            error: Some(e),
+            ..
+        } => {
             assert!(e.contains("reads too slowly"), "{e}")
         }
         other => panic!("expected 1008 for the slow consumer, got {other:?}"),
@@ -177,7 +228,10 @@ fn with_manual_ack_messages_count_until_acknowledged_in_messages_and_bytes() {
     unsafe {
         wsn_client_options_set_manual_ack(o, true);
         wsn_client_options_set_max_receive_messages(o, 10);
-        assert_eq!(wsn_client_options_set_max_receive_messages(o, 0), wsn_status::WSN_ERR_INVALID_ARGUMENT);
+        assert_eq!(
+            wsn_client_options_set_max_receive_messages(o, 0),
+            wsn_status::WSN_ERR_INVALID_ARGUMENT
+        );
     }
     let client = TestClient::connect(&server.url(), o);
     unsafe { wsn_client_options_free(o) };
@@ -189,19 +243,38 @@ fn with_manual_ack_messages_count_until_acknowledged_in_messages_and_bytes() {
     }
     std::thread::sleep(Duration::from_millis(500));
     let got = client.rec.count_messages();
-    assert!((10..=12).contains(&got), "with 10 unacknowledged messages allowed, {got} were read");
+    assert!(
+        (10..=12).contains(&got),
+        "with 10 unacknowledged messages allowed, {got} were read"
+    );
     // Acknowledging lets reading go on; everything arrives in order.
     let end = Instant::now() + WAIT;
     while client.rec.count_messages() < 100 {
-        assert!(Instant::now() < end, "stuck at {} messages", client.rec.count_messages());
+        assert!(
+            Instant::now() < end,
+            "stuck at {} messages",
+            client.rec.count_messages()
+        );
         unsafe { wsn_conn_ack(client.conn, 5) };
         std::thread::sleep(Duration::from_millis(5));
     }
     let msgs = client.rec.messages();
-    assert!(msgs.iter().enumerate().all(|(i, (_, d))| d == &(i as u32).to_le_bytes()), "out of order");
+    assert!(
+        msgs.iter()
+            .enumerate()
+            .all(|(i, (_, d))| d == &(i as u32).to_le_bytes()),
+        "out of order"
+    );
     // Without acknowledgements a close still completes cleanly (closing reads on).
     client.close(1000, "");
-    assert!(matches!(client.rec.wait_close(), Ev::Close { code: 1000, clean: true, .. }));
+    assert!(matches!(
+        client.rec.wait_close(),
+        Ev::Close {
+            code: 1000,
+            clean: true,
+            ..
+        }
+    ));
 }
 
 fn rss_kib(field: &str) -> usize {
@@ -238,7 +311,12 @@ except Exception:
     pass
 "#
     );
-    let mut child = Command::new("python3").arg("-c").arg(script).stdout(Stdio::piped()).spawn().expect("python3");
+    let mut child = Command::new("python3")
+        .arg("-c")
+        .arg(script)
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("python3");
     let mut line = String::new();
     let mut out = child.stdout.take().unwrap();
     let mut b = [0u8; 1];
@@ -263,8 +341,14 @@ fn a_peer_flooding_60_mib_messages_into_an_application_that_does_not_read_stays_
     let got = client.rec.count_messages();
     eprintln!("flood: {got} messages of 60 MiB read; RSS before {before} KiB, peak {peak} KiB");
     assert!(got >= 1, "no message arrived");
-    assert!(got <= 2, "{got} messages were read although none was acknowledged");
-    assert!(peak < 200 << 10, "peak resident memory {peak} KiB (limit 200 MiB)");
+    assert!(
+        got <= 2,
+        "{got} messages were read although none was acknowledged"
+    );
+    assert!(
+        peak < 200 << 10,
+        "peak resident memory {peak} KiB (limit 200 MiB)"
+    );
     unsafe { wsn_conn_abort(client.conn) };
     let _ = peer.kill();
     let _ = peer.wait();
@@ -283,16 +367,32 @@ fn drain_events_come_when_due_not_after_every_write_and_can_be_turned_on_per_con
         client.send_binary(&i.to_le_bytes());
         std::thread::sleep(Duration::from_millis(1));
     }
-    client.rec.wait(WAIT, "100 echoes", |e| (msg_count(e) == 100).then_some(()));
-    assert!(client.rec.drains.lock().unwrap().is_empty(), "drain events without a full queue: {:?}", client.rec.drains.lock().unwrap());
+    client
+        .rec
+        .wait(WAIT, "100 echoes", |e| (msg_count(e) == 100).then_some(()));
+    assert!(
+        client.rec.drains.lock().unwrap().is_empty(),
+        "drain events without a full queue: {:?}",
+        client.rec.drains.lock().unwrap()
+    );
     // Turned on for this connection, with nothing in flight: one comes at once.
-    assert_eq!(unsafe { wsn_conn_set_drain_events(client.conn, true, 0) }, wsn_status::WSN_OK);
-    client.rec.wait(WAIT, "the drain event", |_| (client.rec.drains.lock().unwrap().len() == 1).then_some(()));
+    assert_eq!(
+        unsafe { wsn_conn_set_drain_events(client.conn, true, 0) },
+        wsn_status::WSN_OK
+    );
+    client.rec.wait(WAIT, "the drain event", |_| {
+        (client.rec.drains.lock().unwrap().len() == 1).then_some(())
+    });
     assert_eq!(client.rec.drains.lock().unwrap()[0], 100);
     // Off: none, whatever is sent.
     unsafe { wsn_conn_set_drain_events(client.conn, false, 0) };
     client.send_binary(&vec![0u8; 4 << 20]);
-    client.rec.wait(WAIT, "the big echo", |e| (msg_count(e) == 101).then_some(()));
+    client.rec.wait(WAIT, "the big echo", |e| {
+        (msg_count(e) == 101).then_some(())
+    });
     assert_eq!(client.rec.drains.lock().unwrap().len(), 1);
-    assert_eq!(unsafe { wsn_conn_set_drain_events(std::ptr::null_mut(), true, 0) }, wsn_status::WSN_ERR_INVALID_ARGUMENT);
+    assert_eq!(
+        unsafe { wsn_conn_set_drain_events(std::ptr::null_mut(), true, 0) },
+        wsn_status::WSN_ERR_INVALID_ARGUMENT
+    );
 }

@@ -24,14 +24,22 @@ where
     rt.spawn(async move {
         let (tcp, _) = listener.accept().await.unwrap();
         let ws = tokio_tungstenite::accept_async(tcp).await.unwrap();
-        tokio::time::timeout(Duration::from_secs(60), serve(ws)).await.ok();
+        tokio::time::timeout(Duration::from_secs(60), serve(ws))
+            .await
+            .ok();
     });
     url
 }
 
 fn close_of(c: &TestClient) -> (u16, bool, Option<String>, wsn_status) {
     match c.rec.wait_close() {
-        Ev::Close { code, clean, error, status, .. } => (code, clean, error, status),
+        Ev::Close {
+            code,
+            clean,
+            error,
+            status,
+            ..
+        } => (code, clean, error, status),
         _ => unreachable!(),
     }
 }
@@ -52,7 +60,10 @@ fn nothing_lost_a_vanished_peer_gives_1006_with_an_error() {
     let (code, clean, error, _) = close_of(&c);
     assert_eq!((code, clean), (1006, false));
     let error = error.expect("an error text");
-    assert!(error.contains("reset") || error.contains("without a Close"), "{error}");
+    assert!(
+        error.contains("reset") || error.contains("without a Close"),
+        "{error}"
+    );
     assert!(start.elapsed() < Duration::from_secs(10));
 }
 
@@ -71,7 +82,9 @@ fn nothing_lost_a_vanished_client_gives_the_server_1006() {
         tcp.set_linger(Some(Duration::ZERO)).unwrap();
     });
     match server.rec.wait_close() {
-        Ev::Close { code, clean, error, .. } => {
+        Ev::Close {
+            code, clean, error, ..
+        } => {
             assert_eq!((code, clean), (1006, false));
             assert!(error.is_some());
         }
@@ -95,9 +108,15 @@ fn close_finishes_when_the_peer_never_answers() {
     assert_eq!(c.close(1000, "bye"), wsn_status::WSN_OK);
     let (code, clean, error, status) = close_of(&c);
     let took = start.elapsed();
-    assert_eq!((code, clean, status), (1006, false, wsn_status::WSN_ERR_TIMEOUT));
+    assert_eq!(
+        (code, clean, status),
+        (1006, false, wsn_status::WSN_ERR_TIMEOUT)
+    );
     assert!(error.unwrap().contains("close timed out"));
-    assert!(took >= Duration::from_millis(600) && took < Duration::from_secs(10), "{took:?}");
+    assert!(
+        took >= Duration::from_millis(600) && took < Duration::from_secs(10),
+        "{took:?}"
+    );
 }
 
 #[test]
@@ -116,7 +135,10 @@ fn heartbeat_detects_a_peer_that_stopped_answering() {
     unsafe { wsn_client_options_free(o) };
     c.rec.wait_open();
     let (code, clean, error, status) = close_of(&c);
-    assert_eq!((code, clean, status), (1006, false, wsn_status::WSN_ERR_TIMEOUT));
+    assert_eq!(
+        (code, clean, status),
+        (1006, false, wsn_status::WSN_ERR_TIMEOUT)
+    );
     assert!(error.unwrap().contains("Pong"));
 }
 
@@ -137,7 +159,10 @@ fn heartbeat_keeps_an_answering_peer_alive() {
     unsafe { wsn_client_options_free(o) };
     c.rec.wait_open();
     std::thread::sleep(Duration::from_millis(800));
-    assert_eq!(unsafe { wsn_conn_get_state(c.conn) }, wsn_conn_state::WSN_STATE_OPEN);
+    assert_eq!(
+        unsafe { wsn_conn_get_state(c.conn) },
+        wsn_conn_state::WSN_STATE_OPEN
+    );
     c.close(1000, "");
     assert_eq!(close_of(&c).0, 1000);
 }
@@ -150,16 +175,27 @@ fn messages_in_100_fragments_arrive_whole() {
         let bytes = text.as_bytes();
         let chunk = bytes.len() / 100;
         for i in 0..100 {
-            let part = &bytes[i * chunk..if i == 99 { bytes.len() } else { (i + 1) * chunk }];
-            let op = if i == 0 { OpCode::Data(Data::Text) } else { OpCode::Data(Data::Continue) };
-            ws.feed(Message::Frame(Frame::message(part.to_vec(), op, i == 99))).await.unwrap();
+            let part = &bytes[i * chunk..if i == 99 {
+                bytes.len()
+            } else {
+                (i + 1) * chunk
+            }];
+            let op = if i == 0 {
+                OpCode::Data(Data::Text)
+            } else {
+                OpCode::Data(Data::Continue)
+            };
+            ws.feed(Message::Frame(Frame::message(part.to_vec(), op, i == 99)))
+                .await
+                .unwrap();
         }
         ws.flush().await.unwrap();
         // Reading until the end also sends tungstenite's automatic Close reply.
         while let Some(Ok(_)) = ws.next().await {}
     });
     let c = TestClient::connect(&url, std::ptr::null());
-    c.rec.wait(WAIT, "the message", |e| (msg_count(e) == 1).then_some(()));
+    c.rec
+        .wait(WAIT, "the message", |e| (msg_count(e) == 1).then_some(()));
     let (text, data) = c.rec.messages().remove(0);
     let expected: String = (0..100).map(|i| format!("{i:04}-fragment;")).collect();
     assert!(text);
@@ -169,7 +205,10 @@ fn messages_in_100_fragments_arrive_whole() {
 }
 
 /// A foreign server that writes raw bytes after the handshake and reports the Close it gets.
-fn raw_server(rt: &tokio::runtime::Runtime, raw: Vec<u8>) -> (String, std::sync::mpsc::Receiver<Option<u16>>) {
+fn raw_server(
+    rt: &tokio::runtime::Runtime,
+    raw: Vec<u8>,
+) -> (String, std::sync::mpsc::Receiver<Option<u16>>) {
     let (tx, rx) = std::sync::mpsc::channel();
     let url = foreign_server(rt, move |ws| async move {
         let mut tcp = ws.into_inner();
@@ -207,16 +246,35 @@ fn messages_over_the_limit_close_1009_without_buffering() {
     let c = TestClient::connect(&url, o);
     unsafe { wsn_client_options_free(o) };
     let (code, clean, error, status) = close_of(&c);
-    assert_eq!((code, clean, status), (1009, false, wsn_status::WSN_ERR_PROTOCOL));
+    assert_eq!(
+        (code, clean, status),
+        (1009, false, wsn_status::WSN_ERR_PROTOCOL)
+    );
     assert!(error.unwrap().contains("size limit"));
-    assert_eq!(peer_saw.recv_timeout(WAIT).unwrap(), Some(1009), "the peer was told why");
+    assert_eq!(
+        peer_saw.recv_timeout(WAIT).unwrap(),
+        Some(1009),
+        "the peer was told why"
+    );
 
     // Over the limit through fragments: closed once the sum passes the limit.
     let rt2 = foreign_runtime();
     let url = foreign_server(&rt2, |mut ws| async move {
         for i in 0..40 {
-            let op = if i == 0 { OpCode::Data(Data::Binary) } else { OpCode::Data(Data::Continue) };
-            if ws.send(Message::Frame(Frame::message(vec![0u8; 64 << 10], op, i == 39))).await.is_err() {
+            let op = if i == 0 {
+                OpCode::Data(Data::Binary)
+            } else {
+                OpCode::Data(Data::Continue)
+            };
+            if ws
+                .send(Message::Frame(Frame::message(
+                    vec![0u8; 64 << 10],
+                    op,
+                    i == 39,
+                )))
+                .await
+                .is_err()
+            {
                 break;
             }
         }
@@ -284,7 +342,9 @@ fn close_finishes_with_a_tokio_tungstenite_server() {
         expected.push((true, text.into_bytes()));
         expected.push((false, bin));
     }
-    c.rec.wait(Duration::from_secs(60), "echoes", |e| (msg_count(e) == expected.len()).then_some(()));
+    c.rec.wait(Duration::from_secs(60), "echoes", |e| {
+        (msg_count(e) == expected.len()).then_some(())
+    });
     assert!(c.rec.messages() == expected, "echoes differ");
     c.close(4321, "done");
     let (code, clean, _, _) = close_of(&c);
@@ -323,9 +383,12 @@ fn close_finishes_with_a_tokio_tungstenite_client() {
                 ws.send(Message::binary(bin.clone())).await.unwrap();
                 assert_eq!(ws.next().await.unwrap().unwrap(), Message::binary(bin));
             }
-            ws.close(Some(tokio_tungstenite::tungstenite::protocol::CloseFrame { code: 4100.into(), reason: "tt done".into() }))
-                .await
-                .unwrap();
+            ws.close(Some(tokio_tungstenite::tungstenite::protocol::CloseFrame {
+                code: 4100.into(),
+                reason: "tt done".into(),
+            }))
+            .await
+            .unwrap();
             let mut reply = None;
             while let Some(Ok(m)) = ws.next().await {
                 if let Message::Close(f) = m {
@@ -340,7 +403,12 @@ fn close_finishes_with_a_tokio_tungstenite_client() {
     let f = frame.expect("the server answered the Close");
     assert_eq!((u16::from(f.code), f.reason.as_str()), (4100, "tt done"));
     match server.rec.wait_close() {
-        Ev::Close { code, reason, clean, .. } => assert_eq!((code, reason.as_str(), clean), (4100, "tt done", true)),
+        Ev::Close {
+            code,
+            reason,
+            clean,
+            ..
+        } => assert_eq!((code, reason.as_str(), clean), (4100, "tt done", true)),
         _ => unreachable!(),
     }
 }
@@ -371,7 +439,9 @@ fn replies_to_messages_before_the_peers_close_go_out_before_the_close_reply() {
         tokio::time::timeout(Duration::from_secs(30), async move {
             let (mut ws, _) = tokio_tungstenite::connect_async(url).await.unwrap();
             for i in 0..50 {
-                ws.feed(Message::text(format!("message {i}"))).await.unwrap();
+                ws.feed(Message::text(format!("message {i}")))
+                    .await
+                    .unwrap();
             }
             // The Close follows the messages at once, in the same write.
             ws.close(None).await.unwrap();
@@ -387,8 +457,18 @@ fn replies_to_messages_before_the_peers_close_go_out_before_the_close_reply() {
         .expect("timed out")
     });
     let want: Vec<String> = (0..50).map(|i| format!("message {i}")).collect();
-    assert_eq!(got, want, "every echo arrives before the server answers the Close");
-    assert!(matches!(server.rec.wait_close(), Ev::Close { code: 1005, clean: true, .. }));
+    assert_eq!(
+        got, want,
+        "every echo arrives before the server answers the Close"
+    );
+    assert!(matches!(
+        server.rec.wait_close(),
+        Ev::Close {
+            code: 1005,
+            clean: true,
+            ..
+        }
+    ));
 }
 
 #[test]
@@ -399,9 +479,15 @@ fn echo_of_a_message_before_a_protocol_error_goes_out_before_the_1002() {
     let (echo, code) = rt.block_on(async move {
         tokio::time::timeout(Duration::from_secs(30), async move {
             use tokio::io::AsyncReadExt;
-            let mut tcp = tokio::net::TcpStream::connect(("127.0.0.1", port)).await.unwrap();
-            tcp.write_all(b"GET / HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
-                Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n").await.unwrap();
+            let mut tcp = tokio::net::TcpStream::connect(("127.0.0.1", port))
+                .await
+                .unwrap();
+            tcp.write_all(
+                b"GET / HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+                Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n",
+            )
+            .await
+            .unwrap();
             // A masked text "hi", then a frame with reserved opcode 0x3, in one write.
             let mut frames = vec![0x81, 0x82, 1, 2, 3, 4, b'h' ^ 1, b'i' ^ 2];
             frames.extend_from_slice(&[0x83, 0x80, 0, 0, 0, 0]);
@@ -424,7 +510,8 @@ fn echo_of_a_message_before_a_protocol_error_goes_out_before_the_1002() {
             }
             // Expect: text frame "hi" (unmasked, from the server), then Close 1002.
             assert!(buf.len() >= 8, "{buf:?}");
-            let echo = (buf[0] == 0x81 && buf[1] == 2).then(|| String::from_utf8_lossy(&buf[2..4]).into_owned());
+            let echo = (buf[0] == 0x81 && buf[1] == 2)
+                .then(|| String::from_utf8_lossy(&buf[2..4]).into_owned());
             let close = &buf[4..];
             let code = (close[0] == 0x88).then(|| u16::from_be_bytes([close[2], close[3]]));
             (echo, code)
@@ -444,10 +531,13 @@ fn frames_sent_with_the_upgrade_request_are_read_and_the_close_waits_for_their_e
     let answer = rt.block_on(async move {
         tokio::time::timeout(Duration::from_secs(30), async move {
             use tokio::io::AsyncReadExt;
-            let mut tcp = tokio::net::TcpStream::connect(("127.0.0.1", port)).await.unwrap();
-            let mut bytes = b"GET / HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+            let mut tcp = tokio::net::TcpStream::connect(("127.0.0.1", port))
+                .await
+                .unwrap();
+            let mut bytes =
+                b"GET / HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
                 Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
-                .to_vec();
+                    .to_vec();
             bytes.extend_from_slice(&[0x81, 0x82, 1, 2, 3, 4, b'h' ^ 1, b'i' ^ 2]); // text "hi"
             bytes.extend_from_slice(&[0x88, 0x82, 0, 0, 0, 0, 0x03, 0xe8]); // Close 1000
             tcp.write_all(&bytes).await.unwrap(); // request and frames in one write
@@ -464,9 +554,21 @@ fn frames_sent_with_the_upgrade_request_are_read_and_the_close_waits_for_their_e
         .await
         .expect("timed out")
     });
-    let end = answer.windows(4).position(|w| w == b"\r\n\r\n").expect("a response") + 4;
+    let end = answer
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .expect("a response")
+        + 4;
     assert!(answer.starts_with(b"HTTP/1.1 101"));
     let frames = &answer[end..];
-    assert_eq!(&frames[..4], &[0x81, 2, b'h', b'i'], "the echo first: {frames:?}");
-    assert_eq!(&frames[4..8], &[0x88, 2, 0x03, 0xe8], "then the Close reply: {frames:?}");
+    assert_eq!(
+        &frames[..4],
+        &[0x81, 2, b'h', b'i'],
+        "the echo first: {frames:?}"
+    );
+    assert_eq!(
+        &frames[4..8],
+        &[0x88, 2, 0x03, 0xe8],
+        "then the Close reply: {frames:?}"
+    );
 }

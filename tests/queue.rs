@@ -36,14 +36,24 @@ fn poll(q: &Queue, timeout_ms: i32) -> Vec<(usize, usize, Ev)> {
                 wsn_event_kind::WSN_EVENT_MESSAGE => Ev::Msg {
                     conn: e.conn as usize,
                     text: ev.is_text,
-                    data: if ev.len == 0 { vec![] } else { unsafe { std::slice::from_raw_parts(ev.data, ev.len) }.to_vec() },
+                    data: if ev.len == 0 {
+                        vec![]
+                    } else {
+                        unsafe { std::slice::from_raw_parts(ev.data, ev.len) }.to_vec()
+                    },
                 },
                 wsn_event_kind::WSN_EVENT_CLOSE => Ev::Close {
                     conn: e.conn as usize,
                     code: ev.close_code,
-                    reason: unsafe { CStr::from_ptr(ev.reason) }.to_string_lossy().into_owned(),
+                    reason: unsafe { CStr::from_ptr(ev.reason) }
+                        .to_string_lossy()
+                        .into_owned(),
                     clean: ev.was_clean,
-                    error: (!ev.error.is_null()).then(|| unsafe { CStr::from_ptr(ev.error) }.to_string_lossy().into_owned()),
+                    error: (!ev.error.is_null()).then(|| {
+                        unsafe { CStr::from_ptr(ev.error) }
+                            .to_string_lossy()
+                            .into_owned()
+                    }),
                     status: ev.error_status,
                     http: ev.http_status,
                 },
@@ -60,7 +70,15 @@ const CLIENT_TAG: usize = 2;
 fn listen(q: &Queue) -> (*mut wsn_server, u16) {
     let mut server = std::ptr::null_mut();
     let st = unsafe {
-        wsn_server_listen_queued(cstr("127.0.0.1").as_ptr(), 0, std::ptr::null(), None, q.0, SERVER_TAG as *mut _, &mut server)
+        wsn_server_listen_queued(
+            cstr("127.0.0.1").as_ptr(),
+            0,
+            std::ptr::null(),
+            None,
+            q.0,
+            SERVER_TAG as *mut _,
+            &mut server,
+        )
     };
     assert_eq!(st, wsn_status::WSN_OK, "{}", last_error());
     (server, unsafe { wsn_server_get_port(server) })
@@ -69,7 +87,18 @@ fn listen(q: &Queue) -> (*mut wsn_server, u16) {
 fn connect(q: &Queue, port: u16) -> *mut wsn_conn {
     let mut conn = std::ptr::null_mut();
     let url = cstr(&format!("ws://127.0.0.1:{port}/"));
-    assert_eq!(unsafe { wsn_connect_queued(url.as_ptr(), std::ptr::null(), q.0, CLIENT_TAG as *mut _, &mut conn) }, wsn_status::WSN_OK);
+    assert_eq!(
+        unsafe {
+            wsn_connect_queued(
+                url.as_ptr(),
+                std::ptr::null(),
+                q.0,
+                CLIENT_TAG as *mut _,
+                &mut conn,
+            )
+        },
+        wsn_status::WSN_OK
+    );
     conn
 }
 
@@ -99,9 +128,23 @@ fn one_thread_drives_server_and_client_from_one_queue() {
                 }
                 (SERVER_TAG, Ev::Msg { text, data, .. }) => {
                     assert!(text);
-                    unsafe { wsn_conn_send_text(conn as *mut wsn_conn, data.as_ptr() as *const _, data.len()) };
+                    unsafe {
+                        wsn_conn_send_text(
+                            conn as *mut wsn_conn,
+                            data.as_ptr() as *const _,
+                            data.len(),
+                        )
+                    };
                 }
-                (tag, Ev::Close { code, reason, clean, .. }) => {
+                (
+                    tag,
+                    Ev::Close {
+                        code,
+                        reason,
+                        clean,
+                        ..
+                    },
+                ) => {
                     closes.insert(tag, (code, reason, clean));
                     if tag == SERVER_TAG {
                         unsafe { wsn_conn_free(conn as *mut wsn_conn) };
@@ -112,8 +155,14 @@ fn one_thread_drives_server_and_client_from_one_queue() {
         }
     }
     assert_eq!(echoes, (0..10).map(|i| format!("m{i}")).collect::<Vec<_>>());
-    assert_eq!(closes.get(&CLIENT_TAG), Some(&(4000, "done".to_string(), true)));
-    assert_eq!(closes.get(&SERVER_TAG), Some(&(4000, "done".to_string(), true)));
+    assert_eq!(
+        closes.get(&CLIENT_TAG),
+        Some(&(4000, "done".to_string(), true))
+    );
+    assert_eq!(
+        closes.get(&SERVER_TAG),
+        Some(&(4000, "done".to_string(), true))
+    );
     unsafe {
         wsn_conn_free(client);
         wsn_server_free(server);
@@ -126,7 +175,11 @@ fn the_descriptor_is_readable_while_events_wait() {
     let fd = unsafe { wsn_queue_get_fd(q.0) };
     assert!(fd >= 0);
     let readable = |ms: i32| {
-        let mut p = libc::pollfd { fd, events: libc::POLLIN, revents: 0 };
+        let mut p = libc::pollfd {
+            fd,
+            events: libc::POLLIN,
+            revents: 0,
+        };
         unsafe { libc::poll(&mut p, 1, ms) == 1 }
     };
     assert!(!readable(0), "nothing waits yet");
@@ -136,7 +189,10 @@ fn the_descriptor_is_readable_while_events_wait() {
     let end = Instant::now() + WAIT;
     let mut opens = 0;
     while opens < 2 && Instant::now() < end {
-        opens += poll(&q, 100).iter().filter(|e| matches!(e.2, Ev::Open(_))).count();
+        opens += poll(&q, 100)
+            .iter()
+            .filter(|e| matches!(e.2, Ev::Open(_)))
+            .count();
     }
     assert_eq!(opens, 2);
     assert!(!readable(0), "drained: not readable");
@@ -176,7 +232,10 @@ fn two_way_stream_then_close_in_poll_mode() {
         // A full send queue (64 MiB) refuses: this loop polls, so it does not wait for the
         // drain; what did not fit is sent on a later turn, then the Close.
         if open && sent < 1024 {
-            while sent < 1024 && unsafe { wsn_conn_send_binary(client, buf.as_ptr(), buf.len()) } == wsn_status::WSN_OK {
+            while sent < 1024
+                && unsafe { wsn_conn_send_binary(client, buf.as_ptr(), buf.len()) }
+                    == wsn_status::WSN_OK
+            {
                 sent += 1;
             }
             if sent == 1024 {
@@ -190,7 +249,13 @@ fn two_way_stream_then_close_in_poll_mode() {
                     let before = received;
                     received += data.len();
                     if received / STEP > before / STEP
-                        && unsafe { wsn_conn_send_text(conn as *mut wsn_conn, reply.as_ptr() as *const _, reply.len()) } == wsn_status::WSN_OK
+                        && unsafe {
+                            wsn_conn_send_text(
+                                conn as *mut wsn_conn,
+                                reply.as_ptr() as *const _,
+                                reply.len(),
+                            )
+                        } == wsn_status::WSN_OK
                     {
                         replies += 1;
                     }
@@ -209,7 +274,11 @@ fn two_way_stream_then_close_in_poll_mode() {
     }
     assert_eq!(closes, 2, "both sides closed");
     assert_eq!(received, 1024 * CHUNK);
-    assert_eq!((replies, got), (32, 32), "every reply arrived before the close");
+    assert_eq!(
+        (replies, got),
+        (32, 32),
+        "every reply arrived before the close"
+    );
     unsafe {
         wsn_conn_free(client);
         wsn_server_free(server);
@@ -261,7 +330,10 @@ fn with_manual_ack_an_acknowledgement_resumes_reading_without_a_poll() {
     }
     let mut client = std::ptr::null_mut();
     let url = cstr(&format!("ws://127.0.0.1:{port}/"));
-    assert_eq!(unsafe { wsn_connect_queued(url.as_ptr(), o, q.0, CLIENT_TAG as *mut _, &mut client) }, wsn_status::WSN_OK);
+    assert_eq!(
+        unsafe { wsn_connect_queued(url.as_ptr(), o, q.0, CLIENT_TAG as *mut _, &mut client) },
+        wsn_status::WSN_OK
+    );
     unsafe { wsn_client_options_free(o) };
     let end = Instant::now() + Duration::from_secs(20);
     let mut server_conn = 0usize;
@@ -269,7 +341,11 @@ fn with_manual_ack_an_acknowledgement_resumes_reading_without_a_poll() {
     let mut acked = 0usize;
     while got < 40 && Instant::now() < end {
         // As an event loop does: poll only when the queue's descriptor says so.
-        let mut pfd = libc::pollfd { fd: unsafe { wsn_queue_get_fd(q.0) }, events: libc::POLLIN, revents: 0 };
+        let mut pfd = libc::pollfd {
+            fd: unsafe { wsn_queue_get_fd(q.0) },
+            events: libc::POLLIN,
+            revents: 0,
+        };
         if unsafe { libc::poll(&mut pfd, 1, 3000) } != 1 {
             break; // nothing woke the loop: stalled
         }
@@ -278,7 +354,9 @@ fn with_manual_ack_an_acknowledgement_resumes_reading_without_a_poll() {
                 (SERVER_TAG, Ev::Open(_)) => {
                     server_conn = conn;
                     for i in 0..40u32 {
-                        unsafe { wsn_conn_send_binary(conn as *mut wsn_conn, i.to_le_bytes().as_ptr(), 4) };
+                        unsafe {
+                            wsn_conn_send_binary(conn as *mut wsn_conn, i.to_le_bytes().as_ptr(), 4)
+                        };
                     }
                 }
                 (CLIENT_TAG, Ev::Msg { .. }) => got += 1,

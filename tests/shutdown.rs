@@ -10,7 +10,9 @@ use wsnative::ffi::*;
 #[test]
 fn shutdown_closes_everything_and_the_runtime_restarts() {
     let server = TestServer::start(Recorder::server(), std::ptr::null(), None);
-    let clients: Vec<_> = (0..3).map(|_| TestClient::connect(&server.url(), std::ptr::null())).collect();
+    let clients: Vec<_> = (0..3)
+        .map(|_| TestClient::connect(&server.url(), std::ptr::null()))
+        .collect();
     for c in &clients {
         c.rec.wait_open();
     }
@@ -22,7 +24,10 @@ fn shutdown_closes_everything_and_the_runtime_restarts() {
             Ev::Close { code, .. } => assert_eq!(code, 1001),
             _ => unreachable!(),
         }
-        assert_eq!(unsafe { wsn_conn_get_state(c.conn) }, wsn_conn_state::WSN_STATE_CLOSED);
+        assert_eq!(
+            unsafe { wsn_conn_get_state(c.conn) },
+            wsn_conn_state::WSN_STATE_CLOSED
+        );
     }
     // No thread of wsnative's is left (runtimes like Mono wait for every thread at exit).
     let ours = || {
@@ -44,5 +49,12 @@ fn shutdown_closes_everything_and_the_runtime_restarts() {
     let c = TestClient::connect(&again.url(), std::ptr::null());
     c.rec.wait_open();
     c.close(1000, "after restart");
-    assert!(matches!(c.rec.wait_close(), Ev::Close { code: 1000, clean: true, .. }));
+    assert!(matches!(
+        c.rec.wait_close(),
+        Ev::Close {
+            code: 1000,
+            clean: true,
+            ..
+        }
+    ));
 }

@@ -21,7 +21,8 @@ impl Pki {
         let ca_key = KeyPair::generate().unwrap();
         let mut ca = CertificateParams::new(Vec::<String>::new()).unwrap();
         ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-        ca.distinguished_name.push(rcgen::DnType::CommonName, "wsnative test CA");
+        ca.distinguished_name
+            .push(rcgen::DnType::CommonName, "wsnative test CA");
         let ca_cert = ca.self_signed(&ca_key).unwrap();
         std::fs::write(dir.join("ca.pem"), ca_cert.pem()).unwrap();
         let leaf = |name: &str, names: Vec<String>, expired: bool| {
@@ -46,7 +47,11 @@ impl Pki {
     fn server(&self, leaf: &str) -> TestServer {
         let so = wsn_server_options_new();
         let st = unsafe {
-            wsn_server_options_set_tls(so, cstr(&self.path(&format!("{leaf}.pem"))).as_ptr(), cstr(&self.path(&format!("{leaf}.key"))).as_ptr())
+            wsn_server_options_set_tls(
+                so,
+                cstr(&self.path(&format!("{leaf}.pem"))).as_ptr(),
+                cstr(&self.path(&format!("{leaf}.key"))).as_ptr(),
+            )
         };
         assert_eq!(st, wsn_status::WSN_OK);
         let s = TestServer::start(Recorder::server(), so, None);
@@ -72,7 +77,12 @@ impl Drop for Pki {
 
 fn tls_failure(c: &TestClient) -> String {
     match c.rec.wait_close() {
-        Ev::Close { code, status, error, .. } => {
+        Ev::Close {
+            code,
+            status,
+            error,
+            ..
+        } => {
             assert_eq!((code, status), (1006, wsn_status::WSN_ERR_TLS), "{error:?}");
             error.unwrap()
         }
@@ -87,10 +97,17 @@ fn wss_with_a_trusted_ca_works_both_ways() {
     let c = pki.client(&format!("wss://localhost:{}/secure", server.port), true);
     c.rec.wait_open();
     assert_eq!(c.send_text("over TLS"), wsn_status::WSN_OK);
-    server.rec.wait(WAIT, "message", |e| (msg_count(e) == 1).then_some(()));
+    server
+        .rec
+        .wait(WAIT, "message", |e| (msg_count(e) == 1).then_some(()));
     c.close(1000, "tls bye");
     match c.rec.wait_close() {
-        Ev::Close { code, clean, reason, .. } => assert_eq!((code, clean, reason.as_str()), (1000, true, "tls bye")),
+        Ev::Close {
+            code,
+            clean,
+            reason,
+            ..
+        } => assert_eq!((code, clean, reason.as_str()), (1000, true, "tls bye")),
         _ => unreachable!(),
     }
 }
@@ -127,16 +144,42 @@ fn bad_tls_files_fail_at_once() {
     let o = wsn_client_options_new();
     unsafe { wsn_client_options_add_ca_file(o, cstr("/nonexistent/ca.pem").as_ptr()) };
     let mut conn = std::ptr::null_mut();
-    let st = unsafe { wsn_connect(cstr("wss://localhost:1/").as_ptr(), o, None, std::ptr::null_mut(), &mut conn) };
+    let st = unsafe {
+        wsn_connect(
+            cstr("wss://localhost:1/").as_ptr(),
+            o,
+            None,
+            std::ptr::null_mut(),
+            &mut conn,
+        )
+    };
     unsafe { wsn_client_options_free(o) };
     assert_eq!(st, wsn_status::WSN_ERR_TLS);
-    assert!(last_error().contains("/nonexistent/ca.pem"), "{}", last_error());
+    assert!(
+        last_error().contains("/nonexistent/ca.pem"),
+        "{}",
+        last_error()
+    );
 
     let so = wsn_server_options_new();
-    unsafe { wsn_server_options_set_tls(so, cstr("/nonexistent/cert.pem").as_ptr(), cstr("/nonexistent/key.pem").as_ptr()) };
+    unsafe {
+        wsn_server_options_set_tls(
+            so,
+            cstr("/nonexistent/cert.pem").as_ptr(),
+            cstr("/nonexistent/key.pem").as_ptr(),
+        )
+    };
     let mut server = std::ptr::null_mut();
     let st = unsafe {
-        wsn_server_listen(cstr("127.0.0.1").as_ptr(), 0, so, None, Some(record), std::ptr::null_mut(), &mut server)
+        wsn_server_listen(
+            cstr("127.0.0.1").as_ptr(),
+            0,
+            so,
+            None,
+            Some(record),
+            std::ptr::null_mut(),
+            &mut server,
+        )
     };
     unsafe { wsn_server_options_free(so) };
     assert_eq!(st, wsn_status::WSN_ERR_TLS);
@@ -148,7 +191,10 @@ fn system_roots_load_and_do_not_trust_a_private_ca() {
     let pki = Pki::new("system");
     let server = pki.server("good");
     let o = wsn_client_options_new();
-    assert_eq!(unsafe { wsn_client_options_set_tls_roots(o, wsn_tls_roots::WSN_TLS_ROOTS_SYSTEM as u32) }, wsn_status::WSN_OK);
+    assert_eq!(
+        unsafe { wsn_client_options_set_tls_roots(o, wsn_tls_roots::WSN_TLS_ROOTS_SYSTEM as u32) },
+        wsn_status::WSN_OK
+    );
     let c = TestClient::connect(&format!("wss://localhost:{}/", server.port), o);
     // With the private CA added, the same system-roots client trusts the server.
     unsafe { wsn_client_options_add_ca_file(o, cstr(&pki.path("ca.pem")).as_ptr()) };

@@ -6,12 +6,12 @@ use crate::connection::{self, run, unless_cancelled, Conn, Delivery, Wire};
 use crate::error::{Error, ErrorKind, Result};
 use crate::io::BoxIo;
 use crate::options::ClientOptions;
+use crate::protocol::Role;
 use crate::tls;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use tokio::net::TcpStream;
-use crate::protocol::Role;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
 
 /// Where to connect, checked before anything starts.
 struct Target {
@@ -21,11 +21,16 @@ struct Target {
 }
 
 fn parse_url(url: &str) -> Result<Target> {
-    let u = url::Url::parse(url).map_err(|e| Error::invalid(format!("invalid URL '{url}': {e}")))?;
+    let u =
+        url::Url::parse(url).map_err(|e| Error::invalid(format!("invalid URL '{url}': {e}")))?;
     let secure = match u.scheme() {
         "ws" => false,
         "wss" => true,
-        s => return Err(Error::invalid(format!("invalid URL '{url}': the scheme must be ws or wss, not {s}"))),
+        s => {
+            return Err(Error::invalid(format!(
+                "invalid URL '{url}': the scheme must be ws or wss, not {s}"
+            )))
+        }
     };
     let host = match u.host() {
         Some(url::Host::Domain(d)) => d.to_owned(),
@@ -34,7 +39,9 @@ fn parse_url(url: &str) -> Result<Target> {
         None => return Err(Error::invalid(format!("invalid URL '{url}': no host"))),
     };
     if u.fragment().is_some() {
-        return Err(Error::invalid(format!("invalid URL '{url}': a WebSocket URL has no #fragment")));
+        return Err(Error::invalid(format!(
+            "invalid URL '{url}': a WebSocket URL has no #fragment"
+        )));
     }
     let port = u.port().unwrap_or(if secure { 443 } else { 80 });
     Ok(Target { host, port, secure })
@@ -46,22 +53,39 @@ fn parse_url(url: &str) -> Result<Target> {
 pub fn connect(url: &str, opts: &ClientOptions, delivery: Option<Delivery>) -> Result<Arc<Conn>> {
     opts.validate()?;
     let target = parse_url(url)?;
-    let (request, pending) =
-        handshake::request(url, &opts.headers, &opts.subprotocols, opts.origin.as_deref(), &opts.conn.compression)
-            .map_err(Error::invalid)?;
-    let tls = if target.secure { Some(tls::client_config(opts)?) } else { None };
+    let (request, pending) = handshake::request(
+        url,
+        &opts.headers,
+        &opts.subprotocols,
+        opts.origin.as_deref(),
+        &opts.conn.compression,
+    )
+    .map_err(Error::invalid)?;
+    let tls = if target.secure {
+        Some(tls::client_config(opts)?)
+    } else {
+        None
+    };
     let rt = crate::runtime::handle()?;
     let conn = Conn::new(Arc::new(opts.conn.clone()), delivery);
     let opts = opts.clone();
     let c = conn.clone();
     rt.spawn(async move {
         // Boxed: the handshake's buffers are not part of the connection's task once it is over.
-        match unless_cancelled(&c, Box::pin(establish(&c, target, request, pending, tls, &opts))).await {
+        match unless_cancelled(
+            &c,
+            Box::pin(establish(&c, target, request, pending, tls, &opts)),
+        )
+        .await
+        {
             Some(Ok(wire)) => run(c, wire).await,
             Some(Err(e)) => connection::finish(&c, connection::failed(e)),
             None => connection::finish(
                 &c,
-                connection::failed(Error::new(ErrorKind::Aborted, "closed by this side before the connection opened")),
+                connection::failed(Error::new(
+                    ErrorKind::Aborted,
+                    "closed by this side before the connection opened",
+                )),
             ),
         }
     });
@@ -85,8 +109,10 @@ async fn establish(
         let mut io: BoxIo = match tls {
             None => Box::new(tcp),
             Some(cfg) => {
-                let name = rustls::pki_types::ServerName::try_from(target.host.clone())
-                    .map_err(|_| Error::invalid(format!("'{}' is not a valid TLS server name", target.host)))?;
+                let name =
+                    rustls::pki_types::ServerName::try_from(target.host.clone()).map_err(|_| {
+                        Error::invalid(format!("'{}' is not a valid TLS server name", target.host))
+                    })?;
                 let s = tokio_rustls::TlsConnector::from(cfg)
                     .connect(name, tcp)
                     .await
@@ -94,7 +120,9 @@ async fn establish(
                 Box::new(s)
             }
         };
-        let during = |e: std::io::Error| Error::from(e).context("the connection failed during the handshake");
+        let during = |e: std::io::Error| {
+            Error::from(e).context("the connection failed during the handshake")
+        };
         io.write_all(&request).await.map_err(during)?;
         io.flush().await.map_err(during)?;
         let mut buf = Vec::with_capacity(1024);
@@ -102,35 +130,73 @@ async fn establish(
             let mut chunk = [0u8; 2048];
             let n = io.read(&mut chunk).await.map_err(during)?;
             if n == 0 {
-                return Err(Error::new(ErrorKind::Handshake, "the server closed the connection before answering the upgrade"));
+                return Err(Error::new(
+                    ErrorKind::Handshake,
+                    "the server closed the connection before answering the upgrade",
+                ));
             }
             buf.extend_from_slice(&chunk[..n]);
             match handshake::parse_response(&pending, &buf, MAX_RESPONSE_HEAD) {
                 Ok(None) => continue,
                 Ok(Some(r)) => return Ok((io, r)),
-                Err(why) => return Err(Error::new(ErrorKind::Handshake, format!("invalid handshake response: {why}"))),
+                Err(why) => {
+                    return Err(Error::new(
+                        ErrorKind::Handshake,
+                        format!("invalid handshake response: {why}"),
+                    ))
+                }
             }
         }
     };
-    let (io, response) = tokio::time::timeout(opts.handshake_timeout, handshake).await.map_err(|_| {
-        Error::new(ErrorKind::Timeout, format!(
-            "the handshake with {}:{} timed out after {} ms", target.host, target.port, opts.handshake_timeout.as_millis()))
-    })??;
+    let (io, response) = tokio::time::timeout(opts.handshake_timeout, handshake)
+        .await
+        .map_err(|_| {
+            Error::new(
+                ErrorKind::Timeout,
+                format!(
+                    "the handshake with {}:{} timed out after {} ms",
+                    target.host,
+                    target.port,
+                    opts.handshake_timeout.as_millis()
+                ),
+            )
+        })??;
     match response {
-        handshake::Response::Accepted { subprotocol, deflate, headers, leftover } => {
+        handshake::Response::Accepted {
+            subprotocol,
+            deflate,
+            headers,
+            leftover,
+        } => {
             conn.set_subprotocol(subprotocol);
             if deflate.is_some() {
-                let ext = headers.iter().find(|(n, _)| n.eq_ignore_ascii_case("sec-websocket-extensions"));
+                let ext = headers
+                    .iter()
+                    .find(|(n, _)| n.eq_ignore_ascii_case("sec-websocket-extensions"));
                 conn.set_extensions(ext.map(|(_, v)| v.trim().to_owned()).unwrap_or_default());
             }
-            Ok(Wire { io, leftover, role: Role::Client, deflate })
+            Ok(Wire {
+                io,
+                leftover,
+                role: Role::Client,
+                deflate,
+            })
         }
-        handshake::Response::Refused { status, reason, body, .. } => {
-            let mut msg = format!("the server refused the WebSocket upgrade: HTTP {status} {reason}");
+        handshake::Response::Refused {
+            status,
+            reason,
+            body,
+            ..
+        } => {
+            let mut msg =
+                format!("the server refused the WebSocket upgrade: HTTP {status} {reason}");
             let body = String::from_utf8_lossy(&body);
             let body = body.trim();
             if !body.is_empty() {
-                msg.push_str(&format!(" ({})", body.chars().take(200).collect::<String>()));
+                msg.push_str(&format!(
+                    " ({})",
+                    body.chars().take(200).collect::<String>()
+                ));
             }
             Err(Error::http(status, msg))
         }
@@ -143,15 +209,32 @@ const MAX_RESPONSE_HEAD: usize = 16 << 10;
 async fn tcp_connect(t: &Target, timeout: Duration) -> Result<TcpStream> {
     let end = Instant::now() + timeout;
     let timed_out = || {
-        Error::new(ErrorKind::Timeout, format!("connecting to {}:{} timed out after {} ms", t.host, t.port, timeout.as_millis()))
+        Error::new(
+            ErrorKind::Timeout,
+            format!(
+                "connecting to {}:{} timed out after {} ms",
+                t.host,
+                t.port,
+                timeout.as_millis()
+            ),
+        )
     };
-    let addrs: Vec<_> = tokio::time::timeout(timeout, tokio::net::lookup_host((t.host.as_str(), t.port)))
-        .await
-        .map_err(|_| timed_out())?
-        .map_err(|e| Error::new(ErrorKind::Dns, format!("cannot resolve host '{}': {e}", t.host)))?
-        .collect();
+    let addrs: Vec<_> =
+        tokio::time::timeout(timeout, tokio::net::lookup_host((t.host.as_str(), t.port)))
+            .await
+            .map_err(|_| timed_out())?
+            .map_err(|e| {
+                Error::new(
+                    ErrorKind::Dns,
+                    format!("cannot resolve host '{}': {e}", t.host),
+                )
+            })?
+            .collect();
     if addrs.is_empty() {
-        return Err(Error::new(ErrorKind::Dns, format!("cannot resolve host '{}': no addresses", t.host)));
+        return Err(Error::new(
+            ErrorKind::Dns,
+            format!("cannot resolve host '{}': no addresses", t.host),
+        ));
     }
     let mut last = None;
     for addr in addrs {
@@ -163,10 +246,15 @@ async fn tcp_connect(t: &Target, timeout: Duration) -> Result<TcpStream> {
             }
             Ok(Err(e)) => {
                 let why = match e.kind() {
-                    std::io::ErrorKind::ConnectionRefused => "connection refused (nothing listening on that port?)".to_owned(),
+                    std::io::ErrorKind::ConnectionRefused => {
+                        "connection refused (nothing listening on that port?)".to_owned()
+                    }
                     _ => e.to_string(),
                 };
-                last = Some(Error::new(ErrorKind::Connect, format!("cannot connect to {addr} ({}): {why}", t.host)));
+                last = Some(Error::new(
+                    ErrorKind::Connect,
+                    format!("cannot connect to {addr} ({}): {why}", t.host),
+                ));
             }
         }
     }

@@ -18,7 +18,10 @@ use super::{aborted, CloseInfo, Command, Conn, Event, Note, State};
 use crate::error::{Error, ErrorKind};
 use crate::io::BoxIo;
 use crate::options::Heartbeat;
-use crate::protocol::{Decoder, DecoderConfig, DeflateParams, Encoder, EncoderConfig, Incoming, ProtocolError, ReadHint, Role, WriteBuf};
+use crate::protocol::{
+    Decoder, DecoderConfig, DeflateParams, Encoder, EncoderConfig, Incoming, ProtocolError,
+    ReadHint, Role, WriteBuf,
+};
 use bytes::{BufMut, BytesMut};
 use std::collections::VecDeque;
 use std::future::Future;
@@ -57,30 +60,59 @@ pub(crate) async fn run(conn: Arc<Conn>, wire: Wire) {
     conn.set_socket_fd(-1);
     conn.commands.close();
     // Say goodbye at the transport level (TLS close_notify, FIN), briefly.
-    let _ = tokio::time::timeout(Duration::from_millis(100), tokio::io::AsyncWriteExt::shutdown(&mut d.io)).await;
+    let _ = tokio::time::timeout(
+        Duration::from_millis(100),
+        tokio::io::AsyncWriteExt::shutdown(&mut d.io),
+    )
+    .await;
     drop(d); // the socket closes
     super::finish(&conn, info);
 }
 
 /// The close event when the stream ended after the peer's Close (or without one).
-fn read_end(theirs: &Option<Option<(u16, String)>>, ours: &Option<Option<(u16, String)>>, we_started: bool) -> CloseInfo {
+fn read_end(
+    theirs: &Option<Option<(u16, String)>>,
+    ours: &Option<Option<(u16, String)>>,
+    we_started: bool,
+) -> CloseInfo {
     match (theirs, ours) {
-        (Some(_), Some(Some((code, reason)))) if we_started => {
-            CloseInfo { code: *code, reason: reason.clone(), was_clean: true, error: None }
-        }
-        (Some(Some((code, reason))), _) => CloseInfo { code: *code, reason: reason.clone(), was_clean: true, error: None },
-        (Some(None), _) => CloseInfo { code: 1005, reason: String::new(), was_clean: true, error: None },
+        (Some(_), Some(Some((code, reason)))) if we_started => CloseInfo {
+            code: *code,
+            reason: reason.clone(),
+            was_clean: true,
+            error: None,
+        },
+        (Some(Some((code, reason))), _) => CloseInfo {
+            code: *code,
+            reason: reason.clone(),
+            was_clean: true,
+            error: None,
+        },
+        (Some(None), _) => CloseInfo {
+            code: 1005,
+            reason: String::new(),
+            was_clean: true,
+            error: None,
+        },
         (None, _) => CloseInfo {
             code: 1006,
             reason: String::new(),
             was_clean: false,
-            error: Some(Error::new(ErrorKind::Io, "connection closed by peer without a Close frame")),
+            error: Some(Error::new(
+                ErrorKind::Io,
+                "connection closed by peer without a Close frame",
+            )),
         },
     }
 }
 
 fn unclean(error: Error) -> CloseInfo {
-    CloseInfo { code: 1006, reason: String::new(), was_clean: false, error: Some(error) }
+    CloseInfo {
+        code: 1006,
+        reason: String::new(),
+        was_clean: false,
+        error: Some(error),
+    }
 }
 
 fn ms(d: Duration) -> u128 {
@@ -91,7 +123,12 @@ fn ms(d: Duration) -> u128 {
 type Failure = (u16, &'static str, Error);
 
 fn failed(f: Failure) -> CloseInfo {
-    CloseInfo { code: f.0, reason: f.1.to_owned(), was_clean: false, error: Some(f.2) }
+    CloseInfo {
+        code: f.0,
+        reason: f.1.to_owned(),
+        was_clean: false,
+        error: Some(f.2),
+    }
 }
 
 fn protocol_failure(e: ProtocolError) -> Failure {
@@ -100,7 +137,11 @@ fn protocol_failure(e: ProtocolError) -> Failure {
         1009 => "the peer sent a message over the size limit",
         _ => "the peer broke the WebSocket protocol",
     };
-    (e.code, e.reason, Error::new(ErrorKind::Protocol, format!("{what}: {}", e.detail)))
+    (
+        e.code,
+        e.reason,
+        Error::new(ErrorKind::Protocol, format!("{what}: {}", e.detail)),
+    )
 }
 
 /// Sends `Note::Delivered` when dropped: posted behind the callbacks queued so far, it is
@@ -246,7 +287,8 @@ impl Driver {
                     self.conn.set_state(State::Closing);
                     self.cap.get_or_insert(at + self.conn.settings.close_max);
                     if self.ours.is_none() && self.stall.is_none() {
-                        self.stall = Some((at + self.conn.settings.close_timeout, self.conn.delivered()));
+                        self.stall =
+                            Some((at + self.conn.settings.close_timeout, self.conn.delivered()));
                     }
                 }
                 Note::Delivered => {
@@ -296,7 +338,8 @@ impl Driver {
     }
 
     fn after_callbacks(&self) {
-        self.conn.after_delivered(Box::new(DeliveredGuard(self.conn.clone())));
+        self.conn
+            .after_delivered(Box::new(DeliveredGuard(self.conn.clone())));
     }
 
     // --- the send queue -------------------------------------------------------------------
@@ -311,10 +354,20 @@ impl Driver {
         let holding = self.fail_waits || self.answer_due;
         while self.wbuf.len() < WRITE_AHEAD {
             match self.conn.commands.poll_recv(cx) {
-                Poll::Ready(Command::Send { text, data, len, id, compress }) => {
+                Poll::Ready(Command::Send {
+                    text,
+                    data,
+                    len,
+                    id,
+                    compress,
+                }) => {
                     self.conn.unqueue(len);
                     let before = self.wbuf.len();
-                    if self.encoder.message(&mut self.wbuf, text, data, compress).is_ok() {
+                    if self
+                        .encoder
+                        .message(&mut self.wbuf, text, data, compress)
+                        .is_ok()
+                    {
                         self.encoded += (self.wbuf.len() - before) as u64;
                         self.in_flight.push_back((self.encoded, id));
                     }
@@ -351,7 +404,10 @@ impl Driver {
             return;
         }
         let before = self.wbuf.len();
-        let r = self.encoder.close(&mut self.wbuf, frame.as_ref().map(|(c, r)| (*c, r.as_str())));
+        let r = self.encoder.close(
+            &mut self.wbuf,
+            frame.as_ref().map(|(c, r)| (*c, r.as_str())),
+        );
         if r.is_err() {
             // A code the application may not send was checked in `close`; a peer's code
             // that may not be echoed (checked by the decoder) cannot get here either.
@@ -372,12 +428,20 @@ impl Driver {
 
     /// Writes what is encoded. `Err` ends the connection (the socket failed); `Ok(Some)` when
     /// the closing handshake completed with this write.
-    fn write(&mut self, cx: &mut Context<'_>, busy: &mut bool) -> Result<Option<CloseInfo>, CloseInfo> {
+    fn write(
+        &mut self,
+        cx: &mut Context<'_>,
+        busy: &mut bool,
+    ) -> Result<Option<CloseInfo>, CloseInfo> {
         while !self.wbuf.is_empty() {
             let mut slices = [IoSlice::new(&[]); MAX_SLICES];
             let n = self.wbuf.io_slices(&mut slices);
             match Pin::new(&mut self.io).poll_write_vectored(cx, &slices[..n]) {
-                Poll::Ready(Ok(0)) => return Err(self.write_failed(Error::new(ErrorKind::Io, "the socket took no bytes"))),
+                Poll::Ready(Ok(0)) => {
+                    return Err(
+                        self.write_failed(Error::new(ErrorKind::Io, "the socket took no bytes"))
+                    )
+                }
                 Poll::Ready(Ok(k)) => {
                     self.wbuf.advance(k);
                     self.written += k as u64;
@@ -387,7 +451,9 @@ impl Driver {
                     *busy = true;
                     self.sent_up_to();
                 }
-                Poll::Ready(Err(e)) => return Err(self.write_failed(Error::from(e).context("write failed"))),
+                Poll::Ready(Err(e)) => {
+                    return Err(self.write_failed(Error::from(e).context("write failed")))
+                }
                 Poll::Pending => return Ok(None),
             }
         }
@@ -395,7 +461,9 @@ impl Driver {
         if self.flush_due {
             match Pin::new(&mut self.io).poll_flush(cx) {
                 Poll::Ready(Ok(())) => self.flush_due = false,
-                Poll::Ready(Err(e)) => return Err(self.write_failed(Error::from(e).context("write failed"))),
+                Poll::Ready(Err(e)) => {
+                    return Err(self.write_failed(Error::from(e).context("write failed")))
+                }
                 Poll::Pending => return Ok(None),
             }
         }
@@ -624,7 +692,9 @@ impl Driver {
         if let Some(f) = self.failure.take() {
             return Some(failed(f));
         }
-        Some(unclean(Error::from(e.unwrap_or_else(|| std::io::ErrorKind::UnexpectedEof.into()))))
+        Some(unclean(Error::from(e.unwrap_or_else(|| {
+            std::io::ErrorKind::UnexpectedEof.into()
+        }))))
     }
 
     // --- timers ---------------------------------------------------------------------------
@@ -652,7 +722,9 @@ impl Driver {
         if let Some(d) = self.deadline {
             if now >= d {
                 let delivered = self.conn.delivered();
-                if delivered != self.deadline_seen || (!self.close_out && self.wbuf.is_empty() && self.ours.is_none()) {
+                if delivered != self.deadline_seen
+                    || (!self.close_out && self.wbuf.is_empty() && self.ours.is_none())
+                {
                     // Our Close is still on its way behind data the peer keeps taking.
                     self.deadline_seen = delivered;
                     self.deadline = Some(now + s.close_timeout);
@@ -687,7 +759,10 @@ impl Driver {
             } else {
                 return Some(unclean(Error::new(
                     ErrorKind::Timeout,
-                    format!("no Pong within {} ms of a Ping: the peer is unreachable", ms(s.pong_timeout)),
+                    format!(
+                        "no Pong within {} ms of a Ping: the peer is unreachable",
+                        ms(s.pong_timeout)
+                    ),
                 )));
             }
         }
@@ -708,10 +783,17 @@ impl Driver {
                 }
             }
         }
-        let next = [self.cap, self.callbacks_due, self.deadline, self.stall.map(|s| s.0), self.pong_due, self.ping_at]
-            .into_iter()
-            .flatten()
-            .min();
+        let next = [
+            self.cap,
+            self.callbacks_due,
+            self.deadline,
+            self.stall.map(|s| s.0),
+            self.pong_due,
+            self.ping_at,
+        ]
+        .into_iter()
+        .flatten()
+        .min();
         if let Some(next) = next {
             if self.sleep.deadline() != next.into() {
                 self.sleep.as_mut().reset(next.into());
@@ -725,7 +807,12 @@ impl Driver {
 }
 
 /// Reads at most `room` bytes into `buf`'s spare capacity (reserving it).
-fn poll_read_into(io: &mut BoxIo, cx: &mut Context<'_>, buf: &mut BytesMut, room: usize) -> Poll<std::io::Result<usize>> {
+fn poll_read_into(
+    io: &mut BoxIo,
+    cx: &mut Context<'_>,
+    buf: &mut BytesMut,
+    room: usize,
+) -> Poll<std::io::Result<usize>> {
     buf.reserve(room);
     let spare = &mut buf.spare_capacity_mut()[..room];
     let mut rb = ReadBuf::uninit(spare);
@@ -740,4 +827,3 @@ fn poll_read_into(io: &mut BoxIo, cx: &mut Context<'_>, buf: &mut BytesMut, room
         Poll::Pending => Poll::Pending,
     }
 }
-

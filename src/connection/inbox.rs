@@ -24,7 +24,13 @@ struct Queue<T> {
 
 impl<T> Inbox<T> {
     pub(crate) fn new() -> Self {
-        Inbox { queue: Mutex::new(Queue { items: VecDeque::new(), closed: false }), waker: AtomicWaker::new() }
+        Inbox {
+            queue: Mutex::new(Queue {
+                items: VecDeque::new(),
+                closed: false,
+            }),
+            waker: AtomicWaker::new(),
+        }
     }
 
     fn lock(&self) -> MutexGuard<'_, Queue<T>> {

@@ -6,17 +6,17 @@ mod delivery;
 mod driver;
 mod inbox;
 
-pub(crate) use driver::{run, Wire};
 pub use delivery::{Delivery, EventQueue, QueueTarget, Queued};
+pub(crate) use driver::{run, Wire};
 
 use crate::delivery::Mailbox;
 use crate::error::{Error, ErrorKind, Result};
 use crate::options::ConnectionSettings;
 use bytes::Bytes;
+use std::collections::VecDeque;
 use std::ffi::CString;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU8, AtomicUsize, Ordering};
-use std::collections::VecDeque;
 use std::sync::{Arc, Mutex, OnceLock, Weak};
 use std::time::{Duration, Instant};
 
@@ -79,7 +79,13 @@ pub trait Handler: Send + Sync + 'static {
 /// What the send queue carries to the connection task, in order.
 pub(crate) enum Command {
     /// A message with its id; `compress`: may be compressed (permessage-deflate).
-    Send { text: bool, data: Bytes, len: usize, id: u64, compress: bool },
+    Send {
+        text: bool,
+        data: Bytes,
+        len: usize,
+        id: u64,
+        compress: bool,
+    },
     /// Our Close frame, after everything queued before it.
     Close(u16, String),
 }
@@ -154,14 +160,17 @@ pub struct Conn {
     socket_fd: std::sync::atomic::AtomicI32,
 }
 
-
 static LIVE: Mutex<Vec<Weak<Conn>>> = Mutex::new(Vec::new());
 
 impl Conn {
     pub(crate) fn new(settings: Arc<ConnectionSettings>, delivery: Option<Delivery>) -> Arc<Conn> {
         let conn = Arc::new(Conn {
             state: AtomicU8::new(State::Connecting as u8),
-            gate: Mutex::new(Gate { closed: false, why: "", last_id: 0 }),
+            gate: Mutex::new(Gate {
+                closed: false,
+                why: "",
+                last_id: 0,
+            }),
             commands: inbox::Inbox::new(),
             notes: inbox::Inbox::new(),
             buffered: AtomicUsize::new(0),
@@ -355,16 +364,35 @@ impl Conn {
             self.drain_armed.store(true, Ordering::Release);
             if self.settings.send_queue_policy == crate::options::SendQueuePolicy::Close {
                 drop(gate);
-                let error = Error::new(ErrorKind::WouldBlock, format!("closed with 1008: {why} (the peer reads too slowly)"));
+                let error = Error::new(
+                    ErrorKind::WouldBlock,
+                    format!("closed with 1008: {why} (the peer reads too slowly)"),
+                );
                 self.close_gate("the connection failed: its send queue was full");
                 self.notify(Note::Fail(1008, "send queue full", error));
-                return Err(Error::new(ErrorKind::WouldBlock, format!("{why}: the connection is being closed with 1008")));
+                return Err(Error::new(
+                    ErrorKind::WouldBlock,
+                    format!("{why}: the connection is being closed with 1008"),
+                ));
             }
-            return Err(Error::new(ErrorKind::WouldBlock, format!("{why}: wait for the drain event and send again")));
+            return Err(Error::new(
+                ErrorKind::WouldBlock,
+                format!("{why}: wait for the drain event and send again"),
+            ));
         }
         self.buffered.fetch_add(len, Ordering::Relaxed);
         let id = gate.last_id + 1;
-        if self.commands.send(Command::Send { text, data, len, id, compress }).is_err() {
+        if self
+            .commands
+            .send(Command::Send {
+                text,
+                data,
+                len,
+                id,
+                compress,
+            })
+            .is_err()
+        {
             self.buffered.fetch_sub(len, Ordering::Relaxed);
             return Err(Error::state("cannot send: the connection is closed"));
         }
@@ -384,10 +412,14 @@ impl Conn {
             self.drain_low.store(usize::MAX, Ordering::Release);
             return;
         }
-        self.drain_low.store(low_water.min(usize::MAX - 1), Ordering::Release);
+        self.drain_low
+            .store(low_water.min(usize::MAX - 1), Ordering::Release);
         self.drain_armed.store(true, Ordering::Release);
         let last = self.gate.lock().unwrap_or_else(|p| p.into_inner()).last_id;
-        if self.buffered_amount() <= low_water && self.sent_id() >= last && self.state() != State::Closed {
+        if self.buffered_amount() <= low_water
+            && self.sent_id() >= last
+            && self.state() != State::Closed
+        {
             self.maybe_drain();
         }
     }
@@ -395,8 +427,13 @@ impl Conn {
     /// Delivers a drain event when one is armed and the queue is down to the mark.
     fn maybe_drain(self: &Arc<Self>) {
         let low = self.drain_low.load(Ordering::Acquire);
-        if low != usize::MAX && self.buffered_amount() <= low && self.drain_armed.swap(false, Ordering::AcqRel) {
-            self.deliver(Event::Drain { sent_id: self.sent_id() });
+        if low != usize::MAX
+            && self.buffered_amount() <= low
+            && self.drain_armed.swap(false, Ordering::AcqRel)
+        {
+            self.deliver(Event::Drain {
+                sent_id: self.sent_id(),
+            });
         }
     }
 
@@ -451,10 +488,15 @@ impl Conn {
     /// runs once no callback runs. The handle stays valid.
     pub fn release(&self) {
         self.mailbox.release();
-        let delivery = self.delivery.lock().unwrap_or_else(|p| p.into_inner()).take();
+        let delivery = self
+            .delivery
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take();
         drop(delivery);
         // Nobody will acknowledge what waits: let reading go on (the close needs it).
-        let waiting = std::mem::take(&mut self.acks.lock().unwrap_or_else(|p| p.into_inner()).unacked);
+        let waiting =
+            std::mem::take(&mut self.acks.lock().unwrap_or_else(|p| p.into_inner()).unacked);
         for len in waiting {
             self.consumed(len);
         }
@@ -490,16 +532,26 @@ impl Conn {
         };
         if let Some(t) = target {
             let keep = match &event {
-                Event::Message { data, .. } => {
-                    ReceiveQueued::new(self.clone(), data.len()).map(|q| Box::new(q) as Box<dyn Send>)
-                }
+                Event::Message { data, .. } => ReceiveQueued::new(self.clone(), data.len())
+                    .map(|q| Box::new(q) as Box<dyn Send>),
                 _ => None,
             };
             if matches!(event, Event::Close(_)) {
                 // The last event: the delivery (and what it keeps alive) is no longer needed.
-                drop(self.delivery.lock().unwrap_or_else(|p| p.into_inner()).take());
+                drop(
+                    self.delivery
+                        .lock()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .take(),
+                );
             }
-            let q = Queued { conn: self.clone(), event, user_data: t.user_data, server: t.server, _keep: keep };
+            let q = Queued {
+                conn: self.clone(),
+                event,
+                user_data: t.user_data,
+                server: t.server,
+                _keep: keep,
+            };
             t.queue.push(q);
             return;
         }
@@ -514,7 +566,11 @@ impl Conn {
                 let mut d = me.delivery.lock().unwrap_or_else(|p| p.into_inner());
                 // After the last event the delivery is no longer needed: dropping it ends
                 // what it keeps alive (a server's count of undelivered closes, release hooks).
-                if last { d.take() } else { d.clone() }
+                if last {
+                    d.take()
+                } else {
+                    d.clone()
+                }
             };
             if let Some(Delivery::Callback(h)) = &delivery {
                 h.on_event(&me, &event);
@@ -567,7 +623,8 @@ impl Conn {
     pub(crate) fn over_budget(&self, half: bool) -> bool {
         let d = if half { 2 } else { 1 };
         self.receive_queue.load(Ordering::Acquire) > self.settings.max_receive_queue / d
-            || self.receive_messages.load(Ordering::Acquire) > self.settings.max_receive_messages / d
+            || self.receive_messages.load(Ordering::Acquire)
+                > self.settings.max_receive_messages / d
     }
 
     /// Whether the application paused reading.
@@ -620,7 +677,11 @@ impl ReceiveQueued {
         conn.receive_queue.fetch_add(len, Ordering::AcqRel);
         conn.receive_messages.fetch_add(1, Ordering::AcqRel);
         if conn.settings.manual_ack {
-            conn.acks.lock().unwrap_or_else(|p| p.into_inner()).unacked.push_back(len);
+            conn.acks
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .unacked
+                .push_back(len);
             return None;
         }
         Some(ReceiveQueued { conn, len })
@@ -637,7 +698,10 @@ impl Drop for ReceiveQueued {
 pub fn check_close(code: u16, reason: &str) -> Result<()> {
     check_close_code(code)?;
     if reason.len() > 123 {
-        return Err(Error::invalid(format!("close reason is {} bytes; at most 123 fit in a Close frame", reason.len())));
+        return Err(Error::invalid(format!(
+            "close reason is {} bytes; at most 123 fit in a Close frame",
+            reason.len()
+        )));
     }
     Ok(())
 }
@@ -689,7 +753,13 @@ pub(crate) fn close_all(grace: Duration) -> Vec<Arc<Conn>> {
 pub(crate) fn end_unfinished(conns: &[Arc<Conn>]) {
     for c in conns {
         if c.close_info().is_none() {
-            finish(c, failed(Error::new(ErrorKind::Aborted, "wsnative was shut down before the connection ended")));
+            finish(
+                c,
+                failed(Error::new(
+                    ErrorKind::Aborted,
+                    "wsnative was shut down before the connection ended",
+                )),
+            );
         }
     }
 }
@@ -722,7 +792,10 @@ static LIVE_FORK: crate::runtime::ForkHooks = crate::runtime::ForkHooks {
 
 impl std::fmt::Debug for Conn {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Conn").field("state", &self.state()).field("peer", &self.peer_addr()).finish()
+        f.debug_struct("Conn")
+            .field("state", &self.state())
+            .field("peer", &self.peer_addr())
+            .finish()
     }
 }
 
@@ -734,7 +807,10 @@ pub(crate) fn finish(conn: &Arc<Conn>, info: CloseInfo) {
 }
 
 /// Waits for `fut` unless the application closes or aborts first (`None`).
-pub(crate) async fn unless_cancelled<F: std::future::Future>(conn: &Conn, fut: F) -> Option<F::Output> {
+pub(crate) async fn unless_cancelled<F: std::future::Future>(
+    conn: &Conn,
+    fut: F,
+) -> Option<F::Output> {
     tokio::pin!(fut);
     std::future::poll_fn(|cx| {
         if let std::task::Poll::Ready(out) = fut.as_mut().poll(cx) {
@@ -752,9 +828,17 @@ pub(crate) async fn unless_cancelled<F: std::future::Future>(conn: &Conn, fut: F
 
 /// The close event of a connection that never opened.
 pub(crate) fn failed(error: Error) -> CloseInfo {
-    CloseInfo { code: 1006, reason: String::new(), was_clean: false, error: Some(error) }
+    CloseInfo {
+        code: 1006,
+        reason: String::new(),
+        was_clean: false,
+        error: Some(error),
+    }
 }
 
 pub(crate) fn aborted() -> Error {
-    Error::new(ErrorKind::Aborted, "the connection was aborted by this side")
+    Error::new(
+        ErrorKind::Aborted,
+        "the connection was aborted by this side",
+    )
 }

@@ -11,10 +11,10 @@
 //! ([`Mailbox::set_release_hook`]) runs once the mailbox is released and no job of it runs, so
 //! the application frees what its callbacks use exactly when it is safe.
 
-use std::collections::VecDeque;
-use std::panic::{catch_unwind, AssertUnwindSafe};
 use crate::error::{Error, Result};
 use std::cell::Cell;
+use std::collections::VecDeque;
+use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread::ThreadId;
 
@@ -114,7 +114,11 @@ impl Mailbox {
             }
             g.release_waiting = false;
         }
-        let hook = if g.running_on.is_none() { g.hook.take() } else { None };
+        let hook = if g.running_on.is_none() {
+            g.hook.take()
+        } else {
+            None
+        };
         drop(g);
         drop(dropped); // may drop the last reference to the owner of this mailbox
         if let Some(hook) = hook {
@@ -165,7 +169,11 @@ impl Mailbox {
             if g.released {
                 self.idle.notify_all();
                 // A waiting release runs the hook; else the job that ended last does.
-                let hook = if g.release_waiting { None } else { g.hook.take() };
+                let hook = if g.release_waiting {
+                    None
+                } else {
+                    g.hook.take()
+                };
                 drop(g);
                 if let Some(hook) = hook {
                     run_hook(hook);
@@ -198,7 +206,12 @@ struct Pool {
 }
 
 static POOL: Pool = Pool {
-    state: Mutex::new(PoolState { queue: VecDeque::new(), threads: Vec::new(), wanted: 0, generation: 0 }),
+    state: Mutex::new(PoolState {
+        queue: VecDeque::new(),
+        threads: Vec::new(),
+        wanted: 0,
+        generation: 0,
+    }),
     ready: Condvar::new(),
 };
 
@@ -209,7 +222,9 @@ fn pool() -> &'static Pool {
 /// Sets the number of callback threads (0 = 2). Fails while they run.
 pub fn set_callback_threads(n: usize) -> Result<()> {
     if n > 256 {
-        return Err(Error::invalid(format!("callback thread count {n} is out of range (0..=256)")));
+        return Err(Error::invalid(format!(
+            "callback thread count {n} is out of range (0..=256)"
+        )));
     }
     let mut st = relock(&POOL.state);
     if !st.threads.is_empty() {
@@ -227,7 +242,10 @@ impl Pool {
             let n = if st.wanted == 0 { 2 } else { st.wanted };
             let generation = st.generation;
             for i in 0..n {
-                match std::thread::Builder::new().name(format!("wsn-callback-{i}")).spawn(move || worker(generation)) {
+                match std::thread::Builder::new()
+                    .name(format!("wsn-callback-{i}"))
+                    .spawn(move || worker(generation))
+                {
                     Ok(t) => st.threads.push(t),
                     Err(_) if i > 0 => break, // fewer threads still work
                     Err(e) => panic!("cannot start a wsnative callback thread: {e}"),
@@ -322,7 +340,9 @@ fn worker(generation: u64) {
                 if st.generation != generation {
                     return;
                 }
-                let spin = std::time::Duration::from_micros(SPIN_US.load(std::sync::atomic::Ordering::Relaxed) as u64);
+                let spin = std::time::Duration::from_micros(
+                    SPIN_US.load(std::sync::atomic::Ordering::Relaxed) as u64,
+                );
                 if !looked_again && !spin.is_zero() && (misses < 3 || idles % 32 == 0) {
                     // Busy connections post again within microseconds: look again briefly
                     // before sleeping (see `set_callback_spin`).

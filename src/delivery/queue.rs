@@ -54,7 +54,12 @@ fn relock<T>(m: &Mutex<Inner<T>>) -> MutexGuard<'_, Inner<T>> {
 impl<T: Stale + Send + 'static> EventQueue<T> {
     /// A new, empty queue.
     pub fn new() -> Result<Arc<EventQueue<T>>> {
-        let (r, w) = UnixStream::pair().map_err(|e| Error::new(ErrorKind::Io, format!("cannot create the queue's descriptor: {e}")))?;
+        let (r, w) = UnixStream::pair().map_err(|e| {
+            Error::new(
+                ErrorKind::Io,
+                format!("cannot create the queue's descriptor: {e}"),
+            )
+        })?;
         r.set_nonblocking(true)?;
         w.set_nonblocking(true)?;
         Ok(Arc::new(EventQueue {
@@ -131,7 +136,11 @@ impl<T: Stale + Send + 'static> EventQueue<T> {
             if left.is_zero() {
                 break;
             }
-            g = self.ready.wait_timeout(g, left).unwrap_or_else(|p| p.into_inner()).0;
+            g = self
+                .ready
+                .wait_timeout(g, left)
+                .unwrap_or_else(|p| p.into_inner())
+                .0;
         }
         g.woken = false;
         if g.ack_due && !g.signalled {
@@ -166,7 +175,10 @@ impl<T: Stale + Send + 'static> EventQueue<T> {
         let (entries, handed) = {
             let mut g = relock(&self.inner);
             g.closed = true;
-            (std::mem::take(&mut g.entries), std::mem::take(&mut g.handed_out))
+            (
+                std::mem::take(&mut g.entries),
+                std::mem::take(&mut g.handed_out),
+            )
         };
         self.ready.notify_all();
         drop(entries);

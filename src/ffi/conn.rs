@@ -3,7 +3,9 @@
 //! A `wsn_conn *` is the address of the connection's shared state (`Arc::into_raw`); the
 //! application's handle owns one reference, released by wsn_conn_free.
 
-use super::{bytes_arg, guard, opt_str_arg, status, str_arg, to_cstring, wsn_client_options, wsn_status};
+use super::{
+    bytes_arg, guard, opt_str_arg, status, str_arg, to_cstring, wsn_client_options, wsn_status,
+};
 use crate::connection::{Conn, Delivery, Event, Handler, State};
 use crate::error::{Error, Result};
 use std::ffi::{c_char, c_void, CString};
@@ -83,7 +85,9 @@ pub struct wsn_event {
 /// application from its OPEN event on); `event` is borrowed until the callback returns.
 /// Runs on a wsnative callback thread. It may call any wsnative function, including
 /// wsn_conn_free(conn); it must not unwind (C++ exceptions, longjmp) into wsnative.
-pub type wsn_event_cb = Option<unsafe extern "C" fn(user_data: *mut c_void, conn: *mut wsn_conn, event: *const wsn_event)>;
+pub type wsn_event_cb = Option<
+    unsafe extern "C" fn(user_data: *mut c_void, conn: *mut wsn_conn, event: *const wsn_event),
+>;
 
 /// Calls a C event callback.
 pub(crate) struct CHandler {
@@ -99,13 +103,24 @@ impl Handler for CHandler {
     fn on_event(&self, conn: &Arc<Conn>, event: &Event) {
         let mut strings = Vec::new();
         let ev = c_event(conn, event, self.server, &mut strings);
-        unsafe { (self.callback)(self.user_data as *mut c_void, Arc::as_ptr(conn) as *mut wsn_conn, &ev) }
+        unsafe {
+            (self.callback)(
+                self.user_data as *mut c_void,
+                Arc::as_ptr(conn) as *mut wsn_conn,
+                &ev,
+            )
+        }
     }
 }
 
 /// The C view of `event`; its strings are kept in `strings`, which must outlive the view. At a
 /// server connection's open event, takes the reference the application then owns.
-pub(crate) fn c_event(conn: &Arc<Conn>, event: &Event, server: bool, strings: &mut Vec<CString>) -> wsn_event {
+pub(crate) fn c_event(
+    conn: &Arc<Conn>,
+    event: &Event,
+    server: bool,
+    strings: &mut Vec<CString>,
+) -> wsn_event {
     let mut ev = wsn_event {
         kind: wsn_event_kind::WSN_EVENT_OPEN,
         is_text: false,
@@ -128,7 +143,11 @@ pub(crate) fn c_event(conn: &Arc<Conn>, event: &Event, server: bool, strings: &m
         Event::Message { text, data } => {
             ev.kind = wsn_event_kind::WSN_EVENT_MESSAGE;
             ev.is_text = *text;
-            ev.data = if data.is_empty() { std::ptr::null() } else { data.as_ptr() };
+            ev.data = if data.is_empty() {
+                std::ptr::null()
+            } else {
+                data.as_ptr()
+            };
             ev.len = data.len();
         }
         Event::Drain { sent_id } => {
@@ -156,7 +175,9 @@ pub(crate) fn c_event(conn: &Arc<Conn>, event: &Event, server: bool, strings: &m
 
 /// Borrows a connection handle.
 pub(crate) unsafe fn conn_ref<'a>(conn: *const wsn_conn) -> Result<&'a Conn> {
-    (conn as *const Conn).as_ref().ok_or_else(|| Error::invalid("conn is NULL"))
+    (conn as *const Conn)
+        .as_ref()
+        .ok_or_else(|| Error::invalid("conn is NULL"))
 }
 
 /// Opens a client connection to `url` (ws:// or wss://) and returns at once with the handle in
@@ -174,8 +195,14 @@ pub unsafe extern "C" fn wsn_connect(
     user_data: *mut c_void,
     conn_out: *mut *mut wsn_conn,
 ) -> wsn_status {
-    let delivery = on_event
-        .map(|cb| Delivery::Callback(Arc::new(CHandler { callback: cb, user_data: user_data as usize, server: false, _release: None })));
+    let delivery = on_event.map(|cb| {
+        Delivery::Callback(Arc::new(CHandler {
+            callback: cb,
+            user_data: user_data as usize,
+            server: false,
+            _release: None,
+        }))
+    });
     connect_with(url, options, Ok(delivery), conn_out)
 }
 
@@ -205,12 +232,20 @@ pub(crate) unsafe fn connect_with(
 /// with len > 0, invalid UTF-8), INVALID_STATE (closing or closed).
 /// Thread: any, concurrently. Ownership: `data` is copied before this returns.
 #[no_mangle]
-pub unsafe extern "C" fn wsn_conn_send_text(conn: *mut wsn_conn, data: *const c_char, len: usize) -> wsn_status {
+pub unsafe extern "C" fn wsn_conn_send_text(
+    conn: *mut wsn_conn,
+    data: *const c_char,
+    len: usize,
+) -> wsn_status {
     status(|| {
         let c = conn_ref(conn)?;
         let bytes = bytes_arg(data as *const u8, len, "data")?;
-        let text = std::str::from_utf8(bytes)
-            .map_err(|e| Error::invalid(format!("text message is not valid UTF-8 (at byte {})", e.valid_up_to())))?;
+        let text = std::str::from_utf8(bytes).map_err(|e| {
+            Error::invalid(format!(
+                "text message is not valid UTF-8 (at byte {})",
+                e.valid_up_to()
+            ))
+        })?;
         c.send_text(text).map(drop)
     })
 }
@@ -219,8 +254,16 @@ pub unsafe extern "C" fn wsn_conn_send_text(conn: *mut wsn_conn, data: *const c_
 /// wsn_conn_send_text. Errors: INVALID_ARGUMENT, INVALID_STATE.
 /// Thread: any, concurrently. Ownership: `data` is copied before this returns.
 #[no_mangle]
-pub unsafe extern "C" fn wsn_conn_send_binary(conn: *mut wsn_conn, data: *const u8, len: usize) -> wsn_status {
-    status(|| conn_ref(conn)?.send_binary(bytes_arg(data, len, "data")?).map(drop))
+pub unsafe extern "C" fn wsn_conn_send_binary(
+    conn: *mut wsn_conn,
+    data: *const u8,
+    len: usize,
+) -> wsn_status {
+    status(|| {
+        conn_ref(conn)?
+            .send_binary(bytes_arg(data, len, "data")?)
+            .map(drop)
+    })
 }
 
 /// wsn_conn_send flag: the message is text (UTF-8, checked); without it, binary.
@@ -240,19 +283,35 @@ pub const WSN_SEND_NO_COMPRESS: u32 = 2;
 /// WSN_SEND_QUEUE_CLOSE policy the connection is being closed with 1008).
 /// Thread: any, concurrently. Ownership: `data` is copied before this returns.
 #[no_mangle]
-pub unsafe extern "C" fn wsn_conn_send(conn: *mut wsn_conn, data: *const u8, len: usize, flags: u32, id_out: *mut u64) -> wsn_status {
+pub unsafe extern "C" fn wsn_conn_send(
+    conn: *mut wsn_conn,
+    data: *const u8,
+    len: usize,
+    flags: u32,
+    id_out: *mut u64,
+) -> wsn_status {
     status(|| {
         let c = conn_ref(conn)?;
         if flags & !(WSN_SEND_TEXT | WSN_SEND_NO_COMPRESS) != 0 {
-            return Err(Error::invalid(format!("unknown send flags {flags:#x}: use WSN_SEND_TEXT and WSN_SEND_NO_COMPRESS")));
+            return Err(Error::invalid(format!(
+                "unknown send flags {flags:#x}: use WSN_SEND_TEXT and WSN_SEND_NO_COMPRESS"
+            )));
         }
         let bytes = bytes_arg(data, len, "data")?;
         let text = flags & WSN_SEND_TEXT != 0;
         if text {
-            std::str::from_utf8(bytes)
-                .map_err(|e| Error::invalid(format!("text message is not valid UTF-8 (at byte {})", e.valid_up_to())))?;
+            std::str::from_utf8(bytes).map_err(|e| {
+                Error::invalid(format!(
+                    "text message is not valid UTF-8 (at byte {})",
+                    e.valid_up_to()
+                ))
+            })?;
         }
-        let id = c.send(text, bytes::Bytes::copy_from_slice(bytes), flags & WSN_SEND_NO_COMPRESS == 0)?;
+        let id = c.send(
+            text,
+            bytes::Bytes::copy_from_slice(bytes),
+            flags & WSN_SEND_NO_COMPRESS == 0,
+        )?;
         if !id_out.is_null() {
             *id_out = id;
         }
@@ -267,7 +326,11 @@ pub unsafe extern "C" fn wsn_conn_send(conn: *mut wsn_conn, data: *const u8, len
 /// on only while a send is awaited, so that traffic that awaits nothing pays nothing.
 /// Thread: any. Errors: INVALID_ARGUMENT for NULL.
 #[no_mangle]
-pub unsafe extern "C" fn wsn_conn_set_drain_events(conn: *mut wsn_conn, enabled: bool, low_water: usize) -> wsn_status {
+pub unsafe extern "C" fn wsn_conn_set_drain_events(
+    conn: *mut wsn_conn,
+    enabled: bool,
+    low_water: usize,
+) -> wsn_status {
     status(|| {
         let c = conn_ref(conn)?;
         // The handle is an Arc's pointer: borrow it as one for the event it may deliver.
@@ -304,7 +367,11 @@ pub unsafe extern "C" fn wsn_conn_ack(conn: *mut wsn_conn, count: usize) -> wsn_
 /// `reason` may be NULL; at most 123 bytes. Thread: any.
 /// Errors: INVALID_ARGUMENT (NULL conn, a code that may not be sent, long or non-UTF-8 reason).
 #[no_mangle]
-pub unsafe extern "C" fn wsn_conn_close(conn: *mut wsn_conn, code: u16, reason: *const c_char) -> wsn_status {
+pub unsafe extern "C" fn wsn_conn_close(
+    conn: *mut wsn_conn,
+    code: u16,
+    reason: *const c_char,
+) -> wsn_status {
     status(|| {
         let c = conn_ref(conn)?;
         let reason = opt_str_arg(reason, "reason")?.unwrap_or("");
@@ -343,14 +410,22 @@ pub unsafe extern "C" fn wsn_conn_get_buffered_amount(conn: *const wsn_conn) -> 
 /// Ownership: borrowed, valid until wsn_conn_free. Thread: any.
 #[no_mangle]
 pub unsafe extern "C" fn wsn_conn_get_peer_addr(conn: *const wsn_conn) -> *const c_char {
-    guard(|| conn_ref(conn).map(|c| c.peer_addr_cstr().as_ptr()).unwrap_or(std::ptr::null()))
+    guard(|| {
+        conn_ref(conn)
+            .map(|c| c.peer_addr_cstr().as_ptr())
+            .unwrap_or(std::ptr::null())
+    })
 }
 
 /// The negotiated subprotocol ("" when none, NULL for NULL). Ownership: borrowed, valid until
 /// wsn_conn_free. Thread: any.
 #[no_mangle]
 pub unsafe extern "C" fn wsn_conn_get_subprotocol(conn: *const wsn_conn) -> *const c_char {
-    guard(|| conn_ref(conn).map(|c| c.subprotocol().as_ptr()).unwrap_or(std::ptr::null()))
+    guard(|| {
+        conn_ref(conn)
+            .map(|c| c.subprotocol().as_ptr())
+            .unwrap_or(std::ptr::null())
+    })
 }
 
 /// The extensions agreed in the handshake, as the Sec-WebSocket-Extensions header said them
@@ -358,7 +433,11 @@ pub unsafe extern "C" fn wsn_conn_get_subprotocol(conn: *const wsn_conn) -> *con
 /// "" when none, NULL for NULL. Ownership: borrowed, valid until wsn_conn_free. Thread: any.
 #[no_mangle]
 pub unsafe extern "C" fn wsn_conn_get_extensions(conn: *const wsn_conn) -> *const c_char {
-    guard(|| conn_ref(conn).map(|c| c.extensions().as_ptr()).unwrap_or(std::ptr::null()))
+    guard(|| {
+        conn_ref(conn)
+            .map(|c| c.extensions().as_ptr())
+            .unwrap_or(std::ptr::null())
+    })
 }
 
 /// Pauses (`paused` true) or resumes reading from the peer: while paused, no message is read
@@ -367,7 +446,10 @@ pub unsafe extern "C" fn wsn_conn_get_extensions(conn: *const wsn_conn) -> *cons
 /// it delivered), and the heartbeat does not declare a paused connection dead: a Pong may wait
 /// unread behind messages. Thread: any. Errors: INVALID_ARGUMENT for NULL.
 #[no_mangle]
-pub unsafe extern "C" fn wsn_conn_set_reading_paused(conn: *mut wsn_conn, paused: bool) -> wsn_status {
+pub unsafe extern "C" fn wsn_conn_set_reading_paused(
+    conn: *mut wsn_conn,
+    paused: bool,
+) -> wsn_status {
     status(|| {
         conn_ref(conn)?.set_reading_paused(paused);
         Ok(())
@@ -377,7 +459,10 @@ pub unsafe extern "C" fn wsn_conn_set_reading_paused(conn: *mut wsn_conn, paused
 /// Stores a pointer of the application's with the connection (wsnative never reads it).
 /// Useful for server connections, whose events carry the server's user_data. Thread: any.
 #[no_mangle]
-pub unsafe extern "C" fn wsn_conn_set_user_data(conn: *mut wsn_conn, user_data: *mut c_void) -> wsn_status {
+pub unsafe extern "C" fn wsn_conn_set_user_data(
+    conn: *mut wsn_conn,
+    user_data: *mut c_void,
+) -> wsn_status {
     status(|| {
         conn_ref(conn)?.set_user_data(user_data as usize);
         Ok(())
@@ -387,7 +472,11 @@ pub unsafe extern "C" fn wsn_conn_set_user_data(conn: *mut wsn_conn, user_data: 
 /// The pointer stored with wsn_conn_set_user_data (NULL when none or for NULL). Thread: any.
 #[no_mangle]
 pub unsafe extern "C" fn wsn_conn_get_user_data(conn: *const wsn_conn) -> *mut c_void {
-    guard(|| conn_ref(conn).map(|c| c.user_data() as *mut c_void).unwrap_or(std::ptr::null_mut()))
+    guard(|| {
+        conn_ref(conn)
+            .map(|c| c.user_data() as *mut c_void)
+            .unwrap_or(std::ptr::null_mut())
+    })
 }
 
 /// Frees the handle. No callback for this connection starts after this returns. Called from a
@@ -423,7 +512,11 @@ pub type wsn_release_cb = Option<unsafe extern "C" fn(arg: *mut c_void)>;
 /// the previous hook, which then never runs. Thread: any, before wsn_conn_free.
 /// Errors: INVALID_ARGUMENT for NULL conn.
 #[no_mangle]
-pub unsafe extern "C" fn wsn_conn_set_release_hook(conn: *mut wsn_conn, release: wsn_release_cb, arg: *mut c_void) -> wsn_status {
+pub unsafe extern "C" fn wsn_conn_set_release_hook(
+    conn: *mut wsn_conn,
+    release: wsn_release_cb,
+    arg: *mut c_void,
+) -> wsn_status {
     status(|| {
         let c = conn_ref(conn)?;
         let arg = arg as usize;

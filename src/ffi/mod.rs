@@ -152,7 +152,10 @@ pub(crate) fn guard<T: PanicDefault>(f: impl FnOnce() -> T) -> T {
             .map(|s| s.to_string())
             .or_else(|| payload.downcast_ref::<String>().cloned())
             .unwrap_or_else(|| "unknown panic".into());
-        fail(Error::new(ErrorKind::Internal, format!("internal error (panic): {msg}")));
+        fail(Error::new(
+            ErrorKind::Internal,
+            format!("internal error (panic): {msg}"),
+        ));
         T::panic_default()
     })
 }
@@ -170,11 +173,16 @@ pub(crate) unsafe fn str_arg<'a>(p: *const c_char, what: &str) -> crate::Result<
     if p.is_null() {
         return Err(Error::invalid(format!("{what} is NULL")));
     }
-    CStr::from_ptr(p).to_str().map_err(|_| Error::invalid(format!("{what} is not valid UTF-8")))
+    CStr::from_ptr(p)
+        .to_str()
+        .map_err(|_| Error::invalid(format!("{what} is not valid UTF-8")))
 }
 
 /// Borrows an optional C string argument (NULL: `None`).
-pub(crate) unsafe fn opt_str_arg<'a>(p: *const c_char, what: &str) -> crate::Result<Option<&'a str>> {
+pub(crate) unsafe fn opt_str_arg<'a>(
+    p: *const c_char,
+    what: &str,
+) -> crate::Result<Option<&'a str>> {
     if p.is_null() {
         Ok(None)
     } else {
@@ -183,12 +191,18 @@ pub(crate) unsafe fn opt_str_arg<'a>(p: *const c_char, what: &str) -> crate::Res
 }
 
 /// Borrows a byte buffer argument; NULL is allowed only with length 0.
-pub(crate) unsafe fn bytes_arg<'a>(p: *const u8, len: usize, what: &str) -> crate::Result<&'a [u8]> {
+pub(crate) unsafe fn bytes_arg<'a>(
+    p: *const u8,
+    len: usize,
+    what: &str,
+) -> crate::Result<&'a [u8]> {
     if len == 0 {
         return Ok(&[]);
     }
     if p.is_null() {
-        return Err(Error::invalid(format!("{what} is NULL but its length is {len}")));
+        return Err(Error::invalid(format!(
+            "{what} is NULL but its length is {len}"
+        )));
     }
     Ok(std::slice::from_raw_parts(p, len))
 }
@@ -210,10 +224,11 @@ pub extern "C" fn wsn_last_error() -> *const c_char {
 /// with. Thread: any. Ownership: static string, never free it.
 #[no_mangle]
 pub extern "C" fn wsn_version() -> *const c_char {
-    static V: &CStr = match CStr::from_bytes_with_nul(concat!(env!("CARGO_PKG_VERSION"), "\0").as_bytes()) {
-        Ok(v) => v,
-        Err(_) => c"",
-    };
+    static V: &CStr =
+        match CStr::from_bytes_with_nul(concat!(env!("CARGO_PKG_VERSION"), "\0").as_bytes()) {
+            Ok(v) => v,
+            Err(_) => c"",
+        };
     V.as_ptr()
 }
 

@@ -3,7 +3,10 @@
 
 use super::{guard, status, str_arg, wsn_status};
 use crate::error::{Error, Result};
-use crate::options::{check_at_least, check_header, check_subprotocol, ClientOptions, ConnectionSettings, Heartbeat, ServerOptions, TlsRoots};
+use crate::options::{
+    check_at_least, check_header, check_subprotocol, ClientOptions, ConnectionSettings, Heartbeat,
+    ServerOptions, TlsRoots,
+};
 use std::ffi::c_char;
 use std::time::Duration;
 
@@ -50,11 +53,15 @@ fn positive(v: u32, what: &str) -> Result<Duration> {
 }
 
 unsafe fn client<'a>(o: *mut wsn_client_options) -> Result<&'a mut ClientOptions> {
-    o.as_mut().map(|o| &mut o.inner).ok_or_else(|| Error::invalid("options is NULL"))
+    o.as_mut()
+        .map(|o| &mut o.inner)
+        .ok_or_else(|| Error::invalid("options is NULL"))
 }
 
 unsafe fn server<'a>(o: *mut wsn_server_options) -> Result<&'a mut ServerOptions> {
-    o.as_mut().map(|o| &mut o.inner).ok_or_else(|| Error::invalid("options is NULL"))
+    o.as_mut()
+        .map(|o| &mut o.inner)
+        .ok_or_else(|| Error::invalid("options is NULL"))
 }
 
 fn set_heartbeat(c: &mut ConnectionSettings, kind: u32) -> Result<()> {
@@ -79,7 +86,10 @@ fn set_max_message_size(c: &mut ConnectionSettings, size: usize) -> Result<()> {
 }
 
 /// Sets the compression settings when the result is valid (the core's rules).
-fn set_compression(c: &mut ConnectionSettings, f: impl FnOnce(&mut crate::protocol::DeflateConfig)) -> Result<()> {
+fn set_compression(
+    c: &mut ConnectionSettings,
+    f: impl FnOnce(&mut crate::protocol::DeflateConfig),
+) -> Result<()> {
     let mut next = c.compression.clone();
     f(&mut next);
     next.validate()?;
@@ -93,7 +103,11 @@ fn set_compression(c: &mut ConnectionSettings, f: impl FnOnce(&mut crate::protoc
 /// Thread: any.
 #[no_mangle]
 pub extern "C" fn wsn_client_options_new() -> *mut wsn_client_options {
-    guard(|| Box::into_raw(Box::new(wsn_client_options { inner: ClientOptions::default() })))
+    guard(|| {
+        Box::into_raw(Box::new(wsn_client_options {
+            inner: ClientOptions::default(),
+        }))
+    })
 }
 
 /// Frees client options. NULL is ignored. Connections made with them are not affected.
@@ -110,7 +124,10 @@ pub unsafe extern "C" fn wsn_client_options_free(options: *mut wsn_client_option
 /// Time allowed for DNS and the TCP connection (default 10000). Errors: INVALID_ARGUMENT for NULL or 0.
 /// Thread: one thread at a time per options object. Strings are copied; the caller keeps its own.
 #[no_mangle]
-pub unsafe extern "C" fn wsn_client_options_set_connect_timeout_ms(options: *mut wsn_client_options, ms: u32) -> wsn_status {
+pub unsafe extern "C" fn wsn_client_options_set_connect_timeout_ms(
+    options: *mut wsn_client_options,
+    ms: u32,
+) -> wsn_status {
     status(|| {
         client(options)?.connect_timeout = positive(ms, "connect timeout")?;
         Ok(())
@@ -120,7 +137,10 @@ pub unsafe extern "C" fn wsn_client_options_set_connect_timeout_ms(options: *mut
 /// Time allowed for the TLS and WebSocket handshakes (default 10000). Errors: INVALID_ARGUMENT for NULL or 0.
 /// Thread: one thread at a time per options object. Strings are copied; the caller keeps its own.
 #[no_mangle]
-pub unsafe extern "C" fn wsn_client_options_set_handshake_timeout_ms(options: *mut wsn_client_options, ms: u32) -> wsn_status {
+pub unsafe extern "C" fn wsn_client_options_set_handshake_timeout_ms(
+    options: *mut wsn_client_options,
+    ms: u32,
+) -> wsn_status {
     status(|| {
         client(options)?.handshake_timeout = positive(ms, "handshake timeout")?;
         Ok(())
@@ -133,7 +153,10 @@ pub unsafe extern "C" fn wsn_client_options_set_handshake_timeout_ms(options: *m
 /// for NULL or 0.
 /// Thread: one thread at a time per options object. Strings are copied; the caller keeps its own.
 #[no_mangle]
-pub unsafe extern "C" fn wsn_client_options_set_close_timeout_ms(options: *mut wsn_client_options, ms: u32) -> wsn_status {
+pub unsafe extern "C" fn wsn_client_options_set_close_timeout_ms(
+    options: *mut wsn_client_options,
+    ms: u32,
+) -> wsn_status {
     status(|| {
         client(options)?.conn.close_timeout = positive(ms, "close timeout")?;
         Ok(())
@@ -145,7 +168,10 @@ pub unsafe extern "C" fn wsn_client_options_set_close_timeout_ms(options: *mut w
 /// ends unclean (1006, WSN_ERR_TIMEOUT). Errors: INVALID_ARGUMENT for NULL or 0.
 /// Thread: one thread at a time per options object. Strings are copied; the caller keeps its own.
 #[no_mangle]
-pub unsafe extern "C" fn wsn_client_options_set_close_max_ms(options: *mut wsn_client_options, ms: u32) -> wsn_status {
+pub unsafe extern "C" fn wsn_client_options_set_close_max_ms(
+    options: *mut wsn_client_options,
+    ms: u32,
+) -> wsn_status {
     status(|| {
         client(options)?.conn.close_max = positive(ms, "close max")?;
         Ok(())
@@ -158,7 +184,10 @@ pub unsafe extern "C" fn wsn_client_options_set_close_max_ms(options: *mut wsn_c
 /// acknowledgement, when acknowledged. Errors: INVALID_ARGUMENT for NULL or 0.
 /// Thread: one thread at a time per options object.
 #[no_mangle]
-pub unsafe extern "C" fn wsn_client_options_set_max_receive_messages(options: *mut wsn_client_options, messages: usize) -> wsn_status {
+pub unsafe extern "C" fn wsn_client_options_set_max_receive_messages(
+    options: *mut wsn_client_options,
+    messages: usize,
+) -> wsn_status {
     status(|| {
         check_at_least(messages, 1, "max receive messages")?;
         client(options)?.conn.max_receive_messages = messages;
@@ -172,7 +201,10 @@ pub unsafe extern "C" fn wsn_client_options_set_max_receive_messages(options: *m
 /// cannot fill memory that nobody reads (default false). Errors: INVALID_ARGUMENT for NULL.
 /// Thread: one thread at a time per options object.
 #[no_mangle]
-pub unsafe extern "C" fn wsn_client_options_set_manual_ack(options: *mut wsn_client_options, manual: bool) -> wsn_status {
+pub unsafe extern "C" fn wsn_client_options_set_manual_ack(
+    options: *mut wsn_client_options,
+    manual: bool,
+) -> wsn_status {
     status(|| {
         client(options)?.conn.manual_ack = manual;
         Ok(())
@@ -184,7 +216,10 @@ pub unsafe extern "C" fn wsn_client_options_set_manual_ack(options: *mut wsn_cli
 /// One message always fits an empty queue. Default 64 MiB. Errors: INVALID_ARGUMENT for NULL
 /// or 0. Thread: one thread at a time per options object.
 #[no_mangle]
-pub unsafe extern "C" fn wsn_client_options_set_max_send_queue(options: *mut wsn_client_options, bytes: usize) -> wsn_status {
+pub unsafe extern "C" fn wsn_client_options_set_max_send_queue(
+    options: *mut wsn_client_options,
+    bytes: usize,
+) -> wsn_status {
     status(|| {
         check_at_least(bytes, 1, "max send queue")?;
         client(options)?.conn.max_send_queue = bytes;
@@ -198,7 +233,10 @@ pub unsafe extern "C" fn wsn_client_options_set_max_send_queue(options: *mut wsn
 /// client that reads too slowly). Errors: INVALID_ARGUMENT for NULL or another value.
 /// Thread: one thread at a time per options object.
 #[no_mangle]
-pub unsafe extern "C" fn wsn_client_options_set_send_queue_policy(options: *mut wsn_client_options, policy: u32) -> wsn_status {
+pub unsafe extern "C" fn wsn_client_options_set_send_queue_policy(
+    options: *mut wsn_client_options,
+    policy: u32,
+) -> wsn_status {
     status(|| {
         let p = send_queue_policy(policy)?;
         client(options)?.conn.send_queue_policy = p;
@@ -214,7 +252,11 @@ pub unsafe extern "C" fn wsn_client_options_set_send_queue_policy(options: *mut 
 /// wsn_conn_set_drain_events changes it per connection. Errors: INVALID_ARGUMENT for NULL.
 /// Thread: one thread at a time per options object.
 #[no_mangle]
-pub unsafe extern "C" fn wsn_client_options_set_drain_events(options: *mut wsn_client_options, enabled: bool, low_water: usize) -> wsn_status {
+pub unsafe extern "C" fn wsn_client_options_set_drain_events(
+    options: *mut wsn_client_options,
+    enabled: bool,
+    low_water: usize,
+) -> wsn_status {
     status(|| {
         client(options)?.conn.drain_low_water = enabled.then_some(low_water);
         Ok(())
@@ -233,7 +275,10 @@ pub unsafe extern "C" fn wsn_client_options_set_drain_events(options: *mut wsn_c
 /// without being inflated further. wsn_conn_get_extensions tells what was agreed.
 /// Errors: INVALID_ARGUMENT for NULL. Thread: one thread at a time per options object.
 #[no_mangle]
-pub unsafe extern "C" fn wsn_client_options_set_compression(options: *mut wsn_client_options, enabled: bool) -> wsn_status {
+pub unsafe extern "C" fn wsn_client_options_set_compression(
+    options: *mut wsn_client_options,
+    enabled: bool,
+) -> wsn_status {
     status(|| {
         client(options)?.conn.compression.enabled = enabled;
         Ok(())
@@ -268,7 +313,11 @@ pub unsafe extern "C" fn wsn_client_options_set_compression_params(
 /// block costs about what it saves), and the zlib `level` (0-9, default 6). Errors:
 /// INVALID_ARGUMENT for NULL or a level over 9. Thread: one thread at a time per options object.
 #[no_mangle]
-pub unsafe extern "C" fn wsn_client_options_set_compression_threshold(options: *mut wsn_client_options, bytes: usize, level: u32) -> wsn_status {
+pub unsafe extern "C" fn wsn_client_options_set_compression_threshold(
+    options: *mut wsn_client_options,
+    bytes: usize,
+    level: u32,
+) -> wsn_status {
     status(|| {
         set_compression(&mut client(options)?.conn, |c| {
             c.threshold = bytes;
@@ -281,14 +330,20 @@ pub unsafe extern "C" fn wsn_client_options_set_compression_threshold(options: *
 /// Errors: INVALID_ARGUMENT for NULL or 0.
 /// Thread: one thread at a time per options object. Strings are copied; the caller keeps its own.
 #[no_mangle]
-pub unsafe extern "C" fn wsn_client_options_set_max_message_size(options: *mut wsn_client_options, bytes: usize) -> wsn_status {
+pub unsafe extern "C" fn wsn_client_options_set_max_message_size(
+    options: *mut wsn_client_options,
+    bytes: usize,
+) -> wsn_status {
     status(|| set_max_message_size(&mut client(options)?.conn, bytes))
 }
 
 /// Heartbeat interval (default 30000; 0 turns the heartbeat off). Errors: INVALID_ARGUMENT for NULL.
 /// Thread: one thread at a time per options object. Strings are copied; the caller keeps its own.
 #[no_mangle]
-pub unsafe extern "C" fn wsn_client_options_set_ping_interval_ms(options: *mut wsn_client_options, ms: u32) -> wsn_status {
+pub unsafe extern "C" fn wsn_client_options_set_ping_interval_ms(
+    options: *mut wsn_client_options,
+    ms: u32,
+) -> wsn_status {
     status(|| {
         client(options)?.conn.ping_interval = millis(ms);
         Ok(())
@@ -299,7 +354,10 @@ pub unsafe extern "C" fn wsn_client_options_set_ping_interval_ms(options: *mut w
 /// Errors: INVALID_ARGUMENT for NULL or 0.
 /// Thread: one thread at a time per options object. Strings are copied; the caller keeps its own.
 #[no_mangle]
-pub unsafe extern "C" fn wsn_client_options_set_pong_timeout_ms(options: *mut wsn_client_options, ms: u32) -> wsn_status {
+pub unsafe extern "C" fn wsn_client_options_set_pong_timeout_ms(
+    options: *mut wsn_client_options,
+    ms: u32,
+) -> wsn_status {
     status(|| {
         client(options)?.conn.pong_timeout = positive(ms, "pong timeout")?;
         Ok(())
@@ -312,14 +370,20 @@ pub unsafe extern "C" fn wsn_client_options_set_pong_timeout_ms(options: *mut ws
 /// Errors: INVALID_ARGUMENT for NULL or 0.
 /// Thread: one thread at a time per options object. Strings are copied; the caller keeps its own.
 #[no_mangle]
-pub unsafe extern "C" fn wsn_client_options_set_max_receive_queue(options: *mut wsn_client_options, bytes: usize) -> wsn_status {
+pub unsafe extern "C" fn wsn_client_options_set_max_receive_queue(
+    options: *mut wsn_client_options,
+    bytes: usize,
+) -> wsn_status {
     status(|| set_max_receive_queue(&mut client(options)?.conn, bytes))
 }
 
 /// Heartbeat kind: a wsn_heartbeat value. Errors: INVALID_ARGUMENT for NULL or an unknown kind.
 /// Thread: one thread at a time per options object. Strings are copied; the caller keeps its own.
 #[no_mangle]
-pub unsafe extern "C" fn wsn_client_options_set_heartbeat(options: *mut wsn_client_options, kind: u32) -> wsn_status {
+pub unsafe extern "C" fn wsn_client_options_set_heartbeat(
+    options: *mut wsn_client_options,
+    kind: u32,
+) -> wsn_status {
     status(|| set_heartbeat(&mut client(options)?.conn, kind))
 }
 
@@ -346,7 +410,10 @@ pub unsafe extern "C" fn wsn_client_options_add_header(
 /// invalid UTF-8, or characters not allowed in a token.
 /// Thread: one thread at a time per options object. Strings are copied; the caller keeps its own.
 #[no_mangle]
-pub unsafe extern "C" fn wsn_client_options_add_subprotocol(options: *mut wsn_client_options, protocol: *const c_char) -> wsn_status {
+pub unsafe extern "C" fn wsn_client_options_add_subprotocol(
+    options: *mut wsn_client_options,
+    protocol: *const c_char,
+) -> wsn_status {
     status(|| {
         let o = client(options)?;
         let p = str_arg(protocol, "subprotocol")?;
@@ -359,7 +426,10 @@ pub unsafe extern "C" fn wsn_client_options_add_subprotocol(options: *mut wsn_cl
 /// Sets the Origin header. Errors: INVALID_ARGUMENT for NULL or invalid UTF-8.
 /// Thread: one thread at a time per options object. Strings are copied; the caller keeps its own.
 #[no_mangle]
-pub unsafe extern "C" fn wsn_client_options_set_origin(options: *mut wsn_client_options, origin: *const c_char) -> wsn_status {
+pub unsafe extern "C" fn wsn_client_options_set_origin(
+    options: *mut wsn_client_options,
+    origin: *const c_char,
+) -> wsn_status {
     status(|| {
         let o = client(options)?;
         let origin = str_arg(origin, "origin")?;
@@ -372,7 +442,10 @@ pub unsafe extern "C" fn wsn_client_options_set_origin(options: *mut wsn_client_
 /// Chooses the trusted roots: a wsn_tls_roots value. Errors: INVALID_ARGUMENT for NULL or an unknown value.
 /// Thread: one thread at a time per options object. Strings are copied; the caller keeps its own.
 #[no_mangle]
-pub unsafe extern "C" fn wsn_client_options_set_tls_roots(options: *mut wsn_client_options, roots: u32) -> wsn_status {
+pub unsafe extern "C" fn wsn_client_options_set_tls_roots(
+    options: *mut wsn_client_options,
+    roots: u32,
+) -> wsn_status {
     status(|| {
         client(options)?.tls_roots = match roots {
             0 => TlsRoots::Bundled,
@@ -388,7 +461,10 @@ pub unsafe extern "C" fn wsn_client_options_set_tls_roots(options: *mut wsn_clie
 /// wsn_connect with WSN_ERR_TLS). Errors: INVALID_ARGUMENT for NULL or invalid UTF-8.
 /// Thread: one thread at a time per options object. Strings are copied; the caller keeps its own.
 #[no_mangle]
-pub unsafe extern "C" fn wsn_client_options_add_ca_file(options: *mut wsn_client_options, path: *const c_char) -> wsn_status {
+pub unsafe extern "C" fn wsn_client_options_add_ca_file(
+    options: *mut wsn_client_options,
+    path: *const c_char,
+) -> wsn_status {
     status(|| {
         let o = client(options)?;
         o.ca_files.push(str_arg(path, "CA file path")?.into());
@@ -402,7 +478,11 @@ pub unsafe extern "C" fn wsn_client_options_add_ca_file(options: *mut wsn_client
 /// Thread: any.
 #[no_mangle]
 pub extern "C" fn wsn_server_options_new() -> *mut wsn_server_options {
-    guard(|| Box::into_raw(Box::new(wsn_server_options { inner: ServerOptions::default() })))
+    guard(|| {
+        Box::into_raw(Box::new(wsn_server_options {
+            inner: ServerOptions::default(),
+        }))
+    })
 }
 
 /// Frees server options. NULL is ignored. Servers started with them are not affected.
@@ -420,7 +500,10 @@ pub unsafe extern "C" fn wsn_server_options_free(options: *mut wsn_server_option
 /// Errors: INVALID_ARGUMENT for NULL or 0.
 /// Thread: one thread at a time per options object. Strings are copied; the caller keeps its own.
 #[no_mangle]
-pub unsafe extern "C" fn wsn_server_options_set_handshake_timeout_ms(options: *mut wsn_server_options, ms: u32) -> wsn_status {
+pub unsafe extern "C" fn wsn_server_options_set_handshake_timeout_ms(
+    options: *mut wsn_server_options,
+    ms: u32,
+) -> wsn_status {
     status(|| {
         server(options)?.handshake_timeout = positive(ms, "handshake timeout")?;
         Ok(())
@@ -431,7 +514,10 @@ pub unsafe extern "C" fn wsn_server_options_set_handshake_timeout_ms(options: *m
 /// Errors: INVALID_ARGUMENT for NULL or below 256.
 /// Thread: one thread at a time per options object. Strings are copied; the caller keeps its own.
 #[no_mangle]
-pub unsafe extern "C" fn wsn_server_options_set_max_header_size(options: *mut wsn_server_options, bytes: usize) -> wsn_status {
+pub unsafe extern "C" fn wsn_server_options_set_max_header_size(
+    options: *mut wsn_server_options,
+    bytes: usize,
+) -> wsn_status {
     status(|| {
         check_at_least(bytes, 256, "max header size")?;
         server(options)?.max_header_size = bytes;
@@ -445,7 +531,10 @@ pub unsafe extern "C" fn wsn_server_options_set_max_header_size(options: *mut ws
 /// for NULL or 0.
 /// Thread: one thread at a time per options object. Strings are copied; the caller keeps its own.
 #[no_mangle]
-pub unsafe extern "C" fn wsn_server_options_set_close_timeout_ms(options: *mut wsn_server_options, ms: u32) -> wsn_status {
+pub unsafe extern "C" fn wsn_server_options_set_close_timeout_ms(
+    options: *mut wsn_server_options,
+    ms: u32,
+) -> wsn_status {
     status(|| {
         server(options)?.conn.close_timeout = positive(ms, "close timeout")?;
         Ok(())
@@ -457,7 +546,10 @@ pub unsafe extern "C" fn wsn_server_options_set_close_timeout_ms(options: *mut w
 /// ends unclean (1006, WSN_ERR_TIMEOUT). Errors: INVALID_ARGUMENT for NULL or 0.
 /// Thread: one thread at a time per options object. Strings are copied; the caller keeps its own.
 #[no_mangle]
-pub unsafe extern "C" fn wsn_server_options_set_close_max_ms(options: *mut wsn_server_options, ms: u32) -> wsn_status {
+pub unsafe extern "C" fn wsn_server_options_set_close_max_ms(
+    options: *mut wsn_server_options,
+    ms: u32,
+) -> wsn_status {
     status(|| {
         server(options)?.conn.close_max = positive(ms, "close max")?;
         Ok(())
@@ -470,7 +562,10 @@ pub unsafe extern "C" fn wsn_server_options_set_close_max_ms(options: *mut wsn_s
 /// acknowledgement, when acknowledged. Errors: INVALID_ARGUMENT for NULL or 0.
 /// Thread: one thread at a time per options object.
 #[no_mangle]
-pub unsafe extern "C" fn wsn_server_options_set_max_receive_messages(options: *mut wsn_server_options, messages: usize) -> wsn_status {
+pub unsafe extern "C" fn wsn_server_options_set_max_receive_messages(
+    options: *mut wsn_server_options,
+    messages: usize,
+) -> wsn_status {
     status(|| {
         check_at_least(messages, 1, "max receive messages")?;
         server(options)?.conn.max_receive_messages = messages;
@@ -484,7 +579,10 @@ pub unsafe extern "C" fn wsn_server_options_set_max_receive_messages(options: *m
 /// cannot fill memory that nobody reads (default false). Errors: INVALID_ARGUMENT for NULL.
 /// Thread: one thread at a time per options object.
 #[no_mangle]
-pub unsafe extern "C" fn wsn_server_options_set_manual_ack(options: *mut wsn_server_options, manual: bool) -> wsn_status {
+pub unsafe extern "C" fn wsn_server_options_set_manual_ack(
+    options: *mut wsn_server_options,
+    manual: bool,
+) -> wsn_status {
     status(|| {
         server(options)?.conn.manual_ack = manual;
         Ok(())
@@ -496,7 +594,10 @@ pub unsafe extern "C" fn wsn_server_options_set_manual_ack(options: *mut wsn_ser
 /// One message always fits an empty queue. Default 64 MiB. Errors: INVALID_ARGUMENT for NULL
 /// or 0. Thread: one thread at a time per options object.
 #[no_mangle]
-pub unsafe extern "C" fn wsn_server_options_set_max_send_queue(options: *mut wsn_server_options, bytes: usize) -> wsn_status {
+pub unsafe extern "C" fn wsn_server_options_set_max_send_queue(
+    options: *mut wsn_server_options,
+    bytes: usize,
+) -> wsn_status {
     status(|| {
         check_at_least(bytes, 1, "max send queue")?;
         server(options)?.conn.max_send_queue = bytes;
@@ -510,7 +611,10 @@ pub unsafe extern "C" fn wsn_server_options_set_max_send_queue(options: *mut wsn
 /// client that reads too slowly). Errors: INVALID_ARGUMENT for NULL or another value.
 /// Thread: one thread at a time per options object.
 #[no_mangle]
-pub unsafe extern "C" fn wsn_server_options_set_send_queue_policy(options: *mut wsn_server_options, policy: u32) -> wsn_status {
+pub unsafe extern "C" fn wsn_server_options_set_send_queue_policy(
+    options: *mut wsn_server_options,
+    policy: u32,
+) -> wsn_status {
     status(|| {
         let p = send_queue_policy(policy)?;
         server(options)?.conn.send_queue_policy = p;
@@ -526,7 +630,11 @@ pub unsafe extern "C" fn wsn_server_options_set_send_queue_policy(options: *mut 
 /// wsn_conn_set_drain_events changes it per connection. Errors: INVALID_ARGUMENT for NULL.
 /// Thread: one thread at a time per options object.
 #[no_mangle]
-pub unsafe extern "C" fn wsn_server_options_set_drain_events(options: *mut wsn_server_options, enabled: bool, low_water: usize) -> wsn_status {
+pub unsafe extern "C" fn wsn_server_options_set_drain_events(
+    options: *mut wsn_server_options,
+    enabled: bool,
+    low_water: usize,
+) -> wsn_status {
     status(|| {
         server(options)?.conn.drain_low_water = enabled.then_some(low_water);
         Ok(())
@@ -545,7 +653,10 @@ pub unsafe extern "C" fn wsn_server_options_set_drain_events(options: *mut wsn_s
 /// without being inflated further. wsn_conn_get_extensions tells what was agreed.
 /// Errors: INVALID_ARGUMENT for NULL. Thread: one thread at a time per options object.
 #[no_mangle]
-pub unsafe extern "C" fn wsn_server_options_set_compression(options: *mut wsn_server_options, enabled: bool) -> wsn_status {
+pub unsafe extern "C" fn wsn_server_options_set_compression(
+    options: *mut wsn_server_options,
+    enabled: bool,
+) -> wsn_status {
     status(|| {
         server(options)?.conn.compression.enabled = enabled;
         Ok(())
@@ -580,7 +691,11 @@ pub unsafe extern "C" fn wsn_server_options_set_compression_params(
 /// block costs about what it saves), and the zlib `level` (0-9, default 6). Errors:
 /// INVALID_ARGUMENT for NULL or a level over 9. Thread: one thread at a time per options object.
 #[no_mangle]
-pub unsafe extern "C" fn wsn_server_options_set_compression_threshold(options: *mut wsn_server_options, bytes: usize, level: u32) -> wsn_status {
+pub unsafe extern "C" fn wsn_server_options_set_compression_threshold(
+    options: *mut wsn_server_options,
+    bytes: usize,
+    level: u32,
+) -> wsn_status {
     status(|| {
         set_compression(&mut server(options)?.conn, |c| {
             c.threshold = bytes;
@@ -593,7 +708,10 @@ pub unsafe extern "C" fn wsn_server_options_set_compression_threshold(options: *
 /// Errors: INVALID_ARGUMENT for NULL.
 /// Thread: one thread at a time per options object. Strings are copied; the caller keeps its own.
 #[no_mangle]
-pub unsafe extern "C" fn wsn_server_options_set_drain_timeout_ms(options: *mut wsn_server_options, ms: u32) -> wsn_status {
+pub unsafe extern "C" fn wsn_server_options_set_drain_timeout_ms(
+    options: *mut wsn_server_options,
+    ms: u32,
+) -> wsn_status {
     status(|| {
         server(options)?.drain_timeout = millis(ms);
         Ok(())
@@ -604,14 +722,20 @@ pub unsafe extern "C" fn wsn_server_options_set_drain_timeout_ms(options: *mut w
 /// Errors: INVALID_ARGUMENT for NULL or 0.
 /// Thread: one thread at a time per options object. Strings are copied; the caller keeps its own.
 #[no_mangle]
-pub unsafe extern "C" fn wsn_server_options_set_max_message_size(options: *mut wsn_server_options, bytes: usize) -> wsn_status {
+pub unsafe extern "C" fn wsn_server_options_set_max_message_size(
+    options: *mut wsn_server_options,
+    bytes: usize,
+) -> wsn_status {
     status(|| set_max_message_size(&mut server(options)?.conn, bytes))
 }
 
 /// Heartbeat interval (default 30000; 0 turns it off). Errors: INVALID_ARGUMENT for NULL.
 /// Thread: one thread at a time per options object. Strings are copied; the caller keeps its own.
 #[no_mangle]
-pub unsafe extern "C" fn wsn_server_options_set_ping_interval_ms(options: *mut wsn_server_options, ms: u32) -> wsn_status {
+pub unsafe extern "C" fn wsn_server_options_set_ping_interval_ms(
+    options: *mut wsn_server_options,
+    ms: u32,
+) -> wsn_status {
     status(|| {
         server(options)?.conn.ping_interval = millis(ms);
         Ok(())
@@ -621,7 +745,10 @@ pub unsafe extern "C" fn wsn_server_options_set_ping_interval_ms(options: *mut w
 /// How long to wait for a Pong (default 30000). Errors: INVALID_ARGUMENT for NULL or 0.
 /// Thread: one thread at a time per options object. Strings are copied; the caller keeps its own.
 #[no_mangle]
-pub unsafe extern "C" fn wsn_server_options_set_pong_timeout_ms(options: *mut wsn_server_options, ms: u32) -> wsn_status {
+pub unsafe extern "C" fn wsn_server_options_set_pong_timeout_ms(
+    options: *mut wsn_server_options,
+    ms: u32,
+) -> wsn_status {
     status(|| {
         server(options)?.conn.pong_timeout = positive(ms, "pong timeout")?;
         Ok(())
@@ -632,14 +759,20 @@ pub unsafe extern "C" fn wsn_server_options_set_pong_timeout_ms(options: *mut ws
 /// 32 MiB); see wsn_client_options_set_max_receive_queue. Errors: INVALID_ARGUMENT for NULL or 0.
 /// Thread: one thread at a time per options object. Strings are copied; the caller keeps its own.
 #[no_mangle]
-pub unsafe extern "C" fn wsn_server_options_set_max_receive_queue(options: *mut wsn_server_options, bytes: usize) -> wsn_status {
+pub unsafe extern "C" fn wsn_server_options_set_max_receive_queue(
+    options: *mut wsn_server_options,
+    bytes: usize,
+) -> wsn_status {
     status(|| set_max_receive_queue(&mut server(options)?.conn, bytes))
 }
 
 /// Heartbeat kind: a wsn_heartbeat value. Errors: INVALID_ARGUMENT for NULL or an unknown kind.
 /// Thread: one thread at a time per options object. Strings are copied; the caller keeps its own.
 #[no_mangle]
-pub unsafe extern "C" fn wsn_server_options_set_heartbeat(options: *mut wsn_server_options, kind: u32) -> wsn_status {
+pub unsafe extern "C" fn wsn_server_options_set_heartbeat(
+    options: *mut wsn_server_options,
+    kind: u32,
+) -> wsn_status {
     status(|| set_heartbeat(&mut server(options)?.conn, kind))
 }
 
@@ -647,7 +780,10 @@ pub unsafe extern "C" fn wsn_server_options_set_heartbeat(options: *mut wsn_serv
 /// protocol the client offers that is in this list is chosen. Errors: INVALID_ARGUMENT for NULL.
 /// Thread: one thread at a time per options object. Strings are copied; the caller keeps its own.
 #[no_mangle]
-pub unsafe extern "C" fn wsn_server_options_add_subprotocol(options: *mut wsn_server_options, protocol: *const c_char) -> wsn_status {
+pub unsafe extern "C" fn wsn_server_options_add_subprotocol(
+    options: *mut wsn_server_options,
+    protocol: *const c_char,
+) -> wsn_status {
     status(|| {
         let o = server(options)?;
         let p = str_arg(protocol, "subprotocol")?;
@@ -663,10 +799,14 @@ pub unsafe extern "C" fn wsn_server_options_add_subprotocol(options: *mut wsn_se
 /// Errors: INVALID_ARGUMENT for NULL or invalid UTF-8.
 /// Thread: one thread at a time per options object. Strings are copied; the caller keeps its own.
 #[no_mangle]
-pub unsafe extern "C" fn wsn_server_options_add_allowed_origin(options: *mut wsn_server_options, origin: *const c_char) -> wsn_status {
+pub unsafe extern "C" fn wsn_server_options_add_allowed_origin(
+    options: *mut wsn_server_options,
+    origin: *const c_char,
+) -> wsn_status {
     status(|| {
         let o = server(options)?;
-        o.allowed_origins.push(str_arg(origin, "origin")?.to_owned());
+        o.allowed_origins
+            .push(str_arg(origin, "origin")?.to_owned());
         Ok(())
     })
 }
@@ -674,7 +814,10 @@ pub unsafe extern "C" fn wsn_server_options_add_allowed_origin(options: *mut wsn
 /// Most connections open at once; more get HTTP 503 (default 0: no limit). Errors: INVALID_ARGUMENT for NULL.
 /// Thread: one thread at a time per options object. Strings are copied; the caller keeps its own.
 #[no_mangle]
-pub unsafe extern "C" fn wsn_server_options_set_max_connections(options: *mut wsn_server_options, max: usize) -> wsn_status {
+pub unsafe extern "C" fn wsn_server_options_set_max_connections(
+    options: *mut wsn_server_options,
+    max: usize,
+) -> wsn_status {
     status(|| {
         server(options)?.max_connections = max;
         Ok(())
@@ -708,6 +851,8 @@ fn send_queue_policy(v: u32) -> Result<crate::SendQueuePolicy> {
     match v {
         WSN_SEND_QUEUE_REFUSE => Ok(crate::SendQueuePolicy::Refuse),
         WSN_SEND_QUEUE_CLOSE => Ok(crate::SendQueuePolicy::Close),
-        _ => Err(Error::invalid(format!("send queue policy {v} is unknown: use WSN_SEND_QUEUE_REFUSE or WSN_SEND_QUEUE_CLOSE"))),
+        _ => Err(Error::invalid(format!(
+            "send queue policy {v} is unknown: use WSN_SEND_QUEUE_REFUSE or WSN_SEND_QUEUE_CLOSE"
+        ))),
     }
 }

@@ -1,8 +1,11 @@
 //! Poll mode for C: an event queue the application drains on its own thread.
 
 use super::conn::{c_event, connect_with};
-use super::server::{listen_with, wsn_accept_cb};
-use super::{guard, status, wsn_client_options, wsn_conn, wsn_event, wsn_server, wsn_server_options, wsn_status};
+use super::server::{listen_with, wsn_accept_cb, ServerCallbacks};
+use super::{
+    guard, status, wsn_client_options, wsn_conn, wsn_event, wsn_server, wsn_server_options,
+    wsn_status,
+};
 use crate::connection::{Delivery, EventQueue, QueueTarget, Queued};
 use crate::error::Error;
 use std::ffi::{c_char, c_void, CString};
@@ -40,7 +43,10 @@ pub unsafe extern "C" fn wsn_queue_new(queue_out: *mut *mut wsn_queue) -> wsn_st
         if queue_out.is_null() {
             return Err(Error::invalid("queue_out is NULL"));
         }
-        let q = wsn_queue { queue: EventQueue::new()?, batch: Mutex::new((Vec::new(), Vec::new())) };
+        let q = wsn_queue {
+            queue: EventQueue::new()?,
+            batch: Mutex::new((Vec::new(), Vec::new())),
+        };
         *queue_out = Box::into_raw(Box::new(q));
         Ok(())
     })
@@ -64,7 +70,12 @@ pub unsafe extern "C" fn wsn_queue_get_fd(queue: *const wsn_queue) -> i32 {
 /// messages before it were polled past, so poll regularly.
 /// Thread: one thread at a time per queue. 0 for NULL `queue` or `events`.
 #[no_mangle]
-pub unsafe extern "C" fn wsn_queue_poll(queue: *mut wsn_queue, events: *mut wsn_queued_event, max: usize, timeout_ms: i32) -> usize {
+pub unsafe extern "C" fn wsn_queue_poll(
+    queue: *mut wsn_queue,
+    events: *mut wsn_queued_event,
+    max: usize,
+    timeout_ms: i32,
+) -> usize {
     guard(|| {
         let Some(q) = queue.as_ref() else { return 0 };
         if events.is_null() {
@@ -120,7 +131,12 @@ pub unsafe extern "C" fn wsn_queue_free(queue: *mut wsn_queue) {
 
 fn target(queue: *mut wsn_queue, user_data: *mut c_void, server: bool) -> crate::Result<Delivery> {
     let q = unsafe { queue.as_ref() }.ok_or_else(|| Error::invalid("queue is NULL"))?;
-    Ok(Delivery::Queue(QueueTarget { queue: q.queue.clone(), user_data: user_data as usize, server, keep: None }))
+    Ok(Delivery::Queue(QueueTarget {
+        queue: q.queue.clone(),
+        user_data: user_data as usize,
+        server,
+        keep: None,
+    }))
 }
 
 /// As wsn_connect, with the connection's events going to `queue` (tagged with `user_data`)
@@ -133,7 +149,12 @@ pub unsafe extern "C" fn wsn_connect_queued(
     user_data: *mut c_void,
     conn_out: *mut *mut wsn_conn,
 ) -> wsn_status {
-    connect_with(url, options, target(queue, user_data, false).map(Some), conn_out)
+    connect_with(
+        url,
+        options,
+        target(queue, user_data, false).map(Some),
+        conn_out,
+    )
 }
 
 /// As wsn_server_listen, with every connection's events going to `queue` (tagged with
@@ -149,5 +170,17 @@ pub unsafe extern "C" fn wsn_server_listen_queued(
     user_data: *mut c_void,
     server_out: *mut *mut wsn_server,
 ) -> wsn_status {
-    listen_with(host, port, options, on_accept, user_data, target(queue, user_data, true), Default::default(), server_out)
+    let callbacks = ServerCallbacks {
+        on_accept,
+        user_data,
+        release: Default::default(),
+    };
+    listen_with(
+        host,
+        port,
+        options,
+        callbacks,
+        target(queue, user_data, true),
+        server_out,
+    )
 }

@@ -1,6 +1,9 @@
 //! Servers for C: listen, the accept callback and its request, stop, free.
 
-use super::{guard, opt_str_arg, status, str_arg, to_cstring, wsn_event_cb, wsn_release_cb, wsn_server_options, wsn_status, CHandler};
+use super::{
+    guard, opt_str_arg, status, str_arg, to_cstring, wsn_event_cb, wsn_release_cb,
+    wsn_server_options, wsn_status, CHandler,
+};
 use crate::connection::{check_close, Delivery};
 use crate::error::{Error, Result};
 use crate::server::{AcceptHook, Decision, Request, Server};
@@ -44,7 +47,8 @@ pub struct wsn_request {
 /// wsn_request_accept, or by the server options' list). Runs on a wsnative callback thread
 /// while the client waits (bounded by the handshake timeout); callbacks for different requests
 /// may run at the same time on different threads. It must not unwind into wsnative.
-pub type wsn_accept_cb = Option<unsafe extern "C" fn(user_data: *mut c_void, request: *mut wsn_request)>;
+pub type wsn_accept_cb =
+    Option<unsafe extern "C" fn(user_data: *mut c_void, request: *mut wsn_request)>;
 
 struct CAcceptHook {
     callback: unsafe extern "C" fn(*mut c_void, *mut wsn_request),
@@ -55,16 +59,28 @@ struct CAcceptHook {
 impl AcceptHook for CAcceptHook {
     fn accept(&self, req: &Request) -> Decision {
         let default = Decision::Accept { subprotocol: None };
-        let mut r = wsn_request { request: req.clone(), decision: RefCell::new(default), strings: RefCell::new(Vec::new()) };
+        let mut r = wsn_request {
+            request: req.clone(),
+            decision: RefCell::new(default),
+            strings: RefCell::new(Vec::new()),
+        };
         unsafe { (self.callback)(self.user_data as *mut c_void, &mut r) };
         r.decision.into_inner()
     }
 }
 
 /// The accept hook of a C accept callback.
-fn hook(on_accept: wsn_accept_cb, user_data: *mut c_void, release: &Arc<ReleaseSlot>) -> Option<Arc<dyn AcceptHook>> {
+fn hook(
+    on_accept: wsn_accept_cb,
+    user_data: *mut c_void,
+    release: &Arc<ReleaseSlot>,
+) -> Option<Arc<dyn AcceptHook>> {
     on_accept.map(|cb| {
-        Arc::new(CAcceptHook { callback: cb, user_data: user_data as usize, _release: release.clone() }) as Arc<dyn AcceptHook>
+        Arc::new(CAcceptHook {
+            callback: cb,
+            user_data: user_data as usize,
+            _release: release.clone(),
+        }) as Arc<dyn AcceptHook>
     })
 }
 
@@ -107,9 +123,24 @@ pub unsafe extern "C" fn wsn_server_listen(
             server: true,
             _release: Some(release.clone()),
         }))),
-        None => Err(Error::invalid("on_event is NULL: a server must take its connections")),
+        None => Err(Error::invalid(
+            "on_event is NULL: a server must take its connections",
+        )),
     };
-    listen_with(host, port, options, on_accept, user_data, delivery, release, server_out)
+    let callbacks = ServerCallbacks {
+        on_accept,
+        user_data,
+        release,
+    };
+    listen_with(host, port, options, callbacks, delivery, server_out)
+}
+
+/// What a server calls back with: the accept callback and the user data it gets, and the
+/// server's release hook.
+pub(crate) struct ServerCallbacks {
+    pub(crate) on_accept: wsn_accept_cb,
+    pub(crate) user_data: *mut c_void,
+    pub(crate) release: Arc<ReleaseSlot>,
 }
 
 /// The body of wsn_server_listen and wsn_server_listen_queued: checks, listens, hands out the
@@ -118,12 +149,15 @@ pub(crate) unsafe fn listen_with(
     host: *const c_char,
     port: u16,
     options: *const wsn_server_options,
-    on_accept: wsn_accept_cb,
-    user_data: *mut c_void,
+    callbacks: ServerCallbacks,
     delivery: Result<Delivery>,
-    release: Arc<ReleaseSlot>,
     server_out: *mut *mut wsn_server,
 ) -> wsn_status {
+    let ServerCallbacks {
+        on_accept,
+        user_data,
+        release,
+    } = callbacks;
     status(|| {
         let host = str_arg(host, "host")?;
         if server_out.is_null() {
@@ -132,8 +166,17 @@ pub(crate) unsafe fn listen_with(
         let delivery = delivery?;
         let default = crate::ServerOptions::default();
         let opts = options.as_ref().map(|o| &o.inner).unwrap_or(&default);
-        let server = Server::listen(host, port, opts, hook(on_accept, user_data, &release), Some(delivery))?;
-        *server_out = Box::into_raw(Box::new(wsn_server { inner: server, release }));
+        let server = Server::listen(
+            host,
+            port,
+            opts,
+            hook(on_accept, user_data, &release),
+            Some(delivery),
+        )?;
+        *server_out = Box::into_raw(Box::new(wsn_server {
+            inner: server,
+            release,
+        }));
         Ok(())
     })
 }
@@ -141,7 +184,12 @@ pub(crate) unsafe fn listen_with(
 /// The port the server listens on (0 for NULL). Thread: any.
 #[no_mangle]
 pub unsafe extern "C" fn wsn_server_get_port(server: *const wsn_server) -> u16 {
-    guard(|| server.as_ref().map(|s| s.inner.local_addr().port()).unwrap_or(0))
+    guard(|| {
+        server
+            .as_ref()
+            .map(|s| s.inner.local_addr().port())
+            .unwrap_or(0)
+    })
 }
 
 /// Stops accepting and closes every connection with 1001. From a thread that is not running
@@ -153,9 +201,14 @@ pub unsafe extern "C" fn wsn_server_get_port(server: *const wsn_server) -> u16 {
 /// Calling it twice is harmless. Thread: any, including a callback.
 /// Errors: INVALID_ARGUMENT for NULL.
 #[no_mangle]
-pub unsafe extern "C" fn wsn_server_stop(server: *mut wsn_server, drain_timeout_ms: u32) -> wsn_status {
+pub unsafe extern "C" fn wsn_server_stop(
+    server: *mut wsn_server,
+    drain_timeout_ms: u32,
+) -> wsn_status {
     status(|| {
-        let s = server.as_ref().ok_or_else(|| Error::invalid("server is NULL"))?;
+        let s = server
+            .as_ref()
+            .ok_or_else(|| Error::invalid("server is NULL"))?;
         s.inner.stop(Duration::from_millis(drain_timeout_ms as u64));
         Ok(())
     })
@@ -185,9 +238,15 @@ pub unsafe extern "C" fn wsn_server_free(server: *mut wsn_server) {
 /// (wsnative never reads through it). `release` NULL removes it. Thread: any, before
 /// wsn_server_free. Errors: INVALID_ARGUMENT for NULL server.
 #[no_mangle]
-pub unsafe extern "C" fn wsn_server_set_release_hook(server: *mut wsn_server, release: wsn_release_cb, arg: *mut c_void) -> wsn_status {
+pub unsafe extern "C" fn wsn_server_set_release_hook(
+    server: *mut wsn_server,
+    release: wsn_release_cb,
+    arg: *mut c_void,
+) -> wsn_status {
     status(|| {
-        let s = server.as_ref().ok_or_else(|| Error::invalid("server is NULL"))?;
+        let s = server
+            .as_ref()
+            .ok_or_else(|| Error::invalid("server is NULL"))?;
         *s.release.0.lock().unwrap_or_else(|p| p.into_inner()) = release.map(|f| (f, arg as usize));
         Ok(())
     })
@@ -198,7 +257,11 @@ pub unsafe extern "C" fn wsn_server_set_release_hook(server: *mut wsn_server, re
 /// borrowed until that callback returns.
 #[no_mangle]
 pub unsafe extern "C" fn wsn_request_get_path(request: *const wsn_request) -> *const c_char {
-    guard(|| req_ref(request).map(|r| r.keep(&r.request.path)).unwrap_or(std::ptr::null()))
+    guard(|| {
+        req_ref(request)
+            .map(|r| r.keep(&r.request.path))
+            .unwrap_or(std::ptr::null())
+    })
 }
 
 /// The query string without '?' ("" when none). NULL for NULL.
@@ -206,7 +269,11 @@ pub unsafe extern "C" fn wsn_request_get_path(request: *const wsn_request) -> *c
 /// borrowed until that callback returns.
 #[no_mangle]
 pub unsafe extern "C" fn wsn_request_get_query(request: *const wsn_request) -> *const c_char {
-    guard(|| req_ref(request).map(|r| r.keep(&r.request.query)).unwrap_or(std::ptr::null()))
+    guard(|| {
+        req_ref(request)
+            .map(|r| r.keep(&r.request.query))
+            .unwrap_or(std::ptr::null())
+    })
 }
 
 /// The value of the first header called `name` (case-insensitive; "Origin", "Cookie", ...),
@@ -214,12 +281,18 @@ pub unsafe extern "C" fn wsn_request_get_query(request: *const wsn_request) -> *
 /// Thread: only inside the accept callback that was given `request`; a returned string is
 /// borrowed until that callback returns.
 #[no_mangle]
-pub unsafe extern "C" fn wsn_request_get_header(request: *const wsn_request, name: *const c_char) -> *const c_char {
+pub unsafe extern "C" fn wsn_request_get_header(
+    request: *const wsn_request,
+    name: *const c_char,
+) -> *const c_char {
     guard(|| {
         let (Ok(r), Ok(name)) = (req_ref(request), str_arg(name, "name")) else {
             return std::ptr::null();
         };
-        r.request.header(name).map(|v| r.keep(v)).unwrap_or(std::ptr::null())
+        r.request
+            .header(name)
+            .map(|v| r.keep(v))
+            .unwrap_or(std::ptr::null())
     })
 }
 
@@ -228,16 +301,28 @@ pub unsafe extern "C" fn wsn_request_get_header(request: *const wsn_request, nam
 /// borrowed until that callback returns.
 #[no_mangle]
 pub unsafe extern "C" fn wsn_request_get_header_count(request: *const wsn_request) -> usize {
-    guard(|| req_ref(request).map(|r| r.request.headers.len()).unwrap_or(0))
+    guard(|| {
+        req_ref(request)
+            .map(|r| r.request.headers.len())
+            .unwrap_or(0)
+    })
 }
 
 /// The name of header `index` (NULL when out of range).
 /// Thread: only inside the accept callback that was given `request`; a returned string is
 /// borrowed until that callback returns.
 #[no_mangle]
-pub unsafe extern "C" fn wsn_request_get_header_name(request: *const wsn_request, index: usize) -> *const c_char {
+pub unsafe extern "C" fn wsn_request_get_header_name(
+    request: *const wsn_request,
+    index: usize,
+) -> *const c_char {
     guard(|| match req_ref(request) {
-        Ok(r) => r.request.headers.get(index).map(|h| r.keep(&h.0)).unwrap_or(std::ptr::null()),
+        Ok(r) => r
+            .request
+            .headers
+            .get(index)
+            .map(|h| r.keep(&h.0))
+            .unwrap_or(std::ptr::null()),
         Err(_) => std::ptr::null(),
     })
 }
@@ -246,9 +331,17 @@ pub unsafe extern "C" fn wsn_request_get_header_name(request: *const wsn_request
 /// Thread: only inside the accept callback that was given `request`; a returned string is
 /// borrowed until that callback returns.
 #[no_mangle]
-pub unsafe extern "C" fn wsn_request_get_header_value(request: *const wsn_request, index: usize) -> *const c_char {
+pub unsafe extern "C" fn wsn_request_get_header_value(
+    request: *const wsn_request,
+    index: usize,
+) -> *const c_char {
     guard(|| match req_ref(request) {
-        Ok(r) => r.request.headers.get(index).map(|h| r.keep(&h.1)).unwrap_or(std::ptr::null()),
+        Ok(r) => r
+            .request
+            .headers
+            .get(index)
+            .map(|h| r.keep(&h.1))
+            .unwrap_or(std::ptr::null()),
         Err(_) => std::ptr::null(),
     })
 }
@@ -258,7 +351,11 @@ pub unsafe extern "C" fn wsn_request_get_header_value(request: *const wsn_reques
 /// borrowed until that callback returns.
 #[no_mangle]
 pub unsafe extern "C" fn wsn_request_get_peer_addr(request: *const wsn_request) -> *const c_char {
-    guard(|| req_ref(request).map(|r| r.keep(&r.request.peer_addr.to_string())).unwrap_or(std::ptr::null()))
+    guard(|| {
+        req_ref(request)
+            .map(|r| r.keep(&r.request.peer_addr.to_string()))
+            .unwrap_or(std::ptr::null())
+    })
 }
 
 /// The number of subprotocols the client offered.
@@ -266,16 +363,28 @@ pub unsafe extern "C" fn wsn_request_get_peer_addr(request: *const wsn_request) 
 /// borrowed until that callback returns.
 #[no_mangle]
 pub unsafe extern "C" fn wsn_request_get_subprotocol_count(request: *const wsn_request) -> usize {
-    guard(|| req_ref(request).map(|r| r.request.subprotocols.len()).unwrap_or(0))
+    guard(|| {
+        req_ref(request)
+            .map(|r| r.request.subprotocols.len())
+            .unwrap_or(0)
+    })
 }
 
 /// Offered subprotocol `index`, in the client's order of preference (NULL when out of range).
 /// Thread: only inside the accept callback that was given `request`; a returned string is
 /// borrowed until that callback returns.
 #[no_mangle]
-pub unsafe extern "C" fn wsn_request_get_subprotocol(request: *const wsn_request, index: usize) -> *const c_char {
+pub unsafe extern "C" fn wsn_request_get_subprotocol(
+    request: *const wsn_request,
+    index: usize,
+) -> *const c_char {
     guard(|| match req_ref(request) {
-        Ok(r) => r.request.subprotocols.get(index).map(|p| r.keep(p)).unwrap_or(std::ptr::null()),
+        Ok(r) => r
+            .request
+            .subprotocols
+            .get(index)
+            .map(|p| r.keep(p))
+            .unwrap_or(std::ptr::null()),
         Err(_) => std::ptr::null(),
     })
 }
@@ -284,10 +393,15 @@ pub unsafe extern "C" fn wsn_request_get_subprotocol(request: *const wsn_request
 /// Errors: INVALID_ARGUMENT (NULL request, a protocol the client did not offer).
 /// Thread: only inside the accept callback that was given `request`; the last call decides.
 #[no_mangle]
-pub unsafe extern "C" fn wsn_request_accept(request: *mut wsn_request, subprotocol: *const c_char) -> wsn_status {
+pub unsafe extern "C" fn wsn_request_accept(
+    request: *mut wsn_request,
+    subprotocol: *const c_char,
+) -> wsn_status {
     status(|| {
         let r = req_ref(request)?;
-        let p = r.request.offered(opt_str_arg(subprotocol, "subprotocol")?)?;
+        let p = r
+            .request
+            .offered(opt_str_arg(subprotocol, "subprotocol")?)?;
         *r.decision.borrow_mut() = Decision::Accept { subprotocol: p };
         Ok(())
     })
@@ -298,14 +412,23 @@ pub unsafe extern "C" fn wsn_request_accept(request: *mut wsn_request, subprotoc
 /// wsn_request_accept_and_close. Errors: INVALID_ARGUMENT (NULL request, status out of range).
 /// Thread: only inside the accept callback that was given `request`; the last call decides.
 #[no_mangle]
-pub unsafe extern "C" fn wsn_request_reject(request: *mut wsn_request, http_status: u16, body: *const c_char) -> wsn_status {
+pub unsafe extern "C" fn wsn_request_reject(
+    request: *mut wsn_request,
+    http_status: u16,
+    body: *const c_char,
+) -> wsn_status {
     status(|| {
         let r = req_ref(request)?;
         if !(400..=599).contains(&http_status) {
-            return Err(Error::invalid(format!("HTTP status {http_status} is not a refusal (use 400-599)")));
+            return Err(Error::invalid(format!(
+                "HTTP status {http_status} is not a refusal (use 400-599)"
+            )));
         }
         let body = opt_str_arg(body, "body")?.unwrap_or("").to_owned();
-        *r.decision.borrow_mut() = Decision::Reject { status: http_status, body };
+        *r.decision.borrow_mut() = Decision::Reject {
+            status: http_status,
+            body,
+        };
         Ok(())
     })
 }
@@ -316,12 +439,20 @@ pub unsafe extern "C" fn wsn_request_reject(request: *mut wsn_request, http_stat
 /// Errors: INVALID_ARGUMENT (NULL request, a code that may not be sent, long reason).
 /// Thread: only inside the accept callback that was given `request`; the last call decides.
 #[no_mangle]
-pub unsafe extern "C" fn wsn_request_accept_and_close(request: *mut wsn_request, code: u16, reason: *const c_char) -> wsn_status {
+pub unsafe extern "C" fn wsn_request_accept_and_close(
+    request: *mut wsn_request,
+    code: u16,
+    reason: *const c_char,
+) -> wsn_status {
     status(|| {
         let r = req_ref(request)?;
         let reason = opt_str_arg(reason, "reason")?.unwrap_or("");
         check_close(code, reason)?;
-        *r.decision.borrow_mut() = Decision::Close { code, reason: reason.to_owned(), subprotocol: None };
+        *r.decision.borrow_mut() = Decision::Close {
+            code,
+            reason: reason.to_owned(),
+            subprotocol: None,
+        };
         Ok(())
     })
 }

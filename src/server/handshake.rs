@@ -9,7 +9,11 @@ use std::net::SocketAddr;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 /// Reads the upgrade request; on a bad one, answers it and returns `Ok(None)`.
-pub(crate) async fn read_request(io: &mut BoxIo, max: usize, peer: SocketAddr) -> Result<Option<(Request, Vec<u8>)>> {
+pub(crate) async fn read_request(
+    io: &mut BoxIo,
+    max: usize,
+    peer: SocketAddr,
+) -> Result<Option<(Request, Vec<u8>)>> {
     let mut buf = Vec::with_capacity(1024);
     let end = loop {
         if let Some(i) = find_end(&buf) {
@@ -22,7 +26,10 @@ pub(crate) async fn read_request(io: &mut BoxIo, max: usize, peer: SocketAddr) -
         let mut chunk = [0u8; 2048];
         let n = io.read(&mut chunk).await?;
         if n == 0 {
-            return Err(Error::new(ErrorKind::Io, "the client closed the connection during the handshake"));
+            return Err(Error::new(
+                ErrorKind::Io,
+                "the client closed the connection during the handshake",
+            ));
         }
         buf.extend_from_slice(&chunk[..n]);
     };
@@ -52,7 +59,12 @@ pub(crate) async fn read_request(io: &mut BoxIo, max: usize, peer: SocketAddr) -
         headers: parsed
             .headers
             .iter()
-            .map(|h| (h.name.to_owned(), String::from_utf8_lossy(h.value).into_owned()))
+            .map(|h| {
+                (
+                    h.name.to_owned(),
+                    String::from_utf8_lossy(h.value).into_owned(),
+                )
+            })
             .collect(),
         peer_addr: peer,
         subprotocols: Vec::new(),
@@ -63,7 +75,12 @@ pub(crate) async fn read_request(io: &mut BoxIo, max: usize, peer: SocketAddr) -
         .headers
         .iter()
         .filter(|(n, _)| n.eq_ignore_ascii_case("sec-websocket-protocol"))
-        .flat_map(|(_, v)| v.split(',').map(|p| p.trim().to_owned()).filter(|p| !p.is_empty()).collect::<Vec<_>>())
+        .flat_map(|(_, v)| {
+            v.split(',')
+                .map(|p| p.trim().to_owned())
+                .filter(|p| !p.is_empty())
+                .collect::<Vec<_>>()
+        })
         .collect();
     Ok(Some((req, leftover)))
 }
@@ -85,7 +102,10 @@ pub(crate) fn check(req: &Request) -> std::result::Result<String, (u16, &'static
         return Err((405, "a WebSocket upgrade must use GET"));
     }
     if !has_token(req, "upgrade", "websocket") || !has_token(req, "connection", "upgrade") {
-        return Err((426, "this is a WebSocket endpoint: send an Upgrade: websocket request"));
+        return Err((
+            426,
+            "this is a WebSocket endpoint: send an Upgrade: websocket request",
+        ));
     }
     if req.header("sec-websocket-version").map(str::trim) != Some("13") {
         return Err((426, "unsupported WebSocket version: only 13 is supported"));
@@ -98,7 +118,10 @@ pub(crate) fn check(req: &Request) -> std::result::Result<String, (u16, &'static
 }
 
 fn reason_phrase(status: u16) -> &'static str {
-    tungstenite::http::StatusCode::from_u16(status).ok().and_then(|s| s.canonical_reason()).unwrap_or("Refused")
+    tungstenite::http::StatusCode::from_u16(status)
+        .ok()
+        .and_then(|s| s.canonical_reason())
+        .unwrap_or("Refused")
 }
 
 /// Answers with an HTTP error and the given body; errors are ignored (the client may be gone).
@@ -119,7 +142,12 @@ pub(crate) async fn refuse(io: &mut BoxIo, status: u16, body: &str) {
 }
 
 /// Writes the 101 response.
-pub(crate) async fn switch(io: &mut BoxIo, key: &str, subprotocol: Option<&str>, extensions: Option<&str>) -> Result<()> {
+pub(crate) async fn switch(
+    io: &mut BoxIo,
+    key: &str,
+    subprotocol: Option<&str>,
+    extensions: Option<&str>,
+) -> Result<()> {
     let mut resp = format!(
         "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: {}\r\n",
         tungstenite::handshake::derive_accept_key(key.as_bytes())
@@ -140,12 +168,14 @@ pub(crate) async fn switch(io: &mut BoxIo, key: &str, subprotocol: Option<&str>,
 pub(crate) fn validate(decision: Decision, req: &Request) -> Decision {
     let bad_proto = |p: &Option<String>| req.offered(p.as_deref()).is_err();
     match decision {
-        Decision::Accept { subprotocol } if bad_proto(&subprotocol) => {
-            Decision::Reject { status: 500, body: "the accept hook chose a subprotocol the client did not offer".into() }
-        }
-        Decision::Close { subprotocol, .. } if bad_proto(&subprotocol) => {
-            Decision::Reject { status: 500, body: "the accept hook chose a subprotocol the client did not offer".into() }
-        }
+        Decision::Accept { subprotocol } if bad_proto(&subprotocol) => Decision::Reject {
+            status: 500,
+            body: "the accept hook chose a subprotocol the client did not offer".into(),
+        },
+        Decision::Close { subprotocol, .. } if bad_proto(&subprotocol) => Decision::Reject {
+            status: 500,
+            body: "the accept hook chose a subprotocol the client did not offer".into(),
+        },
         d => d,
     }
 }

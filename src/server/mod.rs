@@ -4,11 +4,11 @@
 mod handshake;
 
 use crate::connection::{run, Conn, Delivery, Event, Handler, Wire};
-use crate::protocol::{DeflateParams, Role};
 use crate::delivery::{in_callback, Mailbox};
 use crate::error::{Error, ErrorKind, Result};
 use crate::io::BoxIo;
 use crate::options::ServerOptions;
+use crate::protocol::{DeflateParams, Role};
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
@@ -39,13 +39,18 @@ impl Request {
         match p {
             None => Ok(None),
             Some(p) if self.subprotocols.iter().any(|o| o == p) => Ok(Some(p.to_owned())),
-            Some(p) => Err(Error::invalid(format!("the client did not offer subprotocol '{p}'"))),
+            Some(p) => Err(Error::invalid(format!(
+                "the client did not offer subprotocol '{p}'"
+            ))),
         }
     }
 
     /// The first header named `name` (case-insensitive).
     pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers.iter().find(|(n, _)| n.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
+        self.headers
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
     }
 }
 
@@ -180,10 +185,15 @@ impl Server {
         let std_listener = std::net::TcpListener::bind((host, port)).map_err(|e| {
             let why = match e.kind() {
                 std::io::ErrorKind::AddrInUse => "address already in use".to_owned(),
-                std::io::ErrorKind::PermissionDenied => "permission denied (ports below 1024 need privileges)".to_owned(),
+                std::io::ErrorKind::PermissionDenied => {
+                    "permission denied (ports below 1024 need privileges)".to_owned()
+                }
                 _ => e.to_string(),
             };
-            Error::new(ErrorKind::Io, format!("cannot listen on {host}:{port}: {why}"))
+            Error::new(
+                ErrorKind::Io,
+                format!("cannot listen on {host}:{port}: {why}"),
+            )
         })?;
         std_listener.set_nonblocking(true)?;
         let local_addr = std_listener.local_addr()?;
@@ -314,7 +324,10 @@ impl Shared {
         let base = relock(&self.delivery).clone()?;
         let pending = Arc::new(PendingClose::new(self.undelivered.clone()));
         Some(match base {
-            Delivery::Callback(handler) => Delivery::Callback(Arc::new(Tracked { handler, _pending: pending })),
+            Delivery::Callback(handler) => Delivery::Callback(Arc::new(Tracked {
+                handler,
+                _pending: pending,
+            })),
             Delivery::Queue(mut target) => {
                 target.keep = Some(pending);
                 Delivery::Queue(target)
@@ -359,7 +372,9 @@ impl Slot {
         let max = shared.opts.max_connections;
         shared
             .slots
-            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| (max == 0 || n < max).then_some(n + 1))
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
+                (max == 0 || n < max).then_some(n + 1)
+            })
             .ok()
             .map(|_| Slot(shared.clone()))
     }
@@ -373,7 +388,10 @@ impl Drop for Slot {
 
 /// Stops every server (used by the runtime's shutdown).
 pub(crate) fn stop_all(drain: Duration) {
-    let all: Vec<Arc<Shared>> = relock(&SERVERS).drain(..).filter_map(|w| w.upgrade()).collect();
+    let all: Vec<Arc<Shared>> = relock(&SERVERS)
+        .drain(..)
+        .filter_map(|w| w.upgrade())
+        .collect();
     for s in all {
         s.stop(drain);
     }
@@ -454,7 +472,12 @@ async fn serve_one(shared: Arc<Shared>, tcp: tokio::net::TcpStream, peer: Socket
     if let Some((_, header)) = &deflate {
         conn.set_extensions(header.clone());
     }
-    let wire = Wire { io, leftover, role: Role::Server, deflate: deflate.map(|d| d.0) };
+    let wire = Wire {
+        io,
+        leftover,
+        role: Role::Server,
+        deflate: deflate.map(|d| d.0),
+    };
     run(conn, wire).await;
     drop(slot);
     let mut conns = relock(&shared.conns);
@@ -464,12 +487,18 @@ async fn serve_one(shared: Arc<Shared>, tcp: tokio::net::TcpStream, peer: Socket
     }
 }
 
-async fn handshake(shared: &Arc<Shared>, tcp: tokio::net::TcpStream, peer: SocketAddr) -> Result<Option<Upgraded>> {
+async fn handshake(
+    shared: &Arc<Shared>,
+    tcp: tokio::net::TcpStream,
+    peer: SocketAddr,
+) -> Result<Option<Upgraded>> {
     let mut io: BoxIo = match &shared.tls {
         Some(acceptor) => Box::new(acceptor.accept(tcp).await?),
         None => Box::new(tcp),
     };
-    let Some((req, leftover)) = handshake::read_request(&mut io, shared.opts.max_header_size, peer).await? else {
+    let Some((req, leftover)) =
+        handshake::read_request(&mut io, shared.opts.max_header_size, peer).await?
+    else {
         return Ok(None);
     };
     let key = match handshake::check(&req) {
@@ -482,7 +511,11 @@ async fn handshake(shared: &Arc<Shared>, tcp: tokio::net::TcpStream, peer: Socke
     let o = &shared.opts;
     if !o.allowed_origins.is_empty() {
         if let Some(origin) = req.header("origin") {
-            if !o.allowed_origins.iter().any(|a| a.eq_ignore_ascii_case(origin.trim())) {
+            if !o
+                .allowed_origins
+                .iter()
+                .any(|a| a.eq_ignore_ascii_case(origin.trim()))
+            {
                 handshake::refuse(&mut io, 403, "origin not allowed").await;
                 return Ok(None);
             }
@@ -496,10 +529,16 @@ async fn handshake(shared: &Arc<Shared>, tcp: tokio::net::TcpStream, peer: Socke
         handshake::refuse(&mut io, 503, "too many connections").await;
         return Ok(None);
     };
-    let default_proto = req.subprotocols.iter().find(|p| o.subprotocols.contains(p)).cloned();
+    let default_proto = req
+        .subprotocols
+        .iter()
+        .find(|p| o.subprotocols.contains(p))
+        .cloned();
     let hook = relock(&shared.hook).clone();
     let decision = match &hook {
-        None => Decision::Accept { subprotocol: default_proto },
+        None => Decision::Accept {
+            subprotocol: default_proto,
+        },
         Some(hook) => {
             let (tx, rx) = oneshot::channel();
             let hook = hook.clone();
@@ -513,27 +552,53 @@ async fn handshake(shared: &Arc<Shared>, tcp: tokio::net::TcpStream, peer: Socke
             }));
             match rx.await {
                 Ok(d) => handshake::validate(d, &req),
-                Err(_) => Decision::Reject { status: 503, body: "server shutting down".into() },
+                Err(_) => Decision::Reject {
+                    status: 503,
+                    body: "server shutting down".into(),
+                },
             }
         }
     };
     let (subprotocol, close_now) = match decision {
         Decision::Accept { subprotocol } => (subprotocol, None),
-        Decision::Close { code, reason, subprotocol } => (subprotocol, Some((code, reason))),
+        Decision::Close {
+            code,
+            reason,
+            subprotocol,
+        } => (subprotocol, Some((code, reason))),
         Decision::Reject { status, body } => {
             handshake::refuse(&mut io, status, &body).await;
             return Ok(None);
         }
     };
-    let offers: Vec<&str> =
-        req.headers.iter().filter(|(n, _)| n.eq_ignore_ascii_case("sec-websocket-extensions")).map(|(_, v)| v.as_str()).collect();
+    let offers: Vec<&str> = req
+        .headers
+        .iter()
+        .filter(|(n, _)| n.eq_ignore_ascii_case("sec-websocket-extensions"))
+        .map(|(_, v)| v.as_str())
+        .collect();
     let deflate = crate::protocol::deflate::negotiate(&o.conn.compression, &offers);
-    handshake::switch(&mut io, &key, subprotocol.as_deref(), deflate.as_ref().map(|d| d.1.as_str())).await?;
-    Ok(Some(Upgraded { io, leftover, subprotocol, deflate, close_now, slot }))
+    handshake::switch(
+        &mut io,
+        &key,
+        subprotocol.as_deref(),
+        deflate.as_ref().map(|d| d.1.as_str()),
+    )
+    .await?;
+    Ok(Some(Upgraded {
+        io,
+        leftover,
+        subprotocol,
+        deflate,
+        close_now,
+        slot,
+    }))
 }
 
 impl std::fmt::Debug for Server {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Server").field("addr", &self.shared.local_addr).finish()
+        f.debug_struct("Server")
+            .field("addr", &self.shared.local_addr)
+            .finish()
     }
 }

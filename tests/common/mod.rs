@@ -22,8 +22,20 @@ pub fn occupy_callback_threads() -> std::sync::MutexGuard<'static, ()> {
 #[derive(Debug, Clone)]
 pub enum Ev {
     Open(usize),
-    Msg { conn: usize, text: bool, data: Vec<u8> },
-    Close { conn: usize, code: u16, reason: String, clean: bool, error: Option<String>, status: wsn_status, http: u16 },
+    Msg {
+        conn: usize,
+        text: bool,
+        data: Vec<u8>,
+    },
+    Close {
+        conn: usize,
+        code: u16,
+        reason: String,
+        clean: bool,
+        error: Option<String>,
+        status: wsn_status,
+        http: u16,
+    },
 }
 
 impl Ev {
@@ -64,14 +76,19 @@ pub unsafe extern "C" fn record(user: *mut c_void, conn: *mut wsn_conn, ev: *con
         wsn_event_kind::WSN_EVENT_MESSAGE => Ev::Msg {
             conn: c,
             text: ev.is_text,
-            data: if ev.len == 0 { vec![] } else { std::slice::from_raw_parts(ev.data, ev.len).to_vec() },
+            data: if ev.len == 0 {
+                vec![]
+            } else {
+                std::slice::from_raw_parts(ev.data, ev.len).to_vec()
+            },
         },
         wsn_event_kind::WSN_EVENT_CLOSE => Ev::Close {
             conn: c,
             code: ev.close_code,
             reason: CStr::from_ptr(ev.reason).to_string_lossy().into_owned(),
             clean: ev.was_clean,
-            error: (!ev.error.is_null()).then(|| CStr::from_ptr(ev.error).to_string_lossy().into_owned()),
+            error: (!ev.error.is_null())
+                .then(|| CStr::from_ptr(ev.error).to_string_lossy().into_owned()),
             status: ev.error_status,
             http: ev.http_status,
         },
@@ -94,7 +111,10 @@ impl Recorder {
         Arc::new(Recorder::default())
     }
     pub fn server() -> Arc<Recorder> {
-        Arc::new(Recorder { free_server_conns: true, ..Default::default() })
+        Arc::new(Recorder {
+            free_server_conns: true,
+            ..Default::default()
+        })
     }
     pub fn user(self: &Arc<Self>) -> *mut c_void {
         Arc::as_ptr(self) as *mut c_void
@@ -103,7 +123,12 @@ impl Recorder {
         *self.hook.lock().unwrap() = Some(Arc::new(Box::new(h)));
     }
     /// Waits until `pred` holds over the events; panics after `timeout`.
-    pub fn wait<T>(&self, timeout: Duration, what: &str, mut pred: impl FnMut(&[Ev]) -> Option<T>) -> T {
+    pub fn wait<T>(
+        &self,
+        timeout: Duration,
+        what: &str,
+        mut pred: impl FnMut(&[Ev]) -> Option<T>,
+    ) -> T {
         let end = Instant::now() + timeout;
         let mut g = self.events.lock().unwrap();
         loop {
@@ -112,20 +137,30 @@ impl Recorder {
             }
             let left = end.saturating_duration_since(Instant::now());
             if left.is_zero() {
-                panic!("timed out after {timeout:?} waiting for {what}; events: {:?}", summary(&g));
+                panic!(
+                    "timed out after {timeout:?} waiting for {what}; events: {:?}",
+                    summary(&g)
+                );
             }
             g = self.changed.wait_timeout(g, left).unwrap().0;
         }
     }
     pub fn wait_open(&self) -> usize {
-        self.wait(WAIT, "open", |e| e.iter().find_map(|e| if let Ev::Open(c) = e { Some(*c) } else { None }))
+        self.wait(WAIT, "open", |e| {
+            e.iter()
+                .find_map(|e| if let Ev::Open(c) = e { Some(*c) } else { None })
+        })
     }
     pub fn wait_close(&self) -> Ev {
-        self.wait(WAIT, "close", |e| e.iter().find(|e| matches!(e, Ev::Close { .. })).cloned())
+        self.wait(WAIT, "close", |e| {
+            e.iter().find(|e| matches!(e, Ev::Close { .. })).cloned()
+        })
     }
     pub fn wait_close_of(&self, conn: usize, timeout: Duration) -> Ev {
         self.wait(timeout, "close of a connection", |e| {
-            e.iter().find(|e| matches!(e, Ev::Close { .. }) && e.conn() == conn).cloned()
+            e.iter()
+                .find(|e| matches!(e, Ev::Close { .. }) && e.conn() == conn)
+                .cloned()
         })
     }
     pub fn messages(&self) -> Vec<(bool, Vec<u8>)> {
@@ -133,11 +168,22 @@ impl Recorder {
             .lock()
             .unwrap()
             .iter()
-            .filter_map(|e| if let Ev::Msg { text, data, .. } = e { Some((*text, data.clone())) } else { None })
+            .filter_map(|e| {
+                if let Ev::Msg { text, data, .. } = e {
+                    Some((*text, data.clone()))
+                } else {
+                    None
+                }
+            })
             .collect()
     }
     pub fn count_messages(&self) -> usize {
-        self.events.lock().unwrap().iter().filter(|e| matches!(e, Ev::Msg { .. })).count()
+        self.events
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|e| matches!(e, Ev::Msg { .. }))
+            .count()
     }
 }
 
@@ -152,7 +198,10 @@ fn summary(evs: &[Ev]) -> Vec<String> {
         .filter(|e| !matches!(e, Ev::Msg { .. }))
         .map(|e| format!("{e:?}"))
         .collect();
-    out.push(format!("{} messages", evs.iter().filter(|e| matches!(e, Ev::Msg { .. })).count()));
+    out.push(format!(
+        "{} messages",
+        evs.iter().filter(|e| matches!(e, Ev::Msg { .. })).count()
+    ));
     out
 }
 
@@ -161,7 +210,11 @@ pub fn cstr(s: &str) -> CString {
 }
 
 pub fn last_error() -> String {
-    unsafe { CStr::from_ptr(wsn_last_error()).to_string_lossy().into_owned() }
+    unsafe {
+        CStr::from_ptr(wsn_last_error())
+            .to_string_lossy()
+            .into_owned()
+    }
 }
 
 /// A wsnative server on 127.0.0.1 with a recorder.
@@ -174,9 +227,23 @@ unsafe impl Send for TestServer {}
 unsafe impl Sync for TestServer {}
 
 impl TestServer {
-    pub fn start(rec: Arc<Recorder>, opts: *const wsn_server_options, accept: wsn_accept_cb) -> TestServer {
+    pub fn start(
+        rec: Arc<Recorder>,
+        opts: *const wsn_server_options,
+        accept: wsn_accept_cb,
+    ) -> TestServer {
         let mut server = std::ptr::null_mut();
-        let st = unsafe { wsn_server_listen(cstr("127.0.0.1").as_ptr(), 0, opts, accept, Some(record), rec.user(), &mut server) };
+        let st = unsafe {
+            wsn_server_listen(
+                cstr("127.0.0.1").as_ptr(),
+                0,
+                opts,
+                accept,
+                Some(record),
+                rec.user(),
+                &mut server,
+            )
+        };
         assert_eq!(st, wsn_status::WSN_OK, "{}", last_error());
         let port = unsafe { wsn_server_get_port(server) };
         TestServer { server, rec, port }
@@ -204,7 +271,15 @@ impl TestClient {
     pub fn connect(url: &str, opts: *const wsn_client_options) -> TestClient {
         let rec = Recorder::new();
         let mut conn = std::ptr::null_mut();
-        let st = unsafe { wsn_connect(cstr(url).as_ptr(), opts, Some(record), rec.user(), &mut conn) };
+        let st = unsafe {
+            wsn_connect(
+                cstr(url).as_ptr(),
+                opts,
+                Some(record),
+                rec.user(),
+                &mut conn,
+            )
+        };
         assert_eq!(st, wsn_status::WSN_OK, "{}", last_error());
         TestClient { conn, rec }
     }
@@ -227,7 +302,11 @@ impl Drop for TestClient {
 
 /// A runtime for foreign peers.
 pub fn foreign_runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap()
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap()
 }
 
 pub fn send_ptr(p: *mut wsn_conn) -> usize {
