@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Every test of wsnative. Each part installs what it needs by itself (tests/lib/install.sh), so
 # the parts also pass alone and in any order on a fresh Debian 12 machine:
+#   0. Lint: cargo fmt --check and cargo clippy -D warnings;
 #   1. Rust: unit and integration tests through the C ABI (cargo nextest, or cargo test),
 #      including the check that include/wsnative.h is current (run with CI=true to check the
 #      committed header instead of regenerating it);
@@ -30,6 +31,13 @@ rust_tests() {
     cargo test --release --no-fail-fast
   fi
 }
+# The house rules: formatted (rustfmt, width 100) and clippy-clean, warnings as errors.
+lint() {
+  rustup component add rustfmt clippy >/dev/null 2>&1 || true
+  cargo fmt --check || { echo "lint: run 'cargo fmt'"; return 1; }
+  cargo clippy --release --all-targets -q -- -D warnings
+}
+part lint lint
 part rust rust_tests
 part c bash tests/c/run.sh
 part python bash bindings/python/test.sh
