@@ -1010,3 +1010,58 @@ fn contract_page_names_only_tests_that_exist() {
         "docs/CONTRACT.md names tests that do not exist: {missing:#?}"
     );
 }
+
+/// RFC 6455 4.2.1: what is not a valid upgrade request is refused with a status and a reason.
+#[test]
+fn server_refuses_invalid_upgrade_requests_with_400_405_and_426() {
+    let server = TestServer::start(Recorder::server(), std::ptr::null(), None);
+    let cases: [(&str, &str, &str); 6] = [
+        (
+            "GET / HTTP/1.0\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n",
+            "HTTP/1.1 400 ",
+            "HTTP/1.1",
+        ),
+        (
+            "GET / HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: !!!!!!!!!!!!!!!!!!!!!A==\r\nSec-WebSocket-Version: 13\r\n\r\n",
+            "HTTP/1.1 400 ",
+            "base64 of 16 bytes",
+        ),
+        (
+            "GET / HTTP/1.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n",
+            "HTTP/1.1 400 ",
+            "Host",
+        ),
+        (
+            "POST / HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n",
+            "HTTP/1.1 405 ",
+            "Allow: GET",
+        ),
+        (
+            "GET / HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 8\r\n\r\n",
+            "HTTP/1.1 426 ",
+            "Sec-WebSocket-Version: 13",
+        ),
+        ("GET / HTTP/1.1\r\nHost: x\r\n\r\n", "HTTP/1.1 426 ", "Upgrade: websocket"),
+    ];
+    for (request, status, detail) in cases {
+        let (reply, _) = raw_exchange(server.port, request.as_bytes());
+        assert!(reply.starts_with(status), "{request:?} got {reply:?}");
+        assert!(
+            reply.contains(detail),
+            "{request:?} got {reply:?}, without {detail:?}"
+        );
+    }
+    // A valid request still upgrades.
+    let (reply, _) = {
+        let mut r = UPGRADE.to_owned();
+        r.push_str("\r\n");
+        let mut s = std::net::TcpStream::connect(("127.0.0.1", server.port)).unwrap();
+        use std::io::{Read, Write};
+        s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        s.write_all(r.as_bytes()).unwrap();
+        let mut b = [0u8; 256];
+        let n = s.read(&mut b).unwrap();
+        (String::from_utf8_lossy(&b[..n]).into_owned(), ())
+    };
+    assert!(reply.starts_with("HTTP/1.1 101 "), "{reply}");
+}

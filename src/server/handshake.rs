@@ -15,10 +15,12 @@ pub(crate) async fn read_request(
     peer: SocketAddr,
 ) -> Result<Option<(Request, Vec<u8>)>> {
     let mut buf = Vec::with_capacity(1024);
+    let mut scanned: usize = 0; // the end of the head is looked for in new bytes only (linear)
     let end = loop {
-        if let Some(i) = find_end(&buf) {
-            break i;
+        if let Some(i) = find_end(&buf[scanned.saturating_sub(3)..]) {
+            break scanned.saturating_sub(3) + i;
         }
+        scanned = buf.len();
         if buf.len() > max {
             refuse(io, 431, "request header too large").await;
             return Ok(None);
@@ -68,6 +70,7 @@ pub(crate) async fn read_request(
             .collect(),
         peer_addr: peer,
         subprotocols: Vec::new(),
+        http_minor: parsed.version.unwrap_or(0),
     };
     let leftover = buf[end..].to_vec();
     let mut req = req;
@@ -101,6 +104,12 @@ pub(crate) fn check(req: &Request) -> std::result::Result<String, (u16, &'static
     if req.method != "GET" {
         return Err((405, "a WebSocket upgrade must use GET"));
     }
+    if req.http_minor < 1 {
+        return Err((400, "a WebSocket upgrade needs HTTP/1.1"));
+    }
+    if req.header("host").is_none_or(|h| h.trim().is_empty()) {
+        return Err((400, "missing Host header"));
+    }
     if !has_token(req, "upgrade", "websocket") || !has_token(req, "connection", "upgrade") {
         return Err((
             426,
@@ -111,10 +120,23 @@ pub(crate) fn check(req: &Request) -> std::result::Result<String, (u16, &'static
         return Err((426, "unsupported WebSocket version: only 13 is supported"));
     }
     let key = req.header("sec-websocket-key").map(str::trim).unwrap_or("");
-    if key.len() != 24 || !key.ends_with("==") {
-        return Err((400, "missing or invalid Sec-WebSocket-Key"));
+    if !is_base64_of_16_bytes(key) {
+        return Err((
+            400,
+            "missing or invalid Sec-WebSocket-Key (it must be the base64 of 16 bytes)",
+        ));
     }
     Ok(key.to_owned())
+}
+
+/// 16 bytes in base64: 22 characters of the alphabet, then "==".
+fn is_base64_of_16_bytes(key: &str) -> bool {
+    let b = key.as_bytes();
+    b.len() == 24
+        && b.ends_with(b"==")
+        && b[..22]
+            .iter()
+            .all(|c| c.is_ascii_alphanumeric() || *c == b'+' || *c == b'/')
 }
 
 fn reason_phrase(status: u16) -> &'static str {
@@ -133,6 +155,9 @@ pub(crate) async fn refuse(io: &mut BoxIo, status: u16, body: &str) {
     );
     if status == 426 {
         resp.push_str("Upgrade: websocket\r\nSec-WebSocket-Version: 13\r\n");
+    }
+    if status == 405 {
+        resp.push_str("Allow: GET\r\n");
     }
     resp.push_str("\r\n");
     resp.push_str(body);

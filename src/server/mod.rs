@@ -31,6 +31,8 @@ pub struct Request {
     pub peer_addr: SocketAddr,
     /// The subprotocols the client offered, in its order of preference.
     pub subprotocols: Vec<String>,
+    /// HTTP/1.x: the minor version (an upgrade needs 1.1).
+    pub(crate) http_minor: u8,
 }
 
 impl Request {
