@@ -40,25 +40,6 @@ fn eventually(limit: Duration, mut cond: impl FnMut() -> bool) -> bool {
     cond()
 }
 
-/// A wsnative server that echoes every message.
-fn echo_server() -> TestServer {
-    let rec = Recorder::server();
-    rec.set_hook(echo);
-    TestServer::start(rec, std::ptr::null(), None)
-}
-
-fn echo(conn: *mut wsn_conn, ev: &Ev) {
-    if let Ev::Msg { text, data, .. } = ev {
-        unsafe {
-            if *text {
-                wsn_conn_send_text(conn, data.as_ptr() as *const _, data.len());
-            } else {
-                wsn_conn_send_binary(conn, data.as_ptr(), data.len());
-            }
-        }
-    }
-}
-
 /// Options of a client with the given close timeout (ms) and heartbeat.
 fn client_opts(close_ms: u32, ping_ms: u32, pong_ms: u32) -> *mut wsn_client_options {
     unsafe {
@@ -411,31 +392,6 @@ fn deaf_server() -> (u16, Arc<AtomicBool>) {
         }
     });
     (port, stop)
-}
-
-fn upgrade_response(request: &str) -> String {
-    let key = request
-        .lines()
-        .find_map(|l| {
-            l.strip_prefix("Sec-WebSocket-Key: ")
-                .or_else(|| l.strip_prefix("sec-websocket-key: "))
-        })
-        .unwrap()
-        .trim();
-    let accept = tungstenite::handshake::derive_accept_key(key.as_bytes());
-    format!("HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: {accept}\r\n\r\n")
-}
-
-fn read_head(s: &mut TcpStream) -> String {
-    let mut head = Vec::new();
-    let mut b = [0u8; 1];
-    while !head.ends_with(b"\r\n\r\n") {
-        if s.read(&mut b).unwrap_or(0) == 0 {
-            break;
-        }
-        head.push(b[0]);
-    }
-    String::from_utf8_lossy(&head).into_owned()
 }
 
 fn deaf_peer(mut s: TcpStream) {

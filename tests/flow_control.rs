@@ -11,42 +11,6 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 use wsnative::ffi::*;
 
-fn echo_server() -> TestServer {
-    let rec = Recorder::server();
-    rec.set_hook(|conn, ev| {
-        if let Ev::Msg { data, .. } = ev {
-            unsafe { wsn_conn_send_binary(conn, data.as_ptr(), data.len()) };
-        }
-    });
-    TestServer::start(rec, std::ptr::null(), None)
-}
-
-fn upgrade_response(request: &str) -> String {
-    let key = request
-        .lines()
-        .find_map(|l| {
-            let (n, v) = l.split_once(':')?;
-            n.trim()
-                .eq_ignore_ascii_case("sec-websocket-key")
-                .then(|| v.trim().to_owned())
-        })
-        .unwrap();
-    let accept = tungstenite::handshake::derive_accept_key(key.as_bytes());
-    format!("HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: {accept}\r\n\r\n")
-}
-
-fn read_head(s: &mut TcpStream) -> String {
-    let mut head = Vec::new();
-    let mut b = [0u8; 1];
-    while !head.ends_with(b"\r\n\r\n") {
-        if s.read(&mut b).unwrap_or(0) == 0 {
-            break;
-        }
-        head.push(b[0]);
-    }
-    String::from_utf8_lossy(&head).into_owned()
-}
-
 /// A server that completes the upgrade and then never reads again (for `hold` at most).
 fn non_reading_server(hold: Duration) -> u16 {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();

@@ -413,23 +413,6 @@ fn close_finishes_with_a_tokio_tungstenite_client() {
     }
 }
 
-/// A wsnative echo server whose handler echoes from its callback.
-fn echo_server() -> TestServer {
-    let srec = Recorder::server();
-    srec.set_hook(|conn, ev| {
-        if let Ev::Msg { text, data, .. } = ev {
-            unsafe {
-                if *text {
-                    wsn_conn_send_text(conn, data.as_ptr() as *const _, data.len());
-                } else {
-                    wsn_conn_send_binary(conn, data.as_ptr(), data.len());
-                }
-            }
-        }
-    });
-    TestServer::start(srec, std::ptr::null(), None)
-}
-
 #[test]
 fn replies_to_messages_before_the_peers_close_go_out_before_the_close_reply() {
     let server = echo_server();

@@ -312,3 +312,52 @@ pub fn foreign_runtime() -> tokio::runtime::Runtime {
 pub fn send_ptr(p: *mut wsn_conn) -> usize {
     p as usize
 }
+
+/// Echoes a message back on the connection it came from (a server recorder's hook).
+pub fn echo(conn: *mut wsn_conn, ev: &Ev) {
+    if let Ev::Msg { text, data, .. } = ev {
+        unsafe {
+            if *text {
+                wsn_conn_send_text(conn, data.as_ptr() as *const _, data.len());
+            } else {
+                wsn_conn_send_binary(conn, data.as_ptr(), data.len());
+            }
+        }
+    }
+}
+
+/// A wsnative server on 127.0.0.1 that echoes every message from its callback.
+pub fn echo_server() -> TestServer {
+    let rec = Recorder::server();
+    rec.set_hook(echo);
+    TestServer::start(rec, std::ptr::null(), None)
+}
+
+/// The 101 response to a raw upgrade request (for hand-made peers).
+pub fn upgrade_response(request: &str) -> String {
+    let key = request
+        .lines()
+        .find_map(|l| {
+            let (n, v) = l.split_once(':')?;
+            n.trim()
+                .eq_ignore_ascii_case("sec-websocket-key")
+                .then(|| v.trim().to_owned())
+        })
+        .expect("a Sec-WebSocket-Key header");
+    let accept = tungstenite::handshake::derive_accept_key(key.as_bytes());
+    format!("HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: {accept}\r\n\r\n")
+}
+
+/// Reads an HTTP head byte by byte (so that nothing after it is consumed).
+pub fn read_head(s: &mut std::net::TcpStream) -> String {
+    use std::io::Read;
+    let mut head = Vec::new();
+    let mut b = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") {
+        if s.read(&mut b).unwrap_or(0) == 0 {
+            break;
+        }
+        head.push(b[0]);
+    }
+    String::from_utf8_lossy(&head).into_owned()
+}
