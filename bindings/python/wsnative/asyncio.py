@@ -24,7 +24,7 @@ import os
 import weakref
 from ctypes import byref, c_void_p
 from types import TracebackType
-from typing import Any, Awaitable, Callable, Deque, Dict, Generator, List, Optional, Sequence, Set, Type, Union
+from typing import Any, Awaitable, Callable, Generator, Sequence
 
 from . import _core
 from . import _native as N
@@ -91,8 +91,8 @@ class _LoopQueue:
         return any(getattr(t, "_lq", None) is self for t in list(_targets.values()))
 
 
-_queues: "weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _LoopQueue]" = weakref.WeakKeyDictionary()
-_spare: List[_LoopQueue] = []
+_queues: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _LoopQueue] = weakref.WeakKeyDictionary()
+_spare: list[_LoopQueue] = []
 
 
 def _retire(lq: _LoopQueue) -> None:
@@ -123,9 +123,9 @@ class Connection(_core.NativeConn):
         super().__init__()
         self._loop = loop
         self._lq = lq
-        self._inbox: Deque[Any] = collections.deque()
-        self._waiter: Optional[asyncio.Future] = None
-        self._drain_waiter: Optional[asyncio.Future] = None
+        self._inbox: collections.deque[Any] = collections.deque()
+        self._waiter: asyncio.Future | None = None
+        self._drain_waiter: asyncio.Future | None = None
         self._unacked = 0  # messages taken from the inbox and not yet acknowledged to the core
         self._ack_every = max(1, max_queue // 4)
         self._open_future: asyncio.Future = loop.create_future()
@@ -182,7 +182,7 @@ class Connection(_core.NativeConn):
             self._unacked = 0
         return item  # type: ignore[no-any-return]
 
-    def __aiter__(self) -> "Connection":
+    def __aiter__(self) -> Connection:
         return self
 
     async def __anext__(self) -> Message:
@@ -228,11 +228,11 @@ class Connection(_core.NativeConn):
         """Waits until the connection ended; returns how."""
         return await asyncio.shield(self._closed_future)  # type: ignore[no-any-return]
 
-    async def __aenter__(self) -> "Connection":
+    async def __aenter__(self) -> Connection:
         return self
 
     async def __aexit__(
-        self, t: Optional[Type[BaseException]], v: Optional[BaseException], tb: Optional[TracebackType]
+        self, t: type[BaseException] | None, v: BaseException | None, tb: TracebackType | None
     ) -> None:
         await self.close()
 
@@ -255,20 +255,20 @@ class connect:
         self,
         url: str,
         *,
-        headers: Optional[Headers] = None,
-        subprotocols: Optional[Sequence[str]] = None,
-        origin: Optional[str] = None,
-        ca_file: Union[None, str, "os.PathLike[str]", Sequence[Union[str, "os.PathLike[str]"]]] = None,
+        headers: Headers | None = None,
+        subprotocols: Sequence[str] | None = None,
+        origin: str | None = None,
+        ca_file: str | os.PathLike[str] | Sequence[str | os.PathLike[str]] | None = None,
         tls_roots: str = "bundled",
         open_timeout: float = 10.0,
         close_timeout: float = 5.0,
-        max_size: Optional[int] = 64 << 20,
-        ping_interval: Optional[float] = 30.0,
-        ping_timeout: Optional[float] = 30.0,
+        max_size: int | None = 64 << 20,
+        ping_interval: float | None = 30.0,
+        ping_timeout: float | None = 30.0,
         heartbeat: str = "ping",
         write_limit: int = 16 << 20,
         max_queue: int = 1024,
-        compression: Optional[str] = None,
+        compression: str | None = None,
     ) -> None:
         self._url = url
         self._max_queue = max_queue
@@ -289,7 +289,7 @@ class connect:
             max_send_queue=write_limit,
             compression=compression,
         )
-        self._conn: Optional[Connection] = None
+        self._conn: Connection | None = None
 
     async def _create(self) -> Connection:
         loop = asyncio.get_running_loop()
@@ -317,7 +317,7 @@ class connect:
         return self._conn
 
     async def __aexit__(
-        self, t: Optional[Type[BaseException]], v: Optional[BaseException], tb: Optional[TracebackType]
+        self, t: type[BaseException] | None, v: BaseException | None, tb: TracebackType | None
     ) -> None:
         assert self._conn is not None
         await self._conn.close()
@@ -331,13 +331,13 @@ class Server(_core.ServerCore):
     that started it."""
 
     def __init__(self, loop: asyncio.AbstractEventLoop, host: str, port: int, handler: AsyncHandler,
-                 accept: Optional[Callable[[Request], AcceptResult]], options: dict) -> None:
+                 accept: Callable[[Request], AcceptResult] | None, options: dict) -> None:
         self._loop = loop
         self._lq = _loop_queue(loop)
         self._handler = handler
         self._max_queue = int(options.get("max_queue", 1024))
         self._drain_timeout = float(options.get("drain_timeout", 5.0))
-        self._tasks: Set[asyncio.Task] = set()
+        self._tasks: set[asyncio.Task] = set()
         self._closed = loop.create_future()
         super().__init__(host, port, accept, options, self._lq.ptr)
 
@@ -365,12 +365,12 @@ class Server(_core.ServerCore):
         except BaseException:
             report("closing after the handler")
 
-    def close(self, drain_timeout: Optional[float] = None) -> None:
+    def close(self, drain_timeout: float | None = None) -> None:
         """Starts stopping the server; ``await wait_closed()`` for the end."""
         if getattr(self, "_closing", None) is None:
             self._closing = self._loop.create_task(self._shutdown(drain_timeout))
 
-    async def _shutdown(self, drain_timeout: Optional[float]) -> None:
+    async def _shutdown(self, drain_timeout: float | None) -> None:
         await self._loop.run_in_executor(None, self._stop, drain_timeout)
         await self._loop.run_in_executor(None, self._free)
         # Every CLOSE was queued before the free returned: take them, then forget the server
@@ -390,11 +390,11 @@ class Server(_core.ServerCore):
         """Waits until the server is closed."""
         await self.wait_closed()
 
-    async def __aenter__(self) -> "Server":
+    async def __aenter__(self) -> Server:
         return self
 
     async def __aexit__(
-        self, t: Optional[Type[BaseException]], v: Optional[BaseException], tb: Optional[TracebackType]
+        self, t: type[BaseException] | None, v: BaseException | None, tb: TracebackType | None
     ) -> None:
         self.close()
         await self.wait_closed()
@@ -406,9 +406,9 @@ class serve:
     taking the connection; the other arguments are those of ``wsnative.serve``."""
 
     def __init__(self, host: str, port: int, handler: AsyncHandler, *,
-                 accept: Optional[Callable[[Request], AcceptResult]] = None, **options: Any) -> None:
+                 accept: Callable[[Request], AcceptResult] | None = None, **options: Any) -> None:
         self._args = (host, port, handler, accept, options)
-        self._server: Optional[Server] = None
+        self._server: Server | None = None
 
     async def _create(self) -> Server:
         host, port, handler, accept, options = self._args
@@ -424,7 +424,7 @@ class serve:
         return self._server
 
     async def __aexit__(
-        self, t: Optional[Type[BaseException]], v: Optional[BaseException], tb: Optional[TracebackType]
+        self, t: type[BaseException] | None, v: BaseException | None, tb: TracebackType | None
     ) -> None:
         assert self._server is not None
         self._server.close()
