@@ -121,7 +121,7 @@ def client_options(
     headers: Headers | None = None,
     subprotocols: Sequence[str] | None = None,
     origin: str | None = None,
-    ca_file: str | os.PathLike | Sequence[str | os.PathLike] | None = None,
+    ca_file: str | os.PathLike[str] | Sequence[str | os.PathLike[str]] | None = None,
     tls_roots: str = "bundled",
     open_timeout: float | None = 10.0,
     close_timeout: float = 5.0,
@@ -140,7 +140,7 @@ def client_options(
     ``manual_ack`` a message counts until the binding's reader took it), a send queue of
     ``max_send_queue`` bytes that refuses with WSN_ERR_WOULD_BLOCK, and DRAIN events.
     """
-    o = N.wsn_client_options_new()
+    o: int = N.wsn_client_options_new()
     try:
         check(N.wsn_client_options_set_max_receive_messages(o, _positive(max_queue, "max_queue")))
         check(N.wsn_client_options_set_manual_ack(o, manual_ack))
@@ -208,8 +208,8 @@ def server_options(
     subprotocols: Sequence[str] | None = None,
     origins: Sequence[str] | None = None,
     max_connections: int = 0,
-    tls_cert: str | os.PathLike | None = None,
-    tls_key: str | os.PathLike | None = None,
+    tls_cert: str | os.PathLike[str] | None = None,
+    tls_key: str | os.PathLike[str] | None = None,
     handshake_timeout: float = 10.0,
     max_header_size: int | None = None,
     close_timeout: float = 5.0,
@@ -223,7 +223,7 @@ def server_options(
     compression: str | None = None,
 ) -> int:
     """A native wsn_server_options; server connections deliver to a reader (manual ack)."""
-    o = N.wsn_server_options_new()
+    o: int = N.wsn_server_options_new()
     try:
         check(N.wsn_server_options_set_max_receive_messages(o, _positive(max_queue, "max_queue")))
         check(N.wsn_server_options_set_manual_ack(o, True))
@@ -249,8 +249,8 @@ def server_options(
         check(N.wsn_server_options_set_max_connections(o, int(max_connections)))
         if (tls_cert is None) != (tls_key is None):
             raise InvalidArgument("tls_cert and tls_key go together", N.ERR_INVALID_ARGUMENT)
-        if tls_cert is not None:
-            check(N.wsn_server_options_set_tls(o, os.fsencode(tls_cert), os.fsencode(tls_key)))  # type: ignore[arg-type]
+        if tls_cert is not None and tls_key is not None:  # both or neither, checked above
+            check(N.wsn_server_options_set_tls(o, os.fsencode(tls_cert), os.fsencode(tls_key)))
         return o
     except BaseException:
         N.wsn_server_options_free(o)

@@ -83,31 +83,34 @@ def report(what: str) -> None:
 _ev_at = N.wsn_event.from_address
 
 
-def _on_event(user_data: int | None, conn: int | None, event: int | None) -> None:
+# ctypes passes a NULL void* as None, but none of these is ever NULL: every user data / release
+# argument is an id from _ids (>= 1), and the library gives events and accepts a live connection,
+# event and request (include/wsnative.h). Hence int, not int | None.
+def _on_event(user_data: int, conn: int, event: int) -> None:
     try:
         if _get_ident() not in _callback_threads:
             _first_callback_on_thread()
-        target = _targets.get(user_data)  # type: ignore[arg-type]
+        target = _targets.get(user_data)
         if target is not None:
             target._event(conn, _ev_at(event))
     except BaseException:
         report("an event callback")
 
 
-def _on_accept(user_data: int | None, request: int | None) -> None:
+def _on_accept(user_data: int, request: int) -> None:
     try:
         if _get_ident() not in _callback_threads:
             _first_callback_on_thread()
-        target = _targets.get(user_data)  # type: ignore[arg-type]
+        target = _targets.get(user_data)
         if target is not None:
             target._on_accept_native(request)
     except BaseException:
         report("an accept callback")
 
 
-def _on_release(arg: int | None) -> None:
+def _on_release(arg: int) -> None:
     try:
-        _targets.pop(arg, None)  # type: ignore[arg-type]
+        _targets.pop(arg, None)
     except BaseException:
         pass
 
@@ -215,7 +218,7 @@ class NativeConn:
         if rc:
             _targets.pop(cid, None)
             raise from_status(rc)
-        self._adopt(out.value)  # type: ignore[arg-type]
+        self._adopt(out.value)  # type: ignore[arg-type]  # c_void_p.value: not None once wsn_connect succeeded
 
     def __del__(self) -> None:
         ptr = self._ptr
@@ -368,14 +371,14 @@ class ServerCore:
             c._event(conn, ev)
             self._connection_opened(c)
         else:
-            c = _targets.get(_get_user_data(conn))
-            if c is not None:
-                c._event(conn, ev)
+            target = _targets.get(_get_user_data(conn))
+            if target is not None:
+                target._event(conn, ev)
 
     def _on_accept_native(self, request: int) -> None:
         req = Request(request)
         try:
-            result = self._accept(req)  # type: ignore[misc]
+            result = self._accept(req)  # type: ignore[misc]  # not None: accept_cb is registered only then
             apply_accept_result(req, result)
         except BaseException:
             report("the accept callback")

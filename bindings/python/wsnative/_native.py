@@ -6,6 +6,7 @@ Nothing here is public: the classes in ``wsnative`` are the API. Handles are pla
 
 from __future__ import annotations
 
+import ctypes
 from ctypes import (
     CFUNCTYPE,
     POINTER,
@@ -101,8 +102,9 @@ _status = c_int32
 _ptr = c_void_p
 
 
-def _fn(name: str, argtypes: list, restype: Any) -> Callable[..., Any]:
-    f = getattr(lib, name)
+def _fn(name: str, argtypes: list[Any], restype: Any) -> Callable[..., Any]:
+    # What CDLL.__getattr__ returns (a name in typeshed only: the annotation is never evaluated).
+    f: ctypes._NamedFuncPointer = getattr(lib, name)
     f.argtypes = argtypes
     f.restype = restype
     return f

@@ -45,7 +45,7 @@ from .errors import ConnectionClosed, ConnectionClosedOK
 
 __all__ = ["Connection", "Server", "connect", "serve"]
 
-_CLOSED = object()
+_CLOSED: Any = object()  # the end marker among the messages (Any: it goes where a Message goes)
 _BATCH = 256
 _poll = N.wsn_queue_poll
 _send = N.wsn_conn_send
@@ -58,7 +58,7 @@ class _LoopQueue:
     def __init__(self) -> None:
         out = c_void_p()
         check(N.wsn_queue_new(byref(out)))
-        self.ptr: int = out.value  # type: ignore[assignment]
+        self.ptr: int = out.value  # type: ignore[assignment]  # c_void_p.value: not None once wsn_queue_new succeeded
         self.fd = N.wsn_queue_get_fd(self.ptr)
         self._events = (N.wsn_queued_event * _BATCH)()
         self._items = [(e, e.event) for e in self._events]  # views into the array, made once
@@ -124,12 +124,12 @@ class Connection(_core.NativeConn):
         self._loop = loop
         self._lq = lq
         self._inbox: collections.deque[Any] = collections.deque()
-        self._waiter: asyncio.Future | None = None
-        self._drain_waiter: asyncio.Future | None = None
+        self._waiter: asyncio.Future[None] | None = None
+        self._drain_waiter: asyncio.Future[None] | None = None
         self._unacked = 0  # messages taken from the inbox and not yet acknowledged to the core
         self._ack_every = max(1, max_queue // 4)
-        self._open_future: asyncio.Future = loop.create_future()
-        self._closed_future: asyncio.Future = loop.create_future()
+        self._open_future: asyncio.Future[bool] = loop.create_future()
+        self._closed_future: asyncio.Future[CloseInfo] = loop.create_future()
 
     # -- events (loop thread) --------------------------------------------------------------------
 
@@ -150,7 +150,7 @@ class Connection(_core.NativeConn):
                 w.set_result(None)
 
     def _on_close(self, info: CloseInfo) -> None:
-        self._on_message(_CLOSED)  # type: ignore[arg-type]
+        self._on_message(_CLOSED)
         self._on_drain()
         _resolve(self._open_future, False)
         _resolve(self._closed_future, info)
@@ -172,7 +172,7 @@ class Connection(_core.NativeConn):
                 await w
             finally:
                 self._waiter = None
-        item = inbox[0]
+        item: Message = inbox[0]  # or _CLOSED, checked below
         if item is _CLOSED:
             raise closed_exception(self._close_info)
         inbox.popleft()
@@ -180,7 +180,7 @@ class Connection(_core.NativeConn):
         if self._unacked >= self._ack_every:
             self._ack(self._unacked)
             self._unacked = 0
-        return item  # type: ignore[no-any-return]
+        return item
 
     def __aiter__(self) -> Connection:
         return self
@@ -226,7 +226,7 @@ class Connection(_core.NativeConn):
 
     async def wait_closed(self) -> CloseInfo:
         """Waits until the connection ended; returns how."""
-        return await asyncio.shield(self._closed_future)  # type: ignore[no-any-return]
+        return await asyncio.shield(self._closed_future)
 
     async def __aenter__(self) -> Connection:
         return self
@@ -240,7 +240,7 @@ class Connection(_core.NativeConn):
         return f"<wsnative.asyncio.Connection {self.remote_address or '?'} {self.state.name}>"
 
 
-def _resolve(fut: asyncio.Future, value: Any) -> None:
+def _resolve(fut: asyncio.Future[Any], value: Any) -> None:
     if not fut.done():
         fut.set_result(value)
 
@@ -272,7 +272,7 @@ class connect:
     ) -> None:
         self._url = url
         self._max_queue = max_queue
-        self._options = dict(
+        self._options: dict[str, Any] = dict(
             headers=headers,
             subprotocols=subprotocols,
             origin=origin,
@@ -295,7 +295,7 @@ class connect:
         loop = asyncio.get_running_loop()
         lq = _loop_queue(loop)
         conn = Connection(loop, lq, self._max_queue)
-        opts = client_options(**self._options)  # type: ignore[arg-type]
+        opts = client_options(**self._options)
         try:
             conn._connect(self._url, opts, lq.ptr)
         finally:
@@ -331,20 +331,20 @@ class Server(_core.ServerCore):
     that started it."""
 
     def __init__(self, loop: asyncio.AbstractEventLoop, host: str, port: int, handler: AsyncHandler,
-                 accept: Callable[[Request], AcceptResult] | None, options: dict) -> None:
+                 accept: Callable[[Request], AcceptResult] | None, options: dict[str, Any]) -> None:
         self._loop = loop
         self._lq = _loop_queue(loop)
         self._handler = handler
         self._max_queue = int(options.get("max_queue", 1024))
         self._drain_timeout = float(options.get("drain_timeout", 5.0))
-        self._tasks: set[asyncio.Task] = set()
+        self._tasks: set[asyncio.Task[None]] = set()
         self._closed = loop.create_future()
         super().__init__(host, port, accept, options, self._lq.ptr)
 
     def _new_connection(self) -> Connection:
         return Connection(self._loop, self._lq, self._max_queue)
 
-    def _connection_opened(self, conn: Connection) -> None:  # type: ignore[override]
+    def _connection_opened(self, conn: Connection) -> None:  # type: ignore[override]  # conns from _new_connection
         task = self._loop.create_task(self._run(conn))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)

@@ -45,7 +45,9 @@ class Connection(_core.NativeConn):
         self._send_waiters = 0
         self._drain_cond = threading.Condition()
         if on_message is None:
-            self._on_message = self._queue.put  # type: ignore[method-assign]
+            # Messages go straight into the queue, without a Python call per message in between: the
+            # instance attribute replaces the method on purpose (mypy allows neither).
+            self._on_message = self._queue.put  # type: ignore[method-assign, assignment]
 
     # -- events (callback thread) --------------------------------------------------------------
 
@@ -54,7 +56,7 @@ class Connection(_core.NativeConn):
 
     def _on_message(self, message: Message) -> None:
         try:
-            self._on_message_cb(self, message)  # type: ignore[misc]
+            self._on_message_cb(self, message)  # type: ignore[misc]  # set: without it put replaces this
         except BaseException:
             report("on_message")
 
@@ -87,14 +89,14 @@ class Connection(_core.NativeConn):
         Taking a message lets the library read on: at most ``max_queue`` wait unread.
         """
         try:
-            item = self._queue.get(True, timeout)
+            item: Message = self._queue.get(True, timeout)  # or _CLOSED, checked below
         except queue.Empty:
             raise TimeoutError(f"no message within {timeout} s") from None
         if item is _CLOSED:
             self._queue.put(_CLOSED)
             raise closed_exception(self._close_info)
         self._ack(1)
-        return item  # type: ignore[no-any-return]
+        return item
 
     def __iter__(self) -> Iterator[Message]:
         """Messages until the connection ends; a normal end (1000/1001) stops the iteration,
@@ -235,5 +237,5 @@ def connect(
         N.wsn_client_options_free(opts)
     conn._opened.wait()  # the library's connect and handshake timeouts bound it
     if not conn._was_open:
-        raise open_failure(conn._close_info)  # type: ignore[arg-type]
+        raise open_failure(conn._close_info)  # type: ignore[arg-type]  # set before CLOSE sets _opened
     return conn

@@ -27,7 +27,7 @@ class Server(_core.ServerCore):
     ``with`` block to stop it.
     """
 
-    def __init__(self, host: str, port: int, handler: Handler, accept: Accept | None, options: dict) -> None:
+    def __init__(self, host: str, port: int, handler: Handler, accept: Accept | None, options: dict[str, Any]) -> None:
         self._handler = handler
         self._stopped = threading.Event()
         super().__init__(host, port, accept, options)
