@@ -1,13 +1,18 @@
 #!/usr/bin/env bash
 # Runs the Python binding's tests: a venv (build/pyvenv), pytest + websockets + websocket-client,
-# the package installed from bindings/python with the library built by cargo, then pytest.
-# Exits non-zero on failure; pytest's summary is the last line.
+# ruff and mypy (pinned), `ruff check` of the package and tests and `mypy --strict` of the package
+# (configured in pyproject.toml), the package installed from bindings/python with the library built
+# by cargo, then pytest. Exits non-zero on failure (lint, types or tests); pytest's summary is the
+# last line.
 set -euo pipefail
 
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 REPO="$(cd "$HERE/../.." && pwd)"
 VENV="${WSNATIVE_PYVENV:-$REPO/build/pyvenv}"
 PY="${PYTHON:-python3}"
+# The linters' versions: a new release may add findings, so they change only with a commit.
+RUFF_VERSION=0.17.6
+MYPY_VERSION=2.4.1
 
 log() { echo "test.sh: $*" >&2; }
 
@@ -22,7 +27,18 @@ if [ ! -x "$VENV/bin/python" ] || ! "$VENV/bin/python" -m pip --version >/dev/nu
 fi
 
 log "installing test dependencies"
-"$VENV/bin/python" -m pip install -q --disable-pip-version-check pytest pytest-timeout websockets websocket-client >&2
+"$VENV/bin/python" -m pip install -q --disable-pip-version-check pytest pytest-timeout websockets websocket-client \
+    "ruff==$RUFF_VERSION" "mypy==$MYPY_VERSION" >&2
+
+# Lint and types before the (long) build and tests. Both read only bindings/python/pyproject.toml
+# (--config / --config-file): no configuration elsewhere on the machine changes the result. Their
+# caches go to the venv, not the source tree.
+log "ruff check (ruff $RUFF_VERSION)"
+(cd "$HERE" && "$VENV/bin/ruff" check --config pyproject.toml --cache-dir "$VENV/ruff-cache" --quiet wsnative tests) >&2 \
+    || { log "ruff check failed"; exit 1; }
+log "mypy --strict wsnative (mypy $MYPY_VERSION)"
+(cd "$HERE" && "$VENV/bin/mypy" --config-file pyproject.toml --cache-dir "$VENV/mypy-cache" --strict wsnative) >&2 \
+    || { log "mypy --strict failed"; exit 1; }
 
 if [ -z "${WSNATIVE_LIBRARY:-}" ]; then
     if command -v cargo >/dev/null 2>&1; then

@@ -1,15 +1,14 @@
 import base64
 import hashlib
+import os
 import socket
 import threading
 import time
-from typing import Callable, List, Optional
+from typing import Callable, List
 
 import pytest
 
 import wsnative
-
-import os
 
 #: The directory holding the imported `wsnative` package (for subprocesses).
 PKG_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(wsnative.__file__)))

@@ -10,10 +10,10 @@ import time
 from pathlib import Path
 
 import pytest
+from conftest import WAIT, echo_handler, wait_until
 
 import wsnative
 from wsnative import _native
-from conftest import WAIT, echo_handler, wait_until
 
 REPO = Path(__file__).resolve().parents[3]
 
@@ -132,7 +132,9 @@ def test_subprotocol_negotiation_and_accept_hook():
 
     with wsnative.serve("127.0.0.1", 0, echo_handler, accept=accept) as server:
         base = f"ws://127.0.0.1:{server.port}"
-        with wsnative.connect(base + "/room?x=1", headers={"X-Token": "t0k"}, subprotocols=["chat.v1", "chat.v2"]) as ws:
+        with wsnative.connect(
+            base + "/room?x=1", headers={"X-Token": "t0k"}, subprotocols=["chat.v1", "chat.v2"]
+        ) as ws:
             assert ws.subprotocol == "chat.v2"
         assert seen[0] == ("/room", "x=1", "t0k", ["chat.v1", "chat.v2"])
         with pytest.raises(wsnative.HandshakeError) as e:
@@ -151,7 +153,9 @@ def test_subprotocol_negotiation_and_accept_hook():
 
 
 def test_server_subprotocols_and_origin_check():
-    with wsnative.serve("127.0.0.1", 0, echo_handler, subprotocols=["b", "a"], origins=["https://good.example"]) as server:
+    with wsnative.serve(
+        "127.0.0.1", 0, echo_handler, subprotocols=["b", "a"], origins=["https://good.example"]
+    ) as server:
         base = f"ws://127.0.0.1:{server.port}/"
         with wsnative.connect(base, subprotocols=["a", "b"], origin="https://good.example") as ws:
             assert ws.subprotocol == "a"  # the client's preference among the server's

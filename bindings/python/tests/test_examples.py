@@ -7,7 +7,6 @@ import time
 from pathlib import Path
 
 import pytest
-
 from conftest import PKG_ROOT
 
 EXAMPLES = Path(__file__).resolve().parents[3] / "examples" / "python"

@@ -11,10 +11,10 @@ import threading
 import time
 
 import pytest
+from conftest import PKG_ROOT, WAIT, wait_until
 
 import wsnative
 import wsnative.asyncio as wa
-from conftest import PKG_ROOT, WAIT, wait_until
 
 MIB = 1 << 20
 
@@ -258,7 +258,8 @@ while b"\r\n\r\n" not in head:
     head += c.recv(4096)
 key = [h.split(b":", 1)[1].strip() for h in head.split(b"\r\n") if h.lower().startswith(b"sec-websocket-key:")][0]
 acc = base64.b64encode(hashlib.sha1(key + b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11").digest())
-c.sendall(b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: " + acc + b"\r\n\r\n")
+c.sendall(b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+          b"Sec-WebSocket-Accept: " + acc + b"\r\n\r\n")
 frame = struct.pack("!BBQ", 0x82, 127, size) + bytes(size)
 end = time.time() + secs
 try:
@@ -292,7 +293,9 @@ APP = {
 def test_a_peer_flooding_60_mib_messages_into_a_process_that_does_not_read_stays_under_200_mib(api, tmp_path):
     flooder = tmp_path / "flooder.py"
     flooder.write_text(FLOODER)
-    peer = subprocess.Popen([sys.executable, str(flooder), "300", str(60 * MIB), "20"], stdout=subprocess.PIPE, text=True)
+    peer = subprocess.Popen(
+        [sys.executable, str(flooder), "300", str(60 * MIB), "20"], stdout=subprocess.PIPE, text=True
+    )
     try:
         port = int(peer.stdout.readline())
         code = textwrap.dedent(APP[api]) + textwrap.dedent("""

@@ -3,10 +3,9 @@
 import threading
 
 import pytest
+from conftest import WAIT
 
 import wsnative
-
-from conftest import WAIT
 
 websockets = pytest.importorskip("websockets")
 from websockets.sync.client import connect as ws_connect  # noqa: E402
@@ -62,7 +61,7 @@ def test_wsnative_client_to_websockets_server(foreign_server):
 
 
 def test_websockets_server_closes_wsnative_client(foreign_server):
-    port, state = foreign_server
+    port, _state = foreign_server
     ws = wsnative.connect(f"ws://127.0.0.1:{port}/", subprotocols=["v1"])
     ws.send("close:4999:server ends it")
     with pytest.raises(wsnative.ConnectionClosedError) as e:

@@ -7,9 +7,9 @@ import sys
 import textwrap
 
 import pytest
+from conftest import PKG_ROOT, WAIT, wait_until
 
 import wsnative
-from conftest import PKG_ROOT, WAIT, wait_until
 
 
 def _fds() -> int:

@@ -5,9 +5,9 @@ import threading
 import time
 
 import pytest
+from conftest import PKG_ROOT, WAIT, BlackholeProxy, SilentServer
 
 import wsnative
-from conftest import PKG_ROOT, WAIT, BlackholeProxy, SilentServer, wait_until
 
 
 @pytest.mark.parametrize("initiator", ["client", "server"])

@@ -38,7 +38,12 @@ from .errors import (
     WouldBlock,
 )
 from .server import Server, serve
-from . import asyncio  # noqa: E402  (wsnative.asyncio)
+
+# isort: split
+# wsnative.asyncio last, after the modules it builds on; `as asyncio` re-exports it (the attribute
+# wsnative.asyncio) without adding it to __all__, where `from wsnative import *` would shadow the
+# standard library's asyncio.
+from . import asyncio as asyncio
 
 __version__ = "0.1.0"
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import os
 from enum import IntEnum
-from typing import Any, Iterable, List, Mapping, NamedTuple, Optional, Sequence, Tuple, Union
+from typing import Any, Iterable, Mapping, NamedTuple, Sequence, Tuple, Union
 
 from . import _native as N
 from .errors import (
@@ -44,12 +44,12 @@ class CloseInfo(NamedTuple):
     code: int
     reason: str
     clean: bool
-    error: Optional[str]
+    error: str | None
     error_status: int
     http_status: int
 
 
-def closed_exception(info: Optional[CloseInfo]) -> ConnectionClosed:
+def closed_exception(info: CloseInfo | None) -> ConnectionClosed:
     if info is None:
         return ConnectionClosed(None, "", False, "the connection is closing")
     cls = ConnectionClosedOK if info.clean and info.code in (1000, 1001) and not info.error else ConnectionClosedError
@@ -79,12 +79,12 @@ def check(rc: int) -> None:
         raise from_status(rc)
 
 
-def ms(seconds: Optional[float], what: str, zero_ok: bool = False) -> int:
+def ms(seconds: float | None, what: str, zero_ok: bool = False) -> int:
     if seconds is None:
         if zero_ok:
             return 0
         raise InvalidArgument(f"{what} must be a number of seconds, not None", N.ERR_INVALID_ARGUMENT)
-    v = int(round(float(seconds) * 1000))
+    v = round(float(seconds) * 1000)
     if v < 0 or v > 0xFFFFFFFF:
         raise InvalidArgument(f"{what} is out of range: {seconds!r}", N.ERR_INVALID_ARGUMENT)
     if v == 0 and not zero_ok and seconds:
@@ -92,11 +92,11 @@ def ms(seconds: Optional[float], what: str, zero_ok: bool = False) -> int:
     return v
 
 
-def _b(s: Optional[str]) -> Optional[bytes]:
+def _b(s: str | None) -> bytes | None:
     return None if s is None else s.encode("utf-8")
 
 
-def _text(p: Optional[bytes]) -> str:
+def _text(p: bytes | None) -> str:
     return p.decode("utf-8", "replace") if p else ""
 
 
@@ -118,21 +118,21 @@ def read_close(ev: N.wsn_event) -> CloseInfo:
 
 def client_options(
     *,
-    headers: Optional[Headers] = None,
-    subprotocols: Optional[Sequence[str]] = None,
-    origin: Optional[str] = None,
-    ca_file: Union[None, str, os.PathLike, Sequence[Union[str, os.PathLike]]] = None,
+    headers: Headers | None = None,
+    subprotocols: Sequence[str] | None = None,
+    origin: str | None = None,
+    ca_file: str | os.PathLike[str] | Sequence[str | os.PathLike[str]] | None = None,
     tls_roots: str = "bundled",
-    open_timeout: Optional[float] = 10.0,
+    open_timeout: float | None = 10.0,
     close_timeout: float = 5.0,
-    max_size: Optional[int] = None,
-    ping_interval: Optional[float] = 30.0,
-    ping_timeout: Optional[float] = 30.0,
+    max_size: int | None = None,
+    ping_interval: float | None = 30.0,
+    ping_timeout: float | None = 30.0,
     heartbeat: str = "ping",
     max_queue: int = 1024,
     manual_ack: bool = True,
-    max_send_queue: Optional[int] = None,
-    compression: Optional[str] = None,
+    max_send_queue: int | None = None,
+    compression: str | None = None,
 ) -> int:
     """A native wsn_client_options (the caller frees it with wsn_client_options_free).
 
@@ -140,7 +140,7 @@ def client_options(
     ``manual_ack`` a message counts until the binding's reader took it), a send queue of
     ``max_send_queue`` bytes that refuses with WSN_ERR_WOULD_BLOCK, and DRAIN events.
     """
-    o = N.wsn_client_options_new()
+    o: int = N.wsn_client_options_new()
     try:
         check(N.wsn_client_options_set_max_receive_messages(o, _positive(max_queue, "max_queue")))
         check(N.wsn_client_options_set_manual_ack(o, manual_ack))
@@ -180,7 +180,7 @@ def client_options(
         raise
 
 
-def _compression(kind: Optional[str]) -> bool:
+def _compression(kind: str | None) -> bool:
     """``compression``: None (off) or "deflate" (permessage-deflate, RFC 7692)."""
     if kind is None:
         return False
@@ -205,25 +205,25 @@ def _heartbeat(kind: str) -> int:
 
 def server_options(
     *,
-    subprotocols: Optional[Sequence[str]] = None,
-    origins: Optional[Sequence[str]] = None,
+    subprotocols: Sequence[str] | None = None,
+    origins: Sequence[str] | None = None,
     max_connections: int = 0,
-    tls_cert: Union[None, str, os.PathLike] = None,
-    tls_key: Union[None, str, os.PathLike] = None,
+    tls_cert: str | os.PathLike[str] | None = None,
+    tls_key: str | os.PathLike[str] | None = None,
     handshake_timeout: float = 10.0,
-    max_header_size: Optional[int] = None,
+    max_header_size: int | None = None,
     close_timeout: float = 5.0,
     drain_timeout: float = 5.0,
-    max_size: Optional[int] = None,
-    ping_interval: Optional[float] = 30.0,
-    ping_timeout: Optional[float] = 30.0,
+    max_size: int | None = None,
+    ping_interval: float | None = 30.0,
+    ping_timeout: float | None = 30.0,
     heartbeat: str = "ping",
     max_queue: int = 1024,
-    max_send_queue: Optional[int] = None,
-    compression: Optional[str] = None,
+    max_send_queue: int | None = None,
+    compression: str | None = None,
 ) -> int:
     """A native wsn_server_options; server connections deliver to a reader (manual ack)."""
-    o = N.wsn_server_options_new()
+    o: int = N.wsn_server_options_new()
     try:
         check(N.wsn_server_options_set_max_receive_messages(o, _positive(max_queue, "max_queue")))
         check(N.wsn_server_options_set_manual_ack(o, True))
@@ -249,8 +249,8 @@ def server_options(
         check(N.wsn_server_options_set_max_connections(o, int(max_connections)))
         if (tls_cert is None) != (tls_key is None):
             raise InvalidArgument("tls_cert and tls_key go together", N.ERR_INVALID_ARGUMENT)
-        if tls_cert is not None:
-            check(N.wsn_server_options_set_tls(o, os.fsencode(tls_cert), os.fsencode(tls_key)))  # type: ignore[arg-type]
+        if tls_cert is not None and tls_key is not None:  # both or neither, checked above
+            check(N.wsn_server_options_set_tls(o, os.fsencode(tls_cert), os.fsencode(tls_key)))
         return o
     except BaseException:
         N.wsn_server_options_free(o)
@@ -261,7 +261,7 @@ def server_options(
 _TEXT = N.SEND_TEXT
 
 
-def encode(message: Any) -> Tuple[bytes, int]:
+def encode(message: Any) -> tuple[bytes, int]:
     """The bytes and wsn_conn_send flags of a message (str: text, bytes-like: binary)."""
     t = type(message)
     if t is str:
@@ -279,20 +279,20 @@ class Request:
     """
 
     def __init__(self, ptr: int) -> None:
-        self._ptr: Optional[int] = ptr
+        self._ptr: int | None = ptr
         self._decided = False
         self.path: str = _text(N.wsn_request_get_path(ptr))
         self.query: str = _text(N.wsn_request_get_query(ptr))
         self.remote_address: str = _text(N.wsn_request_get_peer_addr(ptr))
-        self.headers: List[Tuple[str, str]] = [
+        self.headers: list[tuple[str, str]] = [
             (_text(N.wsn_request_get_header_name(ptr, i)), _text(N.wsn_request_get_header_value(ptr, i)))
             for i in range(N.wsn_request_get_header_count(ptr))
         ]
-        self.subprotocols: List[str] = [
+        self.subprotocols: list[str] = [
             _text(N.wsn_request_get_subprotocol(ptr, i)) for i in range(N.wsn_request_get_subprotocol_count(ptr))
         ]
 
-    def header(self, name: str) -> Optional[str]:
+    def header(self, name: str) -> str | None:
         """The first header called ``name`` (case-insensitive), or None."""
         low = name.lower()
         for k, v in self.headers:
@@ -306,11 +306,11 @@ class Request:
         self._decided = True
         return self._ptr
 
-    def accept(self, subprotocol: Optional[str] = None) -> None:
+    def accept(self, subprotocol: str | None = None) -> None:
         """Accepts, choosing ``subprotocol`` (one the client offered) or none."""
         check(N.wsn_request_accept(self._req(), _b(subprotocol)))
 
-    def reject(self, status: int = 403, body: Optional[str] = None) -> None:
+    def reject(self, status: int = 403, body: str | None = None) -> None:
         """Refuses with HTTP ``status`` (400-599) and a short text body."""
         check(N.wsn_request_reject(self._req(), status, _b(body)))
 

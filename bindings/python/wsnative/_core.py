@@ -23,7 +23,7 @@ import logging
 import os
 import threading
 from ctypes import byref, c_void_p
-from typing import Any, Callable, Dict, List, Optional, Set
+from typing import Any, Callable
 
 from . import _native as N
 from ._convert import (
@@ -45,9 +45,9 @@ log = logging.getLogger("wsnative")
 # ---------------------------------------------------------------------------------------------
 # Callback trampolines and registry
 
-_targets: Dict[int, Any] = {}  # user_data -> NativeConn or ServerCore
+_targets: dict[int, Any] = {}  # user_data -> NativeConn or ServerCore
 _ids = itertools.count(1)
-_callback_threads: Set[int] = set()  # idents of the native threads that ran callbacks
+_callback_threads: set[int] = set()  # idents of the native threads that ran callbacks
 _get_ident = threading.get_ident
 _PIN = os.environ.get("WSNATIVE_PIN_THREAD_STATE", "1") != "0"
 _exiting = False
@@ -83,31 +83,34 @@ def report(what: str) -> None:
 _ev_at = N.wsn_event.from_address
 
 
-def _on_event(user_data: Optional[int], conn: Optional[int], event: Optional[int]) -> None:
+# ctypes passes a NULL void* as None, but none of these is ever NULL: every user data / release
+# argument is an id from _ids (>= 1), and the library gives events and accepts a live connection,
+# event and request (include/wsnative.h). Hence int, not int | None.
+def _on_event(user_data: int, conn: int, event: int) -> None:
     try:
         if _get_ident() not in _callback_threads:
             _first_callback_on_thread()
-        target = _targets.get(user_data)  # type: ignore[arg-type]
+        target = _targets.get(user_data)
         if target is not None:
             target._event(conn, _ev_at(event))
     except BaseException:
         report("an event callback")
 
 
-def _on_accept(user_data: Optional[int], request: Optional[int]) -> None:
+def _on_accept(user_data: int, request: int) -> None:
     try:
         if _get_ident() not in _callback_threads:
             _first_callback_on_thread()
-        target = _targets.get(user_data)  # type: ignore[arg-type]
+        target = _targets.get(user_data)
         if target is not None:
             target._on_accept_native(request)
     except BaseException:
         report("an accept callback")
 
 
-def _on_release(arg: Optional[int]) -> None:
+def _on_release(arg: int) -> None:
     try:
-        _targets.pop(arg, None)  # type: ignore[arg-type]
+        _targets.pop(arg, None)
     except BaseException:
         pass
 
@@ -144,16 +147,16 @@ class NativeConn:
     on the event loop's thread in poll mode).
     """
 
-    _ptr: Optional[int] = None
+    _ptr: int | None = None
     _id = 0
 
     def __init__(self) -> None:
-        self._close_info: Optional[CloseInfo] = None
+        self._close_info: CloseInfo | None = None
         self._subprotocol = ""
         self._extensions = ""
         self._peer_addr = ""
         self._was_open = False
-        self._server: Optional["ServerCore"] = None
+        self._server: ServerCore | None = None
 
     # -- events ----------------------------------------------------------------------------------
 
@@ -203,7 +206,7 @@ class NativeConn:
         self._ptr = ptr
         N.wsn_conn_set_release_hook(ptr, release_cb, self._id)
 
-    def _connect(self, url: str, options: int, queue: Optional[int] = None) -> None:
+    def _connect(self, url: str, options: int, queue: int | None = None) -> None:
         """Starts a client connection whose events go to this object (through ``queue`` in
         poll mode, else through callbacks)."""
         cid = self._register()
@@ -215,7 +218,7 @@ class NativeConn:
         if rc:
             _targets.pop(cid, None)
             raise from_status(rc)
-        self._adopt(out.value)  # type: ignore[arg-type]
+        self._adopt(out.value)  # type: ignore[arg-type]  # c_void_p.value: not None once wsn_connect succeeded
 
     def __del__(self) -> None:
         ptr = self._ptr
@@ -263,12 +266,12 @@ class NativeConn:
         return N.wsn_conn_get_buffered_amount(self._ptr) if self._ptr is not None else 0
 
     @property
-    def subprotocol(self) -> Optional[str]:
+    def subprotocol(self) -> str | None:
         """The negotiated subprotocol, or None."""
         return self._subprotocol or None
 
     @property
-    def extensions(self) -> Optional[str]:
+    def extensions(self) -> str | None:
         """The negotiated extensions as the handshake said them (for example
         "permessage-deflate; server_no_context_takeover; client_no_context_takeover"), or None."""
         return self._extensions or None
@@ -284,28 +287,28 @@ class NativeConn:
         return self._close_info is not None
 
     @property
-    def close_info(self) -> Optional[CloseInfo]:
+    def close_info(self) -> CloseInfo | None:
         """How the connection ended: code, reason, clean, error, error_status, http_status."""
         return self._close_info
 
     @property
-    def close_code(self) -> Optional[int]:
+    def close_code(self) -> int | None:
         info = self._close_info
         return info.code if info else None
 
     @property
-    def close_reason(self) -> Optional[str]:
+    def close_reason(self) -> str | None:
         info = self._close_info
         return info.reason if info else None
 
     @property
-    def close_error(self) -> Optional[str]:
+    def close_error(self) -> str | None:
         """The native error text of an abnormal end (None when nothing went wrong)."""
         info = self._close_info
         return info.error if info else None
 
     @property
-    def was_clean(self) -> Optional[bool]:
+    def was_clean(self) -> bool | None:
         info = self._close_info
         return info.clean if info else None
 
@@ -323,10 +326,10 @@ class ServerCore:
     carries the connection's own id as user data, which routes the later events.
     """
 
-    _ptr: Optional[int] = None
+    _ptr: int | None = None
 
-    def __init__(self, host: str, port: int, accept: Optional[Callable[[Request], Any]], options: Dict[str, Any],
-                 queue: Optional[int] = None) -> None:
+    def __init__(self, host: str, port: int, accept: Callable[[Request], Any] | None, options: dict[str, Any],
+                 queue: int | None = None) -> None:
         self._lock = threading.Lock()  # stop and free, which may come from two threads at once
         self._accept = accept
         self._drain_timeout = float(options.get("drain_timeout", 5.0))
@@ -368,14 +371,14 @@ class ServerCore:
             c._event(conn, ev)
             self._connection_opened(c)
         else:
-            c = _targets.get(_get_user_data(conn))
-            if c is not None:
-                c._event(conn, ev)
+            target = _targets.get(_get_user_data(conn))
+            if target is not None:
+                target._event(conn, ev)
 
     def _on_accept_native(self, request: int) -> None:
         req = Request(request)
         try:
-            result = self._accept(req)  # type: ignore[misc]
+            result = self._accept(req)  # type: ignore[misc]  # not None: accept_cb is registered only then
             apply_accept_result(req, result)
         except BaseException:
             report("the accept callback")
@@ -388,11 +391,11 @@ class ServerCore:
             req._ptr = None
 
     @property
-    def connections(self) -> List[Any]:
+    def connections(self) -> list[Any]:
         """The connections open now."""
         return [c for c in list(_targets.values()) if getattr(c, "_server", None) is self]
 
-    def _stop(self, drain_timeout: Optional[float]) -> None:
+    def _stop(self, drain_timeout: float | None) -> None:
         """Closes every connection with 1001; from a non-callback thread, returns once every
         CLOSE event was delivered (the core's guarantee)."""
         with self._lock:
@@ -437,7 +440,7 @@ def _at_exit() -> None:
 atexit.register(_at_exit)
 
 
-def configure(*, io_threads: Optional[int] = None, callback_threads: Optional[int] = None) -> None:
+def configure(*, io_threads: int | None = None, callback_threads: int | None = None) -> None:
     """Sets the native runtime's thread counts; call before the first connection or server."""
     if io_threads is not None:
         check(N.wsn_runtime_set_io_threads(io_threads))

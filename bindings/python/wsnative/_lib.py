@@ -15,10 +15,9 @@ import ctypes.util
 import os
 import sys
 from pathlib import Path
-from typing import List, Tuple
 
 #: The version of the C API this package is written against (major, minor).
-API_VERSION: Tuple[int, int] = (0, 1)
+API_VERSION: tuple[int, int] = (0, 1)
 
 ENV_VAR = "WSNATIVE_LIBRARY"
 
@@ -31,7 +30,7 @@ def _file_name() -> str:
     return "libwsnative.so"
 
 
-def _candidates() -> List[Path]:
+def _candidates() -> list[Path]:
     name = _file_name()
     here = Path(__file__).resolve().parent
     paths = [here / "_lib" / name]
@@ -46,10 +45,10 @@ class LibraryNotFound(ImportError):
     """The wsnative shared library could not be loaded, or its version does not match."""
 
 
-def load() -> Tuple[ctypes.CDLL, str]:
+def load() -> tuple[ctypes.CDLL, str]:
     """Loads the library; returns it with the path it came from."""
     explicit = os.environ.get(ENV_VAR)
-    tried: List[str] = []
+    tried: list[str] = []
     if explicit:
         try:
             lib = ctypes.CDLL(explicit)

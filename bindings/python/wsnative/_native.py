@@ -102,8 +102,9 @@ _status = c_int32
 _ptr = c_void_p
 
 
-def _fn(name: str, argtypes: list, restype: Any) -> Callable[..., Any]:
-    f = getattr(lib, name)
+def _fn(name: str, argtypes: list[Any], restype: Any) -> Callable[..., Any]:
+    # What CDLL.__getattr__ returns (a name in typeshed only: the annotation is never evaluated).
+    f: ctypes._NamedFuncPointer = getattr(lib, name)
     f.argtypes = argtypes
     f.restype = restype
     return f
@@ -169,13 +170,17 @@ wsn_client_options_free = _fn("wsn_client_options_free", [_ptr], None)
 # wsn_status wsn_client_options_set_connect_timeout_ms(wsn_client_options *options, uint32_t ms);
 wsn_client_options_set_connect_timeout_ms = _fn("wsn_client_options_set_connect_timeout_ms", [_ptr, c_uint32], _status)
 # wsn_status wsn_client_options_set_handshake_timeout_ms(wsn_client_options *options, uint32_t ms);
-wsn_client_options_set_handshake_timeout_ms = _fn("wsn_client_options_set_handshake_timeout_ms", [_ptr, c_uint32], _status)
+wsn_client_options_set_handshake_timeout_ms = _fn(
+    "wsn_client_options_set_handshake_timeout_ms", [_ptr, c_uint32], _status
+)
 # wsn_status wsn_client_options_set_close_timeout_ms(wsn_client_options *options, uint32_t ms);
 wsn_client_options_set_close_timeout_ms = _fn("wsn_client_options_set_close_timeout_ms", [_ptr, c_uint32], _status)
 # wsn_status wsn_client_options_set_close_max_ms(wsn_client_options *options, uint32_t ms);
 wsn_client_options_set_close_max_ms = _fn("wsn_client_options_set_close_max_ms", [_ptr, c_uint32], _status)
 # wsn_status wsn_client_options_set_max_receive_messages(wsn_client_options *options, size_t messages);
-wsn_client_options_set_max_receive_messages = _fn("wsn_client_options_set_max_receive_messages", [_ptr, c_size_t], _status)
+wsn_client_options_set_max_receive_messages = _fn(
+    "wsn_client_options_set_max_receive_messages", [_ptr, c_size_t], _status
+)
 # wsn_status wsn_client_options_set_manual_ack(wsn_client_options *options, bool manual);
 wsn_client_options_set_manual_ack = _fn("wsn_client_options_set_manual_ack", [_ptr, c_bool], _status)
 # wsn_status wsn_client_options_set_max_send_queue(wsn_client_options *options, size_t bytes);
@@ -220,7 +225,9 @@ wsn_server_options_new = _fn("wsn_server_options_new", [], _ptr)
 # void wsn_server_options_free(wsn_server_options *options);
 wsn_server_options_free = _fn("wsn_server_options_free", [_ptr], None)
 # wsn_status wsn_server_options_set_handshake_timeout_ms(wsn_server_options *options, uint32_t ms);
-wsn_server_options_set_handshake_timeout_ms = _fn("wsn_server_options_set_handshake_timeout_ms", [_ptr, c_uint32], _status)
+wsn_server_options_set_handshake_timeout_ms = _fn(
+    "wsn_server_options_set_handshake_timeout_ms", [_ptr, c_uint32], _status
+)
 # wsn_status wsn_server_options_set_max_header_size(wsn_server_options *options, size_t bytes);
 wsn_server_options_set_max_header_size = _fn("wsn_server_options_set_max_header_size", [_ptr, c_size_t], _status)
 # wsn_status wsn_server_options_set_close_timeout_ms(wsn_server_options *options, uint32_t ms);
@@ -230,7 +237,9 @@ wsn_server_options_set_drain_timeout_ms = _fn("wsn_server_options_set_drain_time
 # wsn_status wsn_server_options_set_close_max_ms(wsn_server_options *options, uint32_t ms);
 wsn_server_options_set_close_max_ms = _fn("wsn_server_options_set_close_max_ms", [_ptr, c_uint32], _status)
 # wsn_status wsn_server_options_set_max_receive_messages(wsn_server_options *options, size_t messages);
-wsn_server_options_set_max_receive_messages = _fn("wsn_server_options_set_max_receive_messages", [_ptr, c_size_t], _status)
+wsn_server_options_set_max_receive_messages = _fn(
+    "wsn_server_options_set_max_receive_messages", [_ptr, c_size_t], _status
+)
 # wsn_status wsn_server_options_set_manual_ack(wsn_server_options *options, bool manual);
 wsn_server_options_set_manual_ack = _fn("wsn_server_options_set_manual_ack", [_ptr, c_bool], _status)
 # wsn_status wsn_server_options_set_max_send_queue(wsn_server_options *options, size_t bytes);
@@ -265,7 +274,8 @@ wsn_server_options_add_subprotocol = _fn("wsn_server_options_add_subprotocol", [
 wsn_server_options_add_allowed_origin = _fn("wsn_server_options_add_allowed_origin", [_ptr, c_char_p], _status)
 # wsn_status wsn_server_options_set_max_connections(wsn_server_options *options, size_t max);
 wsn_server_options_set_max_connections = _fn("wsn_server_options_set_max_connections", [_ptr, c_size_t], _status)
-# wsn_status wsn_server_options_set_tls(wsn_server_options *options, const char *cert_pem_path, const char *key_pem_path);
+# wsn_status wsn_server_options_set_tls(wsn_server_options *options, const char *cert_pem_path,
+#                                       const char *key_pem_path);
 wsn_server_options_set_tls = _fn("wsn_server_options_set_tls", [_ptr, c_char_p, c_char_p], _status)
 
 # wsn_status wsn_server_listen(const char *host, uint16_t port, const wsn_server_options *options,

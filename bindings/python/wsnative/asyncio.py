@@ -24,7 +24,7 @@ import os
 import weakref
 from ctypes import byref, c_void_p
 from types import TracebackType
-from typing import Any, Awaitable, Callable, Deque, Dict, Generator, List, Optional, Sequence, Set, Type, Union
+from typing import Any, Awaitable, Callable, Generator, Sequence
 
 from . import _core
 from . import _native as N
@@ -45,7 +45,7 @@ from .errors import ConnectionClosed, ConnectionClosedOK
 
 __all__ = ["Connection", "Server", "connect", "serve"]
 
-_CLOSED = object()
+_CLOSED: Any = object()  # the end marker among the messages (Any: it goes where a Message goes)
 _BATCH = 256
 _poll = N.wsn_queue_poll
 _send = N.wsn_conn_send
@@ -58,7 +58,7 @@ class _LoopQueue:
     def __init__(self) -> None:
         out = c_void_p()
         check(N.wsn_queue_new(byref(out)))
-        self.ptr: int = out.value  # type: ignore[assignment]
+        self.ptr: int = out.value  # type: ignore[assignment]  # c_void_p.value: not None once wsn_queue_new succeeded
         self.fd = N.wsn_queue_get_fd(self.ptr)
         self._events = (N.wsn_queued_event * _BATCH)()
         self._items = [(e, e.event) for e in self._events]  # views into the array, made once
@@ -91,8 +91,8 @@ class _LoopQueue:
         return any(getattr(t, "_lq", None) is self for t in list(_targets.values()))
 
 
-_queues: "weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _LoopQueue]" = weakref.WeakKeyDictionary()
-_spare: List[_LoopQueue] = []
+_queues: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _LoopQueue] = weakref.WeakKeyDictionary()
+_spare: list[_LoopQueue] = []
 
 
 def _retire(lq: _LoopQueue) -> None:
@@ -123,13 +123,13 @@ class Connection(_core.NativeConn):
         super().__init__()
         self._loop = loop
         self._lq = lq
-        self._inbox: Deque[Any] = collections.deque()
-        self._waiter: Optional[asyncio.Future] = None
-        self._drain_waiter: Optional[asyncio.Future] = None
+        self._inbox: collections.deque[Any] = collections.deque()
+        self._waiter: asyncio.Future[None] | None = None
+        self._drain_waiter: asyncio.Future[None] | None = None
         self._unacked = 0  # messages taken from the inbox and not yet acknowledged to the core
         self._ack_every = max(1, max_queue // 4)
-        self._open_future: asyncio.Future = loop.create_future()
-        self._closed_future: asyncio.Future = loop.create_future()
+        self._open_future: asyncio.Future[bool] = loop.create_future()
+        self._closed_future: asyncio.Future[CloseInfo] = loop.create_future()
 
     # -- events (loop thread) --------------------------------------------------------------------
 
@@ -150,7 +150,7 @@ class Connection(_core.NativeConn):
                 w.set_result(None)
 
     def _on_close(self, info: CloseInfo) -> None:
-        self._on_message(_CLOSED)  # type: ignore[arg-type]
+        self._on_message(_CLOSED)
         self._on_drain()
         _resolve(self._open_future, False)
         _resolve(self._closed_future, info)
@@ -172,7 +172,7 @@ class Connection(_core.NativeConn):
                 await w
             finally:
                 self._waiter = None
-        item = inbox[0]
+        item: Message = inbox[0]  # or _CLOSED, checked below
         if item is _CLOSED:
             raise closed_exception(self._close_info)
         inbox.popleft()
@@ -180,9 +180,9 @@ class Connection(_core.NativeConn):
         if self._unacked >= self._ack_every:
             self._ack(self._unacked)
             self._unacked = 0
-        return item  # type: ignore[no-any-return]
+        return item
 
-    def __aiter__(self) -> "Connection":
+    def __aiter__(self) -> Connection:
         return self
 
     async def __anext__(self) -> Message:
@@ -226,13 +226,13 @@ class Connection(_core.NativeConn):
 
     async def wait_closed(self) -> CloseInfo:
         """Waits until the connection ended; returns how."""
-        return await asyncio.shield(self._closed_future)  # type: ignore[no-any-return]
+        return await asyncio.shield(self._closed_future)
 
-    async def __aenter__(self) -> "Connection":
+    async def __aenter__(self) -> Connection:
         return self
 
     async def __aexit__(
-        self, t: Optional[Type[BaseException]], v: Optional[BaseException], tb: Optional[TracebackType]
+        self, t: type[BaseException] | None, v: BaseException | None, tb: TracebackType | None
     ) -> None:
         await self.close()
 
@@ -240,7 +240,7 @@ class Connection(_core.NativeConn):
         return f"<wsnative.asyncio.Connection {self.remote_address or '?'} {self.state.name}>"
 
 
-def _resolve(fut: asyncio.Future, value: Any) -> None:
+def _resolve(fut: asyncio.Future[Any], value: Any) -> None:
     if not fut.done():
         fut.set_result(value)
 
@@ -255,24 +255,24 @@ class connect:
         self,
         url: str,
         *,
-        headers: Optional[Headers] = None,
-        subprotocols: Optional[Sequence[str]] = None,
-        origin: Optional[str] = None,
-        ca_file: Union[None, str, "os.PathLike[str]", Sequence[Union[str, "os.PathLike[str]"]]] = None,
+        headers: Headers | None = None,
+        subprotocols: Sequence[str] | None = None,
+        origin: str | None = None,
+        ca_file: str | os.PathLike[str] | Sequence[str | os.PathLike[str]] | None = None,
         tls_roots: str = "bundled",
         open_timeout: float = 10.0,
         close_timeout: float = 5.0,
-        max_size: Optional[int] = 64 << 20,
-        ping_interval: Optional[float] = 30.0,
-        ping_timeout: Optional[float] = 30.0,
+        max_size: int | None = 64 << 20,
+        ping_interval: float | None = 30.0,
+        ping_timeout: float | None = 30.0,
         heartbeat: str = "ping",
         write_limit: int = 16 << 20,
         max_queue: int = 1024,
-        compression: Optional[str] = None,
+        compression: str | None = None,
     ) -> None:
         self._url = url
         self._max_queue = max_queue
-        self._options = dict(
+        self._options: dict[str, Any] = dict(
             headers=headers,
             subprotocols=subprotocols,
             origin=origin,
@@ -289,13 +289,13 @@ class connect:
             max_send_queue=write_limit,
             compression=compression,
         )
-        self._conn: Optional[Connection] = None
+        self._conn: Connection | None = None
 
     async def _create(self) -> Connection:
         loop = asyncio.get_running_loop()
         lq = _loop_queue(loop)
         conn = Connection(loop, lq, self._max_queue)
-        opts = client_options(**self._options)  # type: ignore[arg-type]
+        opts = client_options(**self._options)
         try:
             conn._connect(self._url, opts, lq.ptr)
         finally:
@@ -317,7 +317,7 @@ class connect:
         return self._conn
 
     async def __aexit__(
-        self, t: Optional[Type[BaseException]], v: Optional[BaseException], tb: Optional[TracebackType]
+        self, t: type[BaseException] | None, v: BaseException | None, tb: TracebackType | None
     ) -> None:
         assert self._conn is not None
         await self._conn.close()
@@ -331,20 +331,20 @@ class Server(_core.ServerCore):
     that started it."""
 
     def __init__(self, loop: asyncio.AbstractEventLoop, host: str, port: int, handler: AsyncHandler,
-                 accept: Optional[Callable[[Request], AcceptResult]], options: dict) -> None:
+                 accept: Callable[[Request], AcceptResult] | None, options: dict[str, Any]) -> None:
         self._loop = loop
         self._lq = _loop_queue(loop)
         self._handler = handler
         self._max_queue = int(options.get("max_queue", 1024))
         self._drain_timeout = float(options.get("drain_timeout", 5.0))
-        self._tasks: Set[asyncio.Task] = set()
+        self._tasks: set[asyncio.Task[None]] = set()
         self._closed = loop.create_future()
         super().__init__(host, port, accept, options, self._lq.ptr)
 
     def _new_connection(self) -> Connection:
         return Connection(self._loop, self._lq, self._max_queue)
 
-    def _connection_opened(self, conn: Connection) -> None:  # type: ignore[override]
+    def _connection_opened(self, conn: Connection) -> None:  # type: ignore[override]  # conns from _new_connection
         task = self._loop.create_task(self._run(conn))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
@@ -365,12 +365,12 @@ class Server(_core.ServerCore):
         except BaseException:
             report("closing after the handler")
 
-    def close(self, drain_timeout: Optional[float] = None) -> None:
+    def close(self, drain_timeout: float | None = None) -> None:
         """Starts stopping the server; ``await wait_closed()`` for the end."""
         if getattr(self, "_closing", None) is None:
             self._closing = self._loop.create_task(self._shutdown(drain_timeout))
 
-    async def _shutdown(self, drain_timeout: Optional[float]) -> None:
+    async def _shutdown(self, drain_timeout: float | None) -> None:
         await self._loop.run_in_executor(None, self._stop, drain_timeout)
         await self._loop.run_in_executor(None, self._free)
         # Every CLOSE was queued before the free returned: take them, then forget the server
@@ -390,11 +390,11 @@ class Server(_core.ServerCore):
         """Waits until the server is closed."""
         await self.wait_closed()
 
-    async def __aenter__(self) -> "Server":
+    async def __aenter__(self) -> Server:
         return self
 
     async def __aexit__(
-        self, t: Optional[Type[BaseException]], v: Optional[BaseException], tb: Optional[TracebackType]
+        self, t: type[BaseException] | None, v: BaseException | None, tb: TracebackType | None
     ) -> None:
         self.close()
         await self.wait_closed()
@@ -406,9 +406,9 @@ class serve:
     taking the connection; the other arguments are those of ``wsnative.serve``."""
 
     def __init__(self, host: str, port: int, handler: AsyncHandler, *,
-                 accept: Optional[Callable[[Request], AcceptResult]] = None, **options: Any) -> None:
+                 accept: Callable[[Request], AcceptResult] | None = None, **options: Any) -> None:
         self._args = (host, port, handler, accept, options)
-        self._server: Optional[Server] = None
+        self._server: Server | None = None
 
     async def _create(self) -> Server:
         host, port, handler, accept, options = self._args
@@ -424,7 +424,7 @@ class serve:
         return self._server
 
     async def __aexit__(
-        self, t: Optional[Type[BaseException]], v: Optional[BaseException], tb: Optional[TracebackType]
+        self, t: type[BaseException] | None, v: BaseException | None, tb: TracebackType | None
     ) -> None:
         assert self._server is not None
         self._server.close()

@@ -7,7 +7,7 @@ import queue
 import threading
 import time
 from types import TracebackType
-from typing import Any, Callable, Iterator, Optional, Sequence, Type, Union
+from typing import Any, Callable, Iterator, Sequence
 
 from . import _core
 from . import _native as N
@@ -34,9 +34,9 @@ class Connection(_core.NativeConn):
     ``close()`` (or a ``with`` block). Open connections are closed at interpreter exit.
     """
 
-    def __init__(self, *, on_message: Optional[OnMessage] = None, on_close: Optional[OnClose] = None) -> None:
+    def __init__(self, *, on_message: OnMessage | None = None, on_close: OnClose | None = None) -> None:
         super().__init__()
-        self._queue: "queue.SimpleQueue[Any]" = queue.SimpleQueue()
+        self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
         self._opened = threading.Event()
         self._closed = threading.Event()
         self._on_message_cb = on_message
@@ -45,7 +45,9 @@ class Connection(_core.NativeConn):
         self._send_waiters = 0
         self._drain_cond = threading.Condition()
         if on_message is None:
-            self._on_message = self._queue.put  # type: ignore[method-assign]
+            # Messages go straight into the queue, without a Python call per message in between: the
+            # instance attribute replaces the method on purpose (mypy allows neither).
+            self._on_message = self._queue.put  # type: ignore[method-assign, assignment]
 
     # -- events (callback thread) --------------------------------------------------------------
 
@@ -54,7 +56,7 @@ class Connection(_core.NativeConn):
 
     def _on_message(self, message: Message) -> None:
         try:
-            self._on_message_cb(self, message)  # type: ignore[misc]
+            self._on_message_cb(self, message)  # type: ignore[misc]  # set: without it put replaces this
         except BaseException:
             report("on_message")
 
@@ -79,7 +81,7 @@ class Connection(_core.NativeConn):
 
     # -- API -------------------------------------------------------------------------------------
 
-    def recv(self, timeout: Optional[float] = None) -> Message:
+    def recv(self, timeout: float | None = None) -> Message:
         """The next message; waits up to ``timeout`` seconds (None: until one comes).
 
         Raises TimeoutError when none came in time, ConnectionClosed (ConnectionClosedOK or
@@ -87,14 +89,14 @@ class Connection(_core.NativeConn):
         Taking a message lets the library read on: at most ``max_queue`` wait unread.
         """
         try:
-            item = self._queue.get(True, timeout)
+            item: Message = self._queue.get(True, timeout)  # or _CLOSED, checked below
         except queue.Empty:
             raise TimeoutError(f"no message within {timeout} s") from None
         if item is _CLOSED:
             self._queue.put(_CLOSED)
             raise closed_exception(self._close_info)
         self._ack(1)
-        return item  # type: ignore[no-any-return]
+        return item
 
     def __iter__(self) -> Iterator[Message]:
         """Messages until the connection ends; a normal end (1000/1001) stops the iteration,
@@ -105,7 +107,7 @@ class Connection(_core.NativeConn):
             except ConnectionClosedOK:
                 return
 
-    def send(self, message: Message, timeout: Optional[float] = None, compress: bool = True) -> None:
+    def send(self, message: Message, timeout: float | None = None, compress: bool = True) -> None:
         """Queues a message (``str``: text, ``bytes``-like: binary) and returns.
 
         Safe from any thread; messages sent from one thread arrive in order. While the send
@@ -139,7 +141,7 @@ class Connection(_core.NativeConn):
                 finally:
                     self._send_waiters -= 1
 
-    def close(self, code: int = 1000, reason: str = "", timeout: Optional[float] = None) -> None:
+    def close(self, code: int = 1000, reason: str = "", timeout: float | None = None) -> None:
         """Closes the connection and waits for the closing handshake to finish.
 
         Whatever was sent before is delivered first. The library bounds the wait (the close
@@ -156,19 +158,19 @@ class Connection(_core.NativeConn):
         self._start_abort()
         self._wait_end(None)
 
-    def _wait_end(self, timeout: Optional[float]) -> None:
+    def _wait_end(self, timeout: float | None) -> None:
         if not _core.in_callback_thread():
             self._closed.wait(timeout)
 
-    def wait_closed(self, timeout: Optional[float] = None) -> bool:
+    def wait_closed(self, timeout: float | None = None) -> bool:
         """Waits until the connection ended; returns whether it did within ``timeout``."""
         return self._closed.wait(timeout)
 
-    def __enter__(self) -> "Connection":
+    def __enter__(self) -> Connection:
         return self
 
     def __exit__(
-        self, t: Optional[Type[BaseException]], v: Optional[BaseException], tb: Optional[TracebackType]
+        self, t: type[BaseException] | None, v: BaseException | None, tb: TracebackType | None
     ) -> None:
         self.close()
 
@@ -179,22 +181,22 @@ class Connection(_core.NativeConn):
 def connect(
     url: str,
     *,
-    headers: Optional[Headers] = None,
-    subprotocols: Optional[Sequence[str]] = None,
-    origin: Optional[str] = None,
-    ca_file: Union[None, str, "os.PathLike[str]", Sequence[Union[str, "os.PathLike[str]"]]] = None,
+    headers: Headers | None = None,
+    subprotocols: Sequence[str] | None = None,
+    origin: str | None = None,
+    ca_file: str | os.PathLike[str] | Sequence[str | os.PathLike[str]] | None = None,
     tls_roots: str = "bundled",
     open_timeout: float = 10.0,
     close_timeout: float = 5.0,
-    max_size: Optional[int] = 64 << 20,
-    ping_interval: Optional[float] = 30.0,
-    ping_timeout: Optional[float] = 30.0,
+    max_size: int | None = 64 << 20,
+    ping_interval: float | None = 30.0,
+    ping_timeout: float | None = 30.0,
     heartbeat: str = "ping",
-    on_message: Optional[OnMessage] = None,
-    on_close: Optional[OnClose] = None,
+    on_message: OnMessage | None = None,
+    on_close: OnClose | None = None,
     max_queue: int = 1024,
-    write_limit: Optional[int] = None,
-    compression: Optional[str] = None,
+    write_limit: int | None = None,
+    compression: str | None = None,
 ) -> Connection:
     """Opens a client connection to ``url`` (ws:// or wss://) and waits until it is open.
 
@@ -235,5 +237,5 @@ def connect(
         N.wsn_client_options_free(opts)
     conn._opened.wait()  # the library's connect and handshake timeouts bound it
     if not conn._was_open:
-        raise open_failure(conn._close_info)  # type: ignore[arg-type]
+        raise open_failure(conn._close_info)  # type: ignore[arg-type]  # set before CLOSE sets _opened
     return conn

@@ -2,22 +2,20 @@
 
 from __future__ import annotations
 
-from typing import Optional
-
 from . import _native as N
 
 __all__ = [
-    "WebSocketError",
+    "ConnectError",
+    "ConnectionClosed",
+    "ConnectionClosedError",
+    "ConnectionClosedOK",
+    "HandshakeError",
+    "InternalError",
     "InvalidArgument",
     "InvalidState",
-    "ConnectionClosed",
-    "ConnectionClosedOK",
-    "ConnectionClosedError",
-    "ConnectError",
     "OpenTimeout",
-    "HandshakeError",
     "TLSError",
-    "InternalError",
+    "WebSocketError",
     "WouldBlock",
 ]
 
@@ -82,10 +80,10 @@ class ConnectionClosed(WebSocketError):
 
     def __init__(
         self,
-        code: Optional[int] = None,
+        code: int | None = None,
         reason: str = "",
         clean: bool = False,
-        error: Optional[str] = None,
+        error: str | None = None,
         error_status: int = 0,
     ) -> None:
         if code is None:
@@ -110,7 +108,7 @@ class ConnectionClosedError(ConnectionClosed):
     """The connection ended abnormally or with an error code (1002-4999 other than 1000/1001)."""
 
 
-def from_status(status: int, message: Optional[str] = None, http_status: int = 0) -> WebSocketError:
+def from_status(status: int, message: str | None = None, http_status: int = 0) -> WebSocketError:
     """The exception for a failed native call (reads the thread's last error unless given)."""
     if message is None:
         message = N.last_error()

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import threading
 from types import TracebackType
-from typing import Any, Callable, Optional, Sequence, Type, Union
+from typing import Any, Callable, Sequence
 
 from . import _core
 from ._convert import AcceptResult, Request
@@ -13,7 +13,7 @@ from ._core import report
 from .client import Connection
 from .errors import ConnectionClosed
 
-__all__ = ["Server", "serve", "Request"]
+__all__ = ["Request", "Server", "serve"]
 
 Handler = Callable[[Connection], Any]
 Accept = Callable[[Request], AcceptResult]
@@ -27,7 +27,7 @@ class Server(_core.ServerCore):
     ``with`` block to stop it.
     """
 
-    def __init__(self, host: str, port: int, handler: Handler, accept: Optional[Accept], options: dict) -> None:
+    def __init__(self, host: str, port: int, handler: Handler, accept: Accept | None, options: dict[str, Any]) -> None:
         self._handler = handler
         self._stopped = threading.Event()
         super().__init__(host, port, accept, options)
@@ -55,7 +55,7 @@ class Server(_core.ServerCore):
         except BaseException:
             report("closing after the handler")
 
-    def close(self, drain_timeout: Optional[float] = None) -> None:
+    def close(self, drain_timeout: float | None = None) -> None:
         """Stops accepting, closes every connection with 1001 and waits up to ``drain_timeout``
         seconds (default: the server's) for them to close; the rest are aborted. Returns once
         every connection's close was delivered (from a callback thread: at once). Idempotent."""
@@ -67,11 +67,11 @@ class Server(_core.ServerCore):
         """Blocks until ``close()`` is called (from another thread or a handler)."""
         self._stopped.wait()
 
-    def __enter__(self) -> "Server":
+    def __enter__(self) -> Server:
         return self
 
     def __exit__(
-        self, t: Optional[Type[BaseException]], v: Optional[BaseException], tb: Optional[TracebackType]
+        self, t: type[BaseException] | None, v: BaseException | None, tb: TracebackType | None
     ) -> None:
         self.close()
 
@@ -84,23 +84,23 @@ def serve(
     port: int,
     handler: Handler,
     *,
-    accept: Optional[Accept] = None,
-    subprotocols: Optional[Sequence[str]] = None,
-    origins: Optional[Sequence[str]] = None,
+    accept: Accept | None = None,
+    subprotocols: Sequence[str] | None = None,
+    origins: Sequence[str] | None = None,
     max_connections: int = 0,
-    tls_cert: Union[None, str, "os.PathLike[str]"] = None,
-    tls_key: Union[None, str, "os.PathLike[str]"] = None,
+    tls_cert: str | os.PathLike[str] | None = None,
+    tls_key: str | os.PathLike[str] | None = None,
     handshake_timeout: float = 10.0,
-    max_header_size: Optional[int] = None,
+    max_header_size: int | None = None,
     close_timeout: float = 5.0,
     drain_timeout: float = 5.0,
-    max_size: Optional[int] = 64 << 20,
-    ping_interval: Optional[float] = 30.0,
-    ping_timeout: Optional[float] = 30.0,
+    max_size: int | None = 64 << 20,
+    ping_interval: float | None = 30.0,
+    ping_timeout: float | None = 30.0,
     heartbeat: str = "ping",
     max_queue: int = 1024,
-    write_limit: Optional[int] = None,
-    compression: Optional[str] = None,
+    write_limit: int | None = None,
+    compression: str | None = None,
 ) -> Server:
     """Starts a server on ``host``:``port`` (port 0 picks a free one: see ``server.port``).
 
