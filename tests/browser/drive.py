@@ -1,0 +1,353 @@
+#!/usr/bin/env python3
+"""Drives the real-browser test: headless Chromium against wsnative's C test server.
+
+    drive.py --server build/browser/browser_server --chromium /usr/bin/chromium --out build/browser
+
+Starts, all on 127.0.0.1 with ports the kernel picks:
+  - two static HTTP servers for tests/browser (page.html): one is the allowed origin, the
+    other a forbidden one (an Origin is scheme://host:port, so two ports are two origins);
+  - the C server (server.c) allowing the first origin only;
+  - headless Chromium with --remote-debugging-port=0, driven through the DevTools protocol over
+    a WebSocket opened with wsnative's own Python binding (bindings/python, from the source tree).
+For each case it opens a tab on page.html?case=..., waits for window.testResult (read with
+Runtime.evaluate), closes the tab, then checks what the server printed. Prints "ok   NAME" or
+"FAIL NAME" per check (details under a failure) and exits 1 when any failed. Every wait has a
+timeout; whatever it started is stopped on the way out (also on SIGTERM).
+"""
+
+import argparse
+import functools
+import http.server
+import json
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+REPO = os.path.dirname(os.path.dirname(HERE))
+sys.path.insert(0, os.path.join(REPO, "bindings", "python"))
+import wsnative  # noqa: E402  (the binding from the source tree; finds target/release itself)
+
+
+def log(*args):
+    print(*args, file=sys.stderr, flush=True)
+
+
+class Quiet(http.server.SimpleHTTPRequestHandler):
+    def log_message(self, fmt, *args):
+        pass
+
+    def end_headers(self):
+        self.send_header("Cache-Control", "no-store")
+        super().end_headers()
+
+
+def http_server():
+    handler = functools.partial(Quiet, directory=HERE)
+    srv = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    srv.daemon_threads = True
+    threading.Thread(target=srv.serve_forever, daemon=True).start()
+    return srv
+
+
+class Lines:
+    """Collects a child's stdout lines on a thread; wait_for() waits for a matching line."""
+
+    def __init__(self, stream, copy_to):
+        self.lines = []
+        self.cond = threading.Condition()
+        self.copy_to = copy_to
+        threading.Thread(target=self._read, args=(stream,), daemon=True).start()
+
+    def _read(self, stream):
+        for raw in stream:
+            line = raw.decode("utf-8", "replace").rstrip("\n")
+            self.copy_to.write(line + "\n")
+            self.copy_to.flush()
+            with self.cond:
+                self.lines.append(line)
+                self.cond.notify_all()
+
+    def wait_for(self, pattern, timeout, start=0):
+        deadline = time.monotonic() + timeout
+        rx = re.compile(pattern)
+        with self.cond:
+            while True:
+                for line in self.lines[start:]:
+                    m = rx.search(line)
+                    if m:
+                        return m
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    return None
+                self.cond.wait(left)
+
+    def snapshot(self):
+        with self.cond:
+            return list(self.lines)
+
+
+class DevTools:
+    """The DevTools protocol on a wsnative client connection (flat sessions)."""
+
+    def __init__(self, url):
+        # No heartbeat: the DevTools server need not answer pings; no Origin header is sent, so
+        # Chromium needs no --remote-allow-origins.
+        self.ws = wsnative.connect(url, open_timeout=10, ping_interval=None, max_size=256 << 20)
+        self.next_id = 0
+        self.events = []
+
+    def call(self, method, params=None, session=None, timeout=30.0):
+        self.next_id += 1
+        msg = {"id": self.next_id, "method": method, "params": params or {}}
+        if session:
+            msg["sessionId"] = session
+        self.ws.send(json.dumps(msg), timeout=timeout)
+        deadline = time.monotonic() + timeout
+        while True:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise TimeoutError(f"DevTools: no answer to {method} within {timeout} s")
+            reply = json.loads(self.ws.recv(timeout=left))
+            if reply.get("id") == self.next_id:
+                if "error" in reply:
+                    raise RuntimeError(f"DevTools: {method}: {reply['error']}")
+                return reply.get("result", {})
+            if "method" in reply:
+                self.events.append(reply)
+
+    def console(self, session):
+        """The console lines and exceptions of a session seen so far, as text."""
+        out = []
+        for ev in self.events:
+            if ev.get("sessionId") != session:
+                continue
+            p = ev.get("params", {})
+            if ev["method"] == "Runtime.consoleAPICalled":
+                out.append("console." + p.get("type", "?") + ": " + " ".join(
+                    str(a.get("value", a.get("description", ""))) for a in p.get("args", [])))
+            elif ev["method"] == "Runtime.exceptionThrown":
+                d = p.get("exceptionDetails", {})
+                out.append("exception: " + str(d.get("exception", {}).get("description", d.get("text"))))
+            elif ev["method"] == "Log.entryAdded":
+                e = p.get("entry", {})
+                out.append("log." + e.get("level", "?") + ": " + e.get("text", ""))
+        return out
+
+    def close(self):
+        try:
+            self.ws.close(timeout=5)
+        except Exception:
+            pass
+
+
+def run_page(dt, url, timeout):
+    """Opens url in a new tab, waits for window.testResult; returns (result or None, console)."""
+    target = dt.call("Target.createTarget", {"url": "about:blank"})["targetId"]
+    session = dt.call("Target.attachToTarget", {"targetId": target, "flatten": True})["sessionId"]
+    result = None
+    try:
+        dt.call("Runtime.enable", session=session)
+        dt.call("Log.enable", session=session)
+        dt.call("Page.enable", session=session)
+        dt.call("Page.navigate", {"url": url}, session=session)
+        deadline = time.monotonic() + timeout
+        expr = "(location.href === %s && window.testResult) ? JSON.stringify(window.testResult) : ''" % json.dumps(url)
+        while time.monotonic() < deadline:
+            # The page's script may be busy for a while (making 4 MiB of random text): the answer
+            # then waits for it, within the deadline.
+            left = max(1.0, deadline - time.monotonic())
+            try:
+                r = dt.call("Runtime.evaluate", {"expression": expr, "returnByValue": True},
+                            session=session, timeout=left)
+            except RuntimeError as e:  # e.g. the context went away during the navigation
+                log(f"drive: evaluate: {e}")
+                r = {}
+            value = r.get("result", {}).get("value")
+            if value:
+                result = json.loads(value)
+                break
+            time.sleep(0.2)
+    finally:
+        console = dt.console(session)
+        try:
+            dt.call("Target.closeTarget", {"targetId": target}, timeout=10)
+        except Exception as e:
+            log(f"drive: closing the tab: {e}")
+    return result, console
+
+
+class Checks:
+    def __init__(self):
+        self.passed = self.failed = 0
+
+    def check(self, name, ok, details=()):
+        if ok:
+            self.passed += 1
+            print(f"ok   {name}", flush=True)
+        else:
+            self.failed += 1
+            print(f"FAIL {name}", flush=True)
+            for d in details:
+                print(f"     {d}", flush=True)
+        return ok
+
+
+def stop(proc, name, group=False, grace=10):
+    """Stops a child: SIGTERM, then SIGKILL after `grace` s. With `group`, its whole process
+    group (a session of its own), stragglers included."""
+    if proc is None:
+        return
+    def signal_it(sig):
+        try:
+            if group:
+                os.killpg(proc.pid, sig)
+            elif proc.poll() is None:
+                proc.send_signal(sig)
+        except ProcessLookupError:
+            pass
+    signal_it(signal.SIGTERM)
+    try:
+        proc.wait(grace)
+    except subprocess.TimeoutExpired:
+        log(f"drive: {name} did not stop within {grace} s; killing it")
+        signal_it(signal.SIGKILL)
+        proc.wait(5)
+    if group:
+        signal_it(signal.SIGKILL)  # what is left of the group (renderers, zygote)
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--server", required=True)
+    ap.add_argument("--chromium", default="/usr/bin/chromium")
+    ap.add_argument("--out", required=True)
+    ap.add_argument("--echo-timeout", type=float, default=180)
+    args = ap.parse_args()
+    os.makedirs(args.out, exist_ok=True)
+
+    # SIGTERM (timeout, the run script's trap) unwinds through the finally below.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+
+    checks = Checks()
+    servers, server, chromium, dt, profile = [], None, None, None, None
+    try:
+        allowed, forbidden = http_server(), http_server()
+        servers = [allowed, forbidden]
+        allowed_origin = "http://127.0.0.1:%d" % allowed.server_address[1]
+        forbidden_origin = "http://127.0.0.1:%d" % forbidden.server_address[1]
+
+        server_log = open(os.path.join(args.out, "server.log"), "w")
+        server = subprocess.Popen([args.server, "0", allowed_origin], stdout=subprocess.PIPE)
+        with open(os.path.join(args.out, "server.pid"), "w") as f:
+            f.write(str(server.pid))
+        out = Lines(server.stdout, server_log)
+        m = out.wait_for(r"^listening (\d+)$", 10)
+        if not checks.check("server starts", m is not None, out.snapshot()):
+            return 1
+        ws_base = "ws://127.0.0.1:" + m.group(1)
+
+        profile = tempfile.mkdtemp(prefix="wsn-chromium-")
+        chromium_log = open(os.path.join(args.out, "chromium.log"), "w")
+        cmd = [args.chromium, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
+               "--no-first-run", "--no-default-browser-check", "--disable-background-networking",
+               "--disable-component-update", "--disable-sync", "--disable-extensions",
+               "--disable-dev-shm-usage", "--password-store=basic", "--use-mock-keychain",
+               "--remote-debugging-address=127.0.0.1", "--remote-debugging-port=0",
+               "--user-data-dir=" + profile, "about:blank"]
+        # A session of its own: the launcher script and every Chromium process stop together.
+        chromium = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=chromium_log,
+                                    stderr=subprocess.STDOUT, start_new_session=True)
+        with open(os.path.join(args.out, "chromium.pid"), "w") as f:
+            f.write(str(chromium.pid))
+        active = os.path.join(profile, "DevToolsActivePort")
+        deadline = time.monotonic() + 60
+        endpoint = None
+        while time.monotonic() < deadline and chromium.poll() is None:
+            try:
+                with open(active) as f:
+                    port, path = f.read().split("\n")[:2]
+                endpoint = f"ws://127.0.0.1:{int(port)}{path}"
+                break
+            except (OSError, ValueError):
+                time.sleep(0.1)
+        if not checks.check("chromium starts (DevTools endpoint)", endpoint is not None,
+                            [f"exit status {chromium.poll()}; see {args.out}/chromium.log"]):
+            return 1
+        dt = DevTools(endpoint)
+        version = dt.call("Browser.getVersion")
+        log(f"drive: {version.get('product')} at {endpoint}")
+
+        cases = [
+            ("echo", allowed_origin, args.echo_timeout),
+            ("forbidden", forbidden_origin, 30),
+            ("refused", allowed_origin, 30),
+        ]
+        for name, origin, timeout in cases:
+            seen = len(out.snapshot())
+            url = f"{origin}/page.html?case={name}&ws={ws_base}"
+            t0 = time.monotonic()
+            result, console = run_page(dt, url, timeout)
+            took = time.monotonic() - t0
+            details = (result or {}).get("log", []) + (result or {}).get("failures", [])
+            if result is None:
+                details = [f"no result within {timeout} s; console:"] + console
+            checks.check(f"{name}: page ({took:.1f} s)", bool(result and result.get("ok")), details)
+            if result and name == "echo":
+                for line in result["log"]:
+                    if re.match(r"extensions:|(one at a time|all at once): \d+ ms$", line):
+                        log(f"drive: echo page: {line}")
+
+            # What the server saw of this case (the CLOSE of the echo may follow the page's close).
+            if name == "echo":
+                closed = out.wait_for(r"^close ", 10, seen)
+            lines = out.snapshot()[seen:]
+            opens = [l for l in lines if l.startswith("open ")]
+            closes = [l for l in lines if l.startswith("close ")]
+            accepts = [l for l in lines if l.startswith("accept ")]
+            errors = [l for l in lines if l.startswith(("send-error", "accept_and_close failed"))]
+            if name == "echo":
+                ok = (len(accepts) == 1 and f"origin={allowed_origin}" in accepts[0]
+                      and len(opens) == 1 and re.search(r'extensions="permessage-deflate\b', opens[0])
+                      and closed is not None and len(closes) == 1
+                      and re.search(r"code=1000 clean=1 .*messages=32 ", closes[0]) and not errors)
+                checks.check("echo: server agreed permessage-deflate, echoed 32 messages, closed 1000 cleanly",
+                             bool(ok), lines)
+            elif name == "forbidden":
+                # Refused with 403 before the accept hook runs: nothing printed.
+                checks.check("forbidden: server refused before the accept hook, no connection",
+                             not accepts and not opens and not closes, lines)
+            else:
+                ok = (len(accepts) == 1 and "path=/refused" in accepts[0]
+                      and not opens and not closes and not errors)
+                checks.check("refused: accept hook closed it with 4001, no OPEN event", ok, lines)
+        return 0 if checks.failed == 0 else 1
+    except Exception as e:
+        checks.check(f"driver: {type(e).__name__}: {e}", False)
+        return 1
+    finally:
+        if dt:
+            dt.close()
+        stop(chromium, "chromium", group=True)
+        stop(server, "server")
+        # The run script's trap kills what these name, in case this process could not.
+        for name in ("chromium.pid", "server.pid"):
+            try:
+                os.unlink(os.path.join(args.out, name))
+            except FileNotFoundError:
+                pass
+        for s in servers:
+            s.shutdown()
+        if profile:
+            shutil.rmtree(profile, ignore_errors=True)
+        print(f"drive: {checks.passed} passed, {checks.failed} failed", flush=True)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
