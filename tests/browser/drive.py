@@ -6,13 +6,17 @@
 Starts, all on 127.0.0.1 with ports the kernel picks:
   - two static HTTP servers for tests/browser (page.html): one is the allowed origin, the
     other a forbidden one (an Origin is scheme://host:port, so two ports are two origins);
-  - the C server (server.c) allowing the first origin only;
   - headless Chromium with --remote-debugging-port=0, driven through the DevTools protocol over
-    a WebSocket opened with wsnative's own Python binding (bindings/python, from the source tree).
+    a WebSocket opened with wsnative's own Python binding (bindings/python, from the source tree);
+  - the C server (server.c, allowing the first origin only): for the echo case one per
+    permessage-deflate configuration (ECHO_RUNS), reached through a relay that counts the bytes
+    on the wire (compressed frames must show); for the forbidden origin and the 4001 refusal,
+    one with the defaults.
 For each case it opens a tab on page.html?case=..., waits for window.testResult (read with
-Runtime.evaluate), closes the tab, then checks what the server printed. Prints "ok   NAME" or
-"FAIL NAME" per check (details under a failure) and exits 1 when any failed. Every wait has a
-timeout; whatever it started is stopped on the way out (also on SIGTERM).
+Runtime.evaluate), closes the tab, then checks what the server printed (its lines are in
+OUT/server-TAG.log). Prints "ok   NAME" or "FAIL NAME" per check (details under a failure) and
+exits 1 when any failed. Every wait has a timeout; whatever it started is stopped on the way
+out (also on SIGTERM).
 """
 
 import argparse
@@ -23,6 +27,7 @@ import os
 import re
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
@@ -223,12 +228,120 @@ def stop(proc, name, group=False, grace=10):
         signal_it(signal.SIGKILL)  # what is left of the group (renderers, zygote)
 
 
+class CountingProxy:
+    """A TCP relay on loopback that counts the bytes each way per connection: what went over
+    the wire, so compressed frames show as fewer bytes than the messages held."""
+
+    def __init__(self, target_port):
+        self.target = ("127.0.0.1", target_port)
+        self.sock = socket.create_server(("127.0.0.1", 0))
+        self.port = self.sock.getsockname()[1]
+        self.conns = []  # one dict per connection: up (browser to server), down, ended pumps
+        self.lock = threading.Lock()
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self):
+        while True:
+            try:
+                client, _ = self.sock.accept()
+            except OSError:
+                return
+            try:
+                server = socket.create_connection(self.target, timeout=10)
+                server.settimeout(None)
+            except OSError:
+                client.close()
+                continue
+            rec = {"up": 0, "down": 0, "ended": 0}
+            with self.lock:
+                self.conns.append(rec)
+            for src, dst, key in ((client, server, "up"), (server, client, "down")):
+                threading.Thread(target=self._pump, args=(src, dst, rec, key, (client, server)),
+                                 daemon=True).start()
+
+    def _pump(self, src, dst, rec, key, both):
+        try:
+            while True:
+                data = src.recv(1 << 18)
+                if not data:
+                    break
+                dst.sendall(data)
+                with self.lock:
+                    rec[key] += len(data)
+        except OSError:
+            pass
+        try:
+            dst.shutdown(socket.SHUT_WR)  # pass the FIN on
+        except OSError:
+            pass
+        with self.lock:
+            rec["ended"] += 1
+            last = rec["ended"] == 2
+        if last:
+            for sock in both:
+                sock.close()
+
+    def totals(self, timeout):
+        """The connections' counts, once they ended (or timeout passed)."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            with self.lock:
+                if all(c["ended"] == 2 for c in self.conns):
+                    break
+            time.sleep(0.05)
+        with self.lock:
+            return [dict(c) for c in self.conns]
+
+    def close(self):
+        self.sock.close()
+
+
+class Server:
+    """One browser_server process (server.c) with a configuration; its lines in OUT/server-TAG.log."""
+
+    def __init__(self, binary, origin, out_dir, tag, compression=None):
+        self.tag = tag
+        self.pid_file = os.path.join(out_dir, f"server-{tag}.pid")
+        self.log = open(os.path.join(out_dir, f"server-{tag}.log"), "w")
+        cmd = [binary, "0", origin] + ([compression] if compression else [])
+        self.proc = subprocess.Popen(cmd, stdout=subprocess.PIPE)
+        with open(self.pid_file, "w") as f:
+            f.write(str(self.proc.pid))
+        self.out = Lines(self.proc.stdout, self.log)
+        m = self.out.wait_for(r"^listening (\d+)$", 10)
+        self.port = int(m.group(1)) if m else None
+
+    def stop(self):
+        stop(self.proc, f"server {self.tag}")
+        try:
+            os.unlink(self.pid_file)
+        except FileNotFoundError:
+            pass
+
+
+# The echo runs: (tag, the server's compression argument, what the agreed extension must say).
+ECHO_RUNS = [
+    ("no-takeover", None,  # the core's default: no context takeover either way
+     lambda e: "server_no_context_takeover" in e and "client_no_context_takeover" in e),
+    ("takeover", "takeover",  # both sides keep their contexts (sliding windows across messages)
+     lambda e: "no_context_takeover" not in e),
+    ("window-8", "8",  # contexts kept, both windows at 8 bits (zlib's raw deflate has 9 at least)
+     lambda e: "no_context_takeover" not in e and "server_max_window_bits=8" in e
+     and "client_max_window_bits=8" in e),
+]
+# The messages of the echo page, both passes: 2 x 4 kinds x (1 KiB + 64 KiB + 1 MiB + 4 MiB).
+ECHO_BYTES = 2 * 4 * (1024 + 65536 + (1 << 20) + (4 << 20))
+# Half of them compress to almost nothing; the random half barely: compressed frames must make
+# the wire carry well under the payload each way (uncompressed, it would carry a little more).
+WIRE_MAX = 0.7
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--server", required=True)
     ap.add_argument("--chromium", default="/usr/bin/chromium")
     ap.add_argument("--out", required=True)
-    ap.add_argument("--echo-timeout", type=float, default=180)
+    ap.add_argument("--echo-timeout", type=float, default=120)
     args = ap.parse_args()
     os.makedirs(args.out, exist_ok=True)
 
@@ -236,22 +349,12 @@ def main():
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
 
     checks = Checks()
-    servers, server, chromium, dt, profile = [], None, None, None, None
+    https, servers, proxies, chromium, dt, profile = [], [], [], None, None, None
     try:
         allowed, forbidden = http_server(), http_server()
-        servers = [allowed, forbidden]
+        https = [allowed, forbidden]
         allowed_origin = "http://127.0.0.1:%d" % allowed.server_address[1]
         forbidden_origin = "http://127.0.0.1:%d" % forbidden.server_address[1]
-
-        server_log = open(os.path.join(args.out, "server.log"), "w")
-        server = subprocess.Popen([args.server, "0", allowed_origin], stdout=subprocess.PIPE)
-        with open(os.path.join(args.out, "server.pid"), "w") as f:
-            f.write(str(server.pid))
-        out = Lines(server.stdout, server_log)
-        m = out.wait_for(r"^listening (\d+)$", 10)
-        if not checks.check("server starts", m is not None, out.snapshot()):
-            return 1
-        ws_base = "ws://127.0.0.1:" + m.group(1)
 
         profile = tempfile.mkdtemp(prefix="wsn-chromium-")
         chromium_log = open(os.path.join(args.out, "chromium.log"), "w")
@@ -266,6 +369,7 @@ def main():
                                     stderr=subprocess.STDOUT, start_new_session=True)
         with open(os.path.join(args.out, "chromium.pid"), "w") as f:
             f.write(str(chromium.pid))
+        # Chromium writes its DevTools port and path there (port 0: it picked one).
         active = os.path.join(profile, "DevToolsActivePort")
         deadline = time.monotonic() + 60
         endpoint = None
@@ -284,49 +388,74 @@ def main():
         version = dt.call("Browser.getVersion")
         log(f"drive: {version.get('product')} at {endpoint}")
 
-        cases = [
-            ("echo", allowed_origin, args.echo_timeout),
-            ("forbidden", forbidden_origin, 30),
-            ("refused", allowed_origin, 30),
-        ]
-        for name, origin, timeout in cases:
-            seen = len(out.snapshot())
+        def page(name, origin, ws_base, timeout, label):
             url = f"{origin}/page.html?case={name}&ws={ws_base}"
             t0 = time.monotonic()
             result, console = run_page(dt, url, timeout)
             took = time.monotonic() - t0
-            details = (result or {}).get("log", []) + (result or {}).get("failures", [])
+            details = (result or {}).get("log", [])
             if result is None:
                 details = [f"no result within {timeout} s; console:"] + console
-            checks.check(f"{name}: page ({took:.1f} s)", bool(result and result.get("ok")), details)
-            if result and name == "echo":
-                for line in result["log"]:
-                    if re.match(r"extensions:|(one at a time|all at once): \d+ ms$", line):
-                        log(f"drive: echo page: {line}")
+            checks.check(f"{label}: page ({took:.1f} s)", bool(result and result.get("ok")), details)
+            return result
 
-            # What the server saw of this case (the CLOSE of the echo may follow the page's close).
-            if name == "echo":
-                closed = out.wait_for(r"^close ", 10, seen)
-            lines = out.snapshot()[seen:]
+        # Echo, from the allowed origin, once per compression configuration, through a relay
+        # that counts the bytes on the wire.
+        for tag, compression, expect in ECHO_RUNS:
+            srv = Server(args.server, allowed_origin, args.out, tag, compression)
+            servers.append(srv)
+            if not checks.check(f"echo {tag}: server starts", srv.port is not None, srv.out.snapshot()):
+                continue
+            proxy = CountingProxy(srv.port)
+            proxies.append(proxy)
+            result = page("echo", allowed_origin, f"ws://127.0.0.1:{proxy.port}", args.echo_timeout, f"echo {tag}")
+            for line in (result or {}).get("log", []):
+                if re.match(r"extensions:|(one at a time|all at once): \d+ ms$", line):
+                    log(f"drive: echo {tag}: {line}")
+            closed = srv.out.wait_for(r"^close ", 10)  # the server's CLOSE may follow the page's
+            lines = srv.out.snapshot()
+            accepts = [l for l in lines if l.startswith("accept ")]
             opens = [l for l in lines if l.startswith("open ")]
             closes = [l for l in lines if l.startswith("close ")]
-            accepts = [l for l in lines if l.startswith("accept ")]
             errors = [l for l in lines if l.startswith(("send-error", "accept_and_close failed"))]
-            if name == "echo":
-                ok = (len(accepts) == 1 and f"origin={allowed_origin}" in accepts[0]
-                      and len(opens) == 1 and re.search(r'extensions="permessage-deflate\b', opens[0])
-                      and closed is not None and len(closes) == 1
-                      and re.search(r"code=1000 clean=1 .*messages=32 ", closes[0]) and not errors)
-                checks.check("echo: server agreed permessage-deflate, echoed 32 messages, closed 1000 cleanly",
-                             bool(ok), lines)
-            elif name == "forbidden":
-                # Refused with 403 before the accept hook runs: nothing printed.
-                checks.check("forbidden: server refused before the accept hook, no connection",
-                             not accepts and not opens and not closes, lines)
-            else:
-                ok = (len(accepts) == 1 and "path=/refused" in accepts[0]
-                      and not opens and not closes and not errors)
-                checks.check("refused: accept hook closed it with 4001, no OPEN event", ok, lines)
+            ext = re.search(r'extensions="([^"]*)"', opens[0]).group(1) if len(opens) == 1 else ""
+            ok = (len(accepts) == 1 and f"origin={allowed_origin}" in accepts[0]
+                  and ext.startswith("permessage-deflate") and expect(ext)
+                  and closed is not None and len(closes) == 1
+                  and re.search(r"code=1000 clean=1 .*messages=32 bytes=%d " % ECHO_BYTES, closes[0])
+                  and not errors)
+            checks.check(f"echo {tag}: server agreed \"{ext}\", echoed 32 messages, closed 1000 cleanly",
+                         bool(ok), lines)
+            conns = proxy.totals(10)
+            wire = [f"connection {i}: {c['up']} bytes browser to server, {c['down']} back"
+                    for i, c in enumerate(conns)]
+            ok = (len(conns) == 1 and conns[0]["up"] < WIRE_MAX * ECHO_BYTES
+                  and conns[0]["down"] < WIRE_MAX * ECHO_BYTES)
+            if conns:
+                log(f"drive: echo {tag}: wire {conns[0]['up']} up, {conns[0]['down']} down "
+                    f"for {ECHO_BYTES} bytes of messages each way")
+            checks.check(f"echo {tag}: frames compressed both ways (wire under {WIRE_MAX:.0%} of the messages)",
+                         ok, wire)
+
+        # The forbidden origin and the 4001 refusal, on a server with the default configuration.
+        srv = Server(args.server, allowed_origin, args.out, "refusals")
+        servers.append(srv)
+        if checks.check("refusals: server starts", srv.port is not None, srv.out.snapshot()):
+            ws_base = f"ws://127.0.0.1:{srv.port}"
+            page("forbidden", forbidden_origin, ws_base, 30, "forbidden origin")
+            lines = srv.out.snapshot()
+            # Refused with 403 before the accept hook runs: the server prints nothing.
+            checks.check("forbidden origin: server refused before the accept hook, no connection",
+                         not [l for l in lines if l.startswith(("accept ", "open ", "close "))], lines)
+            seen = len(lines)
+            page("refused", allowed_origin, ws_base, 30, "refused 4001")
+            lines = srv.out.snapshot()[seen:]
+            accepts = [l for l in lines if l.startswith("accept ")]
+            ok = (len(accepts) == 1 and "path=/refused" in accepts[0]
+                  and not [l for l in lines if l.startswith(("open ", "close ", "send-error", "accept_and_close"))])
+            checks.check("refused 4001: the accept hook closed it, no OPEN event", ok, lines)
+            # Issue 15's session deadline (a server ending a session with 4401 when it expires)
+            # is not in the core yet: its case goes here, with a page case, once it is.
         return 0 if checks.failed == 0 else 1
     except Exception as e:
         checks.check(f"driver: {type(e).__name__}: {e}", False)
@@ -335,17 +464,19 @@ def main():
         if dt:
             dt.close()
         stop(chromium, "chromium", group=True)
-        stop(server, "server")
-        # The run script's trap kills what these name, in case this process could not.
-        for name in ("chromium.pid", "server.pid"):
-            try:
-                os.unlink(os.path.join(args.out, name))
-            except FileNotFoundError:
-                pass
-        for s in servers:
-            s.shutdown()
+        for srv in servers:
+            srv.stop()
+        for p in proxies:
+            p.close()
+        for h in https:
+            h.shutdown()
         if profile:
             shutil.rmtree(profile, ignore_errors=True)
+        # The run script's trap kills what a pid file names, in case this process could not.
+        try:
+            os.unlink(os.path.join(args.out, "chromium.pid"))
+        except FileNotFoundError:
+            pass
         print(f"drive: {checks.passed} passed, {checks.failed} failed", flush=True)
 
 

@@ -5,8 +5,10 @@
 #     closes path /refused with 4001 "not allowed", an echo elsewhere; it prints what it saw;
 #   - page.html: the cases, run in the browser (echo of text and binary messages from 1 KiB to
 #     4 MiB, compressible and not; a forbidden origin; the 4001 refusal);
-#   - drive.py: serves the page from two loopback origins, starts the server and Chromium, and
-#     drives Chromium through the DevTools protocol over wsnative's own Python binding.
+#   - drive.py: serves the page from two loopback origins, starts the servers (the echo with three
+#     permessage-deflate configurations, each through a relay that counts the bytes on the wire)
+#     and Chromium, and drives Chromium through the DevTools protocol over wsnative's own Python
+#     binding.
 # Installs what it needs (chromium, gcc, python3), builds the library and the server, runs the
 # cases with a timeout on every wait, stops whatever it started, and prints
 # "browser: N passed, M failed" last (non-zero exit on failure).
@@ -21,20 +23,24 @@ mkdir -p "$OUT"
 CHROMIUM="${CHROMIUM:-/usr/bin/chromium}"
 pass=0 fail=0
 
-# Whatever the driver could not stop (it was killed): its pid files name it.
+# Whatever the driver could not stop (it was killed): its pid files name it. Chromium runs in a
+# session of its own, killed as a group.
 cleanup() {
   local f pid
-  for f in "$OUT/chromium.pid" "$OUT/server.pid"; do
+  for f in "$OUT"/*.pid; do
     [ -f "$f" ] || continue
     pid=$(cat "$f")
-    if [ "$f" = "$OUT/chromium.pid" ]; then kill -KILL -- "-$pid" 2>/dev/null; else kill -KILL "$pid" 2>/dev/null; fi
+    case "$f" in
+      */chromium.pid) kill -KILL -- "-$pid" 2>/dev/null ;;
+      *) kill -KILL "$pid" 2>/dev/null ;;
+    esac
     rm -f "$f"
   done
 }
 trap cleanup EXIT
 trap 'exit 130' INT
 trap 'exit 143' TERM
-rm -f "$OUT/chromium.pid" "$OUT/server.pid"
+rm -f "$OUT"/*.pid  # of an earlier run that was killed (not killed again: pids get reused)
 
 step() { # NAME COMMAND...
   local name="$1"; shift
@@ -67,5 +73,5 @@ pass=$((pass + n_ok)) fail=$((fail + n_fail))
 if [ "$rc" != 0 ] && [ "$n_fail" = 0 ]; then
   fail=$((fail + 1)); echo "FAIL driver exited with status $rc"
 fi
-echo "cases took $((SECONDS - t0)) s (logs: $OUT/server.log, $OUT/chromium.log, $OUT/drive.log)"
+echo "cases took $((SECONDS - t0)) s (logs: $OUT/server-*.log, $OUT/chromium.log, $OUT/drive.log)"
 finish

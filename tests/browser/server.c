@@ -1,9 +1,13 @@
 /* browser_server: the WebSocket server of the real-browser test (tests/browser/run.sh), on the
  * C ABI only.
  *
- *   browser_server PORT ALLOWED_ORIGIN      (PORT 0 picks a free port; listens on 127.0.0.1)
+ *   browser_server PORT ALLOWED_ORIGIN [takeover|WINDOW_BITS]
  *
- * - permessage-deflate on (Chromium offers it on every connection);
+ * PORT 0 picks a free port; it listens on 127.0.0.1.
+ * - permessage-deflate on (Chromium offers it on every connection): by default without context
+ *   takeover either way (the core's default); "takeover" lets both sides keep their context
+ *   between messages with 15-bit windows; a number (9..15) keeps the contexts too, with both
+ *   windows limited to that many bits (server_max_window_bits and client_max_window_bits);
  * - one allowed Origin: a browser page from any other origin is refused with HTTP 403;
  * - the accept hook refuses path /refused by accepting and closing at once with 4001
  *   "not allowed" (what a browser script can read, unlike an HTTP status);
@@ -98,8 +102,8 @@ static void on_event(void *user_data, struct wsn_conn *conn, const struct wsn_ev
 }
 
 int main(int argc, char **argv) {
-    if (argc != 3) {
-        fprintf(stderr, "usage: %s PORT ALLOWED_ORIGIN\n", argv[0]);
+    if (argc != 3 && argc != 4) {
+        fprintf(stderr, "usage: %s PORT ALLOWED_ORIGIN [takeover|WINDOW_BITS]\n", argv[0]);
         return 2;
     }
     int port = atoi(argv[1]);
@@ -116,6 +120,14 @@ int main(int argc, char **argv) {
         fprintf(stderr, "browser_server: options: %s\n", wsn_last_error());
         wsn_server_options_free(opts);
         return 1;
+    }
+    if (argc == 4) {
+        int bits = strcmp(argv[3], "takeover") == 0 ? 15 : atoi(argv[3]);
+        if (wsn_server_options_set_compression_params(opts, false, false, (uint8_t)bits, (uint8_t)bits) != WSN_OK) {
+            fprintf(stderr, "browser_server: compression %s: %s\n", argv[3], wsn_last_error());
+            wsn_server_options_free(opts);
+            return 2;
+        }
     }
     /* SIGINT/SIGTERM blocked before the library starts its threads (they inherit the mask), and
      * taken by sigwait below: no race between a flag check and pause(). */
