@@ -13,6 +13,7 @@
 # cases with a timeout on every wait, stops whatever it started, and prints
 # "browser: N passed, M failed" last (non-zero exit on failure).
 #   CHROMIUM=/path/to/chromium   another Chromium build than Debian's /usr/bin/chromium
+#   WSN_BROWSER_VERBOSE=1        print every page's log and console, not only a failing one's
 set -uo pipefail
 cd "$(dirname "$0")/../.."
 # chromium: the browser; gcc/libc6-dev: cargo's link and the server; python3: the driver (the
