@@ -161,7 +161,9 @@ def run_page(dt, url, timeout):
         dt.call("Runtime.enable", session=session)
         dt.call("Log.enable", session=session)
         dt.call("Page.enable", session=session)
-        dt.call("Page.navigate", {"url": url}, session=session)
+        nav = dt.call("Page.navigate", {"url": url}, session=session)
+        if nav.get("errorText"):
+            log(f"drive: {url}: {nav['errorText']}")
         deadline = time.monotonic() + timeout
         expr = "(location.href === %s && window.testResult) ? JSON.stringify(window.testResult) : ''" % json.dumps(url)
         while time.monotonic() < deadline:
@@ -174,6 +176,9 @@ def run_page(dt, url, timeout):
             except RuntimeError as e:  # e.g. the context went away during the navigation
                 log(f"drive: evaluate: {e}")
                 r = {}
+            except TimeoutError as e:  # the page never yielded: no result
+                log(f"drive: evaluate: {e}")
+                break
             value = r.get("result", {}).get("value")
             if value:
                 result = json.loads(value)
@@ -333,8 +338,10 @@ ECHO_RUNS = [
 # and .bytes): 4 kinds x (1 KiB + 64 KiB + 1 MiB + 4 MiB + the edge sizes) at least.
 ECHO_MIN_BYTES = 4 * (1024 + 65536 + (1 << 20) + (4 << 20))
 # Half of them compress to almost nothing; the random half barely: compressed frames must make
-# the wire carry well under the payload each way (uncompressed, it would carry a little more).
+# the wire carry well under the payload each way (uncompressed, it would carry a little more),
+# but the random half must be there (about 48% of the payload went over the wire here).
 WIRE_MAX = 0.7
+WIRE_MIN = 0.3
 
 
 def main():
@@ -437,12 +444,13 @@ def main():
             conns = proxy.totals(10)
             wire = [f"connection {i}: {c['up']} bytes browser to server, {c['down']} back"
                     for i, c in enumerate(conns)]
-            ok = (len(conns) == 1 and payload > 0 and conns[0]["up"] < WIRE_MAX * payload
-                  and conns[0]["down"] < WIRE_MAX * payload)
+            ok = (len(conns) == 1 and payload > 0
+                  and WIRE_MIN * payload < conns[0]["up"] < WIRE_MAX * payload
+                  and WIRE_MIN * payload < conns[0]["down"] < WIRE_MAX * payload)
             if conns:
                 log(f"drive: echo {tag}: wire {conns[0]['up']} up, {conns[0]['down']} down "
                     f"for {payload} bytes of messages each way")
-            checks.check(f"echo {tag}: frames compressed both ways (wire under {WIRE_MAX:.0%} of the messages)",
+            checks.check(f"echo {tag}: frames compressed both ways (wire {WIRE_MIN:.0%}-{WIRE_MAX:.0%} of the messages)",
                          ok, wire)
 
         # The forbidden origin and the 4001 refusal, on a server with the default configuration.

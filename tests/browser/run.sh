@@ -15,9 +15,10 @@
 #   CHROMIUM=/path/to/chromium   another Chromium build than Debian's /usr/bin/chromium
 #   WSN_BROWSER_VERBOSE=1        print every page's log and console, not only a failing one's
 set -uo pipefail
-cd "$(dirname "$0")/../.."
+cd "$(dirname "$0")/../.." || exit 1
 # chromium: the browser; gcc/libc6-dev: cargo's link and the server; python3: the driver (the
 # standard library and bindings/python from this tree, nothing from PyPI).
+# shellcheck source=tests/lib/install.sh
 . tests/lib/install.sh
 OUT=build/browser
 mkdir -p "$OUT"
@@ -26,6 +27,7 @@ pass=0 fail=0
 
 # Whatever the driver could not stop (it was killed): its pid files name it. Chromium runs in a
 # session of its own, killed as a group.
+# shellcheck disable=SC2317  # run by the trap
 cleanup() {
   local f pid
   for f in "$OUT"/*.pid; do
@@ -65,7 +67,7 @@ step build-server gcc -std=c11 -D_POSIX_C_SOURCE=200809L -D_DEFAULT_SOURCE -O1 -
 # The cases: the driver prints "ok   NAME" / "FAIL NAME" per check, each wait bounded inside;
 # timeout bounds the whole (SIGTERM first, which the driver turns into stopping its children).
 t0=$SECONDS
-WSNATIVE_LIBRARY="$LIB/libwsnative.so" timeout -k 10 400 python3 tests/browser/drive.py \
+WSNATIVE_LIBRARY="$LIB/libwsnative.so" timeout -k 10 600 python3 tests/browser/drive.py \
   --server "$OUT/browser_server" --chromium "$CHROMIUM" --out "$OUT" 2>&1 | tee "$OUT/drive.log"
 rc=${PIPESTATUS[0]}
 n_ok=$(grep -c '^ok ' "$OUT/drive.log")
