@@ -9,7 +9,8 @@ Starts, all on 127.0.0.1 with ports the kernel picks:
   - headless Chromium with --remote-debugging-port=0, driven through the DevTools protocol over
     a WebSocket opened with wsnative's own Python binding (bindings/python, from the source tree);
   - the C server (server.c, allowing the first origin only): for the echo case one per
-    permessage-deflate configuration (ECHO_RUNS), reached through a relay that counts the bytes
+    permessage-deflate configuration, and one over wss (ECHO_RUNS; Chromium trusts that
+    certificate's key alone), each reached through a relay that counts the bytes
     on the wire (compressed frames must show); for the forbidden origin and the 4001 refusal,
     one with the defaults.
 For each case it opens a tab on page.html?case=..., waits for window.testResult (read with
@@ -20,7 +21,9 @@ out (also on SIGTERM).
 """
 
 import argparse
+import base64
 import functools
+import hashlib
 import http.server
 import json
 import os
@@ -301,14 +304,29 @@ class CountingProxy:
         self.sock.close()
 
 
+def make_certificate(out_dir):
+    """A self-signed certificate for 127.0.0.1 (openssl), and its key's SPKI hash in base64,
+    which Chromium's --ignore-certificate-errors-spki-list takes."""
+    cert, key = os.path.join(out_dir, "cert.pem"), os.path.join(out_dir, "key.pem")
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1",
+                    "-nodes", "-keyout", key, "-out", cert, "-days", "2", "-subj", "/CN=127.0.0.1",
+                    "-addext", "subjectAltName=IP:127.0.0.1"],
+                   check=True, capture_output=True, timeout=30)
+    der = subprocess.run(["openssl", "x509", "-in", cert, "-noout", "-pubkey"], check=True,
+                         capture_output=True, timeout=30).stdout
+    der = subprocess.run(["openssl", "pkey", "-pubin", "-outform", "DER"], input=der, check=True,
+                         capture_output=True, timeout=30).stdout
+    return cert, key, base64.b64encode(hashlib.sha256(der).digest()).decode()
+
+
 class Server:
     """One browser_server process (server.c) with a configuration; its lines in OUT/server-TAG.log."""
 
-    def __init__(self, binary, origin, out_dir, tag, compression=None):
+    def __init__(self, binary, origin, out_dir, tag, options=()):
         self.tag = tag
         self.pid_file = os.path.join(out_dir, f"server-{tag}.pid")
         self.log = open(os.path.join(out_dir, f"server-{tag}.log"), "w")
-        cmd = [binary, "0", origin] + ([compression] if compression else [])
+        cmd = [binary, "0", origin] + list(options)
         self.proc = subprocess.Popen(cmd, stdout=subprocess.PIPE)
         with open(self.pid_file, "w") as f:
             f.write(str(self.proc.pid))
@@ -324,16 +342,20 @@ class Server:
             pass
 
 
-# The echo runs: (tag, the server's compression argument, what the agreed extension must say).
+# The echo runs: (tag, the server's options, what the agreed extension must say, wss).
 ECHO_RUNS = [
-    ("no-takeover", None,  # the core's default: no context takeover either way
-     lambda e: "server_no_context_takeover" in e and "client_no_context_takeover" in e),
-    ("takeover", "takeover",  # both sides keep their contexts (sliding windows across messages)
-     lambda e: "no_context_takeover" not in e),
-    ("window-8", "8",  # contexts kept, both windows at 8 bits (zlib's raw deflate has 9 at least)
+    ("no-takeover", [],  # the core's default: no context takeover either way
+     lambda e: "server_no_context_takeover" in e and "client_no_context_takeover" in e, False),
+    ("takeover", ["--takeover"],  # both sides keep their contexts (sliding windows across messages)
+     lambda e: "no_context_takeover" not in e, False),
+    ("window-8", ["--window-bits", "8"],  # contexts kept, 8-bit windows (zlib's raw deflate has 9 at least)
      lambda e: "no_context_takeover" not in e and "server_max_window_bits=8" in e
-     and "client_max_window_bits=8" in e),
+     and "client_max_window_bits=8" in e, False),
+    ("tls", ["--takeover"],  # wss (rustls), the certificate made by make_certificate()
+     lambda e: "no_context_takeover" not in e, True),
 ]
+
+
 # The echo page's messages (one pass; it makes two) are counted by the page (testResult.messages
 # and .bytes): 4 kinds x (1 KiB + 64 KiB + 1 MiB + 4 MiB + the edge sizes) at least.
 ECHO_MIN_BYTES = 4 * (1024 + 65536 + (1 << 20) + (4 << 20))
@@ -364,12 +386,15 @@ def main():
         allowed_origin = "http://127.0.0.1:%d" % allowed.server_address[1]
         forbidden_origin = "http://127.0.0.1:%d" % forbidden.server_address[1]
 
+        cert, key, spki = make_certificate(args.out)
         profile = tempfile.mkdtemp(prefix="wsn-chromium-")
         chromium_log = open(os.path.join(args.out, "chromium.log"), "w")
         cmd = [args.chromium, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
                "--no-first-run", "--no-default-browser-check", "--disable-background-networking",
                "--disable-component-update", "--disable-sync", "--disable-extensions",
                "--disable-dev-shm-usage", "--password-store=basic", "--use-mock-keychain",
+               # Trusts the test's self-signed certificate, and no other.
+               "--ignore-certificate-errors-spki-list=" + spki,
                "--remote-debugging-address=127.0.0.1", "--remote-debugging-port=0",
                "--user-data-dir=" + profile, "about:blank"]
         # A session of its own: the launcher script and every Chromium process stop together.
@@ -412,14 +437,17 @@ def main():
 
         # Echo, from the allowed origin, once per compression configuration, through a relay
         # that counts the bytes on the wire.
-        for tag, compression, expect in ECHO_RUNS:
-            srv = Server(args.server, allowed_origin, args.out, tag, compression)
+        for tag, options, expect, tls in ECHO_RUNS:
+            if tls:
+                options = options + ["--tls", cert, key]
+            srv = Server(args.server, allowed_origin, args.out, tag, options)
             servers.append(srv)
             if not checks.check(f"echo {tag}: server starts", srv.port is not None, srv.out.snapshot()):
                 continue
             proxy = CountingProxy(srv.port)
             proxies.append(proxy)
-            result, _ = page("echo", allowed_origin, f"ws://127.0.0.1:{proxy.port}", args.echo_timeout, f"echo {tag}")
+            scheme = "wss" if tls else "ws"
+            result, _ = page("echo", allowed_origin, f"{scheme}://127.0.0.1:{proxy.port}", args.echo_timeout, f"echo {tag}")
             for line in (result or {}).get("log", []):
                 if re.match(r"extensions:|(one at a time|all at once): \d+ ms$", line):
                     log(f"drive: echo {tag}: {line}")

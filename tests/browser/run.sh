@@ -6,7 +6,8 @@
 #   - page.html: the cases, run in the browser (echo of text and binary messages from 1 KiB to
 #     4 MiB, compressible and not; a forbidden origin; the 4001 refusal);
 #   - drive.py: serves the page from two loopback origins, starts the servers (the echo with three
-#     permessage-deflate configurations, each through a relay that counts the bytes on the wire)
+#     permessage-deflate configurations and once over wss with a self-signed certificate that only
+#     this Chromium trusts, each through a relay that counts the bytes on the wire)
 #     and Chromium, and drives Chromium through the DevTools protocol over wsnative's own Python
 #     binding.
 # Installs what it needs (chromium, gcc, python3), builds the library and the server, runs the
@@ -16,8 +17,8 @@
 #   WSN_BROWSER_VERBOSE=1        print every page's log and console, not only a failing one's
 set -uo pipefail
 cd "$(dirname "$0")/../.." || exit 1
-# chromium: the browser; gcc/libc6-dev: cargo's link and the server; python3: the driver (the
-# standard library and bindings/python from this tree, nothing from PyPI).
+# chromium: the browser; gcc/libc6-dev: cargo's link and the server; openssl: the wss certificate;
+# python3: the driver (the standard library and bindings/python from this tree, nothing from PyPI).
 # shellcheck source=tests/lib/install.sh
 . tests/lib/install.sh
 OUT=build/browser
@@ -56,7 +57,7 @@ finish() {
   exit
 }
 
-step install wsn_apt_install chromium gcc libc6-dev python3
+step install wsn_apt_install chromium gcc libc6-dev python3 openssl
 [ "$fail" = 0 ] || finish
 step build-library cargo build --release -q
 LIB="$PWD/target/release"

@@ -1,13 +1,14 @@
 /* browser_server: the WebSocket server of the real-browser test (tests/browser/run.sh), on the
  * C ABI only.
  *
- *   browser_server PORT ALLOWED_ORIGIN [takeover|WINDOW_BITS]
+ *   browser_server PORT ALLOWED_ORIGIN [--takeover] [--window-bits N] [--tls CERT KEY]
  *
  * PORT 0 picks a free port; it listens on 127.0.0.1.
  * - permessage-deflate on (Chromium offers it on every connection): by default without context
- *   takeover either way (the core's default); "takeover" lets both sides keep their context
- *   between messages with 15-bit windows; a number (9..15) keeps the contexts too, with both
- *   windows limited to that many bits (server_max_window_bits and client_max_window_bits);
+ *   takeover either way (the core's default); --takeover lets both sides keep their context
+ *   between messages (15-bit windows); --window-bits N (8..15) keeps the contexts too, with both
+ *   windows limited to N bits (server_max_window_bits and client_max_window_bits);
+ * - --tls: wss with that certificate chain and key (PEM files);
  * - one allowed Origin: a browser page from any other origin is refused with HTTP 403;
  * - the accept hook refuses path /refused by accepting and closing at once with 4001
  *   "not allowed" (what a browser script can read, unlike an HTTP status);
@@ -102,8 +103,8 @@ static void on_event(void *user_data, struct wsn_conn *conn, const struct wsn_ev
 }
 
 int main(int argc, char **argv) {
-    if (argc != 3 && argc != 4) {
-        fprintf(stderr, "usage: %s PORT ALLOWED_ORIGIN [takeover|WINDOW_BITS]\n", argv[0]);
+    if (argc < 3) {
+        fprintf(stderr, "usage: %s PORT ALLOWED_ORIGIN [--takeover] [--window-bits N] [--tls CERT KEY]\n", argv[0]);
         return 2;
     }
     int port = atoi(argv[1]);
@@ -121,10 +122,23 @@ int main(int argc, char **argv) {
         wsn_server_options_free(opts);
         return 1;
     }
-    if (argc == 4) {
-        int bits = strcmp(argv[3], "takeover") == 0 ? 15 : atoi(argv[3]);
-        if (wsn_server_options_set_compression_params(opts, false, false, (uint8_t)bits, (uint8_t)bits) != WSN_OK) {
-            fprintf(stderr, "browser_server: compression %s: %s\n", argv[3], wsn_last_error());
+    for (int i = 3; i < argc; i++) {
+        wsn_status st;
+        if (strcmp(argv[i], "--takeover") == 0) {
+            st = wsn_server_options_set_compression_params(opts, false, false, 15, 15);
+        } else if (strcmp(argv[i], "--window-bits") == 0 && i + 1 < argc) {
+            int bits = atoi(argv[++i]);
+            st = wsn_server_options_set_compression_params(opts, false, false, (uint8_t)bits, (uint8_t)bits);
+        } else if (strcmp(argv[i], "--tls") == 0 && i + 2 < argc) {
+            st = wsn_server_options_set_tls(opts, argv[i + 1], argv[i + 2]);
+            i += 2;
+        } else {
+            fprintf(stderr, "browser_server: unknown or incomplete option %s\n", argv[i]);
+            wsn_server_options_free(opts);
+            return 2;
+        }
+        if (st != WSN_OK) {
+            fprintf(stderr, "browser_server: %s: %s\n", argv[i], wsn_last_error());
             wsn_server_options_free(opts);
             return 2;
         }
