@@ -60,7 +60,7 @@ finish() {
 step install wsn_apt_install chromium gcc libc6-dev python3 openssl
 [ "$fail" = 0 ] || finish
 step build-library cargo build --release -q
-LIB="$PWD/target/release"
+LIB="${CARGO_TARGET_DIR:-$PWD/target}/release"
 step build-server gcc -std=c11 -D_POSIX_C_SOURCE=200809L -D_DEFAULT_SOURCE -O1 -g -Wall -Wextra -Werror \
   -Iinclude -L"$LIB" -Wl,-rpath,"$LIB" tests/browser/server.c -lwsnative -lpthread -o "$OUT/browser_server"
 [ "$fail" = 0 ] || finish
