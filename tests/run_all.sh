@@ -8,7 +8,8 @@
 #   2. C: the API compiled as C and C++, every example built, the demo run (tests/c/run.sh);
 #   3. Python binding (bindings/python/test.sh);
 #   4. C# binding on Mono and CoreCLR (bindings/csharp/test.sh);
-#   5. Autobahn conformance through the C ABI, both directions (tests/conformance.sh).
+#   5. Autobahn conformance through the C ABI, both directions (tests/conformance.sh);
+#   6. a real browser, headless chromium, against the C ABI server (tests/browser/run.sh).
 # Runs every part even when one fails; the last line is "all: N passed, M failed" over parts.
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -43,6 +44,7 @@ part c bash tests/c/run.sh
 part python bash bindings/python/test.sh
 part csharp bash bindings/csharp/test.sh
 part conformance bash tests/conformance.sh
+part browser bash tests/browser/run.sh
 [ -z "$failed_parts" ] || echo "failed parts:$failed_parts"
 echo "all: $pass passed, $fail failed"
 [ "$fail" = 0 ]
