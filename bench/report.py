@@ -178,8 +178,10 @@ def build_block(meta, srv, cli, idle, chart_rel: str | None) -> str:
         L.append("")
         L.append(f"![benchmark chart]({chart_rel})")
     L.append("")
-    L.append("Regenerate with `bash bench/run.sh` (about 6 minutes; `--quick` for a smoke test). "
-             "Every measurement is in `build/bench/raw.txt`.")
+    L.append("Regenerate with `bash bench/run.sh` (about 10 minutes here; `--rounds R --secs T` to change the "
+             "run, `--quick` for a smoke test that writes only under build/bench). Every measurement is in "
+             "`build/bench/raw.txt`; the chart is drawn with matplotlib (PyPI), installed into a venv at "
+             "`build/bench-venv`. `bench/README.md` describes the pieces and what the profiles showed.")
     return "\n".join(L) + "\n"
 
 
