@@ -17,7 +17,8 @@
 # and the client process's CPU per message.
 # Idle memory: bench/idle_memory.sh at N connections (default 10000) for the three servers.
 #
-# Writes build/bench/raw.txt (every measurement), bench/results.md (the tables), docs/bench.png
+# Writes build/bench/raw.txt (every measurement; copied to bench/results-raw.txt), bench/results.md
+# (the tables), docs/bench.png
 # (the chart: matplotlib from PyPI, in a venv at build/bench-venv) and, unless --no-readme, the
 # README section between <!-- bench:begin --> and <!-- bench:end -->. --quick: 1 round of
 # 0.5 s per measurement and 1000 idle connections, writing build/bench/results.md and
@@ -142,3 +143,5 @@ ARGS=(--raw "$RAW" --results "$RESULTS")
 [ "$CHART" = 1 ] && ARGS+=(--chart "$PNG")
 [ "$README" = 1 ] && ARGS+=(--readme README.md)
 "$PY" bench/report.py "${ARGS[@]}"
+# Keep the measurements behind the published medians next to them.
+[ "$QUICK" = 1 ] || cp "$RAW" bench/results-raw.txt
