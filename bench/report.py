@@ -1,0 +1,276 @@
+"""Turns bench/run.sh's measurements (build/bench/raw.txt: one key=value line each) into
+tables of medians (bench/results.md), a chart (docs/bench.png, with matplotlib when it can be
+imported) and, with --readme, the README section between <!-- bench:begin --> and
+<!-- bench:end --> (only that text is rewritten).
+
+    python3 bench/report.py --raw build/bench/raw.txt --results bench/results.md \
+        [--chart docs/bench.png] [--readme README.md]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+from collections import defaultdict
+
+SERVERS = ["wsnative", "tokio-tungstenite", "fastwebsockets"]
+CLIENTS = ["wsnative", "tokio-tungstenite"]
+SIZES = [64, 65536, 1048576]
+CONNS = [1, 50]
+METRICS = ["msgs_per_s", "mb_per_s", "p50_us", "p99_us", "server_cpu_us_per_msg", "client_cpu_us_per_msg"]
+
+
+def size_name(s: int) -> str:
+    return {64: "64 B", 65536: "64 KiB", 1048576: "1 MiB"}.get(s, f"{s} B")
+
+
+def parse(path: str):
+    meta, rows = {}, []
+    with open(path, encoding="utf-8") as f:
+        for line in f:
+            kv = dict(p.split("=", 1) for p in line.split() if "=" in p)
+            if kv.get("kind") == "meta":
+                kv.pop("kind")
+                meta.update(kv)
+            elif kv:
+                rows.append(kv)
+    return meta, rows
+
+
+def medians(rows, kind):
+    groups = defaultdict(list)
+    failed = defaultdict(int)
+    for r in rows:
+        if r.get("kind") != kind:
+            continue
+        key = (r["name"], int(r["size"]), int(r["conns"]))
+        if r.get("failed"):
+            failed[key] += 1
+        else:
+            groups[key].append(r)
+    out = {}
+    for key, rs in groups.items():
+        m = {"n": len(rs), "failed": failed[key]}
+        for k in METRICS:
+            vals = [float(r[k]) for r in rs if k in r and r[k] != "nan"]
+            m[k] = statistics.median(vals) if vals else float("nan")
+        out[key] = m
+    for key, n in failed.items():
+        out.setdefault(key, {"n": 0, "failed": n, **{k: float("nan") for k in METRICS}})
+    return out
+
+
+def fmt(v: float, digits: int = 0) -> str:
+    if v != v:  # NaN
+        return "-"
+    if digits == 0:
+        return f"{v:,.0f}"
+    return f"{v:,.{digits}f}"
+
+
+def ratio(a: float, b: float) -> str:
+    if a != a or b != b or b == 0:
+        return "-"
+    return f"{a / b:.2f}x"
+
+
+def build_block(meta, srv, cli, idle, chart_rel: str | None) -> str:
+    L = []
+    load = f"load average {meta.get('load_start', '?').replace('/', ' ')} at the start, " \
+           f"{meta.get('load_end', '?').replace('/', ' ')} at the end"
+    L.append(
+        f"Measured {meta.get('date', '?')} at commit {meta.get('commit', '?')} on {meta.get('cores', '?')} cores "
+        f"({meta.get('cpu', '?').replace('_', ' ')}), **shared with other work** ({load}): the figures are "
+        f"noisy. Medians of {meta.get('rounds', '?')} interleaved round(s) of {meta.get('secs', '?')} s per "
+        "measurement; server and load generator on the same machine, over loopback."
+        + (" **Quick mode: a smoke test, not figures to quote.**" if meta.get("quick") == "1" else "")
+    )
+    L.append("")
+    L.append("### Servers")
+    L.append("")
+    L.append("Echo servers driven by `bench/src/bin/loadgen.rs` (raw tokio sockets, prebuilt masked binary frames), "
+             "one message in flight per connection (ping-pong). MB/s counts the payload echoed (10^6 bytes). "
+             "Server CPU is utime+stime of the server process over the measured window, per message echoed. "
+             "The last two columns compare with fastwebsockets (messages/s: higher is better; CPU: lower is better).")
+    L.append("")
+    L.append("| message | conns | server | messages/s | MB/s | p50 µs | p99 µs | server CPU µs/msg | msgs/s vs fws | CPU vs fws |")
+    L.append("| --- | ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
+    for s in SIZES:
+        for c in CONNS:
+            base = srv.get(("fastwebsockets", s, c))
+            for name in SERVERS:
+                m = srv.get((name, s, c))
+                if not m:
+                    continue
+                note = f" ({m['failed']} failed)" if m["failed"] else ""
+                L.append(
+                    f"| {size_name(s)} | {c} | {name}{note} | {fmt(m['msgs_per_s'])} | {fmt(m['mb_per_s'], 1)} | "
+                    f"{fmt(m['p50_us'])} | {fmt(m['p99_us'])} | {fmt(m['server_cpu_us_per_msg'], 1)} | "
+                    f"{ratio(m['msgs_per_s'], base['msgs_per_s']) if base else '-'} | "
+                    f"{ratio(m['server_cpu_us_per_msg'], base['server_cpu_us_per_msg']) if base else '-'} |"
+                )
+    L.append("")
+    L.append("### Clients")
+    L.append("")
+    L.append("One connection, 16 messages in flight, against the fastwebsockets echo server: wsnative's client through "
+             "the C ABI (`bench/client_inflight.c`, a new message sent from each echo's callback) and "
+             "tokio-tungstenite's client (`bench/src/bin/tt_client.rs`). CPU is the client process's own.")
+    L.append("")
+    L.append("| message | client | messages/s | MB/s | client CPU µs/msg | msgs/s vs tokio-tungstenite | CPU vs tokio-tungstenite |")
+    L.append("| --- | --- | ---: | ---: | ---: | ---: | ---: |")
+    for s in SIZES:
+        base = cli.get(("tokio-tungstenite", s, 1))
+        for name in CLIENTS:
+            m = cli.get((name, s, 1))
+            if not m:
+                continue
+            note = f" ({m['failed']} failed)" if m["failed"] else ""
+            L.append(
+                f"| {size_name(s)} | {name}{note} | {fmt(m['msgs_per_s'])} | {fmt(m['mb_per_s'], 1)} | "
+                f"{fmt(m['client_cpu_us_per_msg'], 1)} | {ratio(m['msgs_per_s'], base['msgs_per_s']) if base else '-'} | "
+                f"{ratio(m['client_cpu_us_per_msg'], base['client_cpu_us_per_msg']) if base else '-'} |"
+            )
+    if idle:
+        L.append("")
+        L.append("### Idle memory")
+        L.append("")
+        L.append("Resident memory the server gains per idle connection (`bench/idle_memory.sh`: RSS after N "
+                 "tokio-tungstenite client connections minus RSS after one, over N).")
+        L.append("")
+        L.append("| server | connections | RSS before KiB | RSS after KiB | KiB per connection |")
+        L.append("| --- | ---: | ---: | ---: | ---: |")
+        for name in SERVERS:
+            r = idle.get(name)
+            if r:
+                L.append(f"| {name} | {int(r['conns']):,} | {int(r['before_kib']):,} | {int(r['after_kib']):,} | {r['kib_per_conn']} |")
+    L.append("")
+    L.append("### Against the targets")
+    L.append("")
+    L.append("| target | measured | met |")
+    L.append("| --- | --- | --- |")
+
+    def g(d, key, k):
+        m = d.get(key)
+        return m[k] if m else float("nan")
+
+    for s in (65536, 1048576):
+        for c in CONNS:
+            wm, fm = g(srv, ("wsnative", s, c), "msgs_per_s"), g(srv, ("fastwebsockets", s, c), "msgs_per_s")
+            wc, fc = g(srv, ("wsnative", s, c), "server_cpu_us_per_msg"), g(srv, ("fastwebsockets", s, c), "server_cpu_us_per_msg")
+            ok = wm >= fm and wc <= fc
+            L.append(f"| {size_name(s)} x {c}: messages/s >= fastwebsockets', CPU/msg <= fastwebsockets' | "
+                     f"{fmt(wm)} vs {fmt(fm)} msgs/s; {fmt(wc, 1)} vs {fmt(fc, 1)} µs/msg | {'yes' if ok else 'no'} |")
+    best = max((g(srv, (n, 64, 50), "msgs_per_s") for n in SERVERS), default=float("nan"))
+    wm = g(srv, ("wsnative", 64, 50), "msgs_per_s")
+    L.append(f"| 64 B x 50: near the best messages/s | {fmt(wm)} vs best {fmt(best)} ({ratio(wm, best)}) | "
+             f"{'yes' if wm >= 0.9 * best else 'no'} (within 10%) |")
+    wc, tc = g(srv, ("wsnative", 64, 1), "server_cpu_us_per_msg"), g(srv, ("tokio-tungstenite", 64, 1), "server_cpu_us_per_msg")
+    L.append(f"| 64 B x 1 ping-pong: server CPU/msg <= 1.5x tokio-tungstenite's | {fmt(wc, 1)} vs {fmt(tc, 1)} µs/msg "
+             f"({ratio(wc, tc)}) | {'yes' if wc <= 1.5 * tc else 'no'} |")
+    for s in SIZES:
+        wm, tm = g(cli, ("wsnative", s, 1), "msgs_per_s"), g(cli, ("tokio-tungstenite", s, 1), "msgs_per_s")
+        wc, tc = g(cli, ("wsnative", s, 1), "client_cpu_us_per_msg"), g(cli, ("tokio-tungstenite", s, 1), "client_cpu_us_per_msg")
+        L.append(f"| client {size_name(s)}, 16 in flight: vs tokio-tungstenite's client | {fmt(wm)} vs {fmt(tm)} msgs/s "
+                 f"({ratio(wm, tm)}); {fmt(wc, 1)} vs {fmt(tc, 1)} µs/msg ({ratio(wc, tc)}) | "
+                 f"{'yes' if wm >= tm and wc <= tc else 'no'} |")
+    if chart_rel:
+        L.append("")
+        L.append(f"![benchmark chart]({chart_rel})")
+    L.append("")
+    L.append("Regenerate with `bash bench/run.sh` (about 10 minutes here; `--rounds R --secs T` to change the "
+             "run, `--quick` for a smoke test that writes only under build/bench). Every measurement is in "
+             "`build/bench/raw.txt`; the chart is drawn with matplotlib (PyPI), installed into a venv at "
+             "`build/bench-venv`. `bench/README.md` describes the pieces and what the profiles showed.")
+    return "\n".join(L) + "\n"
+
+
+def chart(path, srv, cli, idle, meta):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    colors = {"wsnative": "#d62728", "tokio-tungstenite": "#1f77b4", "fastwebsockets": "#2ca02c"}
+    fig, axes = plt.subplots(2, 2, figsize=(13, 9))
+    labels = [f"{size_name(s)}\nx{c}" for s in SIZES for c in CONNS]
+    width = 0.27
+    for ax, key, title in ((axes[0][0], "msgs_per_s", "Server: messages/s (higher is better)"),
+                           (axes[0][1], "server_cpu_us_per_msg", "Server: CPU µs per message (lower is better)")):
+        for i, name in enumerate(SERVERS):
+            vals = [srv.get((name, s, c), {}).get(key, float("nan")) for s in SIZES for c in CONNS]
+            xs = [j + (i - 1) * width for j in range(len(labels))]
+            ax.bar(xs, vals, width, label=name, color=colors[name])
+        ax.set_xticks(range(len(labels)))
+        ax.set_xticklabels(labels)
+        ax.set_yscale("log")
+        ax.set_title(title)
+        ax.grid(axis="y", which="both", alpha=0.3)
+        ax.legend(fontsize=8)
+    ax = axes[1][0]
+    for i, name in enumerate(CLIENTS):
+        vals = [cli.get((name, s, 1), {}).get("msgs_per_s", float("nan")) for s in SIZES]
+        ax.bar([j + (i - 0.5) * 0.4 for j in range(len(SIZES))], vals, 0.4, label=name + " client", color=colors[name])
+    ax.set_xticks(range(len(SIZES)))
+    ax.set_xticklabels([size_name(s) for s in SIZES])
+    ax.set_yscale("log")
+    ax.set_title("Client, 16 in flight vs fastwebsockets: messages/s")
+    ax.grid(axis="y", which="both", alpha=0.3)
+    ax.legend(fontsize=8)
+    ax = axes[1][1]
+    names = [n for n in SERVERS if n in idle]
+    ax.bar(names, [float(idle[n]["kib_per_conn"]) for n in names], color=[colors[n] for n in names])
+    n_idle = idle[names[0]]["conns"] if names else "?"
+    ax.set_title(f"Server: idle memory, KiB per connection at {n_idle} (lower is better)")
+    ax.set_yscale("log")
+    ax.grid(axis="y", which="both", alpha=0.3)
+    fig.suptitle(f"wsnative benchmark, {meta.get('date', '')}, {meta.get('cores', '?')} shared cores "
+                 f"(load {meta.get('load_start', '?').replace('/', ' ')}); medians of {meta.get('rounds', '?')} rounds")
+    fig.tight_layout()
+    os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
+    fig.savefig(path, dpi=90)
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--raw", required=True)
+    ap.add_argument("--results", required=True)
+    ap.add_argument("--chart")
+    ap.add_argument("--readme")
+    a = ap.parse_args()
+    meta, rows = parse(a.raw)
+    srv, cli = medians(rows, "server"), medians(rows, "client")
+    idle = {r["name"]: r for r in rows if r.get("kind") == "idle"}
+    chart_rel = None
+    if a.chart:
+        try:
+            chart(a.chart, srv, cli, idle, meta)
+            chart_rel = os.path.relpath(a.chart, os.path.dirname(os.path.abspath(a.readme)) if a.readme else ".")
+            print(f"chart: {a.chart}")
+        except ImportError:
+            print("chart: matplotlib is not installed, no chart")
+    block = build_block(meta, srv, cli, idle, chart_rel)
+    with open(a.results, "w", encoding="utf-8") as f:
+        f.write("# Benchmark results\n\n<!-- Generated by bench/run.sh (bench/report.py). -->\n\n"
+                + block.replace("](docs/", "](../docs/"))
+    print(f"results: {a.results}\n")
+    print(block)
+    if a.readme:
+        begin, end = "<!-- bench:begin -->", "<!-- bench:end -->"
+        section = ("## Benchmark\n\n<!-- Generated by bench/run.sh; edits between the bench markers are overwritten. -->\n\n"
+                   + block)
+        text = open(a.readme, encoding="utf-8").read()  # re-read right before writing
+        if begin in text and end in text and text.index(begin) < text.index(end):
+            head, rest = text.split(begin, 1)
+            _, tail = rest.split(end, 1)
+            new = head + begin + "\n" + section + end + tail
+        else:
+            new = text.rstrip("\n") + "\n\n" + begin + "\n" + section + end + "\n"
+        if new != text:
+            with open(a.readme, "w", encoding="utf-8") as f:
+                f.write(new)
+        print("README.md: Benchmark section regenerated")
+
+
+if __name__ == "__main__":
+    main()
