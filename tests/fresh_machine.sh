@@ -9,7 +9,8 @@
 # tested), --keep (keep the run's file system for a look afterwards), -- COMMAND... (run this one
 # command in the clone instead of the README's commands).
 #
-# What it does, as root on a Debian 12 host (not part of .ci/run: a full run takes 20-40 min):
+# What it does, as root on a Debian 12 host (not part of .ci/run: a run takes about 10 min on 2
+# cores, the demo and the tests each about 5, plus 3-6 min once for the base system):
 # 1. Once, cached in $WSN_FRESH_CACHE (default /var/cache/wsnative-fresh): a Debian 12 (bookworm)
 #    root file system made with debootstrap from Debian's packages: what a bare Debian has, plus
 #    git and ca-certificates to clone, and Debian 12's usual apt sources.
@@ -36,7 +37,7 @@ while [ $# -gt 0 ]; do
     --ref) REF="$2"; shift 2 ;;
     --keep) KEEP=1; shift ;;
     --) shift; [ $# -gt 0 ] && CMDS=("$*"); break ;;
-    -h|--help) sed -n '2,27p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -h|--help) sed -n '2,/^set /p' "$0" | grep '^#' | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) echo "fresh_machine: unknown argument $1 (see --help)" >&2; exit 2 ;;
   esac
 done
