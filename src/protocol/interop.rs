@@ -4,7 +4,7 @@
 //! A blocking driver stands in for the coming connection task.
 //!
 //! The same driver is an Autobahn testee (`autobahn_server`, `autobahn_client` below).
-//! Result on 2026-11-30 with shared/tools/autobahn/run.sh and `--unimplemented-fails`:
+//! Result on 2026-11-30 with tests/autobahn/run.sh and `--unimplemented-fails`:
 //! server 517/517 (sections 1-10 and 12-13 in two runs), client 517/517, every case OK
 //! except 3 INFORMATIONAL in section 7; no NON-STRICT, no UNIMPLEMENTED.
 
@@ -430,7 +430,7 @@ fn our_client_against_python_websockets_server() {
 }
 
 // ---------------------------------------------------------------------------------------
-// Autobahn testees (driven by shared/tools/autobahn/run.sh; see the report)
+// Autobahn testees (driven by tests/autobahn/run.sh; see the report)
 
 /// Echo server for `run.sh server`: `WSN_AB_PORT=9101 <test binary>
 /// protocol::interop::autobahn_server --ignored --nocapture`. Exits after WSN_AB_SECONDS
