@@ -12,7 +12,8 @@
 #    e.g. '12.*,13.*', leaves cases out) with wsnative as server and as client,
 #    through tests/autobahn/run.sh.
 # 3. Runs section 9 against the tokio-tungstenite baseline in each direction, right after, and
-#    compares the section 9 times (wsnative / baseline at most CONFORMANCE_MAX_RATIO, 1.5).
+#    compares the section 9 times (reported; a timed check fails only when CONFORMANCE_MAX_RATIO
+#    is set: shared machines make times noisy, and timed assertions do not belong in tests).
 # 4. Regenerates the "Conformance" section of README.md between the markers
 #    <!-- conformance:begin --> and <!-- conformance:end --> (only that text).
 #
@@ -22,7 +23,7 @@
 # N and M counting wsnative's cases of both directions (M also counts each direction whose
 # section 9 is too slow, and is 1 for a setup error).
 #
-# Environment: CONFORMANCE_OUT (default: autobahn-out/conformance), CONFORMANCE_MAX_RATIO (1.5),
+# Environment: CONFORMANCE_OUT (default: autobahn-out/conformance), CONFORMANCE_MAX_RATIO (unset: report only),
 # CONFORMANCE_README=0 (do not touch README.md), CARGO_TARGET_DIR (default: target).
 set -uo pipefail
 
@@ -35,7 +36,7 @@ OUT="${CONFORMANCE_OUT:-$ROOT/autobahn-out/conformance}"
 BUILD="$ROOT/build"
 TARGET="${CARGO_TARGET_DIR:-$ROOT/target}"
 case "$TARGET" in /*) ;; *) TARGET="$ROOT/$TARGET" ;; esac
-MAX_RATIO="${CONFORMANCE_MAX_RATIO:-1.5}"
+MAX_RATIO="${CONFORMANCE_MAX_RATIO:-0}" # 0: report the ratio, do not fail on it
 EXCLUDE="${CONFORMANCE_EXCLUDE-}"
 RUN_TIMEOUT=2400 # one run of the suite; sections 1-10 take about 20 s, 12-13 several minutes
 
@@ -248,7 +249,7 @@ for d in ("server", "client"):
         failed += 1
         continue
     ratios[d] = ours / base
-    if ratios[d] > MAX_RATIO:
+    if MAX_RATIO > 0 and ratios[d] > MAX_RATIO:
         problems.append("as %s: section 9 took %.1f s, %.2fx the baseline's %.1f s (limit %.1fx)"
                         % (d, ours, ratios[d], base, MAX_RATIO))
         failed += 1
@@ -261,7 +262,7 @@ for d in ("server", "client"):
         r = runs[d]["rows"][sec]
         print("  %-24s %5d %5d %5d %5d %6d %7d %7.1f" % ("%d %s" % (sec, title), CASE_COUNT[sec], r["OK"], r["NON-STRICT"],
               r["INFORMATIONAL"], r["FAILED"], r["MISSING"], runs[d]["wall"][sec]))
-print("\nsection 9, wsnative / tokio-tungstenite 0.30 (limit %.1fx):" % MAX_RATIO)
+print("\nsection 9, wsnative / tokio-tungstenite 0.30 (%s):" % ("limit %.1fx" % MAX_RATIO if MAX_RATIO > 0 else "reported, not checked"))
 for d in ("server", "client"):
     ours, base = runs[d]["wall"][9], runs["tt-" + d]["wall"][9]
     print("  as %-6s  wsnative %5.1f s   tokio-tungstenite %5.1f s   ratio %s" % (
