@@ -38,7 +38,7 @@ pub fn ffi_fn(attr: TokenStream, item: TokenStream) -> TokenStream {
         };
         quote!({ crate::ffi::guard(|| -> #ret #body) })
     };
-    f.block = Box::new(syn::parse2(wrapped).expect("a block"));
+    *f.block = syn::parse2(wrapped).expect("a block");
     quote!(#f).into()
 }
 
