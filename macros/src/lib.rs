@@ -51,7 +51,10 @@ fn check(f: &ItemFn) -> syn::Result<()> {
         .and_then(|a| a.name.as_ref())
         .is_some_and(|n| n.value() == "C");
     if !is_c {
-        return Err(Error::new(f.sig.span(), "#[ffi_fn] needs an extern \"C\" fn"));
+        return Err(Error::new(
+            f.sig.span(),
+            "#[ffi_fn] needs an extern \"C\" fn",
+        ));
     }
     if !f.attrs.iter().any(|a| a.path().is_ident("no_mangle")) {
         return Err(Error::new(
@@ -65,7 +68,11 @@ fn check(f: &ItemFn) -> syn::Result<()> {
 fn returns_status(output: &ReturnType) -> bool {
     match output {
         ReturnType::Type(_, t) => match &**t {
-            Type::Path(p) => p.path.segments.last().is_some_and(|s| s.ident == "wsn_status"),
+            Type::Path(p) => p
+                .path
+                .segments
+                .last()
+                .is_some_and(|s| s.ident == "wsn_status"),
             _ => false,
         },
         ReturnType::Default => false,
