@@ -128,6 +128,29 @@ pub struct Conn {
 
 static LIVE: Mutex<Vec<Weak<Conn>>> = Mutex::new(Vec::new());
 
+thread_local! {
+    /// The connection whose task this thread is running right now (its address; 0: none).
+    static DRIVING: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
+}
+
+/// Marks the calling thread as running `conn`'s task until dropped: its callbacks may then
+/// run right here (`inline_callbacks`). Set only around synchronous work, never across an
+/// await (another task may run on this thread in between).
+pub(crate) struct Driving(usize);
+
+impl Driving {
+    pub(crate) fn enter(conn: &Conn) -> Driving {
+        let me = conn as *const Conn as usize;
+        Driving(DRIVING.try_with(|d| d.replace(me)).unwrap_or(0))
+    }
+}
+
+impl Drop for Driving {
+    fn drop(&mut self) {
+        let _ = DRIVING.try_with(|d| d.set(self.0));
+    }
+}
+
 impl Conn {
     pub(crate) fn new(settings: Arc<ConnectionSettings>, delivery: Option<Delivery>) -> Arc<Conn> {
         let conn = Arc::new(Conn {
@@ -297,7 +320,9 @@ impl Conn {
             drop(queued);
             drop(delivery);
         });
-        if last {
+        if self.inline() {
+            self.mailbox.run_or_post(job, last)
+        } else if last {
             self.mailbox.post_last(job)
         } else {
             self.mailbox.post(job)
@@ -313,8 +338,20 @@ impl Conn {
         };
         match queue {
             Some(q) => q.push_marker(keep),
+            None if self.inline() => self
+                .mailbox
+                .run_or_post(Box::new(move || drop(keep)), false),
             None => self.mailbox.post(Box::new(move || drop(keep))),
         }
+    }
+
+    /// Whether this connection's callbacks run here and now: asked for, and the calling thread
+    /// is running this connection's own task (not an application thread, not another task).
+    fn inline(&self) -> bool {
+        self.settings.inline_callbacks
+            && DRIVING
+                .try_with(|d| d.get() == self as *const Conn as usize)
+                .unwrap_or(false)
     }
 
     pub(crate) fn notify(&self, note: Note) {

@@ -271,8 +271,9 @@ pub extern "C" fn wsn_runtime_set_callback_spin_us(microseconds: u32) {
 /// events, and ends the callback threads, so that no thread of wsnative's is left (call it
 /// before exit in runtimes that wait for every thread, such as Mono). Handles stay valid and
 /// must still be freed. A later connect or listen starts everything again.
-/// Thread: any (from a callback, that callback thread ends after it returns); never panics;
-/// blocks up to about three times `grace_ms`.
+/// Thread: any (from a callback, that callback thread ends after it returns; from an inline
+/// callback, which runs on an I/O thread, the shutdown runs on a thread of its own and this
+/// returns at once); never panics; blocks up to about three times `grace_ms`.
 #[no_mangle]
 #[ffi_fn]
 pub extern "C" fn wsn_shutdown(grace_ms: u32) {

@@ -822,3 +822,34 @@ fn send_queue_policy(v: u32) -> Result<crate::SendQueuePolicy> {
         ))),
     }
 }
+
+/// Runs the connection's event callbacks on the I/O thread that reads it, inside its task,
+/// instead of on a callback thread (default false). No thread switch per event: an echo costs
+/// about a third of the CPU, and a send from inside a callback goes out in the same turn. The
+/// price: a callback that blocks (a lock held elsewhere, I/O, a sleep, a GIL) stalls every
+/// connection of that I/O thread, so use it only for callbacks that return quickly. Everything
+/// else holds as before: one callback at a time per connection, in order; a free or stop from
+/// inside one never waits; events that start on other threads still run on callback threads.
+/// The accept callback always runs on a callback thread. Thread: one thread at a time per
+/// options object. Errors: INVALID_ARGUMENT for NULL.
+#[no_mangle]
+#[ffi_fn]
+pub unsafe extern "C" fn wsn_client_options_set_inline_callbacks(
+    options: *mut wsn_client_options,
+    enabled: bool,
+) -> wsn_status {
+    client(options)?.conn.inline_callbacks = enabled;
+    Ok(())
+}
+
+/// As wsn_client_options_set_inline_callbacks, for every connection of the server.
+/// Thread: one thread at a time per options object. Errors: INVALID_ARGUMENT for NULL.
+#[no_mangle]
+#[ffi_fn]
+pub unsafe extern "C" fn wsn_server_options_set_inline_callbacks(
+    options: *mut wsn_server_options,
+    enabled: bool,
+) -> wsn_status {
+    server(options)?.conn.inline_callbacks = enabled;
+    Ok(())
+}
