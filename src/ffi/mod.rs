@@ -6,11 +6,13 @@
 #![allow(clippy::missing_safety_doc)]
 
 mod conn;
+mod http;
 mod options;
 mod queue;
 mod server;
 
 pub use conn::*;
+pub use http::*;
 pub use options::*;
 pub use queue::*;
 pub use server::*;

@@ -20,6 +20,8 @@ pub struct wsn_client_options {
 /// wsn_server_options_free. Not thread-safe: configure from one thread at a time.
 pub struct wsn_server_options {
     pub(crate) inner: ServerOptions,
+    /// srv-defense: the plain HTTP handler (wsn_server_options_set_http_handler).
+    pub(crate) http_cb: super::http::wsn_http_cb,
 }
 
 /// Which certificate authorities a client trusts for wss:// (plus any CA files added).
@@ -58,7 +60,7 @@ unsafe fn client<'a>(o: *mut wsn_client_options) -> Result<&'a mut ClientOptions
         .ok_or_else(|| Error::invalid("options is NULL"))
 }
 
-unsafe fn server<'a>(o: *mut wsn_server_options) -> Result<&'a mut ServerOptions> {
+pub(crate) unsafe fn server<'a>(o: *mut wsn_server_options) -> Result<&'a mut ServerOptions> {
     o.as_mut()
         .map(|o| &mut o.inner)
         .ok_or_else(|| Error::invalid("options is NULL"))
@@ -481,6 +483,7 @@ pub extern "C" fn wsn_server_options_new() -> *mut wsn_server_options {
     guard(|| {
         Box::into_raw(Box::new(wsn_server_options {
             inner: ServerOptions::default(),
+            http_cb: None,
         }))
     })
 }

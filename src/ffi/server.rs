@@ -37,9 +37,13 @@ impl Drop for ReleaseSlot {
 /// An upgrade request, seen by the accept callback. Valid only during that callback; every
 /// string it returns is borrowed until the callback returns.
 pub struct wsn_request {
-    request: Request,
+    pub(crate) request: Request,
     decision: RefCell<Decision>,
     strings: RefCell<Vec<CString>>,
+    // srv-defense (issue 15 §3.5): which callback has it, and the response it builds.
+    pub(crate) plain: bool,
+    pub(crate) response_headers: RefCell<Vec<(String, String)>>,
+    pub(crate) response: RefCell<Option<crate::server::Response>>,
 }
 
 /// Decides on an upgrade request. Without a call to wsn_request_reject or
@@ -58,13 +62,13 @@ struct CAcceptHook {
 
 impl AcceptHook for CAcceptHook {
     fn accept(&self, req: &Request) -> Decision {
-        let default = Decision::Accept { subprotocol: None };
-        let mut r = wsn_request {
-            request: req.clone(),
-            decision: RefCell::new(default),
-            strings: RefCell::new(Vec::new()),
-        };
+        self.accept_with_headers(req, &mut Vec::new())
+    }
+
+    fn accept_with_headers(&self, req: &Request, headers: &mut Vec<(String, String)>) -> Decision {
+        let mut r = wsn_request::new(req, false);
         unsafe { (self.callback)(self.user_data as *mut c_void, &mut r) };
+        *headers = r.response_headers.into_inner();
         r.decision.into_inner()
     }
 }
@@ -84,13 +88,36 @@ fn hook(
     })
 }
 
-unsafe fn req_ref<'a>(r: *const wsn_request) -> Result<&'a wsn_request> {
+pub(crate) unsafe fn req_ref<'a>(r: *const wsn_request) -> Result<&'a wsn_request> {
     r.as_ref().ok_or_else(|| Error::invalid("request is NULL"))
 }
 
 impl wsn_request {
+    /// A request for the accept callback (`plain` false) or the HTTP handler (`plain` true).
+    pub(crate) fn new(req: &Request, plain: bool) -> wsn_request {
+        wsn_request {
+            request: req.clone(),
+            decision: RefCell::new(Decision::Accept { subprotocol: None }),
+            strings: RefCell::new(Vec::new()),
+            plain,
+            response_headers: RefCell::new(Vec::new()),
+            response: RefCell::new(None),
+        }
+    }
+
+    /// Refuses the upgrade decisions inside the HTTP handler.
+    fn upgrade_only(&self) -> Result<()> {
+        if self.plain {
+            return Err(Error::new(
+                crate::error::ErrorKind::InvalidState,
+                "this request is not a WebSocket upgrade: answer it with wsn_request_respond",
+            ));
+        }
+        Ok(())
+    }
+
     /// Keeps a C copy of `s` alive for the rest of the callback.
-    fn keep(&self, s: &str) -> *const c_char {
+    pub(crate) fn keep(&self, s: &str) -> *const c_char {
         let c = to_cstring(s);
         let p = c.as_ptr();
         self.strings.borrow_mut().push(c);
@@ -166,6 +193,15 @@ pub(crate) unsafe fn listen_with(
         let delivery = delivery?;
         let default = crate::ServerOptions::default();
         let opts = options.as_ref().map(|o| &o.inner).unwrap_or(&default);
+        // srv-defense: the C HTTP handler, with the server's user_data.
+        let with_http;
+        let opts = match options.as_ref().and_then(|o| o.http_cb) {
+            Some(cb) => {
+                with_http = super::http::with_http_handler(opts, cb, user_data, &release);
+                &with_http
+            }
+            None => opts,
+        };
         let server = Server::listen(
             host,
             port,
@@ -399,6 +435,7 @@ pub unsafe extern "C" fn wsn_request_accept(
 ) -> wsn_status {
     status(|| {
         let r = req_ref(request)?;
+        r.upgrade_only()?;
         let p = r
             .request
             .offered(opt_str_arg(subprotocol, "subprotocol")?)?;
@@ -419,6 +456,7 @@ pub unsafe extern "C" fn wsn_request_reject(
 ) -> wsn_status {
     status(|| {
         let r = req_ref(request)?;
+        r.upgrade_only()?;
         if !(400..=599).contains(&http_status) {
             return Err(Error::invalid(format!(
                 "HTTP status {http_status} is not a refusal (use 400-599)"
@@ -446,6 +484,7 @@ pub unsafe extern "C" fn wsn_request_accept_and_close(
 ) -> wsn_status {
     status(|| {
         let r = req_ref(request)?;
+        r.upgrade_only()?;
         let reason = opt_str_arg(reason, "reason")?.unwrap_or("");
         check_close(code, reason)?;
         *r.decision.borrow_mut() = Decision::Close {
