@@ -205,15 +205,50 @@ pub(crate) fn reserve_fd() -> Option<std::fs::File> {
     std::fs::File::open("/dev/null").ok()
 }
 
+/// Connections being turned away that are still open (see `refuse_at_cap`).
+static LINGERING: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
+/// At most this many turned-away connections linger at once; beyond, they are closed at once.
+const MAX_LINGERING: usize = 64;
+
 /// Turns away a new connection at a cap: a 503 when the stream is plain TCP (written only if
 /// the socket takes it at once), then close. A TLS client just sees the connection close.
-pub(crate) fn refuse_at_cap(tcp: tokio::net::TcpStream, tls: bool) {
-    if !tls {
-        let _ = tcp.try_write(
-            b"HTTP/1.1 503 Service Unavailable\r\nContent-Type: text/plain; charset=utf-8\r\n\
-              Content-Length: 31\r\nConnection: close\r\n\r\ntoo many handshakes in progress",
-        );
+/// With `linger` (not at the descriptor limit) and fewer than 64 already lingering, the
+/// connection is half-closed and what the client sends is read and discarded for up to 500 ms
+/// first: closing a socket with unread bytes (the client's request, arriving just after the
+/// accept) sends a reset, which can destroy the 503 before the client reads it.
+pub(crate) fn refuse_at_cap(tcp: tokio::net::TcpStream, tls: bool, linger: bool) {
+    use std::sync::atomic::Ordering;
+    if tls {
+        return;
     }
+    let _ = tcp.try_write(
+        b"HTTP/1.1 503 Service Unavailable\r\nContent-Type: text/plain; charset=utf-8\r\n\
+          Content-Length: 31\r\nConnection: close\r\n\r\ntoo many handshakes in progress",
+    );
+    if !linger || LINGERING.fetch_add(1, Ordering::AcqRel) >= MAX_LINGERING {
+        if linger {
+            LINGERING.fetch_sub(1, Ordering::AcqRel);
+        }
+        return;
+    }
+    tokio::spawn(async move {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let mut tcp = tcp;
+        let _ = tcp.shutdown().await;
+        let drain = async {
+            let mut buf = [0u8; 4096];
+            let mut total = 0usize;
+            while total < 64 << 10 {
+                match tcp.read(&mut buf).await {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => total += n,
+                }
+            }
+        };
+        let _ = tokio::time::timeout(std::time::Duration::from_millis(500), drain).await;
+        LINGERING.fetch_sub(1, Ordering::AcqRel);
+    });
 }
 
 /// What the accept loop does when accept fails. Out of descriptors (EMFILE, ENFILE, and the
@@ -250,7 +285,7 @@ pub(crate) async fn on_accept_error(
         drop(spare);
         if let Some(Ok((tcp, _))) = listener.accept().now_or_never() {
             adm.note_refused();
-            refuse_at_cap(tcp, tls);
+            refuse_at_cap(tcp, tls, false);
         }
         *reserve.lock().unwrap_or_else(|p| p.into_inner()) = reserve_fd();
     }

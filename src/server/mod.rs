@@ -453,7 +453,7 @@ async fn accept_loop(shared: Arc<Shared>, listener: tokio::net::TcpListener) {
                 let _ = tcp.set_nodelay(true);
                 // srv-defense: counted among the handshakes in progress, or refused.
                 let Some(ticket) = shared.admission.admit(peer.ip()) else {
-                    admission::refuse_at_cap(tcp, shared.tls.is_some());
+                    admission::refuse_at_cap(tcp, shared.tls.is_some(), true);
                     continue;
                 };
                 tokio::spawn(serve_one(shared.clone(), tcp, peer, ticket));
