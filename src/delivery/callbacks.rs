@@ -138,6 +138,12 @@ impl Mailbox {
         }
     }
 
+    /// Whether every job posted so far has run (or was dropped): nothing queued, none running.
+    pub(crate) fn is_idle(&self) -> bool {
+        let g = relock(&self.inner);
+        g.jobs.is_empty() && g.running_on.is_none()
+    }
+
     /// Whether `release` was called.
     pub(crate) fn is_released(&self) -> bool {
         relock(&self.inner).released
