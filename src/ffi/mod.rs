@@ -9,11 +9,13 @@
 
 mod conn;
 mod handle;
+mod http;
 mod options;
 mod queue;
 mod server;
 
 pub use conn::*;
+pub use http::*;
 pub use options::*;
 pub use queue::*;
 pub use server::*;
