@@ -201,6 +201,9 @@ wsn_client_options_set_compression_params = _fn(
 wsn_client_options_set_compression_threshold = _fn(
     "wsn_client_options_set_compression_threshold", [_ptr, c_size_t, c_uint32], _status
 )
+# wsn_status wsn_client_options_set_inline_callbacks(wsn_client_options *options, bool enabled);
+# Not used by the binding: Python callbacks take the GIL, which must never block an I/O thread.
+wsn_client_options_set_inline_callbacks = _fn("wsn_client_options_set_inline_callbacks", [_ptr, c_bool], _status)
 # wsn_status wsn_client_options_set_max_message_size(wsn_client_options *options, size_t bytes);
 wsn_client_options_set_max_message_size = _fn("wsn_client_options_set_max_message_size", [_ptr, c_size_t], _status)
 # wsn_status wsn_client_options_set_ping_interval_ms(wsn_client_options *options, uint32_t ms);
@@ -260,6 +263,9 @@ wsn_server_options_set_compression_params = _fn(
 wsn_server_options_set_compression_threshold = _fn(
     "wsn_server_options_set_compression_threshold", [_ptr, c_size_t, c_uint32], _status
 )
+# wsn_status wsn_server_options_set_inline_callbacks(wsn_server_options *options, bool enabled);
+# Not used by the binding: Python callbacks take the GIL, which must never block an I/O thread.
+wsn_server_options_set_inline_callbacks = _fn("wsn_server_options_set_inline_callbacks", [_ptr, c_bool], _status)
 # wsn_status wsn_server_options_set_max_message_size(wsn_server_options *options, size_t bytes);
 wsn_server_options_set_max_message_size = _fn("wsn_server_options_set_max_message_size", [_ptr, c_size_t], _status)
 # wsn_status wsn_server_options_set_ping_interval_ms(wsn_server_options *options, uint32_t ms);
