@@ -1,15 +1,17 @@
 //! Servers for C, continued (issue 15 §2 and §3.5): caps on handshakes in progress, the plain
 //! HTTP handler for requests that are not upgrades, and response headers from the callbacks.
 
+use super::handle::{lend, try_mut};
 use super::options::server;
-use super::server::{req_ref, ReleaseSlot};
-use super::{guard, status, str_arg, wsn_request, wsn_server_options, wsn_status};
+use super::server::{req_ref, AcceptRequest, ReleaseSlot};
+use super::{str_arg, wsn_request, wsn_server_options, wsn_status};
 use crate::error::{Error, Result};
 use crate::options::PendingHandshakePolicy;
 use crate::server::{check_response, check_response_header, HttpHandler, HttpHandlerRef};
 use crate::server::{Request, Response};
 use std::ffi::{c_char, c_void};
 use std::sync::Arc;
+use wsnative_macros::ffi_fn;
 
 /// Answers a plain HTTP request (one that is not a WebSocket upgrade, such as a load
 /// balancer's `GET /healthz`): read it with the wsn_request_get_* functions (method, path,
@@ -39,8 +41,8 @@ struct CHttpHandler {
 
 impl HttpHandler for CHttpHandler {
     fn handle(&self, req: &Request) -> Option<Response> {
-        let mut r = wsn_request::new(req, true);
-        unsafe { (self.callback)(self.user_data as *mut c_void, &mut r) };
+        let r = AcceptRequest::new(req, true);
+        unsafe { (self.callback)(self.user_data as *mut c_void, lend(&r)) };
         let headers = r.response_headers.into_inner();
         r.response.into_inner().map(|mut resp| {
             resp.headers = headers;
@@ -73,14 +75,13 @@ pub(crate) fn with_http_handler(
 /// descriptor limit (`ulimit -n`, often 1024). Errors: INVALID_ARGUMENT for NULL.
 /// Thread: one thread at a time per options object.
 #[no_mangle]
+#[ffi_fn]
 pub unsafe extern "C" fn wsn_server_options_set_max_pending_handshakes(
     options: *mut wsn_server_options,
     max: usize,
 ) -> wsn_status {
-    status(|| {
-        server(options)?.max_pending_handshakes = max;
-        Ok(())
-    })
+    server(options)?.max_pending_handshakes = max;
+    Ok(())
 }
 
 /// Most handshakes in progress from one client address, an IPv4 address or an IPv6 /64
@@ -89,14 +90,13 @@ pub unsafe extern "C" fn wsn_server_options_set_max_pending_handshakes(
 /// Errors: INVALID_ARGUMENT for NULL.
 /// Thread: one thread at a time per options object.
 #[no_mangle]
+#[ffi_fn]
 pub unsafe extern "C" fn wsn_server_options_set_max_pending_handshakes_per_ip(
     options: *mut wsn_server_options,
     max: usize,
 ) -> wsn_status {
-    status(|| {
-        server(options)?.max_pending_handshakes_per_ip = max;
-        Ok(())
-    })
+    server(options)?.max_pending_handshakes_per_ip = max;
+    Ok(())
 }
 
 /// What happens to a new connection when a cap on handshakes in progress is reached:
@@ -114,24 +114,23 @@ pub unsafe extern "C" fn wsn_server_options_set_max_pending_handshakes_per_ip(
 /// Errors: INVALID_ARGUMENT for NULL or an unknown policy.
 /// Thread: one thread at a time per options object.
 #[no_mangle]
+#[ffi_fn]
 pub unsafe extern "C" fn wsn_server_options_set_pending_handshake_policy(
     options: *mut wsn_server_options,
     policy: u32,
 ) -> wsn_status {
-    status(|| {
-        let p = match policy {
-            WSN_PENDING_HANDSHAKE_DROP_OLDEST => PendingHandshakePolicy::DropOldest,
-            WSN_PENDING_HANDSHAKE_REFUSE => PendingHandshakePolicy::Refuse,
-            _ => {
-                return Err(Error::invalid(format!(
-                    "pending handshake policy {policy} is unknown: use \
-                     WSN_PENDING_HANDSHAKE_DROP_OLDEST or WSN_PENDING_HANDSHAKE_REFUSE"
-                )))
-            }
-        };
-        server(options)?.pending_handshake_policy = p;
-        Ok(())
-    })
+    let p = match policy {
+        WSN_PENDING_HANDSHAKE_DROP_OLDEST => PendingHandshakePolicy::DropOldest,
+        WSN_PENDING_HANDSHAKE_REFUSE => PendingHandshakePolicy::Refuse,
+        _ => {
+            return Err(Error::invalid(format!(
+                "pending handshake policy {policy} is unknown: use \
+                 WSN_PENDING_HANDSHAKE_DROP_OLDEST or WSN_PENDING_HANDSHAKE_REFUSE"
+            )))
+        }
+    };
+    server(options)?.pending_handshake_policy = p;
+    Ok(())
 }
 
 /// Sets the handler of plain HTTP requests, those that are not WebSocket upgrades (see
@@ -142,29 +141,24 @@ pub unsafe extern "C" fn wsn_server_options_set_pending_handshake_policy(
 /// Errors: INVALID_ARGUMENT for NULL options.
 /// Thread: one thread at a time per options object.
 #[no_mangle]
+#[ffi_fn]
 pub unsafe extern "C" fn wsn_server_options_set_http_handler(
     options: *mut wsn_server_options,
     on_http: wsn_http_cb,
 ) -> wsn_status {
-    status(|| {
-        let o = options
-            .as_mut()
-            .ok_or_else(|| Error::invalid("options is NULL"))?;
-        o.http_cb = on_http;
-        Ok(())
-    })
+    try_mut(options)?.http_cb = on_http;
+    Ok(())
 }
 
 /// The request method ("GET", "HEAD", "POST", ...). NULL for NULL.
 /// Thread: only inside the accept or HTTP callback that was given `request`; the string is
 /// borrowed until that callback returns.
 #[no_mangle]
+#[ffi_fn]
 pub unsafe extern "C" fn wsn_request_get_method(request: *const wsn_request) -> *const c_char {
-    guard(|| {
-        req_ref(request)
-            .map(|r| r.keep(&r.request.method))
-            .unwrap_or(std::ptr::null())
-    })
+    req_ref(request)
+        .map(|r| r.keep(&r.request.method))
+        .unwrap_or(std::ptr::null())
 }
 
 /// Adds a header to the response: in the accept callback, to the 101 (a `Set-Cookie`, for
@@ -174,21 +168,20 @@ pub unsafe extern "C" fn wsn_request_get_method(request: *const wsn_request) -> 
 /// Errors: INVALID_ARGUMENT (NULL, an invalid name or value, a reserved name).
 /// Thread: only inside the accept or HTTP callback that was given `request`.
 #[no_mangle]
+#[ffi_fn]
 pub unsafe extern "C" fn wsn_request_add_response_header(
     request: *mut wsn_request,
     name: *const c_char,
     value: *const c_char,
 ) -> wsn_status {
-    status(|| {
-        let r = req_ref(request)?;
-        let name = str_arg(name, "name")?;
-        let value = str_arg(value, "value")?;
-        check_response_header(name, value)?;
-        r.response_headers
-            .borrow_mut()
-            .push((name.to_owned(), value.to_owned()));
-        Ok(())
-    })
+    let r = req_ref(request)?;
+    let name = str_arg(name, "name")?;
+    let value = str_arg(value, "value")?;
+    check_response_header(name, value)?;
+    r.response_headers
+        .borrow_mut()
+        .push((name.to_owned(), value.to_owned()));
+    Ok(())
 }
 
 /// Answers a plain HTTP request with `http_status` (200-599) and `body_len` bytes of `body`
@@ -199,30 +192,29 @@ pub unsafe extern "C" fn wsn_request_add_response_header(
 /// wsn_request_accept, _reject or _accept_and_close).
 /// Thread: only inside the HTTP callback that was given `request`.
 #[no_mangle]
+#[ffi_fn]
 pub unsafe extern "C" fn wsn_request_respond(
     request: *mut wsn_request,
     http_status: u16,
     body: *const u8,
     body_len: usize,
 ) -> wsn_status {
-    status(|| {
-        let r = req_ref(request)?;
-        if !r.plain {
-            return Err(Error::new(
-                crate::error::ErrorKind::InvalidState,
-                "wsn_request_respond answers plain HTTP requests: in the accept callback use \
-                 wsn_request_accept, wsn_request_reject or wsn_request_accept_and_close",
-            ));
-        }
-        check_response(http_status, body_len)?;
-        let body = bytes_arg(body, body_len)?;
-        *r.response.borrow_mut() = Some(Response {
-            status: http_status,
-            headers: Vec::new(),
-            body,
-        });
-        Ok(())
-    })
+    let r = req_ref(request)?;
+    if !r.plain {
+        return Err(Error::new(
+            crate::error::ErrorKind::InvalidState,
+            "wsn_request_respond answers plain HTTP requests: in the accept callback use \
+             wsn_request_accept, wsn_request_reject or wsn_request_accept_and_close",
+        ));
+    }
+    check_response(http_status, body_len)?;
+    let body = bytes_arg(body, body_len)?;
+    *r.response.borrow_mut() = Some(Response {
+        status: http_status,
+        headers: Vec::new(),
+        body,
+    });
+    Ok(())
 }
 
 unsafe fn bytes_arg(p: *const u8, len: usize) -> Result<Vec<u8>> {
