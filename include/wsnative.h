@@ -368,7 +368,8 @@ typedef void (*wsn_release_cb)(void *arg);
  * balancer's `GET /healthz`): read it with the wsn_request_get_* functions (method, path,
  * query, headers, peer address) and answer with wsn_request_respond (plus
  * wsn_request_add_response_header). Returning without wsn_request_respond leaves the request
- * to the default answer, 426 Upgrade Required (405 for methods other than GET). Gets the
+ * to the default answer, 426 Upgrade Required (405 for methods other than GET). A request
+ * body is not read (the handler is for health checks and small answers, not uploads). Gets the
  * `user_data` given to wsn_server_listen. Runs on a wsnative callback thread, never on an I/O
  * thread, while the client waits (bounded by the handshake timeout: keep it short);
  * callbacks for different requests may run at the same time on different threads; none
@@ -882,7 +883,9 @@ wsn_status wsn_client_options_add_ca_file(struct wsn_client_options *options, co
 /**
  * A new server options object with the defaults: handshake timeout 10 s, max request header
  * 16 KiB, close timeout 5 s, drain timeout 5 s, max message 64 MiB, ping every 30 s, no
- * connection limit, any Origin. Ownership: the caller frees it with wsn_server_options_free.
+ * connection limit, any Origin, at most 256 handshakes in progress and 32 per client address
+ * (the oldest dropped at a cap), no plain HTTP handler (426). Ownership: the caller frees it
+ * with wsn_server_options_free.
  * Thread: any.
  */
 struct wsn_server_options *wsn_server_options_new(void);
@@ -1193,14 +1196,14 @@ wsn_status wsn_server_set_release_hook(struct wsn_server *server, wsn_release_cb
 
 /**
  * The request path without the query, e.g. "/chat". NULL for NULL.
- * Thread: only inside the accept callback that was given `request`; a returned string is
+ * Thread: only inside the accept (or HTTP) callback that was given `request`; a returned string is
  * borrowed until that callback returns.
  */
 const char *wsn_request_get_path(const struct wsn_request *request);
 
 /**
  * The query string without '?' ("" when none). NULL for NULL.
- * Thread: only inside the accept callback that was given `request`; a returned string is
+ * Thread: only inside the accept (or HTTP) callback that was given `request`; a returned string is
  * borrowed until that callback returns.
  */
 const char *wsn_request_get_query(const struct wsn_request *request);
@@ -1208,49 +1211,49 @@ const char *wsn_request_get_query(const struct wsn_request *request);
 /**
  * The value of the first header called `name` (case-insensitive; "Origin", "Cookie", ...),
  * or NULL when absent.
- * Thread: only inside the accept callback that was given `request`; a returned string is
+ * Thread: only inside the accept (or HTTP) callback that was given `request`; a returned string is
  * borrowed until that callback returns.
  */
 const char *wsn_request_get_header(const struct wsn_request *request, const char *name);
 
 /**
  * The number of request headers (0 for NULL).
- * Thread: only inside the accept callback that was given `request`; a returned string is
+ * Thread: only inside the accept (or HTTP) callback that was given `request`; a returned string is
  * borrowed until that callback returns.
  */
 size_t wsn_request_get_header_count(const struct wsn_request *request);
 
 /**
  * The name of header `index` (NULL when out of range).
- * Thread: only inside the accept callback that was given `request`; a returned string is
+ * Thread: only inside the accept (or HTTP) callback that was given `request`; a returned string is
  * borrowed until that callback returns.
  */
 const char *wsn_request_get_header_name(const struct wsn_request *request, size_t index);
 
 /**
  * The value of header `index` (NULL when out of range).
- * Thread: only inside the accept callback that was given `request`; a returned string is
+ * Thread: only inside the accept (or HTTP) callback that was given `request`; a returned string is
  * borrowed until that callback returns.
  */
 const char *wsn_request_get_header_value(const struct wsn_request *request, size_t index);
 
 /**
  * The client's address as "ip:port". NULL for NULL.
- * Thread: only inside the accept callback that was given `request`; a returned string is
+ * Thread: only inside the accept (or HTTP) callback that was given `request`; a returned string is
  * borrowed until that callback returns.
  */
 const char *wsn_request_get_peer_addr(const struct wsn_request *request);
 
 /**
  * The number of subprotocols the client offered.
- * Thread: only inside the accept callback that was given `request`; a returned string is
+ * Thread: only inside the accept (or HTTP) callback that was given `request`; a returned string is
  * borrowed until that callback returns.
  */
 size_t wsn_request_get_subprotocol_count(const struct wsn_request *request);
 
 /**
  * Offered subprotocol `index`, in the client's order of preference (NULL when out of range).
- * Thread: only inside the accept callback that was given `request`; a returned string is
+ * Thread: only inside the accept (or HTTP) callback that was given `request`; a returned string is
  * borrowed until that callback returns.
  */
 const char *wsn_request_get_subprotocol(const struct wsn_request *request, size_t index);
