@@ -5,9 +5,12 @@
 mod delivery;
 mod driver;
 mod inbox;
+mod ops;
 
 pub use delivery::{Delivery, EventQueue, QueueTarget, Queued};
 pub(crate) use driver::{run, Wire};
+pub(crate) use ops::TagIndex;
+pub use ops::{check_tag, ConnStats, SharedFrame, MAX_TAGS};
 
 use crate::delivery::Mailbox;
 use crate::error::{Error, ErrorKind, Result};
@@ -88,6 +91,22 @@ pub(crate) enum Command {
     },
     /// Our Close frame, after everything queued before it.
     Close(u16, String),
+    /// A frame built once and shared with other connections (a broadcast), with its id.
+    Frame {
+        frame: SharedFrame,
+        len: usize,
+        id: u64,
+    },
+}
+
+impl Command {
+    /// The bytes this command counts in the send queue.
+    pub(crate) fn queued_len(&self) -> usize {
+        match self {
+            Command::Send { len, .. } | Command::Frame { len, .. } => *len,
+            Command::Close(..) => 0,
+        }
+    }
 }
 
 /// What the other parts tell the connection task, ahead of the send queue.
@@ -100,6 +119,8 @@ pub(crate) enum Note {
     Delivered,
     /// This side fails the connection with a code (a full send queue under the close policy).
     Fail(u16, &'static str, Error),
+    /// The application asked for a Ping (its payload) to measure the round trip.
+    Ping([u8; 8]),
 }
 
 /// The queue gate: closed once the connection stops accepting sends, so nothing is queued
@@ -158,6 +179,8 @@ pub struct Conn {
     /// The TCP socket's descriptor while the actor owns it (-1 otherwise): lets the close
     /// watchdog see bytes that the kernel has not sent yet.
     socket_fd: std::sync::atomic::AtomicI32,
+    /// Deadline, tags, counters (issue 15 §3, `ops.rs`).
+    ops: ops::ConnOps,
 }
 
 static LIVE: Mutex<Vec<Weak<Conn>>> = Mutex::new(Vec::new());
@@ -195,6 +218,7 @@ impl Conn {
             app_freed: AtomicBool::new(false),
             read_waiting: AtomicBool::new(false),
             socket_fd: std::sync::atomic::AtomicI32::new(-1),
+            ops: ops::ConnOps::default(),
         });
         crate::runtime::on_fork(&LIVE_FORK);
         let mut live = LIVE.lock().unwrap_or_else(|p| p.into_inner());
@@ -351,6 +375,18 @@ impl Conn {
     /// Queues a message; its id is one more than the previous message's, in queue order.
     fn enqueue(&self, text: bool, data: Bytes, compress: bool) -> Result<u64> {
         let len = data.len();
+        self.enqueue_with(len, move |id| Command::Send {
+            text,
+            data,
+            len,
+            id,
+            compress,
+        })
+    }
+
+    /// Queues the command `make` builds with its id, counting `len` bytes against the send
+    /// queue's limit (its policy applies when it is full).
+    fn enqueue_with(&self, len: usize, make: impl FnOnce(u64) -> Command) -> Result<u64> {
         let mut gate = self.gate.lock().unwrap_or_else(|p| p.into_inner());
         if gate.closed {
             return Err(Error::state(format!("cannot send: {}", gate.why)));
@@ -382,17 +418,7 @@ impl Conn {
         }
         self.buffered.fetch_add(len, Ordering::Relaxed);
         let id = gate.last_id + 1;
-        if self
-            .commands
-            .send(Command::Send {
-                text,
-                data,
-                len,
-                id,
-                compress,
-            })
-            .is_err()
-        {
+        if self.commands.send(make(id)).is_err() {
             self.buffered.fetch_sub(len, Ordering::Relaxed);
             return Err(Error::state("cannot send: the connection is closed"));
         }

@@ -14,7 +14,7 @@ use std::time::Duration;
 
 /// A listening server. Created by wsn_server_listen, freed with wsn_server_free.
 pub struct wsn_server {
-    inner: Server,
+    pub(crate) inner: Server,
     release: Arc<ReleaseSlot>,
 }
 
@@ -37,7 +37,7 @@ impl Drop for ReleaseSlot {
 /// An upgrade request, seen by the accept callback. Valid only during that callback; every
 /// string it returns is borrowed until the callback returns.
 pub struct wsn_request {
-    request: Request,
+    pub(crate) request: Request,
     decision: RefCell<Decision>,
     strings: RefCell<Vec<CString>>,
 }

@@ -71,6 +71,7 @@ pub(crate) async fn read_request(
         peer_addr: peer,
         subprotocols: Vec::new(),
         http_minor: parsed.version.unwrap_or(0),
+        setup: Default::default(),
     };
     let leftover = buf[end..].to_vec();
     let mut req = req;
@@ -148,6 +149,7 @@ fn reason_phrase(status: u16) -> &'static str {
 
 /// Answers with an HTTP error and the given body; errors are ignored (the client may be gone).
 pub(crate) async fn refuse(io: &mut BoxIo, status: u16, body: &str) {
+    super::ops::count_refusal(status);
     let mut resp = format!(
         "HTTP/1.1 {status} {}\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: {}\r\nConnection: close\r\n",
         reason_phrase(status),

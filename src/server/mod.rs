@@ -2,6 +2,7 @@
 //! and the registry of open connections that stopping drains.
 
 mod handshake;
+mod ops;
 
 use crate::connection::{run, Conn, Delivery, Event, Handler, Wire};
 use crate::delivery::{in_callback, Mailbox};
@@ -15,6 +16,8 @@ use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, Weak};
 use std::time::{Duration, Instant};
 use tokio::sync::{oneshot, Notify};
+
+pub use ops::{BroadcastReport, DrainReport, ServerStats};
 
 /// An upgrade request, as the accept hook sees it.
 #[derive(Debug, Clone)]
@@ -33,6 +36,8 @@ pub struct Request {
     pub subprotocols: Vec<String>,
     /// HTTP/1.x: the minor version (an upgrade needs 1.1).
     pub(crate) http_minor: u8,
+    /// What the accept hook set up for the connection (deadline, tags; `ops.rs`).
+    pub(crate) setup: ops::SetupSlot,
 }
 
 impl Request {
@@ -111,6 +116,8 @@ struct Shared {
     next_id: AtomicU64,
     stopping: AtomicBool,
     stop_accepting: Notify,
+    /// Tag index and counters (`ops.rs`).
+    ops: Arc<ops::ServerOps>,
 }
 
 /// Lets accept hooks run side by side on the callback threads, and keeps G7: after `release`
@@ -219,6 +226,7 @@ impl Server {
             next_id: AtomicU64::new(1),
             stopping: AtomicBool::new(false),
             stop_accepting: Notify::new(),
+            ops: Default::default(),
         });
         {
             let mut all = relock(&SERVERS);
@@ -430,17 +438,22 @@ struct Upgraded {
     close_now: Option<(u16, String)>,
     /// Held until the connection ends.
     slot: Slot,
+    /// What the accept hook set up (deadline, tags).
+    setup: ops::SessionSetup,
 }
 
 async fn serve_one(shared: Arc<Shared>, tcp: tokio::net::TcpStream, peer: SocketAddr) {
     let limit = shared.opts.handshake_timeout;
     let fd = std::os::fd::AsRawFd::as_raw_fd(&tcp);
-    let Upgraded { io, leftover, subprotocol, deflate, close_now, slot } =
+    let handshaking = ops::Handshaking::start(&shared);
+    let counted = ops::COUNTERS.scope(shared.ops.clone(), handshake(&shared, tcp, peer));
+    let Upgraded { io, leftover, subprotocol, deflate, close_now, slot, setup } =
         // Boxed: the handshake's buffers are not part of the connection's task once it is over.
-        match tokio::time::timeout(limit, Box::pin(handshake(&shared, tcp, peer))).await {
+        match tokio::time::timeout(limit, Box::pin(counted)).await {
             Ok(Ok(Some(u))) => u,
             _ => return, // refused, failed or timed out: the client has its answer or its timeout
         };
+    drop(handshaking);
     // Made under the lock that `release` takes: a connection either is in the list it
     // releases, or never delivers anything (the server is gone).
     let conn = {
@@ -471,6 +484,8 @@ async fn serve_one(shared: Arc<Shared>, tcp: tokio::net::TcpStream, peer: Socket
         }
         conns.insert(id, conn.clone());
     }
+    ops::apply_setup(&conn, id, &shared, setup);
+    shared.ops.opened();
     if let Some((_, header)) = &deflate {
         conn.set_extensions(header.clone());
     }
@@ -480,7 +495,8 @@ async fn serve_one(shared: Arc<Shared>, tcp: tokio::net::TcpStream, peer: Socket
         role: Role::Server,
         deflate: deflate.map(|d| d.0),
     };
-    run(conn, wire).await;
+    run(conn.clone(), wire).await;
+    shared.ops.ended(id, &conn);
     drop(slot);
     let mut conns = relock(&shared.conns);
     conns.remove(&id);
@@ -587,6 +603,7 @@ async fn handshake(
         deflate.as_ref().map(|d| d.1.as_str()),
     )
     .await?;
+    let setup = std::mem::take(&mut *relock(&req.setup));
     Ok(Some(Upgraded {
         io,
         leftover,
@@ -594,6 +611,7 @@ async fn handshake(
         deflate,
         close_now,
         slot,
+        setup,
     }))
 }
 
