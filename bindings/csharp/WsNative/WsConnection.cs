@@ -24,7 +24,7 @@ using static WsNative.Native.NativeMethods;
 
 namespace WsNative
 {
-    public sealed class WsConnection : IDisposable
+    public sealed partial class WsConnection : IDisposable
     {
         private static readonly HashSet<WsConnection> s_rooted = new HashSet<WsConnection>();
 
