@@ -183,3 +183,45 @@ def test_stats_and_ping_round_trips():
         st = server.stats
         assert (st.open_connections, st.accepted_total, st.refused_total) == (0, 1, 1)
         assert st.refusals == {403: 1} and st.closes == {4000: 1}
+
+
+def test_asyncio_server_tags_broadcast_close_tag_and_drain():
+    import asyncio
+
+    import wsnative.asyncio as wa
+
+    async def hold_async(conn):
+        async for _ in conn:
+            pass
+
+    async def main():
+        server = await wa.serve("127.0.0.1", 0, hold_async, accept=tagging_accept)
+        base = f"ws://127.0.0.1:{server.port}/?"
+        a = await wa.connect(base + "tag=user:a")
+        b = await wa.connect(base + "tag=user:b&deadline=60000")
+        c = await wa.connect(base)
+        loop = asyncio.get_running_loop()
+        end = loop.time() + WAIT
+        while len(server.connections) < 3:
+            assert loop.time() < end
+            await asyncio.sleep(0.01)
+        assert server.broadcast("to all") == wsnative.BroadcastReport(3, 0, 0)
+        for ws in (a, b, c):
+            assert await asyncio.wait_for(ws.recv(), WAIT) == "to all"
+        assert server.close_tag("user:a", 4000, "logged out") == 1
+        info = await asyncio.wait_for(a.wait_closed(), WAIT)
+        assert (info.code, info.reason) == (4000, "logged out")
+        (sb,) = server.connections_with_tag("user:b")
+        sb.set_deadline(0.2, 4401)
+        info = await asyncio.wait_for(b.wait_closed(), WAIT)
+        assert info.code == 4401
+        # The drain blocks for its window: run it off the event loop's thread.
+        report = await loop.run_in_executor(None, server.drain, 1.0, 1012, "restarting")
+        assert report == wsnative.DrainReport(connections=1, closed_clean=1, aborted=0, failed=0)
+        info = await asyncio.wait_for(c.wait_closed(), WAIT)
+        assert info.code == 1012
+        assert server.stats.closes == {4000: 1, 4401: 1, 1012: 1}
+        server.close()
+        await asyncio.wait_for(server.wait_closed(), WAIT)
+
+    asyncio.run(asyncio.wait_for(main(), 60))
