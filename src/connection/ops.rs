@@ -276,3 +276,34 @@ pub fn check_tag(tag: &str) -> Result<()> {
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::options::ConnectionSettings;
+
+    /// A broadcast's frame is built once: every queue holds the same bytes, not a copy.
+    #[test]
+    fn a_shared_frame_is_queued_by_reference_in_every_connection() {
+        let settings = Arc::new(ConnectionSettings::default());
+        let conns: Vec<Arc<Conn>> = (0..3).map(|_| Conn::new(settings.clone(), None)).collect();
+        let frame = SharedFrame::new(true, &[b'x'; 10_000]).unwrap();
+        for c in &conns {
+            assert_eq!(c.send_shared(&frame).unwrap(), 1);
+            assert_eq!(c.buffered_amount(), frame.len());
+        }
+        for c in &conns {
+            match c.commands.try_recv() {
+                Some(Command::Frame { frame: f, len, id }) => {
+                    assert_eq!((len, id), (frame.len(), 1));
+                    assert_eq!(f.frame.as_ptr(), frame.frame.as_ptr(), "the same bytes");
+                }
+                _ => panic!("a frame command"),
+            }
+        }
+        assert!(
+            SharedFrame::new(true, &[0xff]).is_err(),
+            "text is checked once"
+        );
+    }
+}
