@@ -903,6 +903,21 @@ fn stats_count_bytes_messages_round_trips_refusals_and_closes() {
         c
     };
     bad.rec.wait_close();
+    // A handshake in progress: a client that connected and sent nothing yet.
+    let silent = TcpStream::connect(("127.0.0.1", server.port)).unwrap();
+    let end = Instant::now() + WAIT;
+    while server_stats(server.server).handshakes_in_progress != 1 {
+        assert!(Instant::now() < end, "the handshake in progress is counted");
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    drop(silent);
+    while server_stats(server.server).handshakes_in_progress != 0 {
+        assert!(
+            Instant::now() < end,
+            "the ended handshake is no longer counted"
+        );
+        std::thread::sleep(Duration::from_millis(2));
+    }
     let st = server_stats(server.server);
     assert_eq!(
         (st.open_connections, st.accepted_total, st.refused_total),
