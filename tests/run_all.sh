@@ -9,7 +9,8 @@
 #   3. Python binding (bindings/python/test.sh);
 #   4. C# binding on Mono and CoreCLR (bindings/csharp/test.sh);
 #   5. Autobahn conformance through the C ABI, both directions (tests/conformance.sh);
-#   6. a real browser, headless chromium, against the C ABI server (tests/browser/run.sh).
+#   6. a real browser, headless chromium, against the C ABI server (tests/browser/run.sh);
+#   7. slow clients at the descriptor limit (tests/defense/run.sh).
 # Runs every part even when one fails; the last line is "all: N passed, M failed" over parts.
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -36,7 +37,10 @@ rust_tests() {
 lint() {
   rustup component add rustfmt clippy >/dev/null 2>&1 || true
   cargo fmt --check || { echo "lint: run 'cargo fmt'"; return 1; }
-  cargo clippy --release --all-targets -q -- -D warnings
+  cargo fmt --check --manifest-path macros/Cargo.toml || { echo "lint: run 'cargo fmt' in macros/"; return 1; }
+  cargo clippy --release --all-targets -q -- -D warnings || return 1
+  # The export attribute's crate (a path dependency, which the line above does not lint).
+  cargo clippy --release --manifest-path macros/Cargo.toml --target-dir target -q -- -D warnings
 }
 part lint lint
 part rust rust_tests
@@ -45,6 +49,8 @@ part python bash bindings/python/test.sh
 part csharp bash bindings/csharp/test.sh
 part conformance bash tests/conformance.sh
 part browser bash tests/browser/run.sh
+# srv-defense (issue 15 section 2): 1,100 slow clients against a server at ulimit -n 1024.
+part defense bash tests/defense/run.sh
 [ -z "$failed_parts" ] || echo "failed parts:$failed_parts"
 echo "all: $pass passed, $fail failed"
 [ "$fail" = 0 ]

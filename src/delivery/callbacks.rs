@@ -99,6 +99,54 @@ impl Mailbox {
         relock(&self.inner).sealed = true;
     }
 
+    /// Runs `job` now on the calling thread when the mailbox is idle (nothing queued, none
+    /// running, not scheduled), else queues it as `post` does: jobs keep their order and never
+    /// run two at a time either way. `last`: as `post_last`.
+    pub(crate) fn run_or_post(self: &Arc<Self>, job: Job, last: bool) {
+        let me = std::thread::current().id();
+        let mut g = relock(&self.inner);
+        if g.released || g.sealed {
+            drop(g);
+            drop(job);
+            return;
+        }
+        g.sealed |= last;
+        if g.scheduled {
+            g.jobs.push_back(job);
+            return;
+        }
+        // Held while the job runs: posts from other threads queue behind it.
+        g.scheduled = true;
+        g.running_on = Some(me);
+        drop(g);
+        {
+            let _scope = CallbackScope::enter();
+            let _ = catch_unwind(AssertUnwindSafe(job));
+        }
+        let mut g = relock(&self.inner);
+        g.running_on = None;
+        if g.released {
+            g.scheduled = false;
+            self.idle.notify_all();
+            let hook = if g.release_waiting {
+                None
+            } else {
+                g.hook.take()
+            };
+            drop(g);
+            if let Some(hook) = hook {
+                run_hook(hook);
+            }
+            return;
+        }
+        if g.jobs.is_empty() {
+            g.scheduled = false;
+        } else {
+            drop(g); // still scheduled: what queued meanwhile runs on a callback thread
+            pool().schedule(self.clone());
+        }
+    }
+
     /// Starts no job after this returns. From a thread that is not running a callback, also
     /// waits for a job running on another thread; from inside a callback, never waits (see the
     /// module doc). Runs the release hook when no job runs any more.
@@ -136,6 +184,12 @@ impl Mailbox {
         } else {
             g.hook = Some(hook);
         }
+    }
+
+    /// Whether every job posted so far has run (or was dropped): nothing queued, none running.
+    pub(crate) fn is_idle(&self) -> bool {
+        let g = relock(&self.inner);
+        g.jobs.is_empty() && g.running_on.is_none()
     }
 
     /// Whether `release` was called.
@@ -198,11 +252,16 @@ struct PoolState {
     /// Threads of an older generation end as soon as they are not running a callback: a
     /// stop retires every thread at once, also the one calling it and one stuck in a callback.
     generation: u64,
+    /// Threads waiting on `ready`: a post wakes one only when there is one (a notify is a
+    /// system call even when nobody waits).
+    sleepers: usize,
 }
 
 struct Pool {
     state: Mutex<PoolState>,
     ready: Condvar,
+    /// The queue's length, for spinning threads to look at without taking the lock.
+    queued: std::sync::atomic::AtomicUsize,
 }
 
 static POOL: Pool = Pool {
@@ -211,8 +270,10 @@ static POOL: Pool = Pool {
         threads: Vec::new(),
         wanted: 0,
         generation: 0,
+        sleepers: 0,
     }),
     ready: Condvar::new(),
+    queued: std::sync::atomic::AtomicUsize::new(0),
 };
 
 fn pool() -> &'static Pool {
@@ -253,8 +314,13 @@ impl Pool {
             }
         }
         st.queue.push_back(mb);
+        self.queued
+            .store(st.queue.len(), std::sync::atomic::Ordering::Release);
+        let wake = st.sleepers > 0;
         drop(st);
-        self.ready.notify_one();
+        if wake {
+            self.ready.notify_one();
+        }
     }
 }
 
@@ -303,6 +369,8 @@ static POOL_FORK: crate::runtime::ForkHooks = crate::runtime::ForkHooks {
             if let Some(mut st) = h.borrow_mut().take() {
                 st.generation += 1;
                 st.queue.clear();
+                st.sleepers = 0;
+                POOL.queued.store(0, std::sync::atomic::Ordering::Release);
                 for t in std::mem::take(&mut st.threads) {
                     std::mem::forget(t);
                 }
@@ -335,6 +403,8 @@ fn worker(generation: u64) {
             let mut looked_again = false;
             loop {
                 if let Some(mb) = st.queue.pop_front() {
+                    pool.queued
+                        .store(st.queue.len(), std::sync::atomic::Ordering::Release);
                     break mb;
                 }
                 if st.generation != generation {
@@ -352,14 +422,16 @@ fn worker(generation: u64) {
                     let mut found = false;
                     while !found && std::time::Instant::now() < until {
                         std::thread::yield_now();
-                        found = !relock(&pool.state).queue.is_empty();
+                        found = pool.queued.load(std::sync::atomic::Ordering::Acquire) > 0;
                     }
                     misses = if found { 0 } else { misses.saturating_add(1) };
                     st = relock(&pool.state);
                     continue;
                 }
                 idles = idles.wrapping_add(1);
+                st.sleepers += 1;
                 st = pool.ready.wait(st).unwrap_or_else(|p| p.into_inner());
+                st.sleepers -= 1;
             }
         };
         mb.run_turn();

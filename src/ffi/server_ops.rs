@@ -1,15 +1,13 @@
 //! Operations for C (issue 15 §3): session deadlines, tags and close by tag, broadcast, the
 //! staggered drain, stats, and pings with their round-trip time.
 
-use super::conn::{conn_ref, wsn_conn};
-use super::{bytes_arg, guard, opt_str_arg, status, str_arg, wsn_request, wsn_server, wsn_status};
-use crate::connection::Conn;
+use super::handle::{as_ptr, try_arc, try_ref};
+use super::{bytes_arg, opt_str_arg, str_arg, wsn_conn, wsn_request, wsn_server, wsn_status};
 use crate::error::{Error, Result};
 use crate::server::Server;
 use std::ffi::c_char;
-use std::mem::ManuallyDrop;
-use std::sync::Arc;
 use std::time::Duration;
+use wsnative_macros::ffi_fn;
 
 /// The version of the stats and report structs below (grows when fields are added at their
 /// end).
@@ -148,18 +146,12 @@ unsafe fn fill_opt<T: Sized2>(out: *mut T, full: T, what: &str) -> Result<()> {
     fill(out, full, what)
 }
 
-/// Runs `f` with the connection's shared reference (the handle's own, not a new one).
-unsafe fn with_arc<T>(conn: *const wsn_conn, f: impl FnOnce(&Arc<Conn>) -> Result<T>) -> Result<T> {
-    conn_ref(conn)?;
-    let arc = ManuallyDrop::new(Arc::from_raw(conn as *const Conn));
-    f(&arc)
+unsafe fn server_ref<'a>(server: *const wsn_server) -> Result<&'a Server> {
+    try_ref(server).map(|s| &s.inner)
 }
 
-unsafe fn server_ref<'a>(server: *const wsn_server) -> Result<&'a Server> {
-    server
-        .as_ref()
-        .map(|s| &s.inner)
-        .ok_or_else(|| Error::invalid("server is NULL"))
+unsafe fn request_ref<'a>(request: *const wsn_request) -> Result<&'a crate::server::Request> {
+    try_ref(request).map(|r| &r.request)
 }
 
 unsafe fn reason_arg<'a>(reason: *const c_char) -> Result<&'a str> {
@@ -175,17 +167,16 @@ unsafe fn reason_arg<'a>(reason: *const c_char) -> Result<&'a str> {
 /// connections too. Thread: any, including callbacks.
 /// Errors: INVALID_ARGUMENT (NULL conn, a code that may not be sent, long reason).
 #[no_mangle]
+#[ffi_fn]
 pub unsafe extern "C" fn wsn_conn_set_deadline(
     conn: *mut wsn_conn,
     after_ms: u64,
     code: u16,
     reason: *const c_char,
 ) -> wsn_status {
-    status(|| {
-        let reason = reason_arg(reason)?;
-        let after = (after_ms > 0).then(|| Duration::from_millis(after_ms));
-        with_arc(conn, |c| c.set_deadline(after, code, reason))
-    })
+    let reason = reason_arg(reason)?;
+    let after = (after_ms > 0).then(|| Duration::from_millis(after_ms));
+    try_arc(conn)?.set_deadline(after, code, reason)
 }
 
 /// From the accept callback: the session deadline of the connection if it is accepted,
@@ -193,20 +184,17 @@ pub unsafe extern "C" fn wsn_conn_set_deadline(
 /// Thread: only inside the accept callback that was given `request`.
 /// Errors: INVALID_ARGUMENT (NULL request, a code that may not be sent, long reason).
 #[no_mangle]
+#[ffi_fn]
 pub unsafe extern "C" fn wsn_request_set_deadline(
     request: *mut wsn_request,
     after_ms: u64,
     code: u16,
     reason: *const c_char,
 ) -> wsn_status {
-    status(|| {
-        let r = request
-            .as_ref()
-            .ok_or_else(|| Error::invalid("request is NULL"))?;
-        let reason = reason_arg(reason)?;
-        let after = (after_ms > 0).then(|| Duration::from_millis(after_ms));
-        r.request.set_deadline(after, code, reason)
-    })
+    let r = request_ref(request)?;
+    let reason = reason_arg(reason)?;
+    let after = (after_ms > 0).then(|| Duration::from_millis(after_ms));
+    r.set_deadline(after, code, reason)
 }
 
 // --- tags ----------------------------------------------------------------------------------
@@ -216,16 +204,13 @@ pub unsafe extern "C" fn wsn_request_set_deadline(
 /// Thread: only inside the accept callback that was given `request`.
 /// Errors: INVALID_ARGUMENT (NULL, empty or long tag, more than 64 tags).
 #[no_mangle]
+#[ffi_fn]
 pub unsafe extern "C" fn wsn_request_add_tag(
     request: *mut wsn_request,
     tag: *const c_char,
 ) -> wsn_status {
-    status(|| {
-        let r = request
-            .as_ref()
-            .ok_or_else(|| Error::invalid("request is NULL"))?;
-        r.request.add_tag(str_arg(tag, "tag")?)
-    })
+    let r = request_ref(request)?;
+    r.add_tag(str_arg(tag, "tag")?)
 }
 
 /// Adds a tag (1-256 bytes of UTF-8; at most 64 per connection) to a connection; a server
@@ -233,36 +218,33 @@ pub unsafe extern "C" fn wsn_request_add_tag(
 /// wsn_server_list_tag and wsn_server_broadcast. Adding a tag it carries does nothing.
 /// Thread: any. Errors: INVALID_ARGUMENT (NULL, empty or long tag, too many tags).
 #[no_mangle]
+#[ffi_fn]
 pub unsafe extern "C" fn wsn_conn_add_tag(conn: *mut wsn_conn, tag: *const c_char) -> wsn_status {
-    status(|| {
-        let tag = str_arg(tag, "tag")?;
-        with_arc(conn, |c| c.add_tag(tag).map(drop))
-    })
+    let tag = str_arg(tag, "tag")?;
+    try_arc(conn)?.add_tag(tag).map(drop)
 }
 
 /// Removes a tag from a connection (nothing happens when it did not carry it).
 /// Thread: any. Errors: INVALID_ARGUMENT (NULL conn or tag).
 #[no_mangle]
+#[ffi_fn]
 pub unsafe extern "C" fn wsn_conn_remove_tag(
     conn: *mut wsn_conn,
     tag: *const c_char,
 ) -> wsn_status {
-    status(|| {
-        let tag = str_arg(tag, "tag")?;
-        with_arc(conn, |c| {
-            c.remove_tag(tag);
-            Ok(())
-        })
-    })
+    let tag = str_arg(tag, "tag")?;
+    try_arc(conn)?.remove_tag(tag);
+    Ok(())
 }
 
 /// Whether the connection carries `tag` (false for NULL). Thread: any.
 #[no_mangle]
+#[ffi_fn]
 pub unsafe extern "C" fn wsn_conn_has_tag(conn: *const wsn_conn, tag: *const c_char) -> bool {
-    guard(|| match (conn_ref(conn), str_arg(tag, "tag")) {
+    match (try_ref(conn), str_arg(tag, "tag")) {
         (Ok(c), Ok(t)) => c.has_tag(t),
         _ => false,
-    })
+    }
 }
 
 /// Closes every open connection of the server that carries `tag` (a log-out) with `code`
@@ -270,6 +252,7 @@ pub unsafe extern "C" fn wsn_conn_has_tag(conn: *const wsn_conn, tag: *const c_c
 /// follow as usual. Thread: any, including callbacks; never waits.
 /// Errors: INVALID_ARGUMENT (NULL server or tag, a code that may not be sent, long reason).
 #[no_mangle]
+#[ffi_fn]
 pub unsafe extern "C" fn wsn_server_close_tag(
     server: *mut wsn_server,
     tag: *const c_char,
@@ -277,26 +260,25 @@ pub unsafe extern "C" fn wsn_server_close_tag(
     reason: *const c_char,
     closed_out: *mut usize,
 ) -> wsn_status {
-    status(|| {
-        let s = server_ref(server)?;
-        let n = s.close_tag(str_arg(tag, "tag")?, code, reason_arg(reason)?)?;
-        if !closed_out.is_null() {
-            *closed_out = n;
-        }
-        Ok(())
-    })
+    let s = server_ref(server)?;
+    let n = s.close_tag(str_arg(tag, "tag")?, code, reason_arg(reason)?)?;
+    if !closed_out.is_null() {
+        *closed_out = n;
+    }
+    Ok(())
 }
 
 /// How many open connections of the server carry `tag` (0 for NULL). Thread: any.
 #[no_mangle]
+#[ffi_fn]
 pub unsafe extern "C" fn wsn_server_count_tag(
     server: *const wsn_server,
     tag: *const c_char,
 ) -> usize {
-    guard(|| match (server_ref(server), str_arg(tag, "tag")) {
+    match (server_ref(server), str_arg(tag, "tag")) {
         (Ok(s), Ok(t)) => s.count_tag(t),
         _ => 0,
-    })
+    }
 }
 
 /// Lists the open connections of the server that carry `tag`, oldest first: writes up to
@@ -306,24 +288,23 @@ pub unsafe extern "C" fn wsn_server_count_tag(
 /// made, so one the application frees meanwhile must not be used. 0 for NULL server or tag.
 /// Thread: any.
 #[no_mangle]
+#[ffi_fn]
 pub unsafe extern "C" fn wsn_server_list_tag(
     server: *const wsn_server,
     tag: *const c_char,
     out: *mut *mut wsn_conn,
     capacity: usize,
 ) -> usize {
-    guard(|| {
-        let (Ok(s), Ok(t)) = (server_ref(server), str_arg(tag, "tag")) else {
-            return 0;
-        };
-        let conns = s.connections_with_tag(t);
-        if !out.is_null() {
-            for (i, c) in conns.iter().take(capacity).enumerate() {
-                *out.add(i) = Arc::as_ptr(c) as *mut wsn_conn;
-            }
+    let (Ok(s), Ok(t)) = (server_ref(server), str_arg(tag, "tag")) else {
+        return 0;
+    };
+    let conns = s.connections_with_tag(t);
+    if !out.is_null() {
+        for (i, c) in conns.iter().take(capacity).enumerate() {
+            *out.add(i) = as_ptr::<wsn_conn>(c);
         }
-        conns.len()
-    })
+    }
+    conns.len()
 }
 
 // --- broadcast -----------------------------------------------------------------------------
@@ -339,6 +320,7 @@ pub unsafe extern "C" fn wsn_server_list_tag(
 /// Errors: INVALID_ARGUMENT (NULL server, NULL data with len > 0, invalid UTF-8 text, unknown
 /// flags, a report whose size is not set).
 #[no_mangle]
+#[ffi_fn]
 pub unsafe extern "C" fn wsn_server_broadcast(
     server: *mut wsn_server,
     tag: *const c_char,
@@ -347,27 +329,25 @@ pub unsafe extern "C" fn wsn_server_broadcast(
     flags: u32,
     report: *mut wsn_broadcast_report,
 ) -> wsn_status {
-    status(|| {
-        let s = server_ref(server)?;
-        if flags & !super::WSN_SEND_TEXT != 0 {
-            return Err(Error::invalid(format!(
-                "unknown broadcast flags {flags:#x} (WSN_SEND_TEXT or 0)"
-            )));
-        }
-        let tag = opt_str_arg(tag, "tag")?;
-        let bytes = bytes_arg(data, len, "data")?;
-        let r = s.broadcast(tag, flags & super::WSN_SEND_TEXT != 0, bytes)?;
-        fill_opt(
-            report,
-            wsn_broadcast_report {
-                queued: r.queued as u64,
-                refused: r.refused as u64,
-                not_open: r.not_open as u64,
-                ..Default::default()
-            },
-            "report",
-        )
-    })
+    let s = server_ref(server)?;
+    if flags & !super::WSN_SEND_TEXT != 0 {
+        return Err(Error::invalid(format!(
+            "unknown broadcast flags {flags:#x} (WSN_SEND_TEXT or 0)"
+        )));
+    }
+    let tag = opt_str_arg(tag, "tag")?;
+    let bytes = bytes_arg(data, len, "data")?;
+    let r = s.broadcast(tag, flags & super::WSN_SEND_TEXT != 0, bytes)?;
+    fill_opt(
+        report,
+        wsn_broadcast_report {
+            queued: r.queued as u64,
+            refused: r.refused as u64,
+            not_open: r.not_open as u64,
+            ..Default::default()
+        },
+        "report",
+    )
 }
 
 // --- drain ---------------------------------------------------------------------------------
@@ -384,6 +364,7 @@ pub unsafe extern "C" fn wsn_server_broadcast(
 /// Errors: INVALID_ARGUMENT (NULL server, a code that may not be sent, long reason, a report
 /// whose size is not set), INVALID_STATE (called from a callback).
 #[no_mangle]
+#[ffi_fn]
 pub unsafe extern "C" fn wsn_server_drain(
     server: *mut wsn_server,
     window_ms: u32,
@@ -391,30 +372,28 @@ pub unsafe extern "C" fn wsn_server_drain(
     reason: *const c_char,
     report: *mut wsn_drain_report,
 ) -> wsn_status {
-    status(|| {
-        let s = server_ref(server)?;
-        if !report.is_null() && std::ptr::read_unaligned(report as *const u32) < 8 {
-            return Err(Error::invalid(
-                "report->size is not set: set it to sizeof(wsn_drain_report)",
-            ));
-        }
-        let r = s.drain(
-            Duration::from_millis(window_ms as u64),
-            code,
-            reason_arg(reason)?,
-        )?;
-        fill_opt(
-            report,
-            wsn_drain_report {
-                connections: r.connections as u64,
-                closed_clean: r.closed_clean as u64,
-                aborted: r.aborted as u64,
-                failed: r.failed as u64,
-                ..Default::default()
-            },
-            "report",
-        )
-    })
+    let s = server_ref(server)?;
+    if !report.is_null() && std::ptr::read_unaligned(report as *const u32) < 8 {
+        return Err(Error::invalid(
+            "report->size is not set: set it to sizeof(wsn_drain_report)",
+        ));
+    }
+    let r = s.drain(
+        Duration::from_millis(window_ms as u64),
+        code,
+        reason_arg(reason)?,
+    )?;
+    fill_opt(
+        report,
+        wsn_drain_report {
+            connections: r.connections as u64,
+            closed_clean: r.closed_clean as u64,
+            aborted: r.aborted as u64,
+            failed: r.failed as u64,
+            ..Default::default()
+        },
+        "report",
+    )
 }
 
 // --- stats and pings -----------------------------------------------------------------------
@@ -422,28 +401,27 @@ pub unsafe extern "C" fn wsn_server_drain(
 /// Fills `*stats` with the connection's counters (set `stats->size` first).
 /// Thread: any. Errors: INVALID_ARGUMENT (NULL, size not set).
 #[no_mangle]
+#[ffi_fn]
 pub unsafe extern "C" fn wsn_conn_get_stats(
     conn: *const wsn_conn,
     stats: *mut wsn_conn_stats,
 ) -> wsn_status {
-    status(|| {
-        let s = conn_ref(conn)?.stats();
-        fill(
-            stats,
-            wsn_conn_stats {
-                bytes_sent: s.bytes_sent,
-                bytes_received: s.bytes_received,
-                messages_sent: s.messages_sent,
-                messages_received: s.messages_received,
-                queued_bytes: s.queued_bytes,
-                last_rtt_us: s.last_rtt_us,
-                rtt_count: s.rtt_count,
-                age_ms: s.age_ms,
-                ..Default::default()
-            },
-            "stats",
-        )
-    })
+    let s = try_ref(conn)?.stats();
+    fill(
+        stats,
+        wsn_conn_stats {
+            bytes_sent: s.bytes_sent,
+            bytes_received: s.bytes_received,
+            messages_sent: s.messages_sent,
+            messages_received: s.messages_received,
+            queued_bytes: s.queued_bytes,
+            last_rtt_us: s.last_rtt_us,
+            rtt_count: s.rtt_count,
+            age_ms: s.age_ms,
+            ..Default::default()
+        },
+        "stats",
+    )
 }
 
 /// Sends a Ping now (besides the heartbeat's); when its Pong comes, the connection's stats
@@ -451,32 +429,32 @@ pub unsafe extern "C" fn wsn_conn_get_stats(
 /// with their own liveness policy. Thread: any; never waits.
 /// Errors: INVALID_ARGUMENT (NULL), INVALID_STATE (not open).
 #[no_mangle]
+#[ffi_fn]
 pub unsafe extern "C" fn wsn_conn_ping(conn: *mut wsn_conn) -> wsn_status {
-    status(|| conn_ref(conn)?.ping())
+    try_ref(conn)?.ping()
 }
 
 /// Fills `*stats` with the server's counters (set `stats->size` first).
 /// Thread: any. Errors: INVALID_ARGUMENT (NULL, size not set).
 #[no_mangle]
+#[ffi_fn]
 pub unsafe extern "C" fn wsn_server_get_stats(
     server: *const wsn_server,
     stats: *mut wsn_server_stats,
 ) -> wsn_status {
-    status(|| {
-        let s = server_ref(server)?.stats();
-        fill(
-            stats,
-            wsn_server_stats {
-                open_connections: s.open_connections as u64,
-                handshakes_in_progress: s.handshakes_in_progress as u64,
-                accepted_total: s.accepted_total,
-                refused_total: s.refused_total(),
-                closed_total: s.closed_total(),
-                ..Default::default()
-            },
-            "stats",
-        )
-    })
+    let s = server_ref(server)?.stats();
+    fill(
+        stats,
+        wsn_server_stats {
+            open_connections: s.open_connections as u64,
+            handshakes_in_progress: s.handshakes_in_progress as u64,
+            accepted_total: s.accepted_total,
+            refused_total: s.refused_total(),
+            closed_total: s.closed_total(),
+            ..Default::default()
+        },
+        "stats",
+    )
 }
 
 /// Writes up to `capacity` (code, count) pairs into `codes`/`counts` (may be NULL when
@@ -500,16 +478,17 @@ unsafe fn pairs(
 /// into `statuses` and `counts` (both may be NULL when `capacity` is 0), lowest status first,
 /// and returns how many different statuses there are. 0 for NULL server. Thread: any.
 #[no_mangle]
+#[ffi_fn]
 pub unsafe extern "C" fn wsn_server_get_refusals(
     server: *const wsn_server,
     statuses: *mut u16,
     counts: *mut u64,
     capacity: usize,
 ) -> usize {
-    guard(|| match server_ref(server) {
+    match server_ref(server) {
         Ok(s) => pairs(&s.stats().refusals, statuses, counts, capacity),
         Err(_) => 0,
-    })
+    }
 }
 
 /// The server's ended connections by close code (as their CLOSE events said): writes up to
@@ -517,14 +496,15 @@ pub unsafe extern "C" fn wsn_server_get_refusals(
 /// `capacity` is 0), lowest code first, and returns how many different codes there are. 0 for
 /// NULL server. Thread: any.
 #[no_mangle]
+#[ffi_fn]
 pub unsafe extern "C" fn wsn_server_get_closes(
     server: *const wsn_server,
     codes: *mut u16,
     counts: *mut u64,
     capacity: usize,
 ) -> usize {
-    guard(|| match server_ref(server) {
+    match server_ref(server) {
         Ok(s) => pairs(&s.stats().closes, codes, counts, capacity),
         Err(_) => 0,
-    })
+    }
 }

@@ -140,7 +140,7 @@ fn is_base64_of_16_bytes(key: &str) -> bool {
             .all(|c| c.is_ascii_alphanumeric() || *c == b'+' || *c == b'/')
 }
 
-fn reason_phrase(status: u16) -> &'static str {
+pub(crate) fn reason_phrase(status: u16) -> &'static str {
     tungstenite::http::StatusCode::from_u16(status)
         .ok()
         .and_then(|s| s.canonical_reason())
@@ -149,6 +149,16 @@ fn reason_phrase(status: u16) -> &'static str {
 
 /// Answers with an HTTP error and the given body; errors are ignored (the client may be gone).
 pub(crate) async fn refuse(io: &mut BoxIo, status: u16, body: &str) {
+    refuse_with(io, status, body, &[]).await
+}
+
+/// `refuse`, with extra headers (from the accept hook).
+pub(crate) async fn refuse_with(
+    io: &mut BoxIo,
+    status: u16,
+    body: &str,
+    extra: &[(String, String)],
+) {
     super::ops::count_refusal(status);
     let mut resp = format!(
         "HTTP/1.1 {status} {}\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: {}\r\nConnection: close\r\n",
@@ -161,6 +171,7 @@ pub(crate) async fn refuse(io: &mut BoxIo, status: u16, body: &str) {
     if status == 405 {
         resp.push_str("Allow: GET\r\n");
     }
+    resp.push_str(&super::http::header_lines(extra));
     resp.push_str("\r\n");
     resp.push_str(body);
     let _ = io.write_all(resp.as_bytes()).await;
@@ -174,6 +185,7 @@ pub(crate) async fn switch(
     key: &str,
     subprotocol: Option<&str>,
     extensions: Option<&str>,
+    extra: &[(String, String)],
 ) -> Result<()> {
     let mut resp = format!(
         "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: {}\r\n",
@@ -185,24 +197,22 @@ pub(crate) async fn switch(
     if let Some(e) = extensions {
         resp.push_str(&format!("Sec-WebSocket-Extensions: {e}\r\n"));
     }
+    resp.push_str(&super::http::header_lines(extra));
     resp.push_str("\r\n");
     io.write_all(resp.as_bytes()).await?;
     io.flush().await?;
     Ok(())
 }
 
-/// Checks the decision of an accept hook against the request.
+/// Checks the decision of an accept hook against the request: one that breaks a rule (a
+/// subprotocol the client did not offer, a status that is not a refusal, a close code that may
+/// not be sent) is the server's fault, answered with 500 and the rule.
 pub(crate) fn validate(decision: Decision, req: &Request) -> Decision {
-    let bad_proto = |p: &Option<String>| req.offered(p.as_deref()).is_err();
-    match decision {
-        Decision::Accept { subprotocol } if bad_proto(&subprotocol) => Decision::Reject {
+    match decision.check(req) {
+        Ok(()) => decision,
+        Err(e) => Decision::Reject {
             status: 500,
-            body: "the accept hook chose a subprotocol the client did not offer".into(),
+            body: format!("the accept hook's decision broke a rule: {}", e.message()),
         },
-        Decision::Close { subprotocol, .. } if bad_proto(&subprotocol) => Decision::Reject {
-            status: 500,
-            body: "the accept hook chose a subprotocol the client did not offer".into(),
-        },
-        d => d,
     }
 }

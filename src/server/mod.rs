@@ -2,6 +2,10 @@
 //! and the registry of open connections that stopping drains.
 
 mod handshake;
+// srv-defense (issue 15 §2, §3.5)
+mod admission;
+mod http;
+pub use http::{check_response, check_response_header, HttpHandler, HttpHandlerRef, Response};
 mod ops;
 
 use crate::connection::{run, Conn, Delivery, Event, Handler, Wire};
@@ -88,10 +92,73 @@ pub enum Decision {
     },
 }
 
+impl Decision {
+    /// Accepts, choosing `subprotocol`, which must be one the client offered.
+    pub fn accept(req: &Request, subprotocol: Option<&str>) -> Result<Decision> {
+        Ok(Decision::Accept {
+            subprotocol: req.offered(subprotocol)?,
+        })
+    }
+
+    /// Refuses with `status`, which must be an HTTP error (400-599), and a short text body.
+    pub fn reject(status: u16, body: &str) -> Result<Decision> {
+        let d = Decision::Reject {
+            status,
+            body: body.to_owned(),
+        };
+        d.check_shape()?;
+        Ok(d)
+    }
+
+    /// Accepts and closes at once with `code` (one that may be sent; 4000-4999 for the
+    /// application) and `reason` (at most 123 bytes).
+    pub fn close(code: u16, reason: &str) -> Result<Decision> {
+        let d = Decision::Close {
+            code,
+            reason: reason.to_owned(),
+            subprotocol: None,
+        };
+        d.check_shape()?;
+        Ok(d)
+    }
+
+    /// The rules every decision follows, whoever built it (the constructors above check them
+    /// early; the server checks hand-built ones again before it acts).
+    pub(crate) fn check(&self, req: &Request) -> Result<()> {
+        self.check_shape()?;
+        match self {
+            Decision::Accept { subprotocol } | Decision::Close { subprotocol, .. } => {
+                req.offered(subprotocol.as_deref()).map(drop)
+            }
+            Decision::Reject { .. } => Ok(()),
+        }
+    }
+
+    fn check_shape(&self) -> Result<()> {
+        match self {
+            Decision::Reject { status, .. } if !(400..=599).contains(status) => {
+                Err(Error::invalid(format!(
+                    "HTTP status {status} is not a refusal (use 400-599)"
+                )))
+            }
+            Decision::Close { code, reason, .. } => crate::connection::check_close(*code, reason),
+            _ => Ok(()),
+        }
+    }
+}
+
 /// Decides on each upgrade request, on a callback thread.
 pub trait AcceptHook: Send + Sync + 'static {
     /// Returns the decision for `req`.
     fn accept(&self, req: &Request) -> Decision;
+
+    /// Returns the decision for `req`, and may add `headers` to the response it leads to (the
+    /// 101, or the refusal): a `Set-Cookie`, for example. Each must pass
+    /// `check_response_header`, or the request is refused with 500. By default, `accept`.
+    fn accept_with_headers(&self, req: &Request, headers: &mut Vec<(String, String)>) -> Decision {
+        let _ = headers;
+        self.accept(req)
+    }
 }
 
 struct Shared {
@@ -116,6 +183,11 @@ struct Shared {
     next_id: AtomicU64,
     stopping: AtomicBool,
     stop_accepting: Notify,
+    // srv-defense: handshakes in progress, and a descriptor kept for when accept runs out.
+    admission: Arc<admission::Admission>,
+    reserve_fd: Mutex<Option<std::fs::File>>,
+    /// The plain HTTP handler (taken out of the options); `None` once the server is released.
+    http: Mutex<Option<HttpHandlerRef>>,
     /// Tag index and counters (`ops.rs`).
     ops: Arc<ops::ServerOps>,
 }
@@ -211,7 +283,11 @@ impl Server {
             tokio::net::TcpListener::from_std(std_listener)?
         };
         let shared = Arc::new(Shared {
-            opts: opts.clone(),
+            // The HTTP handler lives in `http` only, so that releasing the server lets go of it.
+            opts: ServerOptions {
+                http_handler: None,
+                ..opts.clone()
+            },
             conn_settings: Arc::new(opts.conn.clone()),
             local_addr,
             delivery: Mutex::new(delivery),
@@ -226,6 +302,13 @@ impl Server {
             next_id: AtomicU64::new(1),
             stopping: AtomicBool::new(false),
             stop_accepting: Notify::new(),
+            admission: Arc::new(admission::Admission::new(
+                opts.max_pending_handshakes,
+                opts.max_pending_handshakes_per_ip,
+                opts.pending_handshake_policy,
+            )),
+            reserve_fd: Mutex::new(admission::reserve_fd()),
+            http: Mutex::new(opts.http_handler.clone()),
             ops: Default::default(),
         });
         {
@@ -245,6 +328,17 @@ impl Server {
     /// Connections open now.
     pub fn connection_count(&self) -> usize {
         relock(&self.shared.conns).len()
+    }
+
+    /// Handshakes in progress now (accepted, upgrade not answered yet).
+    pub fn pending_handshakes(&self) -> usize {
+        self.shared.admission.pending()
+    }
+
+    /// Handshakes dropped to make room for newer ones, and connections refused at a cap on
+    /// handshakes in progress (or at the descriptor limit), since the server started.
+    pub fn admission_counts(&self) -> (u64, u64) {
+        self.shared.admission.counts()
     }
 
     /// Stops accepting and closes every connection with 1001. From a thread that is not
@@ -274,6 +368,7 @@ impl Server {
         }
         sh.hooks.release();
         drop(relock(&sh.hook).take());
+        drop(relock(&sh.http).take());
     }
 }
 
@@ -419,10 +514,20 @@ async fn accept_loop(shared: Arc<Shared>, listener: tokio::net::TcpListener) {
         match accepted {
             Ok((tcp, peer)) => {
                 let _ = tcp.set_nodelay(true);
-                tokio::spawn(serve_one(shared.clone(), tcp, peer));
+                // srv-defense: counted among the handshakes in progress, or refused.
+                let Some(ticket) = shared.admission.admit(peer.ip()) else {
+                    admission::refuse_at_cap(tcp, shared.tls.is_some(), true);
+                    shared.ops.refused(503); // srv-ops: the server's counters
+                    continue;
+                };
+                tokio::spawn(serve_one(shared.clone(), tcp, peer, ticket));
             }
-            // Out of file descriptors and the like: wait instead of spinning.
-            Err(_) => tokio::time::sleep(Duration::from_millis(50)).await,
+            // Out of file descriptors and the like: make room without spinning or stalling.
+            Err(e) => {
+                let tls = shared.tls.is_some();
+                admission::on_accept_error(&shared.admission, &shared.reserve_fd, &listener, tls, e)
+                    .await
+            }
         }
     }
 }
@@ -442,18 +547,38 @@ struct Upgraded {
     setup: ops::SessionSetup,
 }
 
-async fn serve_one(shared: Arc<Shared>, tcp: tokio::net::TcpStream, peer: SocketAddr) {
+async fn serve_one(
+    shared: Arc<Shared>,
+    tcp: tokio::net::TcpStream,
+    peer: SocketAddr,
+    ticket: admission::Ticket,
+) {
     let limit = shared.opts.handshake_timeout;
     let fd = std::os::fd::AsRawFd::as_raw_fd(&tcp);
     let handshaking = ops::Handshaking::start(&shared);
+    // Refusals are counted by the server's counters (ops.rs) through a task-local.
     let counted = ops::COUNTERS.scope(shared.ops.clone(), handshake(&shared, tcp, peer));
-    let Upgraded { io, leftover, subprotocol, deflate, close_now, slot, setup } =
-        // Boxed: the handshake's buffers are not part of the connection's task once it is over.
-        match tokio::time::timeout(limit, Box::pin(counted)).await {
-            Ok(Ok(Some(u))) => u,
-            _ => return, // refused, failed or timed out: the client has its answer or its timeout
-        };
+    // Boxed: the handshake's buffers are not part of the connection's task once it is over.
+    let shaking = tokio::time::timeout(limit, Box::pin(counted));
+    let done = tokio::select! {
+        r = shaking => r,
+        // Dropped to make room for a newer handshake (srv-defense): the socket closes here.
+        _ = ticket.cancelled() => return,
+    };
+    drop(ticket);
     drop(handshaking);
+    let Upgraded {
+        io,
+        leftover,
+        subprotocol,
+        deflate,
+        close_now,
+        slot,
+        setup,
+    } = match done {
+        Ok(Ok(Some(u))) => u,
+        _ => return, // refused, failed or timed out: the client has its answer or its timeout
+    };
     // Made under the lock that `release` takes: a connection either is in the list it
     // releases, or never delivers anything (the server is gone).
     let conn = {
@@ -519,6 +644,14 @@ async fn handshake(
     else {
         return Ok(None);
     };
+    // srv-defense: a request that is not an upgrade goes to the HTTP handler, when there is one.
+    let http_handler = relock(&shared.http).clone();
+    if let Some(h) = http_handler {
+        if !http::is_upgrade(&req) {
+            http::serve_plain(shared, &mut io, &req, h).await;
+            return Ok(None);
+        }
+    }
     let key = match handshake::check(&req) {
         Ok(k) => k,
         Err((status, why)) => {
@@ -553,6 +686,8 @@ async fn handshake(
         .find(|p| o.subprotocols.contains(p))
         .cloned();
     let hook = relock(&shared.hook).clone();
+    // Headers the accept hook adds to its response (srv-defense, issue 15 §3.5).
+    let mut extra: Vec<(String, String)> = Vec::new();
     let decision = match &hook {
         None => Decision::Accept {
             subprotocol: default_proto,
@@ -565,11 +700,22 @@ async fn handshake(
             // A mailbox of its own: hooks of different requests run side by side.
             Arc::new(Mailbox::default()).post(Box::new(move || {
                 if let Some(_running) = gate.enter() {
-                    let _ = tx.send(hook.accept(&req2));
+                    let mut headers = Vec::new();
+                    let d = hook.accept_with_headers(&req2, &mut headers);
+                    let _ = tx.send((d, headers));
                 }
             }));
             match rx.await {
-                Ok(d) => handshake::validate(d, &req),
+                Ok((d, headers)) => match http::check_hook_headers(&headers) {
+                    Ok(()) => {
+                        extra = headers;
+                        handshake::validate(d, &req)
+                    }
+                    Err(e) => Decision::Reject {
+                        status: 500,
+                        body: e.to_string(),
+                    },
+                },
                 Err(_) => Decision::Reject {
                     status: 503,
                     body: "server shutting down".into(),
@@ -585,7 +731,7 @@ async fn handshake(
             subprotocol,
         } => (subprotocol, Some((code, reason))),
         Decision::Reject { status, body } => {
-            handshake::refuse(&mut io, status, &body).await;
+            handshake::refuse_with(&mut io, status, &body, &extra).await;
             return Ok(None);
         }
     };
@@ -601,6 +747,7 @@ async fn handshake(
         &key,
         subprotocol.as_deref(),
         deflate.as_ref().map(|d| d.1.as_str()),
+        &extra,
     )
     .await?;
     let setup = std::mem::take(&mut *relock(&req.setup));
