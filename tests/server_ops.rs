@@ -456,6 +456,8 @@ fn broadcast_server_child() {
     unsafe {
         wsn_server_options_set_max_send_queue(o, 128 << 10);
         wsn_server_options_set_send_queue_policy(o, WSN_SEND_QUEUE_REFUSE);
+        // 100 clients of one address handshake at once here.
+        wsn_server_options_set_max_pending_handshakes_per_ip(o, 0);
     }
     let server = TestServer::start(Recorder::server(), o, None);
     unsafe { wsn_server_options_free(o) };
@@ -724,6 +726,8 @@ fn broadcast_to_a_tag_reaches_only_its_connections() {
 #[test]
 fn drain_of_1000_clients_spreads_the_closes_over_the_window() {
     let o = wsn_server_options_new();
+    // 100 clients of one address handshake at once here.
+    unsafe { wsn_server_options_set_max_pending_handshakes_per_ip(o, 0) };
     let server = TestServer::start(Recorder::server(), o, None);
     unsafe { wsn_server_options_free(o) };
     let clients = seq_clients(&server.url(), 1000);
