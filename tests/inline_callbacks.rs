@@ -291,7 +291,7 @@ fn shutdown_from_an_inline_callback_returns_and_completes() {
     let r = returned.clone();
     srec.set_hook(move |_, ev| {
         if let Ev::Msg { .. } = ev {
-            unsafe { wsn_shutdown(1000) };
+            wsn_shutdown(1000);
             r.fetch_add(1, Ordering::SeqCst);
         }
     });
