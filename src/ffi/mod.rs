@@ -13,12 +13,14 @@ mod http;
 mod options;
 mod queue;
 mod server;
+mod server_ops;
 
 pub use conn::*;
 pub use http::*;
 pub use options::*;
 pub use queue::*;
 pub use server::*;
+pub use server_ops::*;
 
 use crate::error::{Error, ErrorKind};
 use std::cell::RefCell;
@@ -132,6 +134,11 @@ impl PanicDefault for i32 {
 impl PanicDefault for u16 {
     fn panic_default() -> Self {
         0
+    }
+}
+impl PanicDefault for bool {
+    fn panic_default() -> Self {
+        false
     }
 }
 impl PanicDefault for conn::wsn_conn_state {

@@ -27,7 +27,7 @@ impl Castable for wsn_server {
 
 /// What a wsn_server handle stands for: the server and its release hook.
 pub(crate) struct ServerHandle {
-    inner: Server,
+    pub(crate) inner: Server,
     release: Arc<ReleaseSlot>,
 }
 

@@ -22,6 +22,7 @@ from . import _native
 from ._convert import CloseInfo, Request, State
 from ._core import configure
 from ._lib import LibraryNotFound
+from ._ops import BroadcastReport, ConnStats, DrainReport, ServerStats
 from .client import Connection, connect
 from .errors import (
     ConnectError,
@@ -57,12 +58,15 @@ def library_version() -> str:
 
 
 __all__ = [
+    "BroadcastReport",
     "CloseInfo",
+    "ConnStats",
     "ConnectError",
     "Connection",
     "ConnectionClosed",
     "ConnectionClosedError",
     "ConnectionClosedOK",
+    "DrainReport",
     "HandshakeError",
     "InternalError",
     "InvalidArgument",
@@ -71,6 +75,7 @@ __all__ = [
     "OpenTimeout",
     "Request",
     "Server",
+    "ServerStats",
     "State",
     "TLSError",
     "WebSocketError",
