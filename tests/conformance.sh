@@ -8,12 +8,13 @@
 #    (examples/tt_echo_server.rs, examples/tt_autobahn_client.rs).
 # 2. Installs what it needs: gcc and python3 (tests/lib/install.sh), and the suite with
 #    tests/autobahn/install.sh (quick when `wstest` is already there), then runs every section
-#    (1-10, and 12-13 with permessage-deflate, which the testees turn on; CONFORMANCE_EXCLUDE,
-#    e.g. '12.*,13.*', leaves cases out) with wsnative as server and as client,
-#    through tests/autobahn/run.sh.
-# 3. Runs section 9 against the tokio-tungstenite baseline in each direction, right after, and
-#    compares the section 9 times (reported; a timed check fails only when CONFORMANCE_MAX_RATIO
-#    is set: shared machines make times noisy, and timed assertions do not belong in tests).
+#    but 9 (1-8, 10, and 12-13 with permessage-deflate, which the testees turn on;
+#    CONFORMANCE_EXCLUDE, e.g. '12.*,13.*', leaves cases out) with wsnative as server and as
+#    client at the same time, through tests/autobahn/run.sh.
+# 3. Runs section 9 (limits and performance) alone, one run at a time: wsnative and the
+#    tokio-tungstenite baseline in each direction, and compares their times (reported; a timed
+#    check fails only when CONFORMANCE_MAX_RATIO is set: shared machines make times noisy, and
+#    timed assertions do not belong in tests).
 # 4. Regenerates the "Conformance" section of README.md between the markers
 #    <!-- conformance:begin --> and <!-- conformance:end --> (only that text).
 #
@@ -126,8 +127,21 @@ run_suite() { # MODE AGENT DIR CASES EXCLUDE TARGET
 # wsnative first in each direction, then the baseline's section 9 right after it, one at a
 # time (2 cores: running them side by side would skew the times being compared).
 start_server "$OUT/echo_server.log" "$BUILD/echo_server" || die "build/echo_server did not start"
-say "wsnative as server ($SERVER_URL), every section${EXCLUDE:+ but $EXCLUDE}"
-run_suite server wsnative-server "$OUT/server" '*' "$EXCLUDE" "$SERVER_URL"
+# Every section but 9, both directions at once: each wstest is one busy Python 2 process, so on
+# two cores this takes about half the time of one run after the other.
+NO9="9.*${EXCLUDE:+,$EXCLUDE}"
+say "wsnative as server ($SERVER_URL) and as client, at once: every section but 9${EXCLUDE:+ and $EXCLUDE}"
+run_suite server wsnative-server "$OUT/server" '*' "$NO9" "$SERVER_URL" >"$OUT/server.tail" &
+PAR_SERVER=$!
+run_suite client wsnative-client "$OUT/client" '*' "$NO9" "$BUILD/autobahn_client" >"$OUT/client.tail" &
+PAR_CLIENT=$!
+wait "$PAR_SERVER"; wait "$PAR_CLIENT"
+cat "$OUT/server.tail" "$OUT/client.tail"
+
+# Section 9 (limits and performance) alone, one run at a time, beside tokio-tungstenite's: its
+# times are compared.
+say "wsnative as server, section 9"
+run_suite server wsnative-server "$OUT/server9" '9.*' "" "$SERVER_URL"
 stop_server
 
 start_server "$OUT/tt_echo_server.log" "$TT_SERVER" || die "tt_echo_server did not start"
@@ -135,13 +149,12 @@ say "tokio-tungstenite as server ($SERVER_URL), section 9"
 run_suite server tt-server "$OUT/tt-server" '9.*' "" "$SERVER_URL"
 stop_server
 
-say "wsnative as client, every section${EXCLUDE:+ but $EXCLUDE}"
-run_suite client wsnative-client "$OUT/client" '*' "$EXCLUDE" "$BUILD/autobahn_client"
+say "wsnative as client, section 9"
+run_suite client wsnative-client "$OUT/client9" '9.*' "" "$BUILD/autobahn_client"
 
 say "tokio-tungstenite as client, section 9"
 run_suite client tt-client "$OUT/tt-client" '9.*' "" "$TT_CLIENT"
 
-# --- the report -----------------------------------------------------------------------------
 T1=$(date +%s)
 CONF_T0="$T0" CONF_T1="$T1" CONF_TB="$T_BUILT" CONF_TI="$T_INSTALLED" CONF_OUT="$OUT" CONF_SUITE="$SUITE_VERSION" CONF_RATIO="$MAX_RATIO" \
 CONF_README="${CONFORMANCE_README:-1}" CONF_ROOT="$ROOT" python3 - <<'PY'
@@ -178,16 +191,19 @@ def parse_started(s):
         return None
 
 
-def analyse(name, sections):
-    """Outcome counts, close-phase problems and wall time per section of one run."""
-    report = os.path.join(OUT, name, "report")
-    try:
-        index = json.load(open(os.path.join(report, "index.json")))
-    except (OSError, ValueError):
-        index = {}
+def analyse(names, sections):
+    """Outcome counts, close-phase problems and wall time per section of the runs `names`
+    (one testee, its cases split over several runs)."""
     results = {}
-    for cases in index.values():
-        results.update(cases)
+    for name in names:
+        report_dir = os.path.join(OUT, name, "report")
+        try:
+            index = json.load(open(os.path.join(report_dir, "index.json")))
+        except (OSError, ValueError):
+            index = {}
+        for cases in index.values():
+            for cid, r in cases.items():
+                results[cid] = dict(r, report_dir=report_dir)
     rows, odd, bad_close, spans = {}, [], [], {}
     for sec in sections:
         rows[sec] = dict.fromkeys(["OK", "NON-STRICT", "INFORMATIONAL", "FAILED", "MISSING"], 0)
@@ -204,7 +220,7 @@ def analyse(name, sections):
         rows[sec][outcome] += 1
         detail = {}
         try:
-            detail = json.load(open(os.path.join(report, r["reportfile"].replace(".html", ".json"))))
+            detail = json.load(open(os.path.join(r["report_dir"], r["reportfile"].replace(".html", ".json"))))
         except (OSError, ValueError, KeyError):
             pass
         if outcome != "OK":
@@ -221,8 +237,8 @@ def analyse(name, sections):
 
 
 ALL = [s for s, _ in SECTIONS]
-runs = {"server": analyse("server", ALL), "client": analyse("client", ALL),
-        "tt-server": analyse("tt-server", [9]), "tt-client": analyse("tt-client", [9])}
+runs = {"server": analyse(["server", "server9"], ALL), "client": analyse(["client", "client9"], ALL),
+        "tt-server": analyse(["tt-server"], [9]), "tt-client": analyse(["tt-client"], [9])}
 
 passed = failed = 0
 problems = []
