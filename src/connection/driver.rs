@@ -66,7 +66,24 @@ pub(crate) async fn run(conn: Arc<Conn>, wire: Wire) {
     )
     .await;
     drop(d); // the socket closes
+    log_end(&conn, &info);
     super::finish(&conn, info);
+}
+
+/// One log record per connection end: why it failed (timeouts as warnings), or that it closed.
+fn log_end(conn: &Conn, info: &CloseInfo) {
+    let id = conn.id();
+    let t = "wsnative::connection";
+    match &info.error {
+        Some(e) if matches!(e.kind(), ErrorKind::Timeout | ErrorKind::WouldBlock) => {
+            log::warn!(target: t, conn = id; "closed with {}: {e}", info.code)
+        }
+        Some(e) if e.kind() == ErrorKind::Aborted => log::debug!(target: t, conn = id; "{e}"),
+        Some(e) => log::info!(target: t, conn = id; "closed with {}: {e}", info.code),
+        None => {
+            log::debug!(target: t, conn = id; "closed cleanly with {} {:?}", info.code, info.reason)
+        }
+    }
 }
 
 /// The close event when the stream ended after the peer's Close (or without one).
@@ -168,6 +185,8 @@ struct Driver {
     in_flight: VecDeque<(u64, u64)>,
     /// A flush is owed after writing (TLS buffers).
     flush_due: bool,
+    /// Bytes read from the socket so far (the position a protocol error is logged at).
+    read_bytes: u64,
     // The closing handshake.
     /// Our Close once queued (`None` inside: an empty Close), and where it ends in the stream.
     ours: Option<Option<(u16, String)>>,
@@ -224,6 +243,7 @@ impl Driver {
             written: 0,
             in_flight: VecDeque::new(),
             flush_due: false,
+            read_bytes: 0,
             ours: None,
             ours_end: 0,
             theirs: None,
@@ -319,6 +339,8 @@ impl Driver {
     /// Starts failing the connection; `wait_callbacks`: the Close waits until the callbacks
     /// of the messages already read have run, so their replies go first.
     fn fail_now(&mut self, f: Failure, wait_callbacks: bool) {
+        let at = self.read_bytes.saturating_sub(self.rbuf.len() as u64);
+        log::warn!(target: "wsnative::connection", conn = self.conn.id(); "failing with {}: {} (at byte {at} of the peer's stream)", f.0, f.2);
         let s = &self.conn.settings;
         // Sends stay open until our Close is queued: replies to earlier messages go first.
         self.failure = Some(f);
@@ -560,6 +582,7 @@ impl Driver {
                         Poll::Pending => return None,
                         Poll::Ready(r) => r,
                     };
+                    self.read_bytes += *n.as_ref().unwrap_or(&0) as u64;
                     match n {
                         Ok(0) => Ok(0),
                         Ok(n) => match self.decoder.direct_filled(n) {
@@ -593,6 +616,7 @@ impl Driver {
                         }
                         Poll::Ready(Ok(0)) => Ok(0),
                         Poll::Ready(Ok(n)) => {
+                            self.read_bytes += n as u64;
                             if let Some(end) = self.decode_buffered() {
                                 return Some(end);
                             }

@@ -158,7 +158,12 @@ pub struct Conn {
     /// The TCP socket's descriptor while the actor owns it (-1 otherwise): lets the close
     /// watchdog see bytes that the kernel has not sent yet.
     socket_fd: std::sync::atomic::AtomicI32,
+    /// A number unique in the process, never 0 (log records carry it as `conn`).
+    id: u64,
 }
+
+/// The next connection id (see `Conn::id`).
+static NEXT_CONN_ID: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
 
 static LIVE: Mutex<Vec<Weak<Conn>>> = Mutex::new(Vec::new());
 
@@ -195,6 +200,7 @@ impl Conn {
             app_freed: AtomicBool::new(false),
             read_waiting: AtomicBool::new(false),
             socket_fd: std::sync::atomic::AtomicI32::new(-1),
+            id: NEXT_CONN_ID.fetch_add(1, Ordering::Relaxed),
         });
         crate::runtime::on_fork(&LIVE_FORK);
         let mut live = LIVE.lock().unwrap_or_else(|p| p.into_inner());
@@ -203,6 +209,12 @@ impl Conn {
         }
         live.push(Arc::downgrade(&conn));
         conn
+    }
+
+    /// The connection's id: unique in the process, never 0; log records about the connection
+    /// carry it (key `conn`).
+    pub fn id(&self) -> u64 {
+        self.id
     }
 
     /// The current state.

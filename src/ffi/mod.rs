@@ -6,11 +6,13 @@
 #![allow(clippy::missing_safety_doc)]
 
 mod conn;
+mod logging;
 mod options;
 mod queue;
 mod server;
 
 pub use conn::*;
+pub use logging::*;
 pub use options::*;
 pub use queue::*;
 pub use server::*;

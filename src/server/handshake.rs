@@ -148,6 +148,7 @@ fn reason_phrase(status: u16) -> &'static str {
 
 /// Answers with an HTTP error and the given body; errors are ignored (the client may be gone).
 pub(crate) async fn refuse(io: &mut BoxIo, status: u16, body: &str) {
+    log::info!(target: "wsnative::server", "handshake refused with {status}: {body}");
     let mut resp = format!(
         "HTTP/1.1 {status} {}\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: {}\r\nConnection: close\r\n",
         reason_phrase(status),

@@ -439,7 +439,15 @@ async fn serve_one(shared: Arc<Shared>, tcp: tokio::net::TcpStream, peer: Socket
         // Boxed: the handshake's buffers are not part of the connection's task once it is over.
         match tokio::time::timeout(limit, Box::pin(handshake(&shared, tcp, peer))).await {
             Ok(Ok(Some(u))) => u,
-            _ => return, // refused, failed or timed out: the client has its answer or its timeout
+            Ok(Err(e)) => {
+                log::info!(target: "wsnative::server", "handshake with {peer} failed: {e}");
+                return;
+            }
+            Err(_) => {
+                log::info!(target: "wsnative::server", "handshake with {peer} timed out after {} ms", limit.as_millis());
+                return;
+            }
+            Ok(Ok(None)) => return, // refused (logged by handshake::refuse) or no request
         };
     // Made under the lock that `release` takes: a connection either is in the list it
     // releases, or never delivers anything (the server is gone).
