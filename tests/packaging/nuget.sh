@@ -12,7 +12,8 @@ set -euo pipefail
 cd "$(dirname "$0")/../.."
 ROOT=$PWD
 . tests/lib/install.sh
-wsn_apt_install mono-mcs nuget unzip python3 python3-venv gcc libc6-dev
+# mono-devel: the .NET Framework 4.7.1 reference assemblies WsNative.dll is compiled against.
+wsn_apt_install mono-mcs mono-devel nuget unzip python3 python3-venv gcc libc6-dev
 wsn_apt_install_bullseye libssl1.1
 OUT="$ROOT/target/packaging/nuget"
 rm -rf "$OUT"; mkdir -p "$OUT/build" "$OUT/feed" "$OUT/mono" "$OUT/core"
@@ -28,7 +29,15 @@ VERSION=$(sed -n 's/^version = "\(.*\)"$/\1/p' Cargo.toml | head -1)
 
 cargo build --release --quiet --lib
 FLAGS=(-langversion:7.2 -unsafe -debug -d:TRACE -warnaserror+ -nowarn:649)
-mcs "${FLAGS[@]}" -target:library -out:"$OUT/build/WsNative.dll" bindings/csharp/WsNative/*.cs
+# One assembly for both runtimes. Debian has no .NET SDK, hence no netstandard.dll reference
+# assembly (Mono's and CoreCLR's are facades): it is compiled against the .NET Framework 4.7.1
+# reference assemblies (the API netstandard2.0 maps onto), so its type references are where
+# .NET Framework has them, which Mono has natively and .NET Core through its compatibility
+# facades (mscorlib, System, System.Core). `dotnet pack` of WsNative.csproj, where an SDK
+# exists, makes a genuine netstandard2.0 build of the same sources into the same layout.
+REF=/usr/lib/mono/4.7.1-api
+mcs "${FLAGS[@]}" -nostdlib -noconfig -r:"$REF/mscorlib.dll" -r:"$REF/System.dll" -r:"$REF/System.Core.dll" \
+  -target:library -out:"$OUT/build/WsNative.dll" bindings/csharp/WsNative/*.cs
 cp target/release/libwsnative.so "$OUT/build/"
 nuget pack bindings/csharp/WsNative.nuspec -NonInteractive -NoPackageAnalysis -BasePath "$OUT/build" -OutputDirectory "$OUT/feed" \
   -Properties "version=$VERSION;dll=WsNative.dll;lib=libwsnative.so" >"$OUT/pack.log" 2>&1 \
