@@ -85,7 +85,7 @@ lane() {  # a crash without a summary line counts as one failure
   set +e; timeout 300 "$@" 2>&1 | tee "$OUT/$name.log" | tail -n 3; local rc=${PIPESTATUS[0]}; set -e
   local line; line=$(grep -E '^[0-9]+ passed, [0-9]+ failed' "$OUT/$name.log" | tail -1 || true)
   if [ -z "$line" ]; then F=$((F + 1)); RC=1; echo "$name: no summary (exit $rc)"; tail -n 30 "$OUT/$name.log"; return; fi
-  grep -E '^(FAIL|  )' "$OUT/$name.log" | head -n 30 || true
+  grep -E '^FAIL' "$OUT/$name.log" | head -n 30 || true
   P=$((P + $(sed -E 's/^([0-9]+) passed.*/\1/' <<<"$line"))); F=$((F + $(sed -E 's/^[0-9]+ passed, ([0-9]+) failed.*/\1/' <<<"$line")))
   [ "$rc" -eq 0 ] || RC=1
 }
