@@ -48,6 +48,10 @@ class BuildWithLibrary(build_py):
             return
         dest.mkdir(parents=True, exist_ok=True)
         shutil.copy2(lib, dest / NAME)
+        # The release profile keeps line tables (debug = 1) for backtraces in development; the
+        # wheel ships without them (about a seventh of the size). The symbols stay.
+        if sys.platform.startswith("linux") and shutil.which("strip"):
+            subprocess.run(["strip", "--strip-debug", str(dest / NAME)], check=True)
         print(f"wsnative: bundled {lib}", flush=True)
 
 

@@ -13,7 +13,7 @@ cd "$(dirname "$0")/../.."
 ROOT=$PWD
 . tests/lib/install.sh
 # mono-devel: the .NET Framework 4.7.1 reference assemblies WsNative.dll is compiled against.
-wsn_apt_install mono-mcs mono-devel nuget unzip python3 python3-venv gcc libc6-dev
+wsn_apt_install mono-mcs mono-devel nuget unzip binutils python3 python3-venv gcc libc6-dev
 wsn_apt_install_bullseye libssl1.1
 OUT="$ROOT/target/packaging/nuget"
 rm -rf "$OUT"; mkdir -p "$OUT/build" "$OUT/feed" "$OUT/mono" "$OUT/core"
@@ -39,6 +39,7 @@ REF=/usr/lib/mono/4.7.1-api
 mcs "${FLAGS[@]}" -nostdlib -noconfig -r:"$REF/mscorlib.dll" -r:"$REF/System.dll" -r:"$REF/System.Core.dll" \
   -target:library -out:"$OUT/build/WsNative.dll" bindings/csharp/WsNative/*.cs
 cp target/release/libwsnative.so "$OUT/build/"
+strip --strip-debug "$OUT/build/libwsnative.so"  # the package ships without the line tables
 nuget pack bindings/csharp/WsNative.nuspec -NonInteractive -NoPackageAnalysis -BasePath "$OUT/build" -OutputDirectory "$OUT/feed" \
   -Properties "version=$VERSION;dll=WsNative.dll;lib=libwsnative.so" >"$OUT/pack.log" 2>&1 \
   || { cat "$OUT/pack.log"; exit 1; }

@@ -52,8 +52,8 @@ namespace WsNative
     /// The native library's log. Off by default; <see cref="Enable"/> turns it on up to a level.
     /// Each record raises <see cref="Record"/> and is written to <see cref="System.Diagnostics.Trace"/>
     /// (TraceError, TraceWarning, TraceInformation) unless <see cref="WriteToTrace"/> is false.
-    /// Records arrive on the library's threads (mostly its I/O threads): handlers must be quick
-    /// and must not block.
+    /// Records arrive on the library's threads (mostly its I/O threads): handlers must be quick,
+    /// must not block, and must not call Enable or Disable (which wait for records in flight).
     /// </summary>
     public static class WsLog
     {
