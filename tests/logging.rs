@@ -173,3 +173,36 @@ fn setting_the_callback_from_inside_it_is_refused_and_bad_levels_too() {
     assert!(r.message.contains("inside the log callback"), "{r:?}");
     wsn_log_set_callback(None, 0, std::ptr::null_mut());
 }
+
+#[test]
+fn a_heartbeat_timeout_is_logged_as_a_warning_with_the_connection() {
+    use std::io::{Read, Write};
+    let _turn = LOCK.lock().unwrap_or_else(|p| p.into_inner());
+    set(wsn_log_level::WSN_LOG_INFO);
+    // A peer that completes the handshake and then never answers a Ping (10 s at most).
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let peer = std::thread::spawn(move || {
+        let (mut s, _) = listener.accept().unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        let request = read_head(&mut s);
+        s.write_all(upgrade_response(&request).as_bytes()).unwrap();
+        let mut sink = [0u8; 1024];
+        while matches!(s.read(&mut sink), Ok(n) if n > 0) {}
+    });
+    let o = wsn_client_options_new();
+    unsafe {
+        wsn_client_options_set_ping_interval_ms(o, 100);
+        wsn_client_options_set_pong_timeout_ms(o, 300);
+    }
+    let c = TestClient::connect(&format!("ws://127.0.0.1:{port}/"), o);
+    unsafe { wsn_client_options_free(o) };
+    let id = unsafe { wsn_conn_get_id(c.conn) };
+    assert!(matches!(c.rec.wait_close(), Ev::Close { code: 1006, .. }));
+    let r = wait_for(|r| r.conn == id && r.message.contains("no Pong within 300 ms"));
+    assert_eq!(r.level, wsn_log_level::WSN_LOG_WARN);
+    assert_eq!(r.target, "wsnative::connection");
+    drop(c);
+    wsn_log_set_callback(None, 0, std::ptr::null_mut());
+    peer.join().unwrap();
+}
