@@ -5,7 +5,8 @@
  *   msgs= secs= msgs_per_s= mb_per_s= client_cpu_us_per_msg=
  * (the process's own CPU time: wsnative's I/O and callback threads, over the same window).
  *   client_inflight URL [SECS=3] [SIZE=64] [W=16] [N=50000000]
- * Derived from bindings/csharp/bench/inflight.c, which counts a fixed number of echoes. */
+ * Derived from bindings/csharp/bench/inflight.c, which counts a fixed number of echoes.
+ * Its callback runs inline on the I/O thread unless WSN_INLINE=0. */
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -76,6 +77,9 @@ int main(int argc, char **argv) {
         payload[i] = (unsigned char)(i * 31);
     struct wsn_client_options *opts = wsn_client_options_new();
     wsn_client_options_set_max_message_size(opts, 64u << 20);
+    /* The callback only counts and sends: it runs on the I/O thread (WSN_INLINE=0: it does not). */
+    const char *inline_text = getenv("WSN_INLINE");
+    wsn_client_options_set_inline_callbacks(opts, !(inline_text && inline_text[0] == '0'));
     struct wsn_conn *conn;
     if (wsn_connect(argv[1], opts, on_event, NULL, &conn) != WSN_OK) {
         fprintf(stderr, "client_inflight: %s\n", wsn_last_error());

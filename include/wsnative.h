@@ -8,7 +8,8 @@
  *   wsn_last_error() tells why, in words, on the calling thread.
  * - Strings are NUL-terminated UTF-8. The library copies what it is given; what it passes to a
  *   callback is borrowed until the callback returns.
- * - Callbacks run on wsnative's callback threads, never on its I/O threads, one at a time per
+ * - Callbacks run on wsnative's callback threads, never on its I/O threads (unless a connection
+ *   asked for inline callbacks: wsn_*_options_set_inline_callbacks), one at a time per
  *   connection and in order (open, messages, close). No lock is held while a callback runs: it may
  *   call any function, including wsn_conn_free on its own connection.
  */
@@ -467,8 +468,9 @@ void wsn_runtime_set_callback_spin_us(uint32_t microseconds);
  * events, and ends the callback threads, so that no thread of wsnative's is left (call it
  * before exit in runtimes that wait for every thread, such as Mono). Handles stay valid and
  * must still be freed. A later connect or listen starts everything again.
- * Thread: any (from a callback, that callback thread ends after it returns); never panics;
- * blocks up to about three times `grace_ms`.
+ * Thread: any (from a callback, that callback thread ends after it returns; from an inline
+ * callback, which runs on an I/O thread, the shutdown runs on a thread of its own and this
+ * returns at once); never panics; blocks up to about three times `grace_ms`.
  */
 void wsn_shutdown(uint32_t grace_ms);
 
@@ -1032,6 +1034,25 @@ wsn_status wsn_server_options_set_max_connections(struct wsn_server_options *opt
  * Thread: one thread at a time per options object. Strings are copied; the caller keeps its own.
  */
 wsn_status wsn_server_options_set_tls(struct wsn_server_options *options, const char *cert_pem_path, const char *key_pem_path);
+
+/**
+ * Runs the connection's event callbacks on the I/O thread that reads it, inside its task,
+ * instead of on a callback thread (default false). No thread switch per event: an echo costs
+ * about a third of the CPU, and a send from inside a callback goes out in the same turn. The
+ * price: a callback that blocks (a lock held elsewhere, I/O, a sleep, a GIL) stalls every
+ * connection of that I/O thread, so use it only for callbacks that return quickly. Everything
+ * else holds as before: one callback at a time per connection, in order; a free or stop from
+ * inside one never waits; events that start on other threads still run on callback threads.
+ * The accept callback always runs on a callback thread. Thread: one thread at a time per
+ * options object. Errors: INVALID_ARGUMENT for NULL.
+ */
+wsn_status wsn_client_options_set_inline_callbacks(struct wsn_client_options *options, bool enabled);
+
+/**
+ * As wsn_client_options_set_inline_callbacks, for every connection of the server.
+ * Thread: one thread at a time per options object. Errors: INVALID_ARGUMENT for NULL.
+ */
+wsn_status wsn_server_options_set_inline_callbacks(struct wsn_server_options *options, bool enabled);
 
 /**
  * Creates an event queue. Ownership: the caller frees it with wsn_queue_free (after the

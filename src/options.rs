@@ -75,6 +75,14 @@ pub struct ConnectionSettings {
     /// permessage-deflate: what a client offers, what a server accepts. Default off (see
     /// `DeflateConfig::default` for why, and for the memory each choice costs).
     pub compression: crate::protocol::DeflateConfig,
+    /// Run this connection's event callbacks on the I/O thread that reads it, inside its task,
+    /// instead of handing them to a callback thread: no thread switch per event (an echo then
+    /// costs about a third of the CPU), and a send from inside a callback is written in the
+    /// same turn. The price: a callback that blocks stalls every connection of that I/O thread,
+    /// so only for callbacks that return quickly. Events that start elsewhere (a drain event
+    /// armed from an application thread, a busy mailbox) still go to callback threads, in
+    /// order, one at a time as always. Default off.
+    pub inline_callbacks: bool,
 }
 
 impl Default for ConnectionSettings {
@@ -93,6 +101,7 @@ impl Default for ConnectionSettings {
             send_queue_policy: SendQueuePolicy::Refuse,
             drain_low_water: None,
             compression: crate::protocol::DeflateConfig::default(),
+            inline_callbacks: false,
         }
     }
 }

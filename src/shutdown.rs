@@ -7,6 +7,14 @@ use std::time::Duration;
 /// closes, aborts the rest, stops the runtime, delivers the last events and ends the callback
 /// threads. Safe from any thread; a later connection starts everything again.
 pub fn shutdown(grace: Duration) {
+    if tokio::runtime::Handle::try_current().is_ok() {
+        // Called from a callback running on an I/O thread (inline callbacks): that thread must
+        // go on serving the closes this waits for, so the shutdown runs on a thread of its own.
+        let _ = std::thread::Builder::new()
+            .name("wsn-shutdown".into())
+            .spawn(move || shutdown(grace));
+        return;
+    }
     crate::server::stop_all(grace);
     let conns = crate::connection::close_all(grace);
     crate::runtime::stop();

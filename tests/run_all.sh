@@ -38,7 +38,10 @@ rust_tests() {
 lint() {
   rustup component add rustfmt clippy >/dev/null 2>&1 || true
   cargo fmt --check || { echo "lint: run 'cargo fmt'"; return 1; }
-  cargo clippy --release --all-targets -q -- -D warnings
+  cargo fmt --check --manifest-path macros/Cargo.toml || { echo "lint: run 'cargo fmt' in macros/"; return 1; }
+  cargo clippy --release --all-targets -q -- -D warnings || return 1
+  # The export attribute's crate (a path dependency, which the line above does not lint).
+  cargo clippy --release --manifest-path macros/Cargo.toml --target-dir target -q -- -D warnings
 }
 part lint lint
 part rust rust_tests

@@ -2,6 +2,9 @@
  *
  *   echo_server [PORT]      (default: $PORT, else 9001; listens on 127.0.0.1)
  *
+ * Its callback only sends, so it runs inline, on the I/O thread that reads the connection (no
+ * thread switch per message); WSN_INLINE=0 in the environment runs it on a callback thread.
+ *
  * Used by the conformance run (Autobahn) and the benchmarks. Stops on SIGINT/SIGTERM, closing
  * its connections with 1001. */
 #include <signal.h>
@@ -45,6 +48,8 @@ int main(int argc, char **argv) {
     wsn_server_options_set_drain_timeout_ms(opts, 2000);
     /* Accept permessage-deflate when a client offers it (browsers always do). */
     wsn_server_options_set_compression(opts, true);
+    const char *inline_text = getenv("WSN_INLINE");
+    wsn_server_options_set_inline_callbacks(opts, !(inline_text && inline_text[0] == '0'));
     struct wsn_server *server = NULL;
     if (wsn_server_listen("127.0.0.1", (uint16_t)port, opts, NULL, on_event, NULL, &server) != WSN_OK) {
         fprintf(stderr, "echo_server: %s\n", wsn_last_error());

@@ -54,9 +54,16 @@ pub(crate) async fn run(conn: Arc<Conn>, wire: Wire) {
     if conn.state() == State::Connecting {
         conn.set_state(State::Open);
     }
-    conn.deliver(Event::Open);
+    {
+        let _driving = super::Driving::enter(&conn);
+        conn.deliver(Event::Open);
+    }
     let mut d = Driver::new(conn.clone(), wire);
-    let info = std::future::poll_fn(|cx| d.poll(cx)).await;
+    let info = std::future::poll_fn(|cx| {
+        let _driving = super::Driving::enter(&conn);
+        d.poll(cx)
+    })
+    .await;
     conn.set_socket_fd(-1);
     conn.commands.close();
     // Say goodbye at the transport level (TLS close_notify, FIN), briefly.
@@ -67,6 +74,7 @@ pub(crate) async fn run(conn: Arc<Conn>, wire: Wire) {
     .await;
     drop(d); // the socket closes
     log_end(&conn, &info);
+    let _driving = super::Driving::enter(&conn);
     super::finish(&conn, info);
 }
 
@@ -552,7 +560,7 @@ impl Driver {
         }
         // Woken by an acknowledgement, a resume or a close; checked again after registering
         // so that a wake-up in between is not lost.
-        self.conn.room_waker.register(cx.waker());
+        self.conn.incoming.room_waker.register(cx.waker());
         let blocked = stop(&self.conn, true) && self.conn.state() == State::Open;
         self.set_blocked(blocked);
         !blocked

@@ -4,7 +4,10 @@
 
 mod delivery;
 mod driver;
+mod facts;
 mod inbox;
+mod receive;
+mod send;
 
 pub use delivery::{Delivery, EventQueue, QueueTarget, Queued};
 pub(crate) use driver::{run, Wire};
@@ -13,9 +16,7 @@ use crate::delivery::Mailbox;
 use crate::error::{Error, ErrorKind, Result};
 use crate::options::ConnectionSettings;
 use bytes::Bytes;
-use std::collections::VecDeque;
-use std::ffi::CString;
-use std::net::SocketAddr;
+use receive::ReceiveQueued;
 use std::sync::atomic::{AtomicBool, AtomicU8, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock, Weak};
 use std::time::{Duration, Instant};
@@ -102,62 +103,27 @@ pub(crate) enum Note {
     Fail(u16, &'static str, Error),
 }
 
-/// The queue gate: closed once the connection stops accepting sends, so nothing is queued
-/// behind the Close frame.
-struct Gate {
-    closed: bool,
-    why: &'static str,
-    /// The id of the last message queued: ids follow the queue's order.
-    last_id: u64,
-}
-
 /// A WebSocket connection, client or server side. Shared by the application's handle, the
-/// actor and queued events; the socket itself lives only in the actor.
+/// connection task and queued events; the socket itself lives only in the task. Its parts:
+/// the sending side (`send.rs`), the receiving side (`receive.rs`), what the handshake
+/// established (`facts.rs`), and here its state, inboxes, event delivery and end.
 pub struct Conn {
     state: AtomicU8,
-    gate: Mutex<Gate>,
     /// The send queue and the notes for the connection task (see `inbox.rs`).
     pub(crate) commands: inbox::Inbox<Command>,
     pub(crate) notes: inbox::Inbox<Note>,
-    /// Bytes of messages queued and not yet encoded, and encoded bytes not yet written.
-    buffered: AtomicUsize,
-    unwritten: AtomicUsize,
-    /// Bytes the socket took so far.
-    wire_written: AtomicUsize,
-    /// Bytes and count of received messages not consumed yet (see `max_receive_queue`).
-    receive_queue: AtomicUsize,
-    receive_messages: AtomicUsize,
-    /// With `manual_ack`: consumed messages waiting for their acknowledgement, and
-    /// acknowledgements given ahead of them.
-    acks: Mutex<Acks>,
-    /// The id of the last message handed to the kernel.
-    sent_id: std::sync::atomic::AtomicU64,
-    /// Drain events: the low-water mark (`usize::MAX`: off), and whether one is due (armed
-    /// by a refused send, by the queue going over the mark, or by turning them on).
-    drain_low: AtomicUsize,
-    drain_armed: AtomicBool,
-    /// The application paused reading (flow control of its own).
-    reading_paused: std::sync::atomic::AtomicBool,
-    /// Wakes the connection task when receive room frees up (or reading resumes, or a close).
-    pub(crate) room_waker: futures_util::task::AtomicWaker,
+    outgoing: send::Outgoing,
+    incoming: receive::Incoming,
+    facts: facts::Facts,
     /// Shared by every connection of a server (or of one connect call).
     pub(crate) settings: Arc<ConnectionSettings>,
     pub(crate) mailbox: Arc<Mailbox>,
     delivery: Mutex<Option<Delivery>>,
-    peer_addr: OnceLock<(SocketAddr, CString)>,
-    subprotocol: OnceLock<CString>,
-    extensions: OnceLock<CString>,
     close_info: OnceLock<CloseInfo>,
     user_data: AtomicUsize,
     /// The application freed its handle (a second free while the handle is still alive, for
     /// example later in the same poll batch, does nothing).
     app_freed: AtomicBool,
-    /// The reader waits for receive room (paused or over its budget): while it does, a
-    /// missing Pong proves nothing.
-    read_waiting: AtomicBool,
-    /// The TCP socket's descriptor while the actor owns it (-1 otherwise): lets the close
-    /// watchdog see bytes that the kernel has not sent yet.
-    socket_fd: std::sync::atomic::AtomicI32,
     /// A number unique in the process, never 0 (log records carry it as `conn`).
     id: u64,
 }
@@ -167,39 +133,44 @@ static NEXT_CONN_ID: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64
 
 static LIVE: Mutex<Vec<Weak<Conn>>> = Mutex::new(Vec::new());
 
+thread_local! {
+    /// The connection whose task this thread is running right now (its address; 0: none).
+    static DRIVING: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
+}
+
+/// Marks the calling thread as running `conn`'s task until dropped: its callbacks may then
+/// run right here (`inline_callbacks`). Set only around synchronous work, never across an
+/// await (another task may run on this thread in between).
+pub(crate) struct Driving(usize);
+
+impl Driving {
+    pub(crate) fn enter(conn: &Conn) -> Driving {
+        let me = conn as *const Conn as usize;
+        Driving(DRIVING.try_with(|d| d.replace(me)).unwrap_or(0))
+    }
+}
+
+impl Drop for Driving {
+    fn drop(&mut self) {
+        let _ = DRIVING.try_with(|d| d.set(self.0));
+    }
+}
+
 impl Conn {
     pub(crate) fn new(settings: Arc<ConnectionSettings>, delivery: Option<Delivery>) -> Arc<Conn> {
         let conn = Arc::new(Conn {
             state: AtomicU8::new(State::Connecting as u8),
-            gate: Mutex::new(Gate {
-                closed: false,
-                why: "",
-                last_id: 0,
-            }),
             commands: inbox::Inbox::new(),
             notes: inbox::Inbox::new(),
-            buffered: AtomicUsize::new(0),
-            unwritten: AtomicUsize::new(0),
-            wire_written: AtomicUsize::new(0),
-            receive_queue: AtomicUsize::new(0),
-            receive_messages: AtomicUsize::new(0),
-            acks: Mutex::new(Acks::default()),
-            sent_id: std::sync::atomic::AtomicU64::new(0),
-            drain_low: AtomicUsize::new(settings.drain_low_water.unwrap_or(usize::MAX)),
-            drain_armed: AtomicBool::new(false),
-            reading_paused: std::sync::atomic::AtomicBool::new(false),
-            room_waker: futures_util::task::AtomicWaker::new(),
+            outgoing: send::Outgoing::new(settings.drain_low_water),
+            incoming: receive::Incoming::default(),
+            facts: facts::Facts::default(),
             settings,
             mailbox: Arc::new(Mailbox::default()),
             delivery: Mutex::new(delivery),
-            peer_addr: OnceLock::new(),
-            subprotocol: OnceLock::new(),
-            extensions: OnceLock::new(),
             close_info: OnceLock::new(),
             user_data: AtomicUsize::new(0),
             app_freed: AtomicBool::new(false),
-            read_waiting: AtomicBool::new(false),
-            socket_fd: std::sync::atomic::AtomicI32::new(-1),
             id: NEXT_CONN_ID.fetch_add(1, Ordering::Relaxed),
         });
         crate::runtime::on_fork(&LIVE_FORK);
@@ -231,92 +202,8 @@ impl Conn {
         self.state.store(s as u8, Ordering::Release);
         if s as u8 >= State::Closing as u8 {
             // Closing overrides a pause: the peer's Close must be read.
-            self.room_waker.wake();
+            self.incoming.room_waker.wake();
         }
-    }
-
-    /// Whether the reader is waiting for receive room (paused, or over its budget).
-    pub(crate) fn read_waiting(&self) -> bool {
-        self.read_waiting.load(Ordering::Acquire)
-    }
-
-    /// Bytes queued by `send` and not yet handed to the socket (the kernel), counted as the
-    /// socket takes them, also in the middle of a large message (encoded bytes: frame headers
-    /// included, compressed payloads as compressed).
-    pub fn buffered_amount(&self) -> usize {
-        self.buffered.load(Ordering::Acquire) + self.unwritten.load(Ordering::Acquire)
-    }
-
-    /// The connection task took a message of `len` bytes from the queue.
-    pub(crate) fn unqueue(&self, len: usize) {
-        self.buffered.fetch_sub(len, Ordering::AcqRel);
-    }
-
-    /// The connection task holds `n` encoded bytes not yet written.
-    pub(crate) fn set_unwritten(&self, n: usize) {
-        self.unwritten.store(n, Ordering::Release);
-    }
-
-    /// The socket took `n` more bytes.
-    pub(crate) fn add_wire_written(&self, n: usize) {
-        self.wire_written.fetch_add(n, Ordering::Relaxed);
-    }
-
-    /// Bytes the socket took so far.
-    pub(crate) fn progress(&self) -> usize {
-        self.wire_written.load(Ordering::Relaxed)
-    }
-
-    /// Sets (or, with -1, forgets) the TCP descriptor under this connection.
-    pub(crate) fn set_socket_fd(&self, fd: i32) {
-        self.socket_fd.store(fd, Ordering::Release);
-    }
-
-    /// Bytes the peer's side has taken: what the socket took, less what still waits unsent or
-    /// unacknowledged in the kernel. The close watchdog's measure of whether data still moves.
-    pub(crate) fn delivered(&self) -> usize {
-        let fd = self.socket_fd.load(Ordering::Acquire);
-        let mut waiting: libc::c_int = 0;
-        if fd < 0 || unsafe { libc::ioctl(fd, libc::TIOCOUTQ, &mut waiting) } != 0 {
-            waiting = 0;
-        }
-        self.progress().saturating_sub(waiting.max(0) as usize)
-    }
-
-    /// The peer's address, once connected.
-    pub fn peer_addr(&self) -> Option<SocketAddr> {
-        self.peer_addr.get().map(|p| p.0)
-    }
-
-    /// The peer's address as text ("" before connected), NUL-terminated for C.
-    pub fn peer_addr_cstr(&self) -> &std::ffi::CStr {
-        self.peer_addr.get().map(|p| p.1.as_c_str()).unwrap_or(c"")
-    }
-
-    pub(crate) fn set_peer_addr(&self, addr: SocketAddr) {
-        let text = CString::new(addr.to_string()).unwrap_or_default();
-        let _ = self.peer_addr.set((addr, text));
-    }
-
-    /// The negotiated subprotocol ("" when none), NUL-terminated for C.
-    pub fn subprotocol(&self) -> &std::ffi::CStr {
-        self.subprotocol.get().map(|s| s.as_c_str()).unwrap_or(c"")
-    }
-
-    pub(crate) fn set_subprotocol(&self, p: Option<String>) {
-        if let Some(p) = p {
-            let _ = self.subprotocol.set(CString::new(p).unwrap_or_default());
-        }
-    }
-
-    /// The negotiated extensions, as the Sec-WebSocket-Extensions header said them ("" when
-    /// none, for example no permessage-deflate), NUL-terminated for C.
-    pub fn extensions(&self) -> &std::ffi::CStr {
-        self.extensions.get().map(|s| s.as_c_str()).unwrap_or(c"")
-    }
-
-    pub(crate) fn set_extensions(&self, e: String) {
-        let _ = self.extensions.set(CString::new(e).unwrap_or_default());
     }
 
     /// How the connection ended, once it has.
@@ -332,136 +219,6 @@ impl Conn {
     /// Sets the application's pointer-sized value.
     pub fn set_user_data(&self, v: usize) {
         self.user_data.store(v, Ordering::Relaxed)
-    }
-
-    /// Queues a text message and returns its id. Safe from any thread; messages from one
-    /// thread keep their order.
-    pub fn send_text(&self, text: &str) -> Result<u64> {
-        self.enqueue(true, Bytes::copy_from_slice(text.as_bytes()), true)
-    }
-
-    /// Queues a binary message and returns its id. Safe from any thread; messages from one
-    /// thread keep their order.
-    pub fn send_binary(&self, data: &[u8]) -> Result<u64> {
-        self.enqueue(false, Bytes::copy_from_slice(data), true)
-    }
-
-    /// Queues a message; `compress` false keeps it uncompressed even when permessage-deflate
-    /// was negotiated (secrets next to attacker-controlled text: CRIME/BREACH).
-    pub fn send(&self, text: bool, data: Bytes, compress: bool) -> Result<u64> {
-        if text && std::str::from_utf8(&data).is_err() {
-            return Err(Error::invalid("text message is not valid UTF-8"));
-        }
-        self.enqueue(text, data, compress)
-    }
-
-    /// Queues a message whose payload is already owned, and returns its id.
-    pub fn send_bytes(&self, text: bool, data: Bytes) -> Result<u64> {
-        self.send(text, data, true)
-    }
-
-    /// Queues a message; its id is one more than the previous message's, in queue order.
-    fn enqueue(&self, text: bool, data: Bytes, compress: bool) -> Result<u64> {
-        let len = data.len();
-        let mut gate = self.gate.lock().unwrap_or_else(|p| p.into_inner());
-        if gate.closed {
-            return Err(Error::state(format!("cannot send: {}", gate.why)));
-        }
-        let queued = self.buffered_amount();
-        let limit = self.settings.max_send_queue;
-        if queued > 0 && queued.saturating_add(len) > limit {
-            let why = format!(
-                "the send queue holds {queued} bytes; this message of {len} bytes would pass its limit of {limit} bytes"
-            );
-            self.drain_armed.store(true, Ordering::Release);
-            if self.settings.send_queue_policy == crate::options::SendQueuePolicy::Close {
-                drop(gate);
-                let error = Error::new(
-                    ErrorKind::WouldBlock,
-                    format!("closed with 1008: {why} (the peer reads too slowly)"),
-                );
-                self.close_gate("the connection failed: its send queue was full");
-                self.notify(Note::Fail(1008, "send queue full", error));
-                return Err(Error::new(
-                    ErrorKind::WouldBlock,
-                    format!("{why}: the connection is being closed with 1008"),
-                ));
-            }
-            return Err(Error::new(
-                ErrorKind::WouldBlock,
-                format!("{why}: wait for the drain event and send again"),
-            ));
-        }
-        self.buffered.fetch_add(len, Ordering::Relaxed);
-        let id = gate.last_id + 1;
-        if self
-            .commands
-            .send(Command::Send {
-                text,
-                data,
-                len,
-                id,
-                compress,
-            })
-            .is_err()
-        {
-            self.buffered.fetch_sub(len, Ordering::Relaxed);
-            return Err(Error::state("cannot send: the connection is closed"));
-        }
-        gate.last_id = id;
-        let low = self.drain_low.load(Ordering::Acquire);
-        if low != usize::MAX && self.buffered_amount() > low {
-            self.drain_armed.store(true, Ordering::Release);
-        }
-        Ok(id)
-    }
-
-    /// Turns drain events on (with a low-water mark) or off for this connection. Turning them
-    /// on arms one: it comes once the queue is at or below the mark (at once when it already
-    /// is and nothing is in flight).
-    pub fn set_drain_events(self: &Arc<Self>, enabled: bool, low_water: usize) {
-        if !enabled {
-            self.drain_low.store(usize::MAX, Ordering::Release);
-            return;
-        }
-        self.drain_low
-            .store(low_water.min(usize::MAX - 1), Ordering::Release);
-        self.drain_armed.store(true, Ordering::Release);
-        let last = self.gate.lock().unwrap_or_else(|p| p.into_inner()).last_id;
-        if self.buffered_amount() <= low_water
-            && self.sent_id() >= last
-            && self.state() != State::Closed
-        {
-            self.maybe_drain();
-        }
-    }
-
-    /// Delivers a drain event when one is armed and the queue is down to the mark.
-    fn maybe_drain(self: &Arc<Self>) {
-        let low = self.drain_low.load(Ordering::Acquire);
-        if low != usize::MAX
-            && self.buffered_amount() <= low
-            && self.drain_armed.swap(false, Ordering::AcqRel)
-        {
-            self.deliver(Event::Drain {
-                sent_id: self.sent_id(),
-            });
-        }
-    }
-
-    /// The id of the last message handed to the kernel (0 before the first).
-    pub fn sent_id(&self) -> u64 {
-        self.sent_id.load(Ordering::Acquire)
-    }
-
-    /// The writer flushed every message up to `id`: records it, and delivers a drain event
-    /// when asked for and the queue is down to its low-water mark.
-    pub(crate) fn sent(self: &Arc<Self>, id: u64) {
-        if id == 0 {
-            return;
-        }
-        self.sent_id.fetch_max(id, Ordering::AcqRel);
-        self.maybe_drain();
     }
 
     /// Starts the closing handshake after everything already queued: sends the Close frame,
@@ -483,17 +240,6 @@ impl Conn {
         let _ = self.notes.send(Note::Abort);
     }
 
-    /// Closes the queue; true when this call closed it.
-    pub(crate) fn close_gate(&self, why: &'static str) -> bool {
-        let mut g = self.gate.lock().unwrap_or_else(|p| p.into_inner());
-        if g.closed {
-            return false;
-        }
-        g.closed = true;
-        g.why = why;
-        true
-    }
-
     /// Stops every callback of this connection and closes it with 1001 when still open. No
     /// callback starts after this returns; from a thread that is not running a callback, none
     /// runs either (from inside a callback it does not wait, see `delivery`). The release hook
@@ -507,11 +253,7 @@ impl Conn {
             .take();
         drop(delivery);
         // Nobody will acknowledge what waits: let reading go on (the close needs it).
-        let waiting =
-            std::mem::take(&mut self.acks.lock().unwrap_or_else(|p| p.into_inner()).unacked);
-        for len in waiting {
-            self.consumed(len);
-        }
+        self.ack(usize::MAX);
         if self.state() != State::Closed {
             let _ = self.close(1001, "");
         }
@@ -590,63 +332,13 @@ impl Conn {
             drop(queued);
             drop(delivery);
         });
-        if last {
+        if self.inline() {
+            self.mailbox.run_or_post(job, last)
+        } else if last {
             self.mailbox.post_last(job)
         } else {
             self.mailbox.post(job)
         }
-    }
-
-    /// Pauses or resumes reading from the peer. While paused, no message is read after the
-    /// current one, so TCP slows the peer down; pings and Close frames wait as well.
-    pub fn set_reading_paused(&self, paused: bool) {
-        self.reading_paused.store(paused, Ordering::SeqCst);
-        if !paused {
-            self.room_waker.wake();
-        }
-    }
-
-    /// Acknowledges up to `n` of the oldest messages delivered and not acknowledged yet (with
-    /// `manual_ack`): they leave the receive budget at once, whether or not their callback has
-    /// returned or a poll moved past them. Returns how many were acknowledged.
-    pub fn ack(&self, n: usize) -> usize {
-        let taken: Vec<usize> = {
-            let mut acks = self.acks.lock().unwrap_or_else(|p| p.into_inner());
-            let k = n.min(acks.unacked.len());
-            acks.unacked.drain(..k).collect()
-        };
-        for len in &taken {
-            self.consumed(*len);
-        }
-        taken.len()
-    }
-
-    /// A delivered message's share of the budget is free again.
-    fn consumed(&self, len: usize) {
-        self.receive_queue.fetch_sub(len, Ordering::AcqRel);
-        self.receive_messages.fetch_sub(1, Ordering::AcqRel);
-        if self.read_waiting() {
-            self.room_waker.wake();
-        }
-    }
-
-    /// Whether received messages are over the budget (bytes or count), or, with `half`, not
-    /// yet down to half of it.
-    pub(crate) fn over_budget(&self, half: bool) -> bool {
-        let d = if half { 2 } else { 1 };
-        self.receive_queue.load(Ordering::Acquire) > self.settings.max_receive_queue / d
-            || self.receive_messages.load(Ordering::Acquire)
-                > self.settings.max_receive_messages / d
-    }
-
-    /// Whether the application paused reading.
-    pub(crate) fn reading_paused(&self) -> bool {
-        self.reading_paused.load(Ordering::SeqCst)
-    }
-
-    /// The connection task waits for receive room (or not any more).
-    pub(crate) fn set_read_waiting(&self, waiting: bool) {
-        self.read_waiting.store(waiting, Ordering::Release);
     }
 
     /// Runs `keep`'s drop once the events delivered so far were handled: after their callbacks
@@ -658,51 +350,24 @@ impl Conn {
         };
         match queue {
             Some(q) => q.push_marker(keep),
+            None if self.inline() => self
+                .mailbox
+                .run_or_post(Box::new(move || drop(keep)), false),
             None => self.mailbox.post(Box::new(move || drop(keep))),
         }
     }
 
+    /// Whether this connection's callbacks run here and now: asked for, and the calling thread
+    /// is running this connection's own task (not an application thread, not another task).
+    fn inline(&self) -> bool {
+        self.settings.inline_callbacks
+            && DRIVING
+                .try_with(|d| d.get() == self as *const Conn as usize)
+                .unwrap_or(false)
+    }
+
     pub(crate) fn notify(&self, note: Note) {
         let _ = self.notes.send(note);
-    }
-}
-
-/// With `manual_ack`: the lengths of the messages delivered and not acknowledged yet, oldest
-/// first.
-#[derive(Default)]
-struct Acks {
-    unacked: VecDeque<usize>,
-}
-
-/// A delivered message's share of the receive budget: given back when its callback finished
-/// (or, in poll mode, at the next poll), or with `manual_ack` when the application
-/// acknowledges it.
-struct ReceiveQueued {
-    conn: Arc<Conn>,
-    len: usize,
-}
-
-impl ReceiveQueued {
-    /// Counts a delivered message. With `manual_ack` its share waits for `ack` instead
-    /// (`None`: nothing to give back on drop).
-    fn new(conn: Arc<Conn>, len: usize) -> Option<Self> {
-        conn.receive_queue.fetch_add(len, Ordering::AcqRel);
-        conn.receive_messages.fetch_add(1, Ordering::AcqRel);
-        if conn.settings.manual_ack {
-            conn.acks
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .unacked
-                .push_back(len);
-            return None;
-        }
-        Some(ReceiveQueued { conn, len })
-    }
-}
-
-impl Drop for ReceiveQueued {
-    fn drop(&mut self) {
-        self.conn.consumed(self.len);
     }
 }
 

@@ -99,6 +99,54 @@ impl Mailbox {
         relock(&self.inner).sealed = true;
     }
 
+    /// Runs `job` now on the calling thread when the mailbox is idle (nothing queued, none
+    /// running, not scheduled), else queues it as `post` does: jobs keep their order and never
+    /// run two at a time either way. `last`: as `post_last`.
+    pub(crate) fn run_or_post(self: &Arc<Self>, job: Job, last: bool) {
+        let me = std::thread::current().id();
+        let mut g = relock(&self.inner);
+        if g.released || g.sealed {
+            drop(g);
+            drop(job);
+            return;
+        }
+        g.sealed |= last;
+        if g.scheduled {
+            g.jobs.push_back(job);
+            return;
+        }
+        // Held while the job runs: posts from other threads queue behind it.
+        g.scheduled = true;
+        g.running_on = Some(me);
+        drop(g);
+        {
+            let _scope = CallbackScope::enter();
+            let _ = catch_unwind(AssertUnwindSafe(job));
+        }
+        let mut g = relock(&self.inner);
+        g.running_on = None;
+        if g.released {
+            g.scheduled = false;
+            self.idle.notify_all();
+            let hook = if g.release_waiting {
+                None
+            } else {
+                g.hook.take()
+            };
+            drop(g);
+            if let Some(hook) = hook {
+                run_hook(hook);
+            }
+            return;
+        }
+        if g.jobs.is_empty() {
+            g.scheduled = false;
+        } else {
+            drop(g); // still scheduled: what queued meanwhile runs on a callback thread
+            pool().schedule(self.clone());
+        }
+    }
+
     /// Starts no job after this returns. From a thread that is not running a callback, also
     /// waits for a job running on another thread; from inside a callback, never waits (see the
     /// module doc). Runs the release hook when no job runs any more.

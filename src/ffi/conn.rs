@@ -3,19 +3,25 @@
 //! A `wsn_conn *` is the address of the connection's shared state (`Arc::into_raw`); the
 //! application's handle owns one reference, released by wsn_conn_free.
 
-use super::{
-    bytes_arg, guard, opt_str_arg, status, str_arg, to_cstring, wsn_client_options, wsn_status,
-};
+use super::handle::{as_ptr, free_arc, out_arg, to_arc, try_arc, try_ref, Castable, Shared};
+use super::{bytes_arg, opt_str_arg, str_arg, to_cstring, wsn_client_options, wsn_status};
 use crate::connection::{Conn, Delivery, Event, Handler, State};
 use crate::error::{Error, Result};
 use std::ffi::{c_char, c_void, CString};
 use std::sync::Arc;
+use wsnative_macros::ffi_fn;
 
 /// A WebSocket connection, client or server side. Created by wsn_connect (client) or handed
 /// over in the WSN_EVENT_OPEN event of a server; freed with wsn_conn_free. Every function on
 /// it may be called from any thread.
 pub struct wsn_conn {
     _private: [u8; 0],
+}
+
+impl Castable for wsn_conn {
+    type Rust = Conn;
+    type Owned = Shared;
+    const WHAT: &'static str = "conn";
 }
 
 /// The kind of a wsn_event.
@@ -101,26 +107,24 @@ pub(crate) struct CHandler {
 
 impl Handler for CHandler {
     fn on_event(&self, conn: &Arc<Conn>, event: &Event) {
+        hand_over_at_open(conn, event, self.server);
         let mut strings = Vec::new();
-        let ev = c_event(conn, event, self.server, &mut strings);
-        unsafe {
-            (self.callback)(
-                self.user_data as *mut c_void,
-                Arc::as_ptr(conn) as *mut wsn_conn,
-                &ev,
-            )
-        }
+        let ev = c_event(event, &mut strings);
+        unsafe { (self.callback)(self.user_data as *mut c_void, as_ptr(conn), &ev) }
     }
 }
 
-/// The C view of `event`; its strings are kept in `strings`, which must outlive the view. At a
-/// server connection's open event, takes the reference the application then owns.
-pub(crate) fn c_event(
-    conn: &Arc<Conn>,
-    event: &Event,
-    server: bool,
-    strings: &mut Vec<CString>,
-) -> wsn_event {
+/// At a server connection's open event the application takes its handle: one reference of
+/// the connection, given back with wsn_conn_free. (A client's handle was handed out by
+/// wsn_connect.)
+pub(crate) fn hand_over_at_open(conn: &Arc<Conn>, event: &Event, server: bool) {
+    if server && matches!(event, Event::Open) {
+        let _owned_by_the_application: *mut wsn_conn = to_arc(conn.clone());
+    }
+}
+
+/// The C view of `event`; its strings are kept in `strings`, which must outlive the view.
+pub(crate) fn c_event(event: &Event, strings: &mut Vec<CString>) -> wsn_event {
     let mut ev = wsn_event {
         kind: wsn_event_kind::WSN_EVENT_OPEN,
         is_text: false,
@@ -135,11 +139,7 @@ pub(crate) fn c_event(
         sent_id: 0,
     };
     match event {
-        Event::Open => {
-            if server {
-                std::mem::forget(conn.clone()); // the handle the application now owns
-            }
-        }
+        Event::Open => {}
         Event::Message { text, data } => {
             ev.kind = wsn_event_kind::WSN_EVENT_MESSAGE;
             ev.is_text = *text;
@@ -175,9 +175,7 @@ pub(crate) fn c_event(
 
 /// Borrows a connection handle.
 pub(crate) unsafe fn conn_ref<'a>(conn: *const wsn_conn) -> Result<&'a Conn> {
-    (conn as *const Conn)
-        .as_ref()
-        .ok_or_else(|| Error::invalid("conn is NULL"))
+    try_ref(conn)
 }
 
 /// Opens a client connection to `url` (ws:// or wss://) and returns at once with the handle in
@@ -188,6 +186,7 @@ pub(crate) unsafe fn conn_ref<'a>(conn: *const wsn_conn) -> Result<&'a Conn> {
 /// Errors: INVALID_ARGUMENT (NULL url or conn_out, bad URL or header), WSN_ERR_TLS (unreadable
 /// CA file); `*conn_out` is untouched then.
 #[no_mangle]
+#[ffi_fn]
 pub unsafe extern "C" fn wsn_connect(
     url: *const c_char,
     options: *const wsn_client_options,
@@ -203,27 +202,27 @@ pub unsafe extern "C" fn wsn_connect(
             _release: None,
         }))
     });
-    connect_with(url, options, Ok(delivery), conn_out)
+    connect_with(url, options, delivery, conn_out)
 }
 
 /// The body of wsn_connect and wsn_connect_queued: checks, connects, hands out the handle.
 pub(crate) unsafe fn connect_with(
     url: *const c_char,
     options: *const wsn_client_options,
-    delivery: Result<Option<Delivery>>,
+    delivery: Option<Delivery>,
     conn_out: *mut *mut wsn_conn,
-) -> wsn_status {
-    status(|| {
-        let url = str_arg(url, "url")?;
-        if conn_out.is_null() {
-            return Err(Error::invalid("conn_out is NULL"));
-        }
-        let default = crate::ClientOptions::default();
-        let opts = options.as_ref().map(|o| &o.inner).unwrap_or(&default);
-        let conn = crate::client::connect(url, opts, delivery?)?;
-        *conn_out = Arc::into_raw(conn) as *mut wsn_conn;
-        Ok(())
-    })
+) -> Result<()> {
+    let url = str_arg(url, "url")?;
+    let conn_out = out_arg(conn_out, "conn_out")?;
+    let default = crate::ClientOptions::default();
+    let opts = if options.is_null() {
+        &default
+    } else {
+        try_ref(options)?
+    };
+    let conn = crate::client::connect(url, opts, delivery)?;
+    *conn_out = to_arc(conn);
+    Ok(())
 }
 
 /// Queues a text message (`len` bytes of UTF-8, no NUL needed) and returns at once; the bytes
@@ -232,38 +231,36 @@ pub(crate) unsafe fn connect_with(
 /// with len > 0, invalid UTF-8), INVALID_STATE (closing or closed).
 /// Thread: any, concurrently. Ownership: `data` is copied before this returns.
 #[no_mangle]
+#[ffi_fn]
 pub unsafe extern "C" fn wsn_conn_send_text(
     conn: *mut wsn_conn,
     data: *const c_char,
     len: usize,
 ) -> wsn_status {
-    status(|| {
-        let c = conn_ref(conn)?;
-        let bytes = bytes_arg(data as *const u8, len, "data")?;
-        let text = std::str::from_utf8(bytes).map_err(|e| {
-            Error::invalid(format!(
-                "text message is not valid UTF-8 (at byte {})",
-                e.valid_up_to()
-            ))
-        })?;
-        c.send_text(text).map(drop)
-    })
+    let c = conn_ref(conn)?;
+    let bytes = bytes_arg(data as *const u8, len, "data")?;
+    let text = std::str::from_utf8(bytes).map_err(|e| {
+        Error::invalid(format!(
+            "text message is not valid UTF-8 (at byte {})",
+            e.valid_up_to()
+        ))
+    })?;
+    c.send_text(text).map(drop)
 }
 
 /// Queues a binary message and returns at once; the bytes are copied. Same rules as
 /// wsn_conn_send_text. Errors: INVALID_ARGUMENT, INVALID_STATE.
 /// Thread: any, concurrently. Ownership: `data` is copied before this returns.
 #[no_mangle]
+#[ffi_fn]
 pub unsafe extern "C" fn wsn_conn_send_binary(
     conn: *mut wsn_conn,
     data: *const u8,
     len: usize,
 ) -> wsn_status {
-    status(|| {
-        conn_ref(conn)?
-            .send_binary(bytes_arg(data, len, "data")?)
-            .map(drop)
-    })
+    conn_ref(conn)?
+        .send_binary(bytes_arg(data, len, "data")?)
+        .map(drop)
 }
 
 /// wsn_conn_send flag: the message is text (UTF-8, checked); without it, binary.
@@ -283,6 +280,7 @@ pub const WSN_SEND_NO_COMPRESS: u32 = 2;
 /// WSN_SEND_QUEUE_CLOSE policy the connection is being closed with 1008).
 /// Thread: any, concurrently. Ownership: `data` is copied before this returns.
 #[no_mangle]
+#[ffi_fn]
 pub unsafe extern "C" fn wsn_conn_send(
     conn: *mut wsn_conn,
     data: *const u8,
@@ -290,33 +288,31 @@ pub unsafe extern "C" fn wsn_conn_send(
     flags: u32,
     id_out: *mut u64,
 ) -> wsn_status {
-    status(|| {
-        let c = conn_ref(conn)?;
-        if flags & !(WSN_SEND_TEXT | WSN_SEND_NO_COMPRESS) != 0 {
-            return Err(Error::invalid(format!(
-                "unknown send flags {flags:#x}: use WSN_SEND_TEXT and WSN_SEND_NO_COMPRESS"
-            )));
-        }
-        let bytes = bytes_arg(data, len, "data")?;
-        let text = flags & WSN_SEND_TEXT != 0;
-        if text {
-            std::str::from_utf8(bytes).map_err(|e| {
-                Error::invalid(format!(
-                    "text message is not valid UTF-8 (at byte {})",
-                    e.valid_up_to()
-                ))
-            })?;
-        }
-        let id = c.send(
-            text,
-            bytes::Bytes::copy_from_slice(bytes),
-            flags & WSN_SEND_NO_COMPRESS == 0,
-        )?;
-        if !id_out.is_null() {
-            *id_out = id;
-        }
-        Ok(())
-    })
+    let c = conn_ref(conn)?;
+    if flags & !(WSN_SEND_TEXT | WSN_SEND_NO_COMPRESS) != 0 {
+        return Err(Error::invalid(format!(
+            "unknown send flags {flags:#x}: use WSN_SEND_TEXT and WSN_SEND_NO_COMPRESS"
+        )));
+    }
+    let bytes = bytes_arg(data, len, "data")?;
+    let text = flags & WSN_SEND_TEXT != 0;
+    if text {
+        std::str::from_utf8(bytes).map_err(|e| {
+            Error::invalid(format!(
+                "text message is not valid UTF-8 (at byte {})",
+                e.valid_up_to()
+            ))
+        })?;
+    }
+    let id = c.send(
+        text,
+        bytes::Bytes::copy_from_slice(bytes),
+        flags & WSN_SEND_NO_COMPRESS == 0,
+    )?;
+    if !id_out.is_null() {
+        *id_out = id;
+    }
+    Ok(())
 }
 
 /// Turns WSN_EVENT_DRAIN on (`enabled`, with a `low_water` mark in bytes) or off for this
@@ -326,25 +322,23 @@ pub unsafe extern "C" fn wsn_conn_send(
 /// on only while a send is awaited, so that traffic that awaits nothing pays nothing.
 /// Thread: any. Errors: INVALID_ARGUMENT for NULL.
 #[no_mangle]
+#[ffi_fn]
 pub unsafe extern "C" fn wsn_conn_set_drain_events(
     conn: *mut wsn_conn,
     enabled: bool,
     low_water: usize,
 ) -> wsn_status {
-    status(|| {
-        let c = conn_ref(conn)?;
-        // The handle is an Arc's pointer: borrow it as one for the event it may deliver.
-        let arc = std::mem::ManuallyDrop::new(Arc::from_raw(c as *const Conn));
-        arc.set_drain_events(enabled, low_water);
-        Ok(())
-    })
+    // Borrowed as an Arc: the event it may deliver needs one.
+    try_arc(conn)?.set_drain_events(enabled, low_water);
+    Ok(())
 }
 
 /// The id of the last message handed to the kernel (0 before the first, and for NULL).
 /// Thread: any.
 #[no_mangle]
+#[ffi_fn]
 pub unsafe extern "C" fn wsn_conn_get_sent_id(conn: *const wsn_conn) -> u64 {
-    guard(|| conn_ref(conn).map(|c| c.sent_id()).unwrap_or(0))
+    conn_ref(conn).map(|c| c.sent_id()).unwrap_or(0)
 }
 
 /// With manual acknowledgement (wsn_*_options_set_manual_ack): acknowledges the `count`
@@ -354,11 +348,10 @@ pub unsafe extern "C" fn wsn_conn_get_sent_id(conn: *const wsn_conn) -> u64 {
 /// Without manual acknowledgement it does nothing. Thread: any. Errors: INVALID_ARGUMENT for
 /// NULL.
 #[no_mangle]
+#[ffi_fn]
 pub unsafe extern "C" fn wsn_conn_ack(conn: *mut wsn_conn, count: usize) -> wsn_status {
-    status(|| {
-        conn_ref(conn)?.ack(count);
-        Ok(())
-    })
+    conn_ref(conn)?.ack(count);
+    Ok(())
 }
 
 /// Starts the closing handshake and returns at once: what is queued is sent first, then the
@@ -367,84 +360,82 @@ pub unsafe extern "C" fn wsn_conn_ack(conn: *mut wsn_conn, count: usize) -> wsn_
 /// `reason` may be NULL; at most 123 bytes. Thread: any.
 /// Errors: INVALID_ARGUMENT (NULL conn, a code that may not be sent, long or non-UTF-8 reason).
 #[no_mangle]
+#[ffi_fn]
 pub unsafe extern "C" fn wsn_conn_close(
     conn: *mut wsn_conn,
     code: u16,
     reason: *const c_char,
 ) -> wsn_status {
-    status(|| {
-        let c = conn_ref(conn)?;
-        let reason = opt_str_arg(reason, "reason")?.unwrap_or("");
-        c.close(code, reason)
-    })
+    let c = conn_ref(conn)?;
+    let reason = opt_str_arg(reason, "reason")?.unwrap_or("");
+    c.close(code, reason)
 }
 
 /// Ends the connection at once, without a closing handshake; the CLOSE event follows
 /// (1006, WSN_ERR_ABORTED). Thread: any. Errors: INVALID_ARGUMENT for NULL.
 #[no_mangle]
+#[ffi_fn]
 pub unsafe extern "C" fn wsn_conn_abort(conn: *mut wsn_conn) -> wsn_status {
-    status(|| {
-        conn_ref(conn)?.abort();
-        Ok(())
-    })
+    conn_ref(conn)?.abort();
+    Ok(())
 }
 
 /// The connection's state (WSN_STATE_CLOSED for NULL). Thread: any.
 #[no_mangle]
+#[ffi_fn]
 pub unsafe extern "C" fn wsn_conn_get_state(conn: *const wsn_conn) -> wsn_conn_state {
-    guard(|| match conn_ref(conn).map(|c| c.state()) {
+    match conn_ref(conn).map(|c| c.state()) {
         Ok(State::Connecting) => wsn_conn_state::WSN_STATE_CONNECTING,
         Ok(State::Open) => wsn_conn_state::WSN_STATE_OPEN,
         Ok(State::Closing) => wsn_conn_state::WSN_STATE_CLOSING,
         Ok(State::Closed) | Err(_) => wsn_conn_state::WSN_STATE_CLOSED,
-    })
+    }
 }
 
 /// Bytes queued by the send functions and not yet handed to the socket (0 for NULL). Thread: any.
 #[no_mangle]
+#[ffi_fn]
 pub unsafe extern "C" fn wsn_conn_get_buffered_amount(conn: *const wsn_conn) -> usize {
-    guard(|| conn_ref(conn).map(|c| c.buffered_amount()).unwrap_or(0))
+    conn_ref(conn).map(|c| c.buffered_amount()).unwrap_or(0)
 }
 
 /// The connection's id: a number unique in the process, never 0 (0 for NULL). Log records about
 /// the connection carry it as their `conn_id` (wsn_log_set_callback). Thread: any.
 #[no_mangle]
+#[ffi_fn]
 pub unsafe extern "C" fn wsn_conn_get_id(conn: *const wsn_conn) -> u64 {
-    guard(|| conn_ref(conn).map(|c| c.id()).unwrap_or(0))
+    conn_ref(conn).map(|c| c.id()).unwrap_or(0)
 }
 
 /// The peer's address as "ip:port" ("" before the TCP connection exists, NULL for NULL).
 /// Ownership: borrowed, valid until wsn_conn_free. Thread: any.
 #[no_mangle]
+#[ffi_fn]
 pub unsafe extern "C" fn wsn_conn_get_peer_addr(conn: *const wsn_conn) -> *const c_char {
-    guard(|| {
-        conn_ref(conn)
-            .map(|c| c.peer_addr_cstr().as_ptr())
-            .unwrap_or(std::ptr::null())
-    })
+    conn_ref(conn)
+        .map(|c| c.peer_addr_cstr().as_ptr())
+        .unwrap_or(std::ptr::null())
 }
 
 /// The negotiated subprotocol ("" when none, NULL for NULL). Ownership: borrowed, valid until
 /// wsn_conn_free. Thread: any.
 #[no_mangle]
+#[ffi_fn]
 pub unsafe extern "C" fn wsn_conn_get_subprotocol(conn: *const wsn_conn) -> *const c_char {
-    guard(|| {
-        conn_ref(conn)
-            .map(|c| c.subprotocol().as_ptr())
-            .unwrap_or(std::ptr::null())
-    })
+    conn_ref(conn)
+        .map(|c| c.subprotocol().as_ptr())
+        .unwrap_or(std::ptr::null())
 }
 
 /// The extensions agreed in the handshake, as the Sec-WebSocket-Extensions header said them
 /// (for example "permessage-deflate; server_no_context_takeover; client_no_context_takeover"),
 /// "" when none, NULL for NULL. Ownership: borrowed, valid until wsn_conn_free. Thread: any.
 #[no_mangle]
+#[ffi_fn]
 pub unsafe extern "C" fn wsn_conn_get_extensions(conn: *const wsn_conn) -> *const c_char {
-    guard(|| {
-        conn_ref(conn)
-            .map(|c| c.extensions().as_ptr())
-            .unwrap_or(std::ptr::null())
-    })
+    conn_ref(conn)
+        .map(|c| c.extensions().as_ptr())
+        .unwrap_or(std::ptr::null())
 }
 
 /// Pauses (`paused` true) or resumes reading from the peer: while paused, no message is read
@@ -453,37 +444,34 @@ pub unsafe extern "C" fn wsn_conn_get_extensions(conn: *const wsn_conn) -> *cons
 /// it delivered), and the heartbeat does not declare a paused connection dead: a Pong may wait
 /// unread behind messages. Thread: any. Errors: INVALID_ARGUMENT for NULL.
 #[no_mangle]
+#[ffi_fn]
 pub unsafe extern "C" fn wsn_conn_set_reading_paused(
     conn: *mut wsn_conn,
     paused: bool,
 ) -> wsn_status {
-    status(|| {
-        conn_ref(conn)?.set_reading_paused(paused);
-        Ok(())
-    })
+    conn_ref(conn)?.set_reading_paused(paused);
+    Ok(())
 }
 
 /// Stores a pointer of the application's with the connection (wsnative never reads it).
 /// Useful for server connections, whose events carry the server's user_data. Thread: any.
 #[no_mangle]
+#[ffi_fn]
 pub unsafe extern "C" fn wsn_conn_set_user_data(
     conn: *mut wsn_conn,
     user_data: *mut c_void,
 ) -> wsn_status {
-    status(|| {
-        conn_ref(conn)?.set_user_data(user_data as usize);
-        Ok(())
-    })
+    conn_ref(conn)?.set_user_data(user_data as usize);
+    Ok(())
 }
 
 /// The pointer stored with wsn_conn_set_user_data (NULL when none or for NULL). Thread: any.
 #[no_mangle]
+#[ffi_fn]
 pub unsafe extern "C" fn wsn_conn_get_user_data(conn: *const wsn_conn) -> *mut c_void {
-    guard(|| {
-        conn_ref(conn)
-            .map(|c| c.user_data() as *mut c_void)
-            .unwrap_or(std::ptr::null_mut())
-    })
+    conn_ref(conn)
+        .map(|c| c.user_data() as *mut c_void)
+        .unwrap_or(std::ptr::null_mut())
 }
 
 /// Frees the handle. No callback for this connection starts after this returns. Called from a
@@ -497,15 +485,15 @@ pub unsafe extern "C" fn wsn_conn_get_user_data(conn: *const wsn_conn) -> *mut c
 /// of the same handle is harmless while the handle is still alive (inside one of its callbacks,
 /// or later in the same poll batch), and undefined after that. Thread: any.
 #[no_mangle]
+#[ffi_fn]
 pub unsafe extern "C" fn wsn_conn_free(conn: *mut wsn_conn) {
-    guard(|| {
-        let Ok(c) = conn_ref(conn) else { return };
-        if !c.mark_app_freed() {
-            return;
-        }
-        let conn = Arc::from_raw(conn as *const Conn);
+    let Ok(c) = conn_ref(conn) else { return };
+    if !c.mark_app_freed() {
+        return;
+    }
+    if let Some(conn) = free_arc(conn) {
         conn.release();
-    })
+    }
 }
 
 /// Called once with its `arg` when a freed handle's callbacks have all ended.
@@ -519,18 +507,17 @@ pub type wsn_release_cb = Option<unsafe extern "C" fn(arg: *mut c_void)>;
 /// the previous hook, which then never runs. Thread: any, before wsn_conn_free.
 /// Errors: INVALID_ARGUMENT for NULL conn.
 #[no_mangle]
+#[ffi_fn]
 pub unsafe extern "C" fn wsn_conn_set_release_hook(
     conn: *mut wsn_conn,
     release: wsn_release_cb,
     arg: *mut c_void,
 ) -> wsn_status {
-    status(|| {
-        let c = conn_ref(conn)?;
-        let arg = arg as usize;
-        match release {
-            Some(f) => c.set_release_hook(Box::new(move || unsafe { f(arg as *mut c_void) })),
-            None => c.set_release_hook(Box::new(|| {})),
-        }
-        Ok(())
-    })
+    let c = conn_ref(conn)?;
+    let arg = arg as usize;
+    match release {
+        Some(f) => c.set_release_hook(Box::new(move || unsafe { f(arg as *mut c_void) })),
+        None => c.set_release_hook(Box::new(|| {})),
+    }
+    Ok(())
 }

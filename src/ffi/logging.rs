@@ -2,11 +2,12 @@
 //! the application. Off by default; while off a log macro costs one relaxed atomic load
 //! (`log::max_level()`), since the level filter is `Off`.
 
-use super::{status, to_cstring, wsn_status};
+use super::{to_cstring, wsn_status};
 use crate::error::{Error, ErrorKind};
 use std::cell::Cell;
 use std::ffi::{c_char, c_void};
 use std::sync::RwLock;
+use wsnative_macros::ffi_fn;
 
 /// The level of a log record, and the most detailed level wanted (wsn_log_set_callback).
 #[repr(C)]
@@ -117,46 +118,47 @@ impl log::Log for Forward {
 /// called from inside the log callback, or when the process's Rust code installed another
 /// logger of the `log` crate first (only possible when wsnative is linked as a Rust library).
 #[no_mangle]
+#[ffi_fn]
 pub extern "C" fn wsn_log_set_callback(
     callback: wsn_log_fn,
     max_level: u32,
     user_data: *mut c_void,
 ) -> wsn_status {
-    let user_data = user_data as usize;
-    status(|| {
-        let filter = match max_level {
-            0 => log::LevelFilter::Off,
-            1 => log::LevelFilter::Error,
-            2 => log::LevelFilter::Warn,
-            3 => log::LevelFilter::Info,
-            4 => log::LevelFilter::Debug,
-            5 => log::LevelFilter::Trace,
-            n => {
-                return Err(Error::invalid(format!(
-                    "max_level {n} is not a wsn_log_level (0 to 5)"
-                )))
-            }
-        };
-        if IN_CALLBACK.try_with(|c| c.get()).unwrap_or(false) {
-            return Err(Error::new(
-                ErrorKind::InvalidState,
-                "wsn_log_set_callback called from inside the log callback",
-            ));
+    let filter = match max_level {
+        0 => log::LevelFilter::Off,
+        1 => log::LevelFilter::Error,
+        2 => log::LevelFilter::Warn,
+        3 => log::LevelFilter::Info,
+        4 => log::LevelFilter::Debug,
+        5 => log::LevelFilter::Trace,
+        n => {
+            return Err(Error::invalid(format!(
+                "max_level {n} is not a wsn_log_level (0 to 5)"
+            )))
         }
-        install()?;
-        let filter = if callback.is_some() {
-            filter
-        } else {
-            log::LevelFilter::Off
-        };
-        // Off first: new records stop being formatted while the callback is replaced.
-        log::set_max_level(log::LevelFilter::Off);
-        let mut sink = SINK.write().unwrap_or_else(|p| p.into_inner());
-        *sink = callback.map(|f| Sink { f, user_data });
-        drop(sink);
-        log::set_max_level(filter);
-        Ok(())
-    })
+    };
+    if IN_CALLBACK.try_with(|c| c.get()).unwrap_or(false) {
+        return Err(Error::new(
+            ErrorKind::InvalidState,
+            "wsn_log_set_callback called from inside the log callback",
+        ));
+    }
+    install()?;
+    let filter = if callback.is_some() {
+        filter
+    } else {
+        log::LevelFilter::Off
+    };
+    // Off first: new records stop being formatted while the callback is replaced.
+    log::set_max_level(log::LevelFilter::Off);
+    let mut sink = SINK.write().unwrap_or_else(|p| p.into_inner());
+    *sink = callback.map(|f| Sink {
+        f,
+        user_data: user_data as usize,
+    });
+    drop(sink);
+    log::set_max_level(filter);
+    Ok(())
 }
 
 /// Installs the forwarding logger once per process.

@@ -1,11 +1,14 @@
 //! The C ABI: every `extern "C"` function and raw pointer of wsnative lives under this module.
-//! Each function checks its arguments, catches panics ([`guard`]), converts handles, and turns
-//! errors into a [`wsn_status`] plus the thread's last-error message.
+//! It converts and decides nothing: every export is marked `#[ffi_fn]` (the `macros/` crate),
+//! which runs its body inside [`guard`] or [`status`] (no panic crosses into C; an error
+//! becomes a [`wsn_status`] plus the thread's last-error message); handles become their Rust
+//! values through the [`handle::Castable`] trait; the rules themselves live in the core.
 
 #![allow(non_camel_case_types)]
 #![allow(clippy::missing_safety_doc)]
 
 mod conn;
+mod handle;
 mod logging;
 mod options;
 mod queue;
@@ -21,6 +24,7 @@ use crate::error::{Error, ErrorKind};
 use std::cell::RefCell;
 use std::ffi::{c_char, CStr, CString};
 use std::panic::{catch_unwind, AssertUnwindSafe};
+use wsnative_macros::ffi_fn;
 
 /// Result of a call: WSN_OK (0) or a negative error; wsn_last_error() then says why.
 #[repr(i32)]
@@ -214,17 +218,17 @@ pub(crate) unsafe fn bytes_arg<'a>(
 /// Thread: the calling thread's own message. Ownership: borrowed; valid until the next failing
 /// wsnative call on this thread.
 #[no_mangle]
+#[ffi_fn]
 pub extern "C" fn wsn_last_error() -> *const c_char {
-    guard(|| {
-        LAST_ERROR
-            .try_with(|l| l.try_borrow().map(|s| s.as_ptr()).unwrap_or(c"".as_ptr()))
-            .unwrap_or(c"(no last error: this thread is exiting)".as_ptr())
-    })
+    LAST_ERROR
+        .try_with(|l| l.try_borrow().map(|s| s.as_ptr()).unwrap_or(c"".as_ptr()))
+        .unwrap_or(c"(no last error: this thread is exiting)".as_ptr())
 }
 
 /// The library version ("major.minor.patch"), matching WSN_VERSION of the header it was built
 /// with. Thread: any. Ownership: static string, never free it.
 #[no_mangle]
+#[ffi_fn]
 pub extern "C" fn wsn_version() -> *const c_char {
     static V: &CStr =
         match CStr::from_bytes_with_nul(concat!(env!("CARGO_PKG_VERSION"), "\0").as_bytes()) {
@@ -238,8 +242,9 @@ pub extern "C" fn wsn_version() -> *const c_char {
 /// connection or server. Thread: any.
 /// Errors: WSN_ERR_INVALID_STATE when the runtime already runs; WSN_ERR_INVALID_ARGUMENT over 256.
 #[no_mangle]
+#[ffi_fn]
 pub extern "C" fn wsn_runtime_set_io_threads(threads: u32) -> wsn_status {
-    status(|| crate::runtime::set_io_threads(threads as usize))
+    crate::runtime::set_io_threads(threads as usize)
 }
 
 /// Sets the number of callback threads that run event and accept callbacks (0: 2). More
@@ -247,8 +252,9 @@ pub extern "C" fn wsn_runtime_set_io_threads(threads: u32) -> wsn_status {
 /// connection or server. Thread: any.
 /// Errors: WSN_ERR_INVALID_STATE when they already run; WSN_ERR_INVALID_ARGUMENT over 256.
 #[no_mangle]
+#[ffi_fn]
 pub extern "C" fn wsn_runtime_set_callback_threads(threads: u32) -> wsn_status {
-    status(|| crate::delivery::set_callback_threads(threads as usize))
+    crate::delivery::set_callback_threads(threads as usize)
 }
 
 /// Sets how long, in microseconds, an idle callback thread keeps looking for new events before
@@ -257,8 +263,9 @@ pub extern "C" fn wsn_runtime_set_callback_threads(threads: u32) -> wsn_status {
 /// a thread whose looks keep finding nothing stops looking but for one look in 32, so sparse
 /// traffic costs no extra CPU. Thread: any, at any time.
 #[no_mangle]
+#[ffi_fn]
 pub extern "C" fn wsn_runtime_set_callback_spin_us(microseconds: u32) {
-    guard(|| crate::delivery::set_callback_spin(microseconds))
+    crate::delivery::set_callback_spin(microseconds)
 }
 
 /// Stops every server, closes every open connection with 1001, waits up to `grace_ms` for
@@ -266,9 +273,11 @@ pub extern "C" fn wsn_runtime_set_callback_spin_us(microseconds: u32) {
 /// events, and ends the callback threads, so that no thread of wsnative's is left (call it
 /// before exit in runtimes that wait for every thread, such as Mono). Handles stay valid and
 /// must still be freed. A later connect or listen starts everything again.
-/// Thread: any (from a callback, that callback thread ends after it returns); never panics;
-/// blocks up to about three times `grace_ms`.
+/// Thread: any (from a callback, that callback thread ends after it returns; from an inline
+/// callback, which runs on an I/O thread, the shutdown runs on a thread of its own and this
+/// returns at once); never panics; blocks up to about three times `grace_ms`.
 #[no_mangle]
+#[ffi_fn]
 pub extern "C" fn wsn_shutdown(grace_ms: u32) {
-    guard(|| crate::shutdown::shutdown(std::time::Duration::from_millis(grace_ms as u64)))
+    crate::shutdown::shutdown(std::time::Duration::from_millis(grace_ms as u64))
 }

@@ -1,7 +1,8 @@
 //! Option objects for C: opaque, created with `_new`, configured with typed setters, freed
 //! with `_free`. A connect or listen copies them, so one object may serve many calls.
 
-use super::{guard, status, str_arg, wsn_status};
+use super::handle::{free_box, to_box, try_mut, Boxed, Castable};
+use super::{str_arg, wsn_status};
 use crate::error::{Error, Result};
 use crate::options::{
     check_at_least, check_header, check_subprotocol, ClientOptions, ConnectionSettings, Heartbeat,
@@ -9,17 +10,30 @@ use crate::options::{
 };
 use std::ffi::c_char;
 use std::time::Duration;
+use wsnative_macros::ffi_fn;
 
 /// Options for wsn_connect. Create with wsn_client_options_new, free with
 /// wsn_client_options_free. Not thread-safe: configure from one thread at a time.
 pub struct wsn_client_options {
-    pub(crate) inner: ClientOptions,
+    _private: [u8; 0],
+}
+
+impl Castable for wsn_client_options {
+    type Rust = ClientOptions;
+    type Owned = Boxed;
+    const WHAT: &'static str = "options";
 }
 
 /// Options for wsn_server_listen. Create with wsn_server_options_new, free with
 /// wsn_server_options_free. Not thread-safe: configure from one thread at a time.
 pub struct wsn_server_options {
-    pub(crate) inner: ServerOptions,
+    _private: [u8; 0],
+}
+
+impl Castable for wsn_server_options {
+    type Rust = ServerOptions;
+    type Owned = Boxed;
+    const WHAT: &'static str = "options";
 }
 
 /// Which certificate authorities a client trusts for wss:// (plus any CA files added).
@@ -53,15 +67,11 @@ fn positive(v: u32, what: &str) -> Result<Duration> {
 }
 
 unsafe fn client<'a>(o: *mut wsn_client_options) -> Result<&'a mut ClientOptions> {
-    o.as_mut()
-        .map(|o| &mut o.inner)
-        .ok_or_else(|| Error::invalid("options is NULL"))
+    try_mut(o)
 }
 
 unsafe fn server<'a>(o: *mut wsn_server_options) -> Result<&'a mut ServerOptions> {
-    o.as_mut()
-        .map(|o| &mut o.inner)
-        .ok_or_else(|| Error::invalid("options is NULL"))
+    try_mut(o)
 }
 
 fn set_heartbeat(c: &mut ConnectionSettings, kind: u32) -> Result<()> {
@@ -102,49 +112,41 @@ fn set_compression(
 /// Ownership: the caller owns it and frees it with wsn_client_options_free. Never NULL.
 /// Thread: any.
 #[no_mangle]
+#[ffi_fn]
 pub extern "C" fn wsn_client_options_new() -> *mut wsn_client_options {
-    guard(|| {
-        Box::into_raw(Box::new(wsn_client_options {
-            inner: ClientOptions::default(),
-        }))
-    })
+    to_box(ClientOptions::default())
 }
 
 /// Frees client options. NULL is ignored. Connections made with them are not affected.
 /// Thread: any.
 #[no_mangle]
+#[ffi_fn]
 pub unsafe extern "C" fn wsn_client_options_free(options: *mut wsn_client_options) {
-    guard(|| {
-        if !options.is_null() {
-            drop(Box::from_raw(options));
-        }
-    })
+    drop(free_box(options));
 }
 
 /// Time allowed for DNS and the TCP connection (default 10000). Errors: INVALID_ARGUMENT for NULL or 0.
 /// Thread: one thread at a time per options object. Strings are copied; the caller keeps its own.
 #[no_mangle]
+#[ffi_fn]
 pub unsafe extern "C" fn wsn_client_options_set_connect_timeout_ms(
     options: *mut wsn_client_options,
     ms: u32,
 ) -> wsn_status {
-    status(|| {
-        client(options)?.connect_timeout = positive(ms, "connect timeout")?;
-        Ok(())
-    })
+    client(options)?.connect_timeout = positive(ms, "connect timeout")?;
+    Ok(())
 }
 
 /// Time allowed for the TLS and WebSocket handshakes (default 10000). Errors: INVALID_ARGUMENT for NULL or 0.
 /// Thread: one thread at a time per options object. Strings are copied; the caller keeps its own.
 #[no_mangle]
+#[ffi_fn]
 pub unsafe extern "C" fn wsn_client_options_set_handshake_timeout_ms(
     options: *mut wsn_client_options,
     ms: u32,
 ) -> wsn_status {
-    status(|| {
-        client(options)?.handshake_timeout = positive(ms, "handshake timeout")?;
-        Ok(())
-    })
+    client(options)?.handshake_timeout = positive(ms, "handshake timeout")?;
+    Ok(())
 }
 
 /// How long a close may go without progress (default 5000): while queued data is still being
@@ -153,14 +155,13 @@ pub unsafe extern "C" fn wsn_client_options_set_handshake_timeout_ms(
 /// for NULL or 0.
 /// Thread: one thread at a time per options object. Strings are copied; the caller keeps its own.
 #[no_mangle]
+#[ffi_fn]
 pub unsafe extern "C" fn wsn_client_options_set_close_timeout_ms(
     options: *mut wsn_client_options,
     ms: u32,
 ) -> wsn_status {
-    status(|| {
-        client(options)?.conn.close_timeout = positive(ms, "close timeout")?;
-        Ok(())
-    })
+    client(options)?.conn.close_timeout = positive(ms, "close timeout")?;
+    Ok(())
 }
 
 /// The longest a close may take in all (default 30000), however slowly the peer keeps reading:
@@ -168,14 +169,13 @@ pub unsafe extern "C" fn wsn_client_options_set_close_timeout_ms(
 /// ends unclean (1006, WSN_ERR_TIMEOUT). Errors: INVALID_ARGUMENT for NULL or 0.
 /// Thread: one thread at a time per options object. Strings are copied; the caller keeps its own.
 #[no_mangle]
+#[ffi_fn]
 pub unsafe extern "C" fn wsn_client_options_set_close_max_ms(
     options: *mut wsn_client_options,
     ms: u32,
 ) -> wsn_status {
-    status(|| {
-        client(options)?.conn.close_max = positive(ms, "close max")?;
-        Ok(())
-    })
+    client(options)?.conn.close_max = positive(ms, "close max")?;
+    Ok(())
 }
 
 /// Most received messages not consumed yet (default 1024): above it, reading pauses until they
@@ -184,15 +184,14 @@ pub unsafe extern "C" fn wsn_client_options_set_close_max_ms(
 /// acknowledgement, when acknowledged. Errors: INVALID_ARGUMENT for NULL or 0.
 /// Thread: one thread at a time per options object.
 #[no_mangle]
+#[ffi_fn]
 pub unsafe extern "C" fn wsn_client_options_set_max_receive_messages(
     options: *mut wsn_client_options,
     messages: usize,
 ) -> wsn_status {
-    status(|| {
-        check_at_least(messages, 1, "max receive messages")?;
-        client(options)?.conn.max_receive_messages = messages;
-        Ok(())
-    })
+    check_at_least(messages, 1, "max receive messages")?;
+    client(options)?.conn.max_receive_messages = messages;
+    Ok(())
 }
 
 /// With `manual` true, a received message stays in the receive budget until the application
@@ -201,14 +200,13 @@ pub unsafe extern "C" fn wsn_client_options_set_max_receive_messages(
 /// cannot fill memory that nobody reads (default false). Errors: INVALID_ARGUMENT for NULL.
 /// Thread: one thread at a time per options object.
 #[no_mangle]
+#[ffi_fn]
 pub unsafe extern "C" fn wsn_client_options_set_manual_ack(
     options: *mut wsn_client_options,
     manual: bool,
 ) -> wsn_status {
-    status(|| {
-        client(options)?.conn.manual_ack = manual;
-        Ok(())
-    })
+    client(options)?.conn.manual_ack = manual;
+    Ok(())
 }
 
 /// Bytes queued for sending and not yet handed to the kernel above which a send fails with
@@ -216,15 +214,14 @@ pub unsafe extern "C" fn wsn_client_options_set_manual_ack(
 /// One message always fits an empty queue. Default 64 MiB. Errors: INVALID_ARGUMENT for NULL
 /// or 0. Thread: one thread at a time per options object.
 #[no_mangle]
+#[ffi_fn]
 pub unsafe extern "C" fn wsn_client_options_set_max_send_queue(
     options: *mut wsn_client_options,
     bytes: usize,
 ) -> wsn_status {
-    status(|| {
-        check_at_least(bytes, 1, "max send queue")?;
-        client(options)?.conn.max_send_queue = bytes;
-        Ok(())
-    })
+    check_at_least(bytes, 1, "max send queue")?;
+    client(options)?.conn.max_send_queue = bytes;
+    Ok(())
 }
 
 /// What a send does when the send queue is full: WSN_SEND_QUEUE_REFUSE (the default: the send
@@ -233,15 +230,14 @@ pub unsafe extern "C" fn wsn_client_options_set_max_send_queue(
 /// client that reads too slowly). Errors: INVALID_ARGUMENT for NULL or another value.
 /// Thread: one thread at a time per options object.
 #[no_mangle]
+#[ffi_fn]
 pub unsafe extern "C" fn wsn_client_options_set_send_queue_policy(
     options: *mut wsn_client_options,
     policy: u32,
 ) -> wsn_status {
-    status(|| {
-        let p = send_queue_policy(policy)?;
-        client(options)?.conn.send_queue_policy = p;
-        Ok(())
-    })
+    let p = send_queue_policy(policy)?;
+    client(options)?.conn.send_queue_policy = p;
+    Ok(())
 }
 
 /// Turns WSN_EVENT_DRAIN on (`enabled` true) or off (the default) for the connections made
@@ -252,15 +248,14 @@ pub unsafe extern "C" fn wsn_client_options_set_send_queue_policy(
 /// wsn_conn_set_drain_events changes it per connection. Errors: INVALID_ARGUMENT for NULL.
 /// Thread: one thread at a time per options object.
 #[no_mangle]
+#[ffi_fn]
 pub unsafe extern "C" fn wsn_client_options_set_drain_events(
     options: *mut wsn_client_options,
     enabled: bool,
     low_water: usize,
 ) -> wsn_status {
-    status(|| {
-        client(options)?.conn.drain_low_water = enabled.then_some(low_water);
-        Ok(())
-    })
+    client(options)?.conn.drain_low_water = enabled.then_some(low_water);
+    Ok(())
 }
 
 /// permessage-deflate (RFC 7692), off by default. A client with it on offers it; a server
@@ -275,14 +270,13 @@ pub unsafe extern "C" fn wsn_client_options_set_drain_events(
 /// without being inflated further. wsn_conn_get_extensions tells what was agreed.
 /// Errors: INVALID_ARGUMENT for NULL. Thread: one thread at a time per options object.
 #[no_mangle]
+#[ffi_fn]
 pub unsafe extern "C" fn wsn_client_options_set_compression(
     options: *mut wsn_client_options,
     enabled: bool,
 ) -> wsn_status {
-    status(|| {
-        client(options)?.conn.compression.enabled = enabled;
-        Ok(())
-    })
+    client(options)?.conn.compression.enabled = enabled;
+    Ok(())
 }
 
 /// The permessage-deflate parameters: whether the client and the server drop their
@@ -292,6 +286,7 @@ pub unsafe extern "C" fn wsn_client_options_set_compression(
 /// what it asks of clients that allow it. Errors: INVALID_ARGUMENT for NULL or bits outside
 /// 8..15. Thread: one thread at a time per options object.
 #[no_mangle]
+#[ffi_fn]
 pub unsafe extern "C" fn wsn_client_options_set_compression_params(
     options: *mut wsn_client_options,
     client_no_context_takeover: bool,
@@ -299,13 +294,11 @@ pub unsafe extern "C" fn wsn_client_options_set_compression_params(
     client_max_window_bits: u8,
     server_max_window_bits: u8,
 ) -> wsn_status {
-    status(|| {
-        set_compression(&mut client(options)?.conn, |c| {
-            c.client_no_context_takeover = client_no_context_takeover;
-            c.server_no_context_takeover = server_no_context_takeover;
-            c.client_max_window_bits = client_max_window_bits;
-            c.server_max_window_bits = server_max_window_bits;
-        })
+    set_compression(&mut client(options)?.conn, |c| {
+        c.client_no_context_takeover = client_no_context_takeover;
+        c.server_no_context_takeover = server_no_context_takeover;
+        c.client_max_window_bits = client_max_window_bits;
+        c.server_max_window_bits = server_max_window_bits;
     })
 }
 
@@ -313,16 +306,15 @@ pub unsafe extern "C" fn wsn_client_options_set_compression_params(
 /// block costs about what it saves), and the zlib `level` (0-9, default 6). Errors:
 /// INVALID_ARGUMENT for NULL or a level over 9. Thread: one thread at a time per options object.
 #[no_mangle]
+#[ffi_fn]
 pub unsafe extern "C" fn wsn_client_options_set_compression_threshold(
     options: *mut wsn_client_options,
     bytes: usize,
     level: u32,
 ) -> wsn_status {
-    status(|| {
-        set_compression(&mut client(options)?.conn, |c| {
-            c.threshold = bytes;
-            c.level = level;
-        })
+    set_compression(&mut client(options)?.conn, |c| {
+        c.threshold = bytes;
+        c.level = level;
     })
 }
 
@@ -330,38 +322,37 @@ pub unsafe extern "C" fn wsn_client_options_set_compression_threshold(
 /// Errors: INVALID_ARGUMENT for NULL or 0.
 /// Thread: one thread at a time per options object. Strings are copied; the caller keeps its own.
 #[no_mangle]
+#[ffi_fn]
 pub unsafe extern "C" fn wsn_client_options_set_max_message_size(
     options: *mut wsn_client_options,
     bytes: usize,
 ) -> wsn_status {
-    status(|| set_max_message_size(&mut client(options)?.conn, bytes))
+    set_max_message_size(&mut client(options)?.conn, bytes)
 }
 
 /// Heartbeat interval (default 30000; 0 turns the heartbeat off). Errors: INVALID_ARGUMENT for NULL.
 /// Thread: one thread at a time per options object. Strings are copied; the caller keeps its own.
 #[no_mangle]
+#[ffi_fn]
 pub unsafe extern "C" fn wsn_client_options_set_ping_interval_ms(
     options: *mut wsn_client_options,
     ms: u32,
 ) -> wsn_status {
-    status(|| {
-        client(options)?.conn.ping_interval = millis(ms);
-        Ok(())
-    })
+    client(options)?.conn.ping_interval = millis(ms);
+    Ok(())
 }
 
 /// How long to wait for a Pong before ending the connection (default 30000).
 /// Errors: INVALID_ARGUMENT for NULL or 0.
 /// Thread: one thread at a time per options object. Strings are copied; the caller keeps its own.
 #[no_mangle]
+#[ffi_fn]
 pub unsafe extern "C" fn wsn_client_options_set_pong_timeout_ms(
     options: *mut wsn_client_options,
     ms: u32,
 ) -> wsn_status {
-    status(|| {
-        client(options)?.conn.pong_timeout = positive(ms, "pong timeout")?;
-        Ok(())
-    })
+    client(options)?.conn.pong_timeout = positive(ms, "pong timeout")?;
+    Ok(())
 }
 
 /// Most bytes of received messages whose callbacks have not finished (default 32 MiB). Above
@@ -370,106 +361,103 @@ pub unsafe extern "C" fn wsn_client_options_set_pong_timeout_ms(
 /// Errors: INVALID_ARGUMENT for NULL or 0.
 /// Thread: one thread at a time per options object. Strings are copied; the caller keeps its own.
 #[no_mangle]
+#[ffi_fn]
 pub unsafe extern "C" fn wsn_client_options_set_max_receive_queue(
     options: *mut wsn_client_options,
     bytes: usize,
 ) -> wsn_status {
-    status(|| set_max_receive_queue(&mut client(options)?.conn, bytes))
+    set_max_receive_queue(&mut client(options)?.conn, bytes)
 }
 
 /// Heartbeat kind: a wsn_heartbeat value. Errors: INVALID_ARGUMENT for NULL or an unknown kind.
 /// Thread: one thread at a time per options object. Strings are copied; the caller keeps its own.
 #[no_mangle]
+#[ffi_fn]
 pub unsafe extern "C" fn wsn_client_options_set_heartbeat(
     options: *mut wsn_client_options,
     kind: u32,
 ) -> wsn_status {
-    status(|| set_heartbeat(&mut client(options)?.conn, kind))
+    set_heartbeat(&mut client(options)?.conn, kind)
 }
 
 /// Adds a request header (Authorization, Cookie, ...); both strings are copied.
 /// Errors: INVALID_ARGUMENT for NULL, invalid UTF-8, or a name or value HTTP does not allow.
 /// Thread: one thread at a time per options object. Strings are copied; the caller keeps its own.
 #[no_mangle]
+#[ffi_fn]
 pub unsafe extern "C" fn wsn_client_options_add_header(
     options: *mut wsn_client_options,
     name: *const c_char,
     value: *const c_char,
 ) -> wsn_status {
-    status(|| {
-        let o = client(options)?;
-        let name = str_arg(name, "header name")?;
-        let value = str_arg(value, "header value")?;
-        check_header(name, value)?;
-        o.headers.push((name.to_owned(), value.to_owned()));
-        Ok(())
-    })
+    let o = client(options)?;
+    let name = str_arg(name, "header name")?;
+    let value = str_arg(value, "header value")?;
+    check_header(name, value)?;
+    o.headers.push((name.to_owned(), value.to_owned()));
+    Ok(())
 }
 
 /// Offers a subprotocol (in order of preference). Errors: INVALID_ARGUMENT for NULL, empty,
 /// invalid UTF-8, or characters not allowed in a token.
 /// Thread: one thread at a time per options object. Strings are copied; the caller keeps its own.
 #[no_mangle]
+#[ffi_fn]
 pub unsafe extern "C" fn wsn_client_options_add_subprotocol(
     options: *mut wsn_client_options,
     protocol: *const c_char,
 ) -> wsn_status {
-    status(|| {
-        let o = client(options)?;
-        let p = str_arg(protocol, "subprotocol")?;
-        check_subprotocol(p)?;
-        o.subprotocols.push(p.to_owned());
-        Ok(())
-    })
+    let o = client(options)?;
+    let p = str_arg(protocol, "subprotocol")?;
+    check_subprotocol(p)?;
+    o.subprotocols.push(p.to_owned());
+    Ok(())
 }
 
 /// Sets the Origin header. Errors: INVALID_ARGUMENT for NULL or invalid UTF-8.
 /// Thread: one thread at a time per options object. Strings are copied; the caller keeps its own.
 #[no_mangle]
+#[ffi_fn]
 pub unsafe extern "C" fn wsn_client_options_set_origin(
     options: *mut wsn_client_options,
     origin: *const c_char,
 ) -> wsn_status {
-    status(|| {
-        let o = client(options)?;
-        let origin = str_arg(origin, "origin")?;
-        check_header("Origin", origin)?;
-        o.origin = Some(origin.to_owned());
-        Ok(())
-    })
+    let o = client(options)?;
+    let origin = str_arg(origin, "origin")?;
+    check_header("Origin", origin)?;
+    o.origin = Some(origin.to_owned());
+    Ok(())
 }
 
 /// Chooses the trusted roots: a wsn_tls_roots value. Errors: INVALID_ARGUMENT for NULL or an unknown value.
 /// Thread: one thread at a time per options object. Strings are copied; the caller keeps its own.
 #[no_mangle]
+#[ffi_fn]
 pub unsafe extern "C" fn wsn_client_options_set_tls_roots(
     options: *mut wsn_client_options,
     roots: u32,
 ) -> wsn_status {
-    status(|| {
-        client(options)?.tls_roots = match roots {
-            0 => TlsRoots::Bundled,
-            1 => TlsRoots::System,
-            2 => TlsRoots::None,
-            r => return Err(Error::invalid(format!("unknown TLS roots value {r}"))),
-        };
-        Ok(())
-    })
+    client(options)?.tls_roots = match roots {
+        0 => TlsRoots::Bundled,
+        1 => TlsRoots::System,
+        2 => TlsRoots::None,
+        r => return Err(Error::invalid(format!("unknown TLS roots value {r}"))),
+    };
+    Ok(())
 }
 
 /// Adds a PEM file of trusted CA certificates (read at connect time; a bad file fails
 /// wsn_connect with WSN_ERR_TLS). Errors: INVALID_ARGUMENT for NULL or invalid UTF-8.
 /// Thread: one thread at a time per options object. Strings are copied; the caller keeps its own.
 #[no_mangle]
+#[ffi_fn]
 pub unsafe extern "C" fn wsn_client_options_add_ca_file(
     options: *mut wsn_client_options,
     path: *const c_char,
 ) -> wsn_status {
-    status(|| {
-        let o = client(options)?;
-        o.ca_files.push(str_arg(path, "CA file path")?.into());
-        Ok(())
-    })
+    let o = client(options)?;
+    o.ca_files.push(str_arg(path, "CA file path")?.into());
+    Ok(())
 }
 
 /// A new server options object with the defaults: handshake timeout 10 s, max request header
@@ -477,52 +465,44 @@ pub unsafe extern "C" fn wsn_client_options_add_ca_file(
 /// connection limit, any Origin. Ownership: the caller frees it with wsn_server_options_free.
 /// Thread: any.
 #[no_mangle]
+#[ffi_fn]
 pub extern "C" fn wsn_server_options_new() -> *mut wsn_server_options {
-    guard(|| {
-        Box::into_raw(Box::new(wsn_server_options {
-            inner: ServerOptions::default(),
-        }))
-    })
+    to_box(ServerOptions::default())
 }
 
 /// Frees server options. NULL is ignored. Servers started with them are not affected.
 /// Thread: any.
 #[no_mangle]
+#[ffi_fn]
 pub unsafe extern "C" fn wsn_server_options_free(options: *mut wsn_server_options) {
-    guard(|| {
-        if !options.is_null() {
-            drop(Box::from_raw(options));
-        }
-    })
+    drop(free_box(options));
 }
 
 /// Time a client has for the TLS and WebSocket handshakes (default 10000).
 /// Errors: INVALID_ARGUMENT for NULL or 0.
 /// Thread: one thread at a time per options object. Strings are copied; the caller keeps its own.
 #[no_mangle]
+#[ffi_fn]
 pub unsafe extern "C" fn wsn_server_options_set_handshake_timeout_ms(
     options: *mut wsn_server_options,
     ms: u32,
 ) -> wsn_status {
-    status(|| {
-        server(options)?.handshake_timeout = positive(ms, "handshake timeout")?;
-        Ok(())
-    })
+    server(options)?.handshake_timeout = positive(ms, "handshake timeout")?;
+    Ok(())
 }
 
 /// Largest upgrade request (request line plus headers); larger ones get HTTP 431 (default 16384).
 /// Errors: INVALID_ARGUMENT for NULL or below 256.
 /// Thread: one thread at a time per options object. Strings are copied; the caller keeps its own.
 #[no_mangle]
+#[ffi_fn]
 pub unsafe extern "C" fn wsn_server_options_set_max_header_size(
     options: *mut wsn_server_options,
     bytes: usize,
 ) -> wsn_status {
-    status(|| {
-        check_at_least(bytes, 256, "max header size")?;
-        server(options)?.max_header_size = bytes;
-        Ok(())
-    })
+    check_at_least(bytes, 256, "max header size")?;
+    server(options)?.max_header_size = bytes;
+    Ok(())
 }
 
 /// How long a close may go without progress (default 5000): while queued data is still being
@@ -531,14 +511,13 @@ pub unsafe extern "C" fn wsn_server_options_set_max_header_size(
 /// for NULL or 0.
 /// Thread: one thread at a time per options object. Strings are copied; the caller keeps its own.
 #[no_mangle]
+#[ffi_fn]
 pub unsafe extern "C" fn wsn_server_options_set_close_timeout_ms(
     options: *mut wsn_server_options,
     ms: u32,
 ) -> wsn_status {
-    status(|| {
-        server(options)?.conn.close_timeout = positive(ms, "close timeout")?;
-        Ok(())
-    })
+    server(options)?.conn.close_timeout = positive(ms, "close timeout")?;
+    Ok(())
 }
 
 /// The longest a close may take in all (default 30000), however slowly the peer keeps reading:
@@ -546,14 +525,13 @@ pub unsafe extern "C" fn wsn_server_options_set_close_timeout_ms(
 /// ends unclean (1006, WSN_ERR_TIMEOUT). Errors: INVALID_ARGUMENT for NULL or 0.
 /// Thread: one thread at a time per options object. Strings are copied; the caller keeps its own.
 #[no_mangle]
+#[ffi_fn]
 pub unsafe extern "C" fn wsn_server_options_set_close_max_ms(
     options: *mut wsn_server_options,
     ms: u32,
 ) -> wsn_status {
-    status(|| {
-        server(options)?.conn.close_max = positive(ms, "close max")?;
-        Ok(())
-    })
+    server(options)?.conn.close_max = positive(ms, "close max")?;
+    Ok(())
 }
 
 /// Most received messages not consumed yet (default 1024): above it, reading pauses until they
@@ -562,15 +540,14 @@ pub unsafe extern "C" fn wsn_server_options_set_close_max_ms(
 /// acknowledgement, when acknowledged. Errors: INVALID_ARGUMENT for NULL or 0.
 /// Thread: one thread at a time per options object.
 #[no_mangle]
+#[ffi_fn]
 pub unsafe extern "C" fn wsn_server_options_set_max_receive_messages(
     options: *mut wsn_server_options,
     messages: usize,
 ) -> wsn_status {
-    status(|| {
-        check_at_least(messages, 1, "max receive messages")?;
-        server(options)?.conn.max_receive_messages = messages;
-        Ok(())
-    })
+    check_at_least(messages, 1, "max receive messages")?;
+    server(options)?.conn.max_receive_messages = messages;
+    Ok(())
 }
 
 /// With `manual` true, a received message stays in the receive budget until the application
@@ -579,14 +556,13 @@ pub unsafe extern "C" fn wsn_server_options_set_max_receive_messages(
 /// cannot fill memory that nobody reads (default false). Errors: INVALID_ARGUMENT for NULL.
 /// Thread: one thread at a time per options object.
 #[no_mangle]
+#[ffi_fn]
 pub unsafe extern "C" fn wsn_server_options_set_manual_ack(
     options: *mut wsn_server_options,
     manual: bool,
 ) -> wsn_status {
-    status(|| {
-        server(options)?.conn.manual_ack = manual;
-        Ok(())
-    })
+    server(options)?.conn.manual_ack = manual;
+    Ok(())
 }
 
 /// Bytes queued for sending and not yet handed to the kernel above which a send fails with
@@ -594,15 +570,14 @@ pub unsafe extern "C" fn wsn_server_options_set_manual_ack(
 /// One message always fits an empty queue. Default 64 MiB. Errors: INVALID_ARGUMENT for NULL
 /// or 0. Thread: one thread at a time per options object.
 #[no_mangle]
+#[ffi_fn]
 pub unsafe extern "C" fn wsn_server_options_set_max_send_queue(
     options: *mut wsn_server_options,
     bytes: usize,
 ) -> wsn_status {
-    status(|| {
-        check_at_least(bytes, 1, "max send queue")?;
-        server(options)?.conn.max_send_queue = bytes;
-        Ok(())
-    })
+    check_at_least(bytes, 1, "max send queue")?;
+    server(options)?.conn.max_send_queue = bytes;
+    Ok(())
 }
 
 /// What a send does when the send queue is full: WSN_SEND_QUEUE_REFUSE (the default: the send
@@ -611,15 +586,14 @@ pub unsafe extern "C" fn wsn_server_options_set_max_send_queue(
 /// client that reads too slowly). Errors: INVALID_ARGUMENT for NULL or another value.
 /// Thread: one thread at a time per options object.
 #[no_mangle]
+#[ffi_fn]
 pub unsafe extern "C" fn wsn_server_options_set_send_queue_policy(
     options: *mut wsn_server_options,
     policy: u32,
 ) -> wsn_status {
-    status(|| {
-        let p = send_queue_policy(policy)?;
-        server(options)?.conn.send_queue_policy = p;
-        Ok(())
-    })
+    let p = send_queue_policy(policy)?;
+    server(options)?.conn.send_queue_policy = p;
+    Ok(())
 }
 
 /// Turns WSN_EVENT_DRAIN on (`enabled` true) or off (the default) for the connections made
@@ -630,15 +604,14 @@ pub unsafe extern "C" fn wsn_server_options_set_send_queue_policy(
 /// wsn_conn_set_drain_events changes it per connection. Errors: INVALID_ARGUMENT for NULL.
 /// Thread: one thread at a time per options object.
 #[no_mangle]
+#[ffi_fn]
 pub unsafe extern "C" fn wsn_server_options_set_drain_events(
     options: *mut wsn_server_options,
     enabled: bool,
     low_water: usize,
 ) -> wsn_status {
-    status(|| {
-        server(options)?.conn.drain_low_water = enabled.then_some(low_water);
-        Ok(())
-    })
+    server(options)?.conn.drain_low_water = enabled.then_some(low_water);
+    Ok(())
 }
 
 /// permessage-deflate (RFC 7692), off by default. A client with it on offers it; a server
@@ -653,14 +626,13 @@ pub unsafe extern "C" fn wsn_server_options_set_drain_events(
 /// without being inflated further. wsn_conn_get_extensions tells what was agreed.
 /// Errors: INVALID_ARGUMENT for NULL. Thread: one thread at a time per options object.
 #[no_mangle]
+#[ffi_fn]
 pub unsafe extern "C" fn wsn_server_options_set_compression(
     options: *mut wsn_server_options,
     enabled: bool,
 ) -> wsn_status {
-    status(|| {
-        server(options)?.conn.compression.enabled = enabled;
-        Ok(())
-    })
+    server(options)?.conn.compression.enabled = enabled;
+    Ok(())
 }
 
 /// The permessage-deflate parameters: whether the client and the server drop their
@@ -670,6 +642,7 @@ pub unsafe extern "C" fn wsn_server_options_set_compression(
 /// what it asks of clients that allow it. Errors: INVALID_ARGUMENT for NULL or bits outside
 /// 8..15. Thread: one thread at a time per options object.
 #[no_mangle]
+#[ffi_fn]
 pub unsafe extern "C" fn wsn_server_options_set_compression_params(
     options: *mut wsn_server_options,
     client_no_context_takeover: bool,
@@ -677,13 +650,11 @@ pub unsafe extern "C" fn wsn_server_options_set_compression_params(
     client_max_window_bits: u8,
     server_max_window_bits: u8,
 ) -> wsn_status {
-    status(|| {
-        set_compression(&mut server(options)?.conn, |c| {
-            c.client_no_context_takeover = client_no_context_takeover;
-            c.server_no_context_takeover = server_no_context_takeover;
-            c.client_max_window_bits = client_max_window_bits;
-            c.server_max_window_bits = server_max_window_bits;
-        })
+    set_compression(&mut server(options)?.conn, |c| {
+        c.client_no_context_takeover = client_no_context_takeover;
+        c.server_no_context_takeover = server_no_context_takeover;
+        c.client_max_window_bits = client_max_window_bits;
+        c.server_max_window_bits = server_max_window_bits;
     })
 }
 
@@ -691,16 +662,15 @@ pub unsafe extern "C" fn wsn_server_options_set_compression_params(
 /// block costs about what it saves), and the zlib `level` (0-9, default 6). Errors:
 /// INVALID_ARGUMENT for NULL or a level over 9. Thread: one thread at a time per options object.
 #[no_mangle]
+#[ffi_fn]
 pub unsafe extern "C" fn wsn_server_options_set_compression_threshold(
     options: *mut wsn_server_options,
     bytes: usize,
     level: u32,
 ) -> wsn_status {
-    status(|| {
-        set_compression(&mut server(options)?.conn, |c| {
-            c.threshold = bytes;
-            c.level = level;
-        })
+    set_compression(&mut server(options)?.conn, |c| {
+        c.threshold = bytes;
+        c.level = level;
     })
 }
 
@@ -708,89 +678,88 @@ pub unsafe extern "C" fn wsn_server_options_set_compression_threshold(
 /// Errors: INVALID_ARGUMENT for NULL.
 /// Thread: one thread at a time per options object. Strings are copied; the caller keeps its own.
 #[no_mangle]
+#[ffi_fn]
 pub unsafe extern "C" fn wsn_server_options_set_drain_timeout_ms(
     options: *mut wsn_server_options,
     ms: u32,
 ) -> wsn_status {
-    status(|| {
-        server(options)?.drain_timeout = millis(ms);
-        Ok(())
-    })
+    server(options)?.drain_timeout = millis(ms);
+    Ok(())
 }
 
 /// Largest incoming message; a larger one closes the connection with 1009 (default 64 MiB).
 /// Errors: INVALID_ARGUMENT for NULL or 0.
 /// Thread: one thread at a time per options object. Strings are copied; the caller keeps its own.
 #[no_mangle]
+#[ffi_fn]
 pub unsafe extern "C" fn wsn_server_options_set_max_message_size(
     options: *mut wsn_server_options,
     bytes: usize,
 ) -> wsn_status {
-    status(|| set_max_message_size(&mut server(options)?.conn, bytes))
+    set_max_message_size(&mut server(options)?.conn, bytes)
 }
 
 /// Heartbeat interval (default 30000; 0 turns it off). Errors: INVALID_ARGUMENT for NULL.
 /// Thread: one thread at a time per options object. Strings are copied; the caller keeps its own.
 #[no_mangle]
+#[ffi_fn]
 pub unsafe extern "C" fn wsn_server_options_set_ping_interval_ms(
     options: *mut wsn_server_options,
     ms: u32,
 ) -> wsn_status {
-    status(|| {
-        server(options)?.conn.ping_interval = millis(ms);
-        Ok(())
-    })
+    server(options)?.conn.ping_interval = millis(ms);
+    Ok(())
 }
 
 /// How long to wait for a Pong (default 30000). Errors: INVALID_ARGUMENT for NULL or 0.
 /// Thread: one thread at a time per options object. Strings are copied; the caller keeps its own.
 #[no_mangle]
+#[ffi_fn]
 pub unsafe extern "C" fn wsn_server_options_set_pong_timeout_ms(
     options: *mut wsn_server_options,
     ms: u32,
 ) -> wsn_status {
-    status(|| {
-        server(options)?.conn.pong_timeout = positive(ms, "pong timeout")?;
-        Ok(())
-    })
+    server(options)?.conn.pong_timeout = positive(ms, "pong timeout")?;
+    Ok(())
 }
 
 /// Most bytes of received messages whose callbacks have not finished, per connection (default
 /// 32 MiB); see wsn_client_options_set_max_receive_queue. Errors: INVALID_ARGUMENT for NULL or 0.
 /// Thread: one thread at a time per options object. Strings are copied; the caller keeps its own.
 #[no_mangle]
+#[ffi_fn]
 pub unsafe extern "C" fn wsn_server_options_set_max_receive_queue(
     options: *mut wsn_server_options,
     bytes: usize,
 ) -> wsn_status {
-    status(|| set_max_receive_queue(&mut server(options)?.conn, bytes))
+    set_max_receive_queue(&mut server(options)?.conn, bytes)
 }
 
 /// Heartbeat kind: a wsn_heartbeat value. Errors: INVALID_ARGUMENT for NULL or an unknown kind.
 /// Thread: one thread at a time per options object. Strings are copied; the caller keeps its own.
 #[no_mangle]
+#[ffi_fn]
 pub unsafe extern "C" fn wsn_server_options_set_heartbeat(
     options: *mut wsn_server_options,
     kind: u32,
 ) -> wsn_status {
-    status(|| set_heartbeat(&mut server(options)?.conn, kind))
+    set_heartbeat(&mut server(options)?.conn, kind)
 }
 
 /// Adds a subprotocol this server speaks: without an accept callback choosing, the first
 /// protocol the client offers that is in this list is chosen. Errors: INVALID_ARGUMENT for NULL.
 /// Thread: one thread at a time per options object. Strings are copied; the caller keeps its own.
 #[no_mangle]
+#[ffi_fn]
 pub unsafe extern "C" fn wsn_server_options_add_subprotocol(
     options: *mut wsn_server_options,
     protocol: *const c_char,
 ) -> wsn_status {
-    status(|| {
-        let o = server(options)?;
-        let p = str_arg(protocol, "subprotocol")?;
-        check_subprotocol(p)?;
-        o.subprotocols.push(p.to_owned());
-        Ok(())
-    })
+    let o = server(options)?;
+    let p = str_arg(protocol, "subprotocol")?;
+    check_subprotocol(p)?;
+    o.subprotocols.push(p.to_owned());
+    Ok(())
 }
 
 /// Allows an Origin (for example "https://app.example.com"). Once any is added, requests whose
@@ -799,47 +768,44 @@ pub unsafe extern "C" fn wsn_server_options_add_subprotocol(
 /// Errors: INVALID_ARGUMENT for NULL or invalid UTF-8.
 /// Thread: one thread at a time per options object. Strings are copied; the caller keeps its own.
 #[no_mangle]
+#[ffi_fn]
 pub unsafe extern "C" fn wsn_server_options_add_allowed_origin(
     options: *mut wsn_server_options,
     origin: *const c_char,
 ) -> wsn_status {
-    status(|| {
-        let o = server(options)?;
-        o.allowed_origins
-            .push(str_arg(origin, "origin")?.to_owned());
-        Ok(())
-    })
+    let o = server(options)?;
+    o.allowed_origins
+        .push(str_arg(origin, "origin")?.to_owned());
+    Ok(())
 }
 
 /// Most connections open at once; more get HTTP 503 (default 0: no limit). Errors: INVALID_ARGUMENT for NULL.
 /// Thread: one thread at a time per options object. Strings are copied; the caller keeps its own.
 #[no_mangle]
+#[ffi_fn]
 pub unsafe extern "C" fn wsn_server_options_set_max_connections(
     options: *mut wsn_server_options,
     max: usize,
 ) -> wsn_status {
-    status(|| {
-        server(options)?.max_connections = max;
-        Ok(())
-    })
+    server(options)?.max_connections = max;
+    Ok(())
 }
 
 /// Serves wss: the certificate chain and private key PEM files (read at listen time; bad files
 /// fail wsn_server_listen with WSN_ERR_TLS). Errors: INVALID_ARGUMENT for NULL or invalid UTF-8.
 /// Thread: one thread at a time per options object. Strings are copied; the caller keeps its own.
 #[no_mangle]
+#[ffi_fn]
 pub unsafe extern "C" fn wsn_server_options_set_tls(
     options: *mut wsn_server_options,
     cert_pem_path: *const c_char,
     key_pem_path: *const c_char,
 ) -> wsn_status {
-    status(|| {
-        let o = server(options)?;
-        let cert = str_arg(cert_pem_path, "certificate path")?;
-        let key = str_arg(key_pem_path, "key path")?;
-        o.tls = Some((cert.into(), key.into()));
-        Ok(())
-    })
+    let o = server(options)?;
+    let cert = str_arg(cert_pem_path, "certificate path")?;
+    let key = str_arg(key_pem_path, "key path")?;
+    o.tls = Some((cert.into(), key.into()));
+    Ok(())
 }
 
 /// wsn_*_options_set_send_queue_policy: a send to a full queue fails with WSN_ERR_WOULD_BLOCK.
@@ -855,4 +821,35 @@ fn send_queue_policy(v: u32) -> Result<crate::SendQueuePolicy> {
             "send queue policy {v} is unknown: use WSN_SEND_QUEUE_REFUSE or WSN_SEND_QUEUE_CLOSE"
         ))),
     }
+}
+
+/// Runs the connection's event callbacks on the I/O thread that reads it, inside its task,
+/// instead of on a callback thread (default false). No thread switch per event: an echo costs
+/// about a third of the CPU, and a send from inside a callback goes out in the same turn. The
+/// price: a callback that blocks (a lock held elsewhere, I/O, a sleep, a GIL) stalls every
+/// connection of that I/O thread, so use it only for callbacks that return quickly. Everything
+/// else holds as before: one callback at a time per connection, in order; a free or stop from
+/// inside one never waits; events that start on other threads still run on callback threads.
+/// The accept callback always runs on a callback thread. Thread: one thread at a time per
+/// options object. Errors: INVALID_ARGUMENT for NULL.
+#[no_mangle]
+#[ffi_fn]
+pub unsafe extern "C" fn wsn_client_options_set_inline_callbacks(
+    options: *mut wsn_client_options,
+    enabled: bool,
+) -> wsn_status {
+    client(options)?.conn.inline_callbacks = enabled;
+    Ok(())
+}
+
+/// As wsn_client_options_set_inline_callbacks, for every connection of the server.
+/// Thread: one thread at a time per options object. Errors: INVALID_ARGUMENT for NULL.
+#[no_mangle]
+#[ffi_fn]
+pub unsafe extern "C" fn wsn_server_options_set_inline_callbacks(
+    options: *mut wsn_server_options,
+    enabled: bool,
+) -> wsn_status {
+    server(options)?.conn.inline_callbacks = enabled;
+    Ok(())
 }

@@ -1,21 +1,30 @@
 //! Poll mode for C: an event queue the application drains on its own thread.
 
-use super::conn::{c_event, connect_with};
+use super::conn::{c_event, connect_with, hand_over_at_open};
+use super::handle::{as_ptr, free_box, out_arg, to_box, try_ref, Boxed, Castable};
 use super::server::{listen_with, wsn_accept_cb, ServerCallbacks};
-use super::{
-    guard, status, wsn_client_options, wsn_conn, wsn_event, wsn_server, wsn_server_options,
-    wsn_status,
-};
+use super::{wsn_client_options, wsn_conn, wsn_event, wsn_server, wsn_server_options, wsn_status};
 use crate::connection::{Delivery, EventQueue, QueueTarget, Queued};
-use crate::error::Error;
 use std::ffi::{c_char, c_void, CString};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
+use wsnative_macros::ffi_fn;
 
 /// An event queue: events of the connections registered with it (wsn_connect_queued,
 /// wsn_server_listen_queued), taken with wsn_queue_poll on the application's own thread
 /// instead of callbacks. Create with wsn_queue_new, free with wsn_queue_free.
 pub struct wsn_queue {
+    _private: [u8; 0],
+}
+
+impl Castable for wsn_queue {
+    type Rust = PollQueue;
+    type Owned = Boxed;
+    const WHAT: &'static str = "queue";
+}
+
+/// What a wsn_queue handle stands for.
+pub(crate) struct PollQueue {
     queue: Arc<EventQueue>,
     /// What the last poll handed out, alive until the next poll.
     batch: Mutex<(Vec<Queued>, Vec<CString>)>,
@@ -38,26 +47,23 @@ pub struct wsn_queued_event {
 /// connections using it, or they lose their events). Thread: any.
 /// Errors: INVALID_ARGUMENT for NULL `queue_out`; WSN_ERR_IO when no descriptor can be made.
 #[no_mangle]
+#[ffi_fn]
 pub unsafe extern "C" fn wsn_queue_new(queue_out: *mut *mut wsn_queue) -> wsn_status {
-    status(|| {
-        if queue_out.is_null() {
-            return Err(Error::invalid("queue_out is NULL"));
-        }
-        let q = wsn_queue {
-            queue: EventQueue::new()?,
-            batch: Mutex::new((Vec::new(), Vec::new())),
-        };
-        *queue_out = Box::into_raw(Box::new(q));
-        Ok(())
-    })
+    let queue_out = out_arg(queue_out, "queue_out")?;
+    *queue_out = to_box(PollQueue {
+        queue: EventQueue::new()?,
+        batch: Mutex::new((Vec::new(), Vec::new())),
+    });
+    Ok(())
 }
 
 /// A file descriptor that is readable while events wait (level-triggered): add it to
 /// select/poll/epoll or an event loop, and call wsn_queue_poll when it is readable. Do not read
 /// or close it. -1 for NULL. Thread: any.
 #[no_mangle]
+#[ffi_fn]
 pub unsafe extern "C" fn wsn_queue_get_fd(queue: *const wsn_queue) -> i32 {
-    guard(|| queue.as_ref().map(|q| q.queue.fd()).unwrap_or(-1))
+    try_ref(queue).map(|q| q.queue.fd()).unwrap_or(-1)
 }
 
 /// Takes up to `max` events into `events`, in order per connection, waiting up to
@@ -70,67 +76,68 @@ pub unsafe extern "C" fn wsn_queue_get_fd(queue: *const wsn_queue) -> i32 {
 /// messages before it were polled past, so poll regularly.
 /// Thread: one thread at a time per queue. 0 for NULL `queue` or `events`.
 #[no_mangle]
+#[ffi_fn]
 pub unsafe extern "C" fn wsn_queue_poll(
     queue: *mut wsn_queue,
     events: *mut wsn_queued_event,
     max: usize,
     timeout_ms: i32,
 ) -> usize {
-    guard(|| {
-        let Some(q) = queue.as_ref() else { return 0 };
-        if events.is_null() {
-            return 0;
-        }
-        let mut batch = q.batch.lock().unwrap_or_else(|p| p.into_inner());
-        batch.0.clear(); // the previous batch is no longer needed
-        batch.1.clear();
-        let timeout = (timeout_ms >= 0).then(|| Duration::from_millis(timeout_ms as u64));
-        let taken = q.queue.poll(max, timeout);
-        let (keep, strings) = &mut *batch;
-        for (i, item) in taken.into_iter().enumerate() {
-            let ev = c_event(&item.conn, &item.event, item.server, strings);
-            events.add(i).write(wsn_queued_event {
-                conn: Arc::as_ptr(&item.conn) as *mut wsn_conn,
-                // The connection's own user data when it has some (a server's connections
-                // are told apart without a lookup), else its queue target's.
-                user_data: match item.conn.user_data() {
-                    0 => item.user_data as *mut c_void,
-                    own => own as *mut c_void,
-                },
-                event: ev,
-            });
-            keep.push(item);
-        }
-        keep.len()
-    })
+    let Ok(q) = try_ref(queue) else { return 0 };
+    if events.is_null() {
+        return 0;
+    }
+    let mut batch = q.batch.lock().unwrap_or_else(|p| p.into_inner());
+    batch.0.clear(); // the previous batch is no longer needed
+    batch.1.clear();
+    let timeout = (timeout_ms >= 0).then(|| Duration::from_millis(timeout_ms as u64));
+    let taken = q.queue.poll(max, timeout);
+    let (keep, strings) = &mut *batch;
+    for (i, item) in taken.into_iter().enumerate() {
+        hand_over_at_open(&item.conn, &item.event, item.server);
+        let ev = c_event(&item.event, strings);
+        events.add(i).write(wsn_queued_event {
+            conn: as_ptr(&item.conn),
+            // The connection's own user data when it has some (a server's connections
+            // are told apart without a lookup), else its queue target's.
+            user_data: match item.conn.user_data() {
+                0 => item.user_data as *mut c_void,
+                own => own as *mut c_void,
+            },
+            event: ev,
+        });
+        keep.push(item);
+    }
+    keep.len()
 }
 
 /// Makes a waiting (or the next) wsn_queue_poll return at once, for example to stop a loop.
 /// Thread: any.
 #[no_mangle]
+#[ffi_fn]
 pub unsafe extern "C" fn wsn_queue_wake(queue: *const wsn_queue) {
-    guard(|| {
-        if let Some(q) = queue.as_ref() {
-            q.queue.wake();
-        }
-    })
+    if let Ok(q) = try_ref(queue) {
+        q.queue.wake();
+    }
 }
 
 /// Frees the queue; events still waiting are dropped, and later events of its connections
 /// are discarded (free those connections too). NULL is ignored; must not be called twice or
 /// while another thread polls it. Thread: any.
 #[no_mangle]
+#[ffi_fn]
 pub unsafe extern "C" fn wsn_queue_free(queue: *mut wsn_queue) {
-    guard(|| {
-        if !queue.is_null() {
-            let q = Box::from_raw(queue);
-            q.queue.close();
-        }
-    })
+    if let Some(q) = free_box(queue) {
+        q.queue.close();
+    }
 }
 
-fn target(queue: *mut wsn_queue, user_data: *mut c_void, server: bool) -> crate::Result<Delivery> {
-    let q = unsafe { queue.as_ref() }.ok_or_else(|| Error::invalid("queue is NULL"))?;
+unsafe fn target(
+    queue: *mut wsn_queue,
+    user_data: *mut c_void,
+    server: bool,
+) -> crate::Result<Delivery> {
+    let q = try_ref(queue)?;
     Ok(Delivery::Queue(QueueTarget {
         queue: q.queue.clone(),
         user_data: user_data as usize,
@@ -142,6 +149,7 @@ fn target(queue: *mut wsn_queue, user_data: *mut c_void, server: bool) -> crate:
 /// As wsn_connect, with the connection's events going to `queue` (tagged with `user_data`)
 /// instead of a callback. Thread: any. Errors: as wsn_connect; INVALID_ARGUMENT for NULL queue.
 #[no_mangle]
+#[ffi_fn]
 pub unsafe extern "C" fn wsn_connect_queued(
     url: *const c_char,
     options: *const wsn_client_options,
@@ -152,7 +160,7 @@ pub unsafe extern "C" fn wsn_connect_queued(
     connect_with(
         url,
         options,
-        target(queue, user_data, false).map(Some),
+        Some(target(queue, user_data, false)?),
         conn_out,
     )
 }
@@ -161,6 +169,7 @@ pub unsafe extern "C" fn wsn_connect_queued(
 /// `user_data`); the accept callback, when given, still runs on a callback thread.
 /// Thread: any. Errors: as wsn_server_listen; INVALID_ARGUMENT for NULL queue.
 #[no_mangle]
+#[ffi_fn]
 pub unsafe extern "C" fn wsn_server_listen_queued(
     host: *const c_char,
     port: u16,
@@ -180,7 +189,7 @@ pub unsafe extern "C" fn wsn_server_listen_queued(
         port,
         options,
         callbacks,
-        target(queue, user_data, true),
+        target(queue, user_data, true)?,
         server_out,
     )
 }

@@ -1,19 +1,32 @@
 //! Servers for C: listen, the accept callback and its request, stop, free.
 
+use super::handle::{free_box, lend, out_arg, to_box, try_ref, Borrowed, Boxed, Castable};
 use super::{
-    guard, opt_str_arg, status, str_arg, to_cstring, wsn_event_cb, wsn_release_cb,
-    wsn_server_options, wsn_status, CHandler,
+    opt_str_arg, str_arg, to_cstring, wsn_event_cb, wsn_release_cb, wsn_server_options, wsn_status,
+    CHandler,
 };
-use crate::connection::{check_close, Delivery};
+use crate::connection::Delivery;
 use crate::error::{Error, Result};
 use crate::server::{AcceptHook, Decision, Request, Server};
 use std::cell::RefCell;
 use std::ffi::{c_char, c_void, CString};
 use std::sync::Arc;
 use std::time::Duration;
+use wsnative_macros::ffi_fn;
 
 /// A listening server. Created by wsn_server_listen, freed with wsn_server_free.
 pub struct wsn_server {
+    _private: [u8; 0],
+}
+
+impl Castable for wsn_server {
+    type Rust = ServerHandle;
+    type Owned = Boxed;
+    const WHAT: &'static str = "server";
+}
+
+/// What a wsn_server handle stands for: the server and its release hook.
+pub(crate) struct ServerHandle {
     inner: Server,
     release: Arc<ReleaseSlot>,
 }
@@ -37,6 +50,17 @@ impl Drop for ReleaseSlot {
 /// An upgrade request, seen by the accept callback. Valid only during that callback; every
 /// string it returns is borrowed until the callback returns.
 pub struct wsn_request {
+    _private: [u8; 0],
+}
+
+impl Castable for wsn_request {
+    type Rust = AcceptRequest;
+    type Owned = Borrowed;
+    const WHAT: &'static str = "request";
+}
+
+/// What a wsn_request stands for during the accept callback.
+pub(crate) struct AcceptRequest {
     request: Request,
     decision: RefCell<Decision>,
     strings: RefCell<Vec<CString>>,
@@ -59,12 +83,12 @@ struct CAcceptHook {
 impl AcceptHook for CAcceptHook {
     fn accept(&self, req: &Request) -> Decision {
         let default = Decision::Accept { subprotocol: None };
-        let mut r = wsn_request {
+        let r = AcceptRequest {
             request: req.clone(),
             decision: RefCell::new(default),
             strings: RefCell::new(Vec::new()),
         };
-        unsafe { (self.callback)(self.user_data as *mut c_void, &mut r) };
+        unsafe { (self.callback)(self.user_data as *mut c_void, lend(&r)) };
         r.decision.into_inner()
     }
 }
@@ -84,11 +108,11 @@ fn hook(
     })
 }
 
-unsafe fn req_ref<'a>(r: *const wsn_request) -> Result<&'a wsn_request> {
-    r.as_ref().ok_or_else(|| Error::invalid("request is NULL"))
+unsafe fn req_ref<'a>(r: *const wsn_request) -> Result<&'a AcceptRequest> {
+    try_ref(r)
 }
 
-impl wsn_request {
+impl AcceptRequest {
     /// Keeps a C copy of `s` alive for the rest of the callback.
     fn keep(&self, s: &str) -> *const c_char {
         let c = to_cstring(s);
@@ -106,6 +130,7 @@ impl wsn_request {
 /// Errors: INVALID_ARGUMENT (NULL host, server_out or on_event), WSN_ERR_IO (address in use,
 /// permission), WSN_ERR_TLS (unreadable certificate or key); `*server_out` is untouched then.
 #[no_mangle]
+#[ffi_fn]
 pub unsafe extern "C" fn wsn_server_listen(
     host: *const c_char,
     port: u16,
@@ -116,17 +141,17 @@ pub unsafe extern "C" fn wsn_server_listen(
     server_out: *mut *mut wsn_server,
 ) -> wsn_status {
     let release = Arc::new(ReleaseSlot::default());
-    let delivery = match on_event {
-        Some(cb) => Ok(Delivery::Callback(Arc::new(CHandler {
-            callback: cb,
-            user_data: user_data as usize,
-            server: true,
-            _release: Some(release.clone()),
-        }))),
-        None => Err(Error::invalid(
+    let Some(cb) = on_event else {
+        return Err(Error::invalid(
             "on_event is NULL: a server must take its connections",
-        )),
+        ));
     };
+    let delivery = Delivery::Callback(Arc::new(CHandler {
+        callback: cb,
+        user_data: user_data as usize,
+        server: true,
+        _release: Some(release.clone()),
+    }));
     let callbacks = ServerCallbacks {
         on_accept,
         user_data,
@@ -150,46 +175,43 @@ pub(crate) unsafe fn listen_with(
     port: u16,
     options: *const wsn_server_options,
     callbacks: ServerCallbacks,
-    delivery: Result<Delivery>,
+    delivery: Delivery,
     server_out: *mut *mut wsn_server,
-) -> wsn_status {
+) -> Result<()> {
     let ServerCallbacks {
         on_accept,
         user_data,
         release,
     } = callbacks;
-    status(|| {
-        let host = str_arg(host, "host")?;
-        if server_out.is_null() {
-            return Err(Error::invalid("server_out is NULL"));
-        }
-        let delivery = delivery?;
-        let default = crate::ServerOptions::default();
-        let opts = options.as_ref().map(|o| &o.inner).unwrap_or(&default);
-        let server = Server::listen(
-            host,
-            port,
-            opts,
-            hook(on_accept, user_data, &release),
-            Some(delivery),
-        )?;
-        *server_out = Box::into_raw(Box::new(wsn_server {
-            inner: server,
-            release,
-        }));
-        Ok(())
-    })
+    let host = str_arg(host, "host")?;
+    let server_out = out_arg(server_out, "server_out")?;
+    let default = crate::ServerOptions::default();
+    let opts = if options.is_null() {
+        &default
+    } else {
+        try_ref(options)?
+    };
+    let server = Server::listen(
+        host,
+        port,
+        opts,
+        hook(on_accept, user_data, &release),
+        Some(delivery),
+    )?;
+    *server_out = to_box(ServerHandle {
+        inner: server,
+        release,
+    });
+    Ok(())
 }
 
 /// The port the server listens on (0 for NULL). Thread: any.
 #[no_mangle]
+#[ffi_fn]
 pub unsafe extern "C" fn wsn_server_get_port(server: *const wsn_server) -> u16 {
-    guard(|| {
-        server
-            .as_ref()
-            .map(|s| s.inner.local_addr().port())
-            .unwrap_or(0)
-    })
+    try_ref(server)
+        .map(|s| s.inner.local_addr().port())
+        .unwrap_or(0)
 }
 
 /// Stops accepting and closes every connection with 1001. From a thread that is not running
@@ -201,17 +223,14 @@ pub unsafe extern "C" fn wsn_server_get_port(server: *const wsn_server) -> u16 {
 /// Calling it twice is harmless. Thread: any, including a callback.
 /// Errors: INVALID_ARGUMENT for NULL.
 #[no_mangle]
+#[ffi_fn]
 pub unsafe extern "C" fn wsn_server_stop(
     server: *mut wsn_server,
     drain_timeout_ms: u32,
 ) -> wsn_status {
-    status(|| {
-        let s = server
-            .as_ref()
-            .ok_or_else(|| Error::invalid("server is NULL"))?;
-        s.inner.stop(Duration::from_millis(drain_timeout_ms as u64));
-        Ok(())
-    })
+    let s = try_ref(server)?;
+    s.inner.stop(Duration::from_millis(drain_timeout_ms as u64));
+    Ok(())
 }
 
 /// Stops the server (as wsn_server_stop with the options' drain timeout) and frees it. From a
@@ -222,13 +241,11 @@ pub unsafe extern "C" fn wsn_server_stop(
 /// user_data. Connection handles stay valid until freed. NULL is ignored; must not be called
 /// twice. Thread: any.
 #[no_mangle]
+#[ffi_fn]
 pub unsafe extern "C" fn wsn_server_free(server: *mut wsn_server) {
-    guard(|| {
-        if !server.is_null() {
-            let s = Box::from_raw(server);
-            s.inner.release();
-        }
-    })
+    if let Some(s) = free_box(server) {
+        s.inner.release();
+    }
 }
 
 /// Sets a hook that runs once, as `release(arg)`, after the server was freed and the last
@@ -238,42 +255,37 @@ pub unsafe extern "C" fn wsn_server_free(server: *mut wsn_server) {
 /// (wsnative never reads through it). `release` NULL removes it. Thread: any, before
 /// wsn_server_free. Errors: INVALID_ARGUMENT for NULL server.
 #[no_mangle]
+#[ffi_fn]
 pub unsafe extern "C" fn wsn_server_set_release_hook(
     server: *mut wsn_server,
     release: wsn_release_cb,
     arg: *mut c_void,
 ) -> wsn_status {
-    status(|| {
-        let s = server
-            .as_ref()
-            .ok_or_else(|| Error::invalid("server is NULL"))?;
-        *s.release.0.lock().unwrap_or_else(|p| p.into_inner()) = release.map(|f| (f, arg as usize));
-        Ok(())
-    })
+    let s = try_ref(server)?;
+    *s.release.0.lock().unwrap_or_else(|p| p.into_inner()) = release.map(|f| (f, arg as usize));
+    Ok(())
 }
 
 /// The request path without the query, e.g. "/chat". NULL for NULL.
 /// Thread: only inside the accept callback that was given `request`; a returned string is
 /// borrowed until that callback returns.
 #[no_mangle]
+#[ffi_fn]
 pub unsafe extern "C" fn wsn_request_get_path(request: *const wsn_request) -> *const c_char {
-    guard(|| {
-        req_ref(request)
-            .map(|r| r.keep(&r.request.path))
-            .unwrap_or(std::ptr::null())
-    })
+    req_ref(request)
+        .map(|r| r.keep(&r.request.path))
+        .unwrap_or(std::ptr::null())
 }
 
 /// The query string without '?' ("" when none). NULL for NULL.
 /// Thread: only inside the accept callback that was given `request`; a returned string is
 /// borrowed until that callback returns.
 #[no_mangle]
+#[ffi_fn]
 pub unsafe extern "C" fn wsn_request_get_query(request: *const wsn_request) -> *const c_char {
-    guard(|| {
-        req_ref(request)
-            .map(|r| r.keep(&r.request.query))
-            .unwrap_or(std::ptr::null())
-    })
+    req_ref(request)
+        .map(|r| r.keep(&r.request.query))
+        .unwrap_or(std::ptr::null())
 }
 
 /// The value of the first header called `name` (case-insensitive; "Origin", "Cookie", ...),
@@ -281,42 +293,41 @@ pub unsafe extern "C" fn wsn_request_get_query(request: *const wsn_request) -> *
 /// Thread: only inside the accept callback that was given `request`; a returned string is
 /// borrowed until that callback returns.
 #[no_mangle]
+#[ffi_fn]
 pub unsafe extern "C" fn wsn_request_get_header(
     request: *const wsn_request,
     name: *const c_char,
 ) -> *const c_char {
-    guard(|| {
-        let (Ok(r), Ok(name)) = (req_ref(request), str_arg(name, "name")) else {
-            return std::ptr::null();
-        };
-        r.request
-            .header(name)
-            .map(|v| r.keep(v))
-            .unwrap_or(std::ptr::null())
-    })
+    let (Ok(r), Ok(name)) = (req_ref(request), str_arg(name, "name")) else {
+        return std::ptr::null();
+    };
+    r.request
+        .header(name)
+        .map(|v| r.keep(v))
+        .unwrap_or(std::ptr::null())
 }
 
 /// The number of request headers (0 for NULL).
 /// Thread: only inside the accept callback that was given `request`; a returned string is
 /// borrowed until that callback returns.
 #[no_mangle]
+#[ffi_fn]
 pub unsafe extern "C" fn wsn_request_get_header_count(request: *const wsn_request) -> usize {
-    guard(|| {
-        req_ref(request)
-            .map(|r| r.request.headers.len())
-            .unwrap_or(0)
-    })
+    req_ref(request)
+        .map(|r| r.request.headers.len())
+        .unwrap_or(0)
 }
 
 /// The name of header `index` (NULL when out of range).
 /// Thread: only inside the accept callback that was given `request`; a returned string is
 /// borrowed until that callback returns.
 #[no_mangle]
+#[ffi_fn]
 pub unsafe extern "C" fn wsn_request_get_header_name(
     request: *const wsn_request,
     index: usize,
 ) -> *const c_char {
-    guard(|| match req_ref(request) {
+    match req_ref(request) {
         Ok(r) => r
             .request
             .headers
@@ -324,18 +335,19 @@ pub unsafe extern "C" fn wsn_request_get_header_name(
             .map(|h| r.keep(&h.0))
             .unwrap_or(std::ptr::null()),
         Err(_) => std::ptr::null(),
-    })
+    }
 }
 
 /// The value of header `index` (NULL when out of range).
 /// Thread: only inside the accept callback that was given `request`; a returned string is
 /// borrowed until that callback returns.
 #[no_mangle]
+#[ffi_fn]
 pub unsafe extern "C" fn wsn_request_get_header_value(
     request: *const wsn_request,
     index: usize,
 ) -> *const c_char {
-    guard(|| match req_ref(request) {
+    match req_ref(request) {
         Ok(r) => r
             .request
             .headers
@@ -343,42 +355,41 @@ pub unsafe extern "C" fn wsn_request_get_header_value(
             .map(|h| r.keep(&h.1))
             .unwrap_or(std::ptr::null()),
         Err(_) => std::ptr::null(),
-    })
+    }
 }
 
 /// The client's address as "ip:port". NULL for NULL.
 /// Thread: only inside the accept callback that was given `request`; a returned string is
 /// borrowed until that callback returns.
 #[no_mangle]
+#[ffi_fn]
 pub unsafe extern "C" fn wsn_request_get_peer_addr(request: *const wsn_request) -> *const c_char {
-    guard(|| {
-        req_ref(request)
-            .map(|r| r.keep(&r.request.peer_addr.to_string()))
-            .unwrap_or(std::ptr::null())
-    })
+    req_ref(request)
+        .map(|r| r.keep(&r.request.peer_addr.to_string()))
+        .unwrap_or(std::ptr::null())
 }
 
 /// The number of subprotocols the client offered.
 /// Thread: only inside the accept callback that was given `request`; a returned string is
 /// borrowed until that callback returns.
 #[no_mangle]
+#[ffi_fn]
 pub unsafe extern "C" fn wsn_request_get_subprotocol_count(request: *const wsn_request) -> usize {
-    guard(|| {
-        req_ref(request)
-            .map(|r| r.request.subprotocols.len())
-            .unwrap_or(0)
-    })
+    req_ref(request)
+        .map(|r| r.request.subprotocols.len())
+        .unwrap_or(0)
 }
 
 /// Offered subprotocol `index`, in the client's order of preference (NULL when out of range).
 /// Thread: only inside the accept callback that was given `request`; a returned string is
 /// borrowed until that callback returns.
 #[no_mangle]
+#[ffi_fn]
 pub unsafe extern "C" fn wsn_request_get_subprotocol(
     request: *const wsn_request,
     index: usize,
 ) -> *const c_char {
-    guard(|| match req_ref(request) {
+    match req_ref(request) {
         Ok(r) => r
             .request
             .subprotocols
@@ -386,25 +397,22 @@ pub unsafe extern "C" fn wsn_request_get_subprotocol(
             .map(|p| r.keep(p))
             .unwrap_or(std::ptr::null()),
         Err(_) => std::ptr::null(),
-    })
+    }
 }
 
 /// Accepts the request, choosing `subprotocol` (NULL: none; else one the client offered).
 /// Errors: INVALID_ARGUMENT (NULL request, a protocol the client did not offer).
 /// Thread: only inside the accept callback that was given `request`; the last call decides.
 #[no_mangle]
+#[ffi_fn]
 pub unsafe extern "C" fn wsn_request_accept(
     request: *mut wsn_request,
     subprotocol: *const c_char,
 ) -> wsn_status {
-    status(|| {
-        let r = req_ref(request)?;
-        let p = r
-            .request
-            .offered(opt_str_arg(subprotocol, "subprotocol")?)?;
-        *r.decision.borrow_mut() = Decision::Accept { subprotocol: p };
-        Ok(())
-    })
+    let r = req_ref(request)?;
+    let d = Decision::accept(&r.request, opt_str_arg(subprotocol, "subprotocol")?)?;
+    *r.decision.borrow_mut() = d;
+    Ok(())
 }
 
 /// Refuses the request with HTTP `http_status` (400-599) and a short text `body` (may be NULL).
@@ -412,25 +420,16 @@ pub unsafe extern "C" fn wsn_request_accept(
 /// wsn_request_accept_and_close. Errors: INVALID_ARGUMENT (NULL request, status out of range).
 /// Thread: only inside the accept callback that was given `request`; the last call decides.
 #[no_mangle]
+#[ffi_fn]
 pub unsafe extern "C" fn wsn_request_reject(
     request: *mut wsn_request,
     http_status: u16,
     body: *const c_char,
 ) -> wsn_status {
-    status(|| {
-        let r = req_ref(request)?;
-        if !(400..=599).contains(&http_status) {
-            return Err(Error::invalid(format!(
-                "HTTP status {http_status} is not a refusal (use 400-599)"
-            )));
-        }
-        let body = opt_str_arg(body, "body")?.unwrap_or("").to_owned();
-        *r.decision.borrow_mut() = Decision::Reject {
-            status: http_status,
-            body,
-        };
-        Ok(())
-    })
+    let r = req_ref(request)?;
+    let d = Decision::reject(http_status, opt_str_arg(body, "body")?.unwrap_or(""))?;
+    *r.decision.borrow_mut() = d;
+    Ok(())
 }
 
 /// Accepts the request and closes the connection at once with `code` (use 4000-4999 for the
@@ -439,20 +438,14 @@ pub unsafe extern "C" fn wsn_request_reject(
 /// Errors: INVALID_ARGUMENT (NULL request, a code that may not be sent, long reason).
 /// Thread: only inside the accept callback that was given `request`; the last call decides.
 #[no_mangle]
+#[ffi_fn]
 pub unsafe extern "C" fn wsn_request_accept_and_close(
     request: *mut wsn_request,
     code: u16,
     reason: *const c_char,
 ) -> wsn_status {
-    status(|| {
-        let r = req_ref(request)?;
-        let reason = opt_str_arg(reason, "reason")?.unwrap_or("");
-        check_close(code, reason)?;
-        *r.decision.borrow_mut() = Decision::Close {
-            code,
-            reason: reason.to_owned(),
-            subprotocol: None,
-        };
-        Ok(())
-    })
+    let r = req_ref(request)?;
+    let d = Decision::close(code, opt_str_arg(reason, "reason")?.unwrap_or(""))?;
+    *r.decision.borrow_mut() = d;
+    Ok(())
 }

@@ -190,18 +190,15 @@ pub(crate) async fn switch(
     Ok(())
 }
 
-/// Checks the decision of an accept hook against the request.
+/// Checks the decision of an accept hook against the request: one that breaks a rule (a
+/// subprotocol the client did not offer, a status that is not a refusal, a close code that may
+/// not be sent) is the server's fault, answered with 500 and the rule.
 pub(crate) fn validate(decision: Decision, req: &Request) -> Decision {
-    let bad_proto = |p: &Option<String>| req.offered(p.as_deref()).is_err();
-    match decision {
-        Decision::Accept { subprotocol } if bad_proto(&subprotocol) => Decision::Reject {
+    match decision.check(req) {
+        Ok(()) => decision,
+        Err(e) => Decision::Reject {
             status: 500,
-            body: "the accept hook chose a subprotocol the client did not offer".into(),
+            body: format!("the accept hook's decision broke a rule: {}", e.message()),
         },
-        Decision::Close { subprotocol, .. } if bad_proto(&subprotocol) => Decision::Reject {
-            status: 500,
-            body: "the accept hook chose a subprotocol the client did not offer".into(),
-        },
-        d => d,
     }
 }

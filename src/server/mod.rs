@@ -83,6 +83,61 @@ pub enum Decision {
     },
 }
 
+impl Decision {
+    /// Accepts, choosing `subprotocol`, which must be one the client offered.
+    pub fn accept(req: &Request, subprotocol: Option<&str>) -> Result<Decision> {
+        Ok(Decision::Accept {
+            subprotocol: req.offered(subprotocol)?,
+        })
+    }
+
+    /// Refuses with `status`, which must be an HTTP error (400-599), and a short text body.
+    pub fn reject(status: u16, body: &str) -> Result<Decision> {
+        let d = Decision::Reject {
+            status,
+            body: body.to_owned(),
+        };
+        d.check_shape()?;
+        Ok(d)
+    }
+
+    /// Accepts and closes at once with `code` (one that may be sent; 4000-4999 for the
+    /// application) and `reason` (at most 123 bytes).
+    pub fn close(code: u16, reason: &str) -> Result<Decision> {
+        let d = Decision::Close {
+            code,
+            reason: reason.to_owned(),
+            subprotocol: None,
+        };
+        d.check_shape()?;
+        Ok(d)
+    }
+
+    /// The rules every decision follows, whoever built it (the constructors above check them
+    /// early; the server checks hand-built ones again before it acts).
+    pub(crate) fn check(&self, req: &Request) -> Result<()> {
+        self.check_shape()?;
+        match self {
+            Decision::Accept { subprotocol } | Decision::Close { subprotocol, .. } => {
+                req.offered(subprotocol.as_deref()).map(drop)
+            }
+            Decision::Reject { .. } => Ok(()),
+        }
+    }
+
+    fn check_shape(&self) -> Result<()> {
+        match self {
+            Decision::Reject { status, .. } if !(400..=599).contains(status) => {
+                Err(Error::invalid(format!(
+                    "HTTP status {status} is not a refusal (use 400-599)"
+                )))
+            }
+            Decision::Close { code, reason, .. } => crate::connection::check_close(*code, reason),
+            _ => Ok(()),
+        }
+    }
+}
+
 /// Decides on each upgrade request, on a callback thread.
 pub trait AcceptHook: Send + Sync + 'static {
     /// Returns the decision for `req`.

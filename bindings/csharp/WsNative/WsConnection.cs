@@ -10,6 +10,8 @@
 // leaves the core's receive budget when ReceiveAsync hands it out or its handlers return),
 // send completion (DRAIN events carry the id of the last message handed to the kernel), the
 // bounded send queue (WOULD_BLOCK), the close timeout, and the events of a server's stop.
+// Its helpers: ReceiveQueue (messages waiting for ReceiveAsync), SendTracker (SendAsync's
+// waits), Roots (what keeps it alive while something waits).
 //
 // Events run on a wsnative callback thread, one at a time per connection, in order: messages,
 // then exactly one Closed. Tasks complete with RunContinuationsAsynchronously, so awaiting code
@@ -26,37 +28,30 @@ namespace WsNative
 {
     public sealed class WsConnection : IDisposable
     {
-        private static readonly HashSet<WsConnection> s_rooted = new HashSet<WsConnection>();
-
-        private readonly object _lock = new object();
         private readonly WsServer _server;
         private readonly ManualResetEventSlim _handleReady = new ManualResetEventSlim(false);
         private ConnHandle _handle;
         private int _disposed;
-        private int _roots;
+        private readonly Roots _roots;
+        private readonly ReceiveQueue _inbox;
+        private readonly SendTracker _sends;
 
         private Action<WsConnection> _onOpen;
         private TaskCompletionSource<bool> _openTcs;
-        private readonly TaskCompletionSource<bool> _closedTcs = NewTcs<bool>();
+        private readonly TaskCompletionSource<bool> _closedTcs = Tasks.New<bool>();
         private volatile WsClosedEventArgs _closeInfo;
         private string _subProtocol = "";
         private string _extensions = "";
         private string _peerAddress = "";
         private ulong _id;
 
-        private readonly Queue<WsMessage> _inbox = new Queue<WsMessage>();
-        private readonly LinkedList<ReceiveWaiter> _receivers = new LinkedList<ReceiveWaiter>();
-
-        // SendAsync: tasks waiting for a DRAIN that reaches their message id, and messages the
-        // full send queue refused, waiting (in order) for a DRAIN to be queued. Both under _lock.
-        private readonly List<SendWaiter> _pendingSends = new List<SendWaiter>();
-        private readonly Queue<SendWaiter> _blocked = new Queue<SendWaiter>();
-        private volatile int _blockedCount;
-
         internal WsConnection(WsServer server, Action<WsConnection> onOpen)
         {
             _server = server;
             _onOpen = onOpen;
+            _roots = new Roots(this);
+            _inbox = new ReceiveQueue(Ack, _roots);
+            _sends = new SendTracker(_roots);
         }
 
         /// <summary>A message arrived. While this event has no handler, messages wait for ReceiveAsync instead.</summary>
@@ -123,12 +118,12 @@ namespace WsNative
         /// Throws a WsException with WsError.WouldBlock when the send queue is full (MaxSendQueue):
         /// nothing was queued; await SendAsync to wait for room instead.
         /// </summary>
-        public void Send(string text) => SendNow(Text(text), SendFlags.Text);
+        public void Send(string text) => Send(Text(text), SendFlags.Text);
 
         /// <summary>Queues a binary message and returns at once; the bytes are copied. See Send(string).</summary>
-        public void Send(byte[] data) => SendNow(new ArraySegment<byte>(data ?? throw new ArgumentNullException(nameof(data))), 0);
+        public void Send(byte[] data) => Send(new ArraySegment<byte>(data ?? throw new ArgumentNullException(nameof(data))), 0);
 
-        public void Send(ArraySegment<byte> data) => SendNow(data, 0);
+        public void Send(ArraySegment<byte> data) => Send(data, 0);
 
         /// <summary>
         /// Queues a text message; the task completes when it was handed to the socket. When the
@@ -152,137 +147,9 @@ namespace WsNative
         private static ArraySegment<byte> Text(string text) =>
             new ArraySegment<byte>(Utf8.Bytes(text ?? throw new ArgumentNullException(nameof(text))));
 
-        private void SendNow(ArraySegment<byte> data, uint flags)
-        {
-            var h = Handle;
-            ulong id;
-            if (_blockedCount != 0) // messages waiting for room go first: a Send may not overtake them
-                throw new WsException(WsError.WouldBlock, "earlier messages are waiting for room in the send queue", 0);
-            Status.Check(NativeSend(h, data, flags, out id));
-        }
+        private void Send(ArraySegment<byte> data, uint flags) => _sends.Send(Handle, data, flags);
 
-        private static unsafe int NativeSend(ConnHandle h, ArraySegment<byte> data, uint flags, out ulong id)
-        {
-            if (data.Array == null) throw new ArgumentNullException(nameof(data));
-            fixed (byte* p = data.Array) return wsn_conn_send(h, p + data.Offset, (UIntPtr)data.Count, flags, out id);
-        }
-
-        private Task SendTracked(ArraySegment<byte> data, uint flags)
-        {
-            var h = Handle;
-            ulong id;
-            if (_blockedCount == 0)
-            {
-                int st = NativeSend(h, data, flags, out id);
-                if (st == Status.Ok) return Track(h, id);
-                if (st != Status.WouldBlock) throw Status.Error(st);
-            }
-            var copy = new byte[data.Count];
-            Buffer.BlockCopy(data.Array, data.Offset, copy, 0, data.Count);
-            var b = new SendWaiter { Data = new ArraySegment<byte>(copy), Flags = flags, Tcs = NewTcs<bool>() };
-            lock (_lock)
-            {
-                if (_closeInfo != null || _disposed != 0) return Task.FromException(NotSent(_closeInfo));
-                _blocked.Enqueue(b);
-                _blockedCount = _blocked.Count;
-                RootLocked();
-                PumpBlockedLocked(h); // the DRAIN it waits for may have come already
-            }
-            return b.Tcs.Task;
-        }
-
-        // Under _lock: queue what waits for room, in order, until the queue refuses again.
-        private void PumpBlockedLocked(ConnHandle h)
-        {
-            while (_blocked.Count > 0)
-            {
-                var b = _blocked.Peek();
-                int st;
-                try { st = NativeSend(h, b.Data, b.Flags, out b.Id); }
-                catch (ObjectDisposedException) { return; }
-                if (st == Status.WouldBlock)
-                {
-                    ArmDrain(h); // the refusal armed one: make sure drain events are on
-                    return;
-                }
-                _blocked.Dequeue();
-                _blockedCount = _blocked.Count;
-                UnrootLocked();
-                if (st != Status.Ok) b.Tcs.TrySetException(Status.Error(st));
-                else if (wsn_conn_get_sent_id(h) >= b.Id) b.Tcs.TrySetResult(true);
-                else
-                {
-                    _pendingSends.Add(b);
-                    RootLocked();
-                    ArmDrain(h);
-                }
-            }
-        }
-
-        // Drain events are on only while a SendAsync waits (they cost a callback each): turning
-        // them on arms one, which comes once everything queued was handed to the kernel (at once
-        // when that is so already).
-        private static void ArmDrain(ConnHandle h)
-        {
-            try { wsn_conn_set_drain_events(h, true, UIntPtr.Zero); }
-            catch (ObjectDisposedException) { }
-        }
-
-        private Task Track(ConnHandle h, ulong id)
-        {
-            if (wsn_conn_get_sent_id(h) >= id) return Task.CompletedTask;
-            var p = new SendWaiter { Id = id, Tcs = NewTcs<bool>() };
-            lock (_lock)
-            {
-                // A DRAIN that reached `id` before this registration changed the sent id first.
-                if (wsn_conn_get_sent_id(h) >= id) return Task.CompletedTask;
-                if (_closeInfo != null || _disposed != 0) return Closing(_closeInfo);
-                _pendingSends.Add(p);
-                RootLocked();
-                ArmDrain(h);
-            }
-            return p.Tcs.Task;
-        }
-
-        private static Task Closing(WsClosedEventArgs close)
-        {
-            if (close == null) return Task.FromException(new ObjectDisposedException(nameof(WsConnection)));
-            if (close.WasClean) return Task.CompletedTask; // queued data goes out before the Close frame
-            return Task.FromException(close.ToException());
-        }
-
-        // For a message that never got into the send queue.
-        private static Exception NotSent(WsClosedEventArgs close) =>
-            close == null ? (Exception)new ObjectDisposedException(nameof(WsConnection))
-                          : new InvalidOperationException("the connection closed (" + close + ") before the send queue had room for the message");
-
-        // DRAIN: every message up to sentId was handed to the kernel, and there is room again.
-        private void OnDrain(ulong sentId)
-        {
-            // Nothing waits (the usual case without SendAsync): a registration racing this DRAIN
-            // checks the sent id itself after registering (Track, SendTracked).
-            Thread.MemoryBarrier();
-            if (_pendingSends.Count == 0 && _blockedCount == 0) return;
-            lock (_lock)
-            {
-                for (int i = _pendingSends.Count - 1; i >= 0; i--)
-                {
-                    if (_pendingSends[i].Id > sentId) continue;
-                    _pendingSends[i].Tcs.TrySetResult(true);
-                    _pendingSends[i] = _pendingSends[_pendingSends.Count - 1];
-                    _pendingSends.RemoveAt(_pendingSends.Count - 1);
-                    UnrootLocked();
-                }
-                if (_blocked.Count > 0) PumpBlockedLocked(_handle);
-                // Still waiting: the next drain is armed; nothing waits: drain events off.
-                try
-                {
-                    if (_pendingSends.Count > 0 || _blocked.Count > 0) ArmDrain(_handle);
-                    else wsn_conn_set_drain_events(_handle, false, UIntPtr.Zero);
-                }
-                catch (ObjectDisposedException) { }
-            }
-        }
+        private Task SendTracked(ArraySegment<byte> data, uint flags) => _sends.SendAsync(Handle, data, flags);
 
         // ---------------------------------------------------------------- receiving
 
@@ -295,34 +162,12 @@ namespace WsNative
         /// </summary>
         public Task<WsMessage> ReceiveAsync(CancellationToken cancellationToken = default(CancellationToken))
         {
-            ReceiveWaiter w;
-            lock (_lock)
-            {
-                if (_disposed != 0) throw new ObjectDisposedException(nameof(WsConnection));
-                if (_inbox.Count > 0)
-                {
-                    var ready = _inbox.Dequeue();
-                    Ack();
-                    return Task.FromResult(ready);
-                }
-                var close = _closeInfo;
-                if (close != null) return Task.FromResult(new WsMessage(WsMessageType.Close, new byte[0], close));
-                if (cancellationToken.IsCancellationRequested) return Task.FromCanceled<WsMessage>(cancellationToken);
-                w = new ReceiveWaiter { Tcs = NewTcs<WsMessage>(), Token = cancellationToken };
-                w.Node = _receivers.AddLast(w);
-                RootLocked();
-                // A cancellation racing this runs CancelReceive inline: the lock is re-entrant.
-                if (cancellationToken.CanBeCanceled)
-                    w.Registration = cancellationToken.Register(s => CancelReceive((ReceiveWaiter)s), w);
-            }
-            return w.Tcs.Task;
+            if (_disposed != 0) throw new ObjectDisposedException(nameof(WsConnection));
+            return _inbox.TakeAsync(cancellationToken);
         }
 
         /// <summary>Messages waiting for ReceiveAsync.</summary>
-        public int QueuedMessages
-        {
-            get { lock (_lock) return _inbox.Count; }
-        }
+        public int QueuedMessages => _inbox.Count;
 
         // One message left the application's hands: it leaves the core's receive budget.
         private void Ack()
@@ -331,17 +176,6 @@ namespace WsNative
             if (h == null) return;
             try { wsn_conn_ack(h, (UIntPtr)1); }
             catch (ObjectDisposedException) { }
-        }
-
-        private void CancelReceive(ReceiveWaiter w)
-        {
-            lock (_lock)
-            {
-                if (w.Node.List == null) return; // already given a message
-                _receivers.Remove(w.Node);
-                UnrootLocked();
-            }
-            w.Tcs.TrySetCanceled(w.Token);
         }
 
         // ---------------------------------------------------------------- closing
@@ -360,9 +194,9 @@ namespace WsNative
 
         private async Task WaitClosed()
         {
-            lock (_lock) RootLocked(); // native code holds this object only weakly
+            _roots.Add(); // native code holds this object only weakly
             try { await _closedTcs.Task.ConfigureAwait(false); }
-            finally { lock (_lock) UnrootLocked(); }
+            finally { _roots.Remove(); }
         }
 
         /// <summary>Ends the connection at once without a closing handshake (Closed follows: 1006).</summary>
@@ -385,32 +219,11 @@ namespace WsNative
             if (Interlocked.Exchange(ref _disposed, 1) != 0) return;
             _handle?.Dispose(); // deferred to the end of a running handler's callback (Trampolines)
             var disposed = new ObjectDisposedException(nameof(WsConnection));
-            foreach (var o in TakeWaitersLocked())
-            {
-                var w = o as ReceiveWaiter;
-                if (w != null) { w.Tcs.TrySetException(disposed); w.Release(); }
-                else ((TaskCompletionSource<bool>)o).TrySetException(disposed);
-            }
+            _inbox.Fail(disposed);
+            _sends.Fail(disposed);
+            _roots.Clear();
             _openTcs?.TrySetException(disposed);
             _closedTcs.TrySetResult(true);
-        }
-
-        // Everything waiting on this connection (receivers, sends), taken under the lock.
-        private List<object> TakeWaitersLocked()
-        {
-            var all = new List<object>();
-            lock (_lock)
-            {
-                all.AddRange(_receivers);
-                _receivers.Clear();
-                foreach (var p in _pendingSends) all.Add(p.Tcs);
-                _pendingSends.Clear();
-                foreach (var b in _blocked) all.Add(b.Tcs);
-                _blocked.Clear();
-                _blockedCount = 0;
-                UnrootAllLocked();
-            }
-            return all;
         }
 
         // ---------------------------------------------------------------- native side
@@ -438,10 +251,10 @@ namespace WsNative
         internal void StartConnect(string url, WsClientOptions options)
         {
             MonoExit.Ensure();
-            _openTcs = NewTcs<bool>();
+            _openTcs = Tasks.New<bool>();
             var urlZ = Utf8.Z(url);
             var gch = GCHandle.Alloc(this, GCHandleType.Weak);
-            lock (_lock) RootLocked(); // until the open or close event
+            _roots.Add(); // until the open or close event
             try
             {
                 IntPtr conn;
@@ -454,7 +267,7 @@ namespace WsNative
             catch
             {
                 gch.Free();
-                lock (_lock) UnrootAllLocked();
+                _roots.Clear();
                 throw;
             }
         }
@@ -469,7 +282,7 @@ namespace WsNative
             wsn_conn_set_release_hook(conn, Trampolines.Release, GCHandle.ToIntPtr(gch));
             _handle = new ConnHandle(conn);
             _handleReady.Set();
-            lock (_lock) RootLocked(); // until its close: nobody else may hold it yet
+            _roots.Add(); // until its close: nobody else may hold it yet
         }
 
         internal unsafe void OnNativeEvent(IntPtr conn, WsnEvent* e)
@@ -478,7 +291,7 @@ namespace WsNative
             {
                 case EventKind.Open: OnOpen(conn); break;
                 case EventKind.Message: OnMessage(e); break;
-                case EventKind.Drain: OnDrain(e->SentId); break;
+                case EventKind.Drain: if (_handle != null) _sends.OnDrain(_handle, e->SentId); break;
                 case EventKind.Close: OnClose(e); break;
             }
         }
@@ -504,7 +317,7 @@ namespace WsNative
             if (_openTcs != null)
             {
                 _openTcs.TrySetResult(true);
-                lock (_lock) UnrootLocked();
+                _roots.Remove();
             }
         }
 
@@ -530,23 +343,7 @@ namespace WsNative
                 return;
             }
 
-            ReceiveWaiter w = null;
-            lock (_lock)
-            {
-                if (_receivers.Count > 0)
-                {
-                    w = _receivers.First.Value;
-                    _receivers.RemoveFirst();
-                    UnrootLocked();
-                }
-                else _inbox.Enqueue(msg); // acknowledged when ReceiveAsync takes it
-            }
-            if (w != null)
-            {
-                Ack();
-                w.Tcs.TrySetResult(msg);
-                w.Release();
-            }
+            _inbox.Add(msg);
         }
 
         private unsafe void OnClose(WsnEvent* e)
@@ -555,25 +352,10 @@ namespace WsNative
                                              Utf8.FromPtr(e->Error), (WsError)e->ErrorStatus, e->HttpStatus);
             ulong sent = 0;
             try { if (_handle != null) sent = wsn_conn_get_sent_id(_handle); } catch (ObjectDisposedException) { }
-            List<SendWaiter> sends;
-            lock (_lock)
-            {
-                _closeInfo = info;
-                sends = new List<SendWaiter>(_pendingSends);
-                _pendingSends.Clear();
-            }
-            foreach (var p in sends)
-            {
-                if (p.Id <= sent || info.WasClean) p.Tcs.TrySetResult(true);
-                else p.Tcs.TrySetException(info.ToException());
-            }
-            var closeMsg = new WsMessage(WsMessageType.Close, new byte[0], info);
-            foreach (var o in TakeWaitersLocked()) // receivers, and messages that never found room
-            {
-                var w = o as ReceiveWaiter;
-                if (w != null) { w.Tcs.TrySetResult(closeMsg); w.Release(); }
-                else ((TaskCompletionSource<bool>)o).TrySetException(NotSent(info));
-            }
+            _closeInfo = info;
+            _sends.End(info, sent);
+            _inbox.End(new WsMessage(WsMessageType.Close, new byte[0], info));
+            _roots.Clear();
             _openTcs?.TrySetException(info.ToException()); // a failed connect (no effect once open)
             _closedTcs.TrySetResult(true);
 
@@ -603,48 +385,6 @@ namespace WsNative
                 try { d(this, args); }
                 catch (Exception again) { Report.Swallowed("WsConnection.Error handler", again); }
             }
-        }
-
-        // ---------------------------------------------------------------- rooting
-
-        private void RootLocked()
-        {
-            if (_roots++ == 0) lock (s_rooted) s_rooted.Add(this);
-        }
-
-        private void UnrootLocked()
-        {
-            if (_roots > 0 && --_roots == 0) lock (s_rooted) s_rooted.Remove(this);
-        }
-
-        private void UnrootAllLocked()
-        {
-            if (_roots == 0) return;
-            _roots = 0;
-            lock (s_rooted) s_rooted.Remove(this);
-        }
-
-        private static TaskCompletionSource<T> NewTcs<T>() =>
-            new TaskCompletionSource<T>(TaskCreationOptions.RunContinuationsAsynchronously);
-
-        private sealed class ReceiveWaiter
-        {
-            public TaskCompletionSource<WsMessage> Tcs;
-            public CancellationToken Token;
-            public CancellationTokenRegistration Registration; // set under the lock
-            public LinkedListNode<ReceiveWaiter> Node;
-
-            /// <summary>Drops the cancellation registration once the wait is over (never under the lock: it may wait for CancelReceive).</summary>
-            public void Release() => Registration.Dispose();
-        }
-
-        /// <summary>A SendAsync: waiting for a DRAIN to reach Id, or (with Data) for room in the send queue.</summary>
-        private sealed class SendWaiter
-        {
-            public ulong Id;
-            public ArraySegment<byte> Data;
-            public uint Flags;
-            public TaskCompletionSource<bool> Tcs;
         }
     }
 }

@@ -1,0 +1,248 @@
+//! The sending side of a connection: the queue gate, message ids, what is buffered where,
+//! and drain events. Any thread sends; the connection task takes what was queued.
+
+use super::{Command, Conn, Event, Note, State};
+use crate::error::{Error, ErrorKind, Result};
+use bytes::Bytes;
+use std::sync::atomic::{AtomicBool, AtomicI32, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+
+/// A connection's send accounting, shared by the senders and the connection task.
+pub(super) struct Outgoing {
+    gate: Mutex<Gate>,
+    /// Bytes of messages queued and not yet encoded, and encoded bytes not yet written.
+    buffered: AtomicUsize,
+    unwritten: AtomicUsize,
+    /// Bytes the socket took so far.
+    wire_written: AtomicUsize,
+    /// The id of the last message handed to the kernel.
+    sent_id: AtomicU64,
+    /// Drain events: the low-water mark (`usize::MAX`: off), and whether one is due (armed
+    /// by a refused send, by the queue going over the mark, or by turning them on).
+    drain_low: AtomicUsize,
+    drain_armed: AtomicBool,
+    /// The TCP socket's descriptor while the connection task owns it (-1 otherwise): lets the
+    /// close watchdog see bytes that the kernel has not sent yet.
+    socket_fd: AtomicI32,
+}
+
+impl Outgoing {
+    pub(super) fn new(drain_low_water: Option<usize>) -> Outgoing {
+        Outgoing {
+            gate: Mutex::new(Gate {
+                closed: false,
+                why: "",
+                last_id: 0,
+            }),
+            buffered: AtomicUsize::new(0),
+            unwritten: AtomicUsize::new(0),
+            wire_written: AtomicUsize::new(0),
+            sent_id: AtomicU64::new(0),
+            drain_low: AtomicUsize::new(drain_low_water.unwrap_or(usize::MAX)),
+            drain_armed: AtomicBool::new(false),
+            socket_fd: AtomicI32::new(-1),
+        }
+    }
+}
+
+/// The queue gate: closed once the connection stops accepting sends, so nothing is queued
+/// behind the Close frame.
+struct Gate {
+    closed: bool,
+    why: &'static str,
+    /// The id of the last message queued: ids follow the queue's order.
+    last_id: u64,
+}
+
+impl Conn {
+    /// Bytes queued by `send` and not yet handed to the socket (the kernel), counted as the
+    /// socket takes them, also in the middle of a large message (encoded bytes: frame headers
+    /// included, compressed payloads as compressed).
+    pub fn buffered_amount(&self) -> usize {
+        self.outgoing.buffered.load(Ordering::Acquire)
+            + self.outgoing.unwritten.load(Ordering::Acquire)
+    }
+
+    /// The connection task took a message of `len` bytes from the queue.
+    pub(crate) fn unqueue(&self, len: usize) {
+        self.outgoing.buffered.fetch_sub(len, Ordering::AcqRel);
+    }
+
+    /// The connection task holds `n` encoded bytes not yet written.
+    pub(crate) fn set_unwritten(&self, n: usize) {
+        self.outgoing.unwritten.store(n, Ordering::Release);
+    }
+
+    /// The socket took `n` more bytes.
+    pub(crate) fn add_wire_written(&self, n: usize) {
+        self.outgoing.wire_written.fetch_add(n, Ordering::Relaxed);
+    }
+
+    /// Bytes the socket took so far.
+    pub(crate) fn progress(&self) -> usize {
+        self.outgoing.wire_written.load(Ordering::Relaxed)
+    }
+
+    /// Sets (or, with -1, forgets) the TCP descriptor under this connection.
+    pub(crate) fn set_socket_fd(&self, fd: i32) {
+        self.outgoing.socket_fd.store(fd, Ordering::Release);
+    }
+
+    /// Bytes the peer's side has taken: what the socket took, less what still waits unsent or
+    /// unacknowledged in the kernel. The close watchdog's measure of whether data still moves.
+    pub(crate) fn delivered(&self) -> usize {
+        let fd = self.outgoing.socket_fd.load(Ordering::Acquire);
+        let mut waiting: libc::c_int = 0;
+        if fd < 0 || unsafe { libc::ioctl(fd, libc::TIOCOUTQ, &mut waiting) } != 0 {
+            waiting = 0;
+        }
+        self.progress().saturating_sub(waiting.max(0) as usize)
+    }
+
+    /// Queues a text message and returns its id. Safe from any thread; messages from one
+    /// thread keep their order.
+    pub fn send_text(&self, text: &str) -> Result<u64> {
+        self.enqueue(true, Bytes::copy_from_slice(text.as_bytes()), true)
+    }
+
+    /// Queues a binary message and returns its id. Safe from any thread; messages from one
+    /// thread keep their order.
+    pub fn send_binary(&self, data: &[u8]) -> Result<u64> {
+        self.enqueue(false, Bytes::copy_from_slice(data), true)
+    }
+
+    /// Queues a message; `compress` false keeps it uncompressed even when permessage-deflate
+    /// was negotiated (secrets next to attacker-controlled text: CRIME/BREACH).
+    pub fn send(&self, text: bool, data: Bytes, compress: bool) -> Result<u64> {
+        if text && std::str::from_utf8(&data).is_err() {
+            return Err(Error::invalid("text message is not valid UTF-8"));
+        }
+        self.enqueue(text, data, compress)
+    }
+
+    /// Queues a message whose payload is already owned, and returns its id.
+    pub fn send_bytes(&self, text: bool, data: Bytes) -> Result<u64> {
+        self.send(text, data, true)
+    }
+
+    /// Queues a message; its id is one more than the previous message's, in queue order.
+    fn enqueue(&self, text: bool, data: Bytes, compress: bool) -> Result<u64> {
+        let len = data.len();
+        let mut gate = self.outgoing.gate.lock().unwrap_or_else(|p| p.into_inner());
+        if gate.closed {
+            return Err(Error::state(format!("cannot send: {}", gate.why)));
+        }
+        let queued = self.buffered_amount();
+        let limit = self.settings.max_send_queue;
+        if queued > 0 && queued.saturating_add(len) > limit {
+            let why = format!(
+                "the send queue holds {queued} bytes; this message of {len} bytes would pass its limit of {limit} bytes"
+            );
+            self.outgoing.drain_armed.store(true, Ordering::Release);
+            if self.settings.send_queue_policy == crate::options::SendQueuePolicy::Close {
+                drop(gate);
+                let error = Error::new(
+                    ErrorKind::WouldBlock,
+                    format!("closed with 1008: {why} (the peer reads too slowly)"),
+                );
+                self.close_gate("the connection failed: its send queue was full");
+                self.notify(Note::Fail(1008, "send queue full", error));
+                return Err(Error::new(
+                    ErrorKind::WouldBlock,
+                    format!("{why}: the connection is being closed with 1008"),
+                ));
+            }
+            return Err(Error::new(
+                ErrorKind::WouldBlock,
+                format!("{why}: wait for the drain event and send again"),
+            ));
+        }
+        self.outgoing.buffered.fetch_add(len, Ordering::Relaxed);
+        let id = gate.last_id + 1;
+        if self
+            .commands
+            .send(Command::Send {
+                text,
+                data,
+                len,
+                id,
+                compress,
+            })
+            .is_err()
+        {
+            self.outgoing.buffered.fetch_sub(len, Ordering::Relaxed);
+            return Err(Error::state("cannot send: the connection is closed"));
+        }
+        gate.last_id = id;
+        let low = self.outgoing.drain_low.load(Ordering::Acquire);
+        if low != usize::MAX && self.buffered_amount() > low {
+            self.outgoing.drain_armed.store(true, Ordering::Release);
+        }
+        Ok(id)
+    }
+
+    /// Turns drain events on (with a low-water mark) or off for this connection. Turning them
+    /// on arms one: it comes once the queue is at or below the mark (at once when it already
+    /// is and nothing is in flight).
+    pub fn set_drain_events(self: &Arc<Self>, enabled: bool, low_water: usize) {
+        if !enabled {
+            self.outgoing.drain_low.store(usize::MAX, Ordering::Release);
+            return;
+        }
+        self.outgoing
+            .drain_low
+            .store(low_water.min(usize::MAX - 1), Ordering::Release);
+        self.outgoing.drain_armed.store(true, Ordering::Release);
+        let last = self
+            .outgoing
+            .gate
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .last_id;
+        if self.buffered_amount() <= low_water
+            && self.sent_id() >= last
+            && self.state() != State::Closed
+        {
+            self.maybe_drain();
+        }
+    }
+
+    /// Delivers a drain event when one is armed and the queue is down to the mark.
+    fn maybe_drain(self: &Arc<Self>) {
+        let low = self.outgoing.drain_low.load(Ordering::Acquire);
+        if low != usize::MAX
+            && self.buffered_amount() <= low
+            && self.outgoing.drain_armed.swap(false, Ordering::AcqRel)
+        {
+            self.deliver(Event::Drain {
+                sent_id: self.sent_id(),
+            });
+        }
+    }
+
+    /// The id of the last message handed to the kernel (0 before the first).
+    pub fn sent_id(&self) -> u64 {
+        self.outgoing.sent_id.load(Ordering::Acquire)
+    }
+
+    /// The writer flushed every message up to `id`: records it, and delivers a drain event
+    /// when asked for and the queue is down to its low-water mark.
+    pub(crate) fn sent(self: &Arc<Self>, id: u64) {
+        if id == 0 {
+            return;
+        }
+        self.outgoing.sent_id.fetch_max(id, Ordering::AcqRel);
+        self.maybe_drain();
+    }
+
+    /// Closes the queue; true when this call closed it.
+    pub(crate) fn close_gate(&self, why: &'static str) -> bool {
+        let mut g = self.outgoing.gate.lock().unwrap_or_else(|p| p.into_inner());
+        if g.closed {
+            return false;
+        }
+        g.closed = true;
+        g.why = why;
+        true
+    }
+}
