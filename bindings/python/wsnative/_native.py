@@ -358,6 +358,11 @@ wsn_request_accept_and_close = _fn("wsn_request_accept_and_close", [_ptr, c_uint
 # wsn_status wsn_log_set_callback(wsn_log_fn callback, uint32_t max_level, void *user_data);
 wsn_log_set_callback = _fn("wsn_log_set_callback", [wsn_log_fn, c_uint32, c_void_p], _status)
 
+# wsn_status wsn_client_options_set_inline_callbacks(wsn_client_options *options, bool enabled);
+wsn_client_options_set_inline_callbacks = _fn("wsn_client_options_set_inline_callbacks", [_ptr, c_bool], _status)
+# wsn_status wsn_server_options_set_inline_callbacks(wsn_server_options *options, bool enabled);
+wsn_server_options_set_inline_callbacks = _fn("wsn_server_options_set_inline_callbacks", [_ptr, c_bool], _status)
+
 
 def last_error() -> str:
     """This thread's last native error message (read right after the failing call)."""
