@@ -17,10 +17,12 @@
 #   --libdir  default PREFIX/lib (Debian multiarch: PREFIX/lib/x86_64-linux-gnu)
 #   --destdir staging root for packagers (files go to DESTDIR/PREFIX/...)
 #
-# Why not cargo-c itself: `cargo install cargo-c` builds cargo as a library (several hundred
-# crates, about 30 minutes on two cores) and its newest release needs a newer rustc than the one
-# pinned here; CI would pay that on every fresh machine. This script does what cargo cinstall does
-# for this crate: builds the cdylib with a versioned SONAME and the staticlib in one rustc run
+# Why not cargo-c itself: `cargo install cargo-c` builds cargo as a library (about 420 crates;
+# on this project's shared two-core machine it had built 330 of them after an hour), and its
+# newest release (0.10.26) needs a newer rustc than the 1.95 here (0.10.24 is the last that
+# builds); CI would pay that on every fresh machine. This script does what cargo cinstall does
+# for this crate, with cargo-c's names (sover 0.Y for 0.x, X from 1.0 on; the header under
+# include/wsnative/; Cflags -I${includedir}/wsnative): builds the cdylib with a versioned SONAME and the staticlib in one rustc run
 # (`cargo rustc`), reads the static library's system libraries from rustc
 # (--print native-static-libs) for Libs.private, and copies the committed header.
 set -euo pipefail
