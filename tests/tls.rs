@@ -204,9 +204,11 @@ fn system_roots_load_and_do_not_trust_a_private_ca() {
     trusted.rec.wait_open();
 }
 
+/// A log record: level, target, message, connection id.
+type LogRecord = (wsn_log_level, String, String, u64);
+
 /// The log callback's records of a TLS failure, kept by `keep_tls_records`.
-static TLS_RECORDS: std::sync::Mutex<Vec<(wsn_log_level, String, String, u64)>> =
-    std::sync::Mutex::new(Vec::new());
+static TLS_RECORDS: std::sync::Mutex<Vec<LogRecord>> = std::sync::Mutex::new(Vec::new());
 
 unsafe extern "C" fn keep_tls_records(
     _user: *mut std::ffi::c_void,
@@ -231,7 +233,7 @@ fn tls_failures_are_logged_on_both_sides() {
     let c = pki.client(&format!("wss://localhost:{}/", server.port), false);
     let id = unsafe { wsn_conn_get_id(c.conn) };
     assert!(tls_failure(&c).contains("unknown issuer"));
-    let find = |want: &dyn Fn(&(wsn_log_level, String, String, u64)) -> bool| {
+    let find = |want: &dyn Fn(&LogRecord) -> bool| {
         let start = std::time::Instant::now();
         loop {
             if let Some(r) = TLS_RECORDS.lock().unwrap().iter().find(|r| want(r)) {
