@@ -16,6 +16,11 @@
 # tokio-tungstenite's client (bench/src/bin/tt_client.rs), at 64 B, 64 KiB and 1 MiB; messages/s
 # and the client process's CPU per message.
 # Idle memory: bench/idle_memory.sh at N connections (default 10000) for the three servers.
+# Handshake rate (issue 15 section 3.8): 8 clients at a time open and close connections
+# (bench/src/bin/hsrate.rs: TCP connect, upgrade with a fresh key, Close 1000, the server's
+# Close and FIN) against the three echo servers, interleaved like the rest; handshakes/s, p50/p99
+# of one cycle, server CPU per handshake. --handshakes-only runs just this part (and prints its
+# table without touching the published results).
 #
 # Writes build/bench/raw.txt (every measurement; copied to bench/results-raw.txt), bench/results.md
 # (the tables), docs/bench.png
@@ -28,7 +33,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
-ROUNDS=3 SECS=3 WARMUP=0.5 IDLE=10000 README=1 CHART=1 QUICK=0
+ROUNDS=3 SECS=3 WARMUP=0.5 IDLE=10000 README=1 CHART=1 QUICK=0 HS_ONLY=0
 while [ $# -gt 0 ]; do
   case "$1" in
     --quick) QUICK=1 ROUNDS=1 SECS=0.5 WARMUP=0.2 IDLE=1000 README=0 ;;
@@ -37,13 +42,14 @@ while [ $# -gt 0 ]; do
     --idle) IDLE="$2"; shift ;;
     --no-readme) README=0 ;;
     --no-chart) CHART=0 ;;
-    *) echo "usage: bench/run.sh [--quick] [--rounds R] [--secs T] [--idle N] [--no-readme] [--no-chart]" >&2; exit 2 ;;
+    --handshakes-only) HS_ONLY=1 README=0 CHART=0 ;;
+    *) echo "usage: bench/run.sh [--quick] [--rounds R] [--secs T] [--idle N] [--no-readme] [--no-chart] [--handshakes-only]" >&2; exit 2 ;;
   esac
   shift
 done
 OUT=build/bench
 mkdir -p "$OUT"
-if [ "$QUICK" = 1 ]; then RESULTS=$OUT/results.md PNG=$OUT/bench.png; else RESULTS=bench/results.md PNG=docs/bench.png; fi
+if [ "$QUICK" = 1 ] || [ "$HS_ONLY" = 1 ]; then RESULTS=$OUT/results.md PNG=$OUT/bench.png; else RESULTS=bench/results.md PNG=docs/bench.png; fi
 BT=build/bench-target
 export BENCH_TARGET=$BT
 
@@ -85,6 +91,7 @@ start fastwebsockets "$BT/release/fws_echo_server"
 
 WORKLOADS=("64 1" "64 50" "65536 1" "65536 50" "1048576 1" "1048576 50")
 n=${#SERVERS[@]}
+[ "$HS_ONLY" = 1 ] && WORKLOADS=()
 echo "== servers: $ROUNDS round(s) x ${#WORKLOADS[@]} workloads x $n servers, ${SECS}s each"
 for r in $(seq "$ROUNDS"); do
   for w in "${WORKLOADS[@]}"; do
@@ -103,10 +110,26 @@ for r in $(seq "$ROUNDS"); do
   done
 done
 
+echo "== handshakes: 8 clients opening and closing, $ROUNDS round(s) x $n servers, ${SECS}s each"
+for r in $(seq "$ROUNDS"); do
+  for i in $(seq 0 $((n - 1))); do
+    name=${SERVERS[$(((i + r - 1) % n))]}
+    if line=$(timeout $((${SECS%.*} + 40)) "$BT/release/hsrate" "127.0.0.1:${PORT[$name]}" --clients 8 \
+        --secs "$SECS" --warmup "$WARMUP" --pid "${PID[$name]}"); then
+      echo "kind=handshake name=$name size=0 conns=8 round=$r $line" >>"$RAW"
+      printf '  round %d  %-18s handshakes  %s\n' "$r" "$name" "$line"
+    else
+      echo "kind=handshake name=$name size=0 conns=8 round=$r failed=1" >>"$RAW"
+      printf '  round %d  %-18s handshakes  FAILED\n' "$r" "$name"
+    fi
+  done
+done
+
 echo "== clients: one connection, 16 in flight, against the fastwebsockets echo server"
 URL="ws://127.0.0.1:${PORT[fastwebsockets]}/"
 CLIENTS=(wsnative tokio-tungstenite)
-for r in $(seq "$ROUNDS"); do
+[ "$HS_ONLY" = 1 ] && ROUNDS_CLIENT=0 || ROUNDS_CLIENT=$ROUNDS
+for r in $(seq "$ROUNDS_CLIENT"); do
   for size in 64 65536 1048576; do
     for i in 0 1; do
       c=${CLIENTS[$(((i + r - 1) % 2))]}
@@ -125,8 +148,10 @@ done
 cleanup
 PIDS=()
 
-echo "== idle memory at $IDLE connections"
-BENCH_NO_BUILD=1 IDLE_OUT="$RAW" bash bench/idle_memory.sh "$IDLE" || echo "idle memory: failed" >&2
+if [ "$HS_ONLY" = 0 ]; then
+  echo "== idle memory at $IDLE connections"
+  BENCH_NO_BUILD=1 IDLE_OUT="$RAW" bash bench/idle_memory.sh "$IDLE" || echo "idle memory: failed" >&2
+fi
 meta "load_end=$(cut -d' ' -f1-3 /proc/loadavg | tr ' ' /)"
 
 PY=python3
@@ -144,4 +169,4 @@ ARGS=(--raw "$RAW" --results "$RESULTS")
 [ "$README" = 1 ] && ARGS+=(--readme README.md)
 "$PY" bench/report.py "${ARGS[@]}"
 # Keep the measurements behind the published medians next to them.
-[ "$QUICK" = 1 ] || cp "$RAW" bench/results-raw.txt
+[ "$QUICK" = 1 ] || [ "$HS_ONLY" = 1 ] || cp "$RAW" bench/results-raw.txt

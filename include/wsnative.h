@@ -41,6 +41,18 @@
 #define WSN_SEND_NO_COMPRESS 2
 
 /**
+ * wsn_server_options_set_pending_handshake_policy: at a cap, drop the oldest unfinished
+ * handshake (of that address, for the per-address cap) and take the new connection.
+ */
+#define WSN_PENDING_HANDSHAKE_DROP_OLDEST 0
+
+/**
+ * wsn_server_options_set_pending_handshake_policy: at a cap, refuse the new connection
+ * (HTTP 503 on plain TCP, then close).
+ */
+#define WSN_PENDING_HANDSHAKE_REFUSE 1
+
+/**
  * wsn_*_options_set_send_queue_policy: a send to a full queue fails with WSN_ERR_WOULD_BLOCK.
  */
 #define WSN_SEND_QUEUE_REFUSE 0
@@ -384,6 +396,19 @@ typedef void (*wsn_event_cb)(void *user_data, struct wsn_conn *conn, const struc
 typedef void (*wsn_release_cb)(void *arg);
 
 /**
+ * Answers a plain HTTP request (one that is not a WebSocket upgrade, such as a load
+ * balancer's `GET /healthz`): read it with the wsn_request_get_* functions (method, path,
+ * query, headers, peer address) and answer with wsn_request_respond (plus
+ * wsn_request_add_response_header). Returning without wsn_request_respond leaves the request
+ * to the default answer, 426 Upgrade Required (405 for methods other than GET). Gets the
+ * `user_data` given to wsn_server_listen. Runs on a wsnative callback thread, never on an I/O
+ * thread, while the client waits (bounded by the handshake timeout: keep it short);
+ * callbacks for different requests may run at the same time on different threads; none
+ * starts after wsn_server_free returned. It must not unwind into wsnative.
+ */
+typedef void (*wsn_http_cb)(void *user_data, struct wsn_request *request);
+
+/**
  * Receives one log record. `target` names the part that logged ("wsnative::server",
  * "wsnative::client", "wsnative::connection", or "rustls::..." for the TLS library);
  * `message` is one line of text; `conn_id` is the connection's id (wsn_conn_get_id), or 0 when
@@ -634,6 +659,82 @@ void wsn_conn_free(struct wsn_conn *conn);
  * Errors: INVALID_ARGUMENT for NULL conn.
  */
 wsn_status wsn_conn_set_release_hook(struct wsn_conn *conn, wsn_release_cb release, void *arg);
+
+/**
+ * Most handshakes in progress at once: accepted TCP connections whose upgrade (or plain HTTP
+ * request) is not answered yet, TLS included (default 256; 0: no limit). What happens to a
+ * new connection at the cap is the policy's (wsn_server_options_set_pending_handshake_policy:
+ * by default the oldest unfinished handshake is dropped). Keep it well under the process's
+ * descriptor limit (`ulimit -n`, often 1024). Errors: INVALID_ARGUMENT for NULL.
+ * Thread: one thread at a time per options object.
+ */
+wsn_status wsn_server_options_set_max_pending_handshakes(struct wsn_server_options *options, size_t max);
+
+/**
+ * Most handshakes in progress from one client address, an IPv4 address or an IPv6 /64
+ * (default 32; 0: no limit). Browsers open one WebSocket at a time per server, so 32 leaves
+ * room for many clients behind one NAT while one address cannot fill the server's cap.
+ * Errors: INVALID_ARGUMENT for NULL.
+ * Thread: one thread at a time per options object.
+ */
+wsn_status wsn_server_options_set_max_pending_handshakes_per_ip(struct wsn_server_options *options, size_t max);
+
+/**
+ * What happens to a new connection when a cap on handshakes in progress is reached:
+ * WSN_PENDING_HANDSHAKE_DROP_OLDEST (the default) drops the oldest unfinished handshake (of
+ * that address, for the per-address cap; its socket is closed) and takes the new one;
+ * WSN_PENDING_HANDSHAKE_REFUSE answers the new one with HTTP 503 and closes it. Dropping the
+ * oldest is the default because it keeps the server serving while slow clients attack: a
+ * legitimate client finishes its handshake within a round trip, so it is never the oldest
+ * for long, while a client that sends a byte and stops soon is; refusing would let a few
+ * hundred such sockets lock everyone out until their handshake timeouts expire. The price: a
+ * very slow legitimate client (a TLS handshake over a bad link) may be dropped during an
+ * attack, and retries. When accept runs out of descriptors (EMFILE), the oldest handshake is
+ * dropped too (under DROP_OLDEST), or else one waiting connection is accepted with a reserved
+ * descriptor and turned away, so the listener never spins or stalls.
+ * Errors: INVALID_ARGUMENT for NULL or an unknown policy.
+ * Thread: one thread at a time per options object.
+ */
+wsn_status wsn_server_options_set_pending_handshake_policy(struct wsn_server_options *options, uint32_t policy);
+
+/**
+ * Sets the handler of plain HTTP requests, those that are not WebSocket upgrades (see
+ * wsn_http_cb); NULL removes it (the default: such requests get 426 Upgrade Required, 405
+ * for methods other than GET). With a handler, a non-upgrade request of any method and of
+ * HTTP/1.0 or 1.1 goes to it; upgrade requests are checked as before. Each answer closes its
+ * connection (no keep-alive). The handler gets the user_data of wsn_server_listen.
+ * Errors: INVALID_ARGUMENT for NULL options.
+ * Thread: one thread at a time per options object.
+ */
+wsn_status wsn_server_options_set_http_handler(struct wsn_server_options *options, wsn_http_cb on_http);
+
+/**
+ * The request method ("GET", "HEAD", "POST", ...). NULL for NULL.
+ * Thread: only inside the accept or HTTP callback that was given `request`; the string is
+ * borrowed until that callback returns.
+ */
+const char *wsn_request_get_method(const struct wsn_request *request);
+
+/**
+ * Adds a header to the response: in the accept callback, to the 101 (a `Set-Cookie`, for
+ * example) or to the refusal it chooses; in the HTTP handler, to its answer. Headers that
+ * wsnative writes itself (Content-Length, Transfer-Encoding, Connection, Upgrade,
+ * Sec-WebSocket-Accept, -Protocol, -Extensions) cannot be set. Copied.
+ * Errors: INVALID_ARGUMENT (NULL, an invalid name or value, a reserved name).
+ * Thread: only inside the accept or HTTP callback that was given `request`.
+ */
+wsn_status wsn_request_add_response_header(struct wsn_request *request, const char *name, const char *value);
+
+/**
+ * Answers a plain HTTP request with `http_status` (200-599) and `body_len` bytes of `body`
+ * (copied; at most 1 MiB; NULL with 0 for none; not sent in answer to HEAD). Content-Type is
+ * text/plain; charset=utf-8 unless a Content-Type header was added. The last call decides.
+ * Errors: INVALID_ARGUMENT (NULL request, NULL body with a length, status out of range, body
+ * over 1 MiB); INVALID_STATE in the accept callback (decide an upgrade with
+ * wsn_request_accept, _reject or _accept_and_close).
+ * Thread: only inside the HTTP callback that was given `request`.
+ */
+wsn_status wsn_request_respond(struct wsn_request *request, uint16_t http_status, const uint8_t *body, size_t body_len);
 
 /**
  * Sets the function that receives wsnative's log records, and the most detailed level it

@@ -23,10 +23,11 @@ pub use connection::{
 pub use delivery::{set_callback_spin, set_callback_threads};
 pub use error::{Error, ErrorKind, Result};
 pub use options::{
-    ClientOptions, ConnectionSettings, Heartbeat, SendQueuePolicy, ServerOptions, TlsRoots,
+    ClientOptions, ConnectionSettings, Heartbeat, PendingHandshakePolicy, SendQueuePolicy,
+    ServerOptions, TlsRoots,
 };
 pub use runtime::set_io_threads;
-pub use server::{AcceptHook, Decision, Request, Server};
+pub use server::{AcceptHook, Decision, HttpHandler, HttpHandlerRef, Request, Response, Server};
 pub use shutdown::shutdown;
 
 /// The crate version, as in Cargo.toml.

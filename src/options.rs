@@ -163,6 +163,28 @@ pub struct ServerOptions {
     pub drain_timeout: Duration,
     /// Settings of each accepted connection.
     pub conn: ConnectionSettings,
+    // --- srv-defense: handshake admission and plain HTTP (issue 15 §2, §3.5) ---
+    /// Most handshakes in progress at once (accepted TCP connections whose upgrade is not
+    /// answered yet). Default 256; zero: no limit.
+    pub max_pending_handshakes: usize,
+    /// Most handshakes in progress from one client address (IPv6: one /64). Default 32; zero:
+    /// no limit.
+    pub max_pending_handshakes_per_ip: usize,
+    /// What happens to a new connection when a cap is reached. Default: drop the oldest.
+    pub pending_handshake_policy: PendingHandshakePolicy,
+    /// Answers requests that are not WebSocket upgrades (without it they get 426).
+    pub http_handler: Option<crate::server::HttpHandlerRef>,
+}
+
+/// What a server does when a cap on handshakes in progress is reached.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum PendingHandshakePolicy {
+    /// Drop the oldest unfinished handshake (of that address, for the per-address cap) and
+    /// take the new connection: slow clients cannot lock out fast ones.
+    #[default]
+    DropOldest,
+    /// Refuse the new connection (HTTP 503 on plain TCP, then close).
+    Refuse,
 }
 
 impl Default for ServerOptions {
@@ -176,6 +198,10 @@ impl Default for ServerOptions {
             tls: None,
             drain_timeout: Duration::from_secs(5),
             conn: ConnectionSettings::default(),
+            max_pending_handshakes: 256,
+            max_pending_handshakes_per_ip: 32,
+            pending_handshake_policy: PendingHandshakePolicy::DropOldest,
+            http_handler: None,
         }
     }
 }

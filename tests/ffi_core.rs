@@ -333,7 +333,10 @@ fn lifetime_misuse_is_harmless() {
 /// wsn_conn_free returns, even while messages keep arriving.
 #[test]
 fn lifetime_free_inside_callbacks_and_no_callback_after_free() {
-    let server = TestServer::start(Recorder::server(), std::ptr::null(), None);
+    // The server's connections are freed at the end, not at their close events: the test sends
+    // on them from this thread while their peers free themselves, and a close answered quickly
+    // would otherwise free a handle this thread is still sending on.
+    let server = TestServer::start(Recorder::new(), std::ptr::null(), None);
 
     // Free from inside on_message: no close event follows.
     let client = TestClient::connect(&server.url(), std::ptr::null());
@@ -416,6 +419,18 @@ fn lifetime_free_inside_callbacks_and_no_callback_after_free() {
         0,
         "a callback ran after wsn_conn_free returned"
     );
+    let rec = server.rec.clone();
+    drop(server); // every close event of its connections was delivered
+    let opened: Vec<usize> = rec
+        .events
+        .lock()
+        .unwrap()
+        .iter()
+        .filter_map(|e| if let Ev::Open(c) = e { Some(*c) } else { None })
+        .collect();
+    for c in opened {
+        unsafe { wsn_conn_free(c as *mut wsn_conn) };
+    }
 }
 
 extern "C" fn refuse_or_close(_user: *mut std::ffi::c_void, req: *mut wsn_request) {

@@ -10,7 +10,8 @@
 #   4. C# binding on Mono and CoreCLR (bindings/csharp/test.sh);
 #   5. Autobahn conformance through the C ABI, both directions (tests/conformance.sh);
 #   6. a real browser, headless chromium, against the C ABI server (tests/browser/run.sh);
-#   7. packaging: the C install with pkg-config and CMake, wsncat, the NuGet package on both
+#   7. slow clients at the descriptor limit (tests/defense/run.sh);
+#   8. packaging: the C install with pkg-config and CMake, wsncat, the NuGet package on both
 #      lanes (tests/packaging/run.sh; last: its C install relinks the library with a SONAME).
 # Runs every part even when one fails; the last line is "all: N passed, M failed" over parts.
 set -uo pipefail
@@ -50,6 +51,8 @@ part python bash bindings/python/test.sh
 part csharp bash bindings/csharp/test.sh
 part conformance bash tests/conformance.sh
 part browser bash tests/browser/run.sh
+# srv-defense (issue 15 section 2): 1,100 slow clients against a server at ulimit -n 1024.
+part defense bash tests/defense/run.sh
 part packaging bash tests/packaging/run.sh
 [ -z "$failed_parts" ] || echo "failed parts:$failed_parts"
 echo "all: $pass passed, $fail failed"

@@ -350,6 +350,9 @@ impl Conn {
         };
         match queue {
             Some(q) => q.push_marker(keep),
+            // Nothing queued or running: every event so far was handled, no thread hop needed
+            // (a connection that closes right after it opened answers its peer's Close at once).
+            None if self.mailbox.is_idle() => drop(keep),
             None if self.inline() => self
                 .mailbox
                 .run_or_post(Box::new(move || drop(keep)), false),

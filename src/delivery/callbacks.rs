@@ -186,6 +186,12 @@ impl Mailbox {
         }
     }
 
+    /// Whether every job posted so far has run (or was dropped): nothing queued, none running.
+    pub(crate) fn is_idle(&self) -> bool {
+        let g = relock(&self.inner);
+        g.jobs.is_empty() && g.running_on.is_none()
+    }
+
     /// Whether `release` was called.
     pub(crate) fn is_released(&self) -> bool {
         relock(&self.inner).released
@@ -246,11 +252,16 @@ struct PoolState {
     /// Threads of an older generation end as soon as they are not running a callback: a
     /// stop retires every thread at once, also the one calling it and one stuck in a callback.
     generation: u64,
+    /// Threads waiting on `ready`: a post wakes one only when there is one (a notify is a
+    /// system call even when nobody waits).
+    sleepers: usize,
 }
 
 struct Pool {
     state: Mutex<PoolState>,
     ready: Condvar,
+    /// The queue's length, for spinning threads to look at without taking the lock.
+    queued: std::sync::atomic::AtomicUsize,
 }
 
 static POOL: Pool = Pool {
@@ -259,8 +270,10 @@ static POOL: Pool = Pool {
         threads: Vec::new(),
         wanted: 0,
         generation: 0,
+        sleepers: 0,
     }),
     ready: Condvar::new(),
+    queued: std::sync::atomic::AtomicUsize::new(0),
 };
 
 fn pool() -> &'static Pool {
@@ -301,8 +314,13 @@ impl Pool {
             }
         }
         st.queue.push_back(mb);
+        self.queued
+            .store(st.queue.len(), std::sync::atomic::Ordering::Release);
+        let wake = st.sleepers > 0;
         drop(st);
-        self.ready.notify_one();
+        if wake {
+            self.ready.notify_one();
+        }
     }
 }
 
@@ -351,6 +369,8 @@ static POOL_FORK: crate::runtime::ForkHooks = crate::runtime::ForkHooks {
             if let Some(mut st) = h.borrow_mut().take() {
                 st.generation += 1;
                 st.queue.clear();
+                st.sleepers = 0;
+                POOL.queued.store(0, std::sync::atomic::Ordering::Release);
                 for t in std::mem::take(&mut st.threads) {
                     std::mem::forget(t);
                 }
@@ -383,6 +403,8 @@ fn worker(generation: u64) {
             let mut looked_again = false;
             loop {
                 if let Some(mb) = st.queue.pop_front() {
+                    pool.queued
+                        .store(st.queue.len(), std::sync::atomic::Ordering::Release);
                     break mb;
                 }
                 if st.generation != generation {
@@ -400,14 +422,16 @@ fn worker(generation: u64) {
                     let mut found = false;
                     while !found && std::time::Instant::now() < until {
                         std::thread::yield_now();
-                        found = !relock(&pool.state).queue.is_empty();
+                        found = pool.queued.load(std::sync::atomic::Ordering::Acquire) > 0;
                     }
                     misses = if found { 0 } else { misses.saturating_add(1) };
                     st = relock(&pool.state);
                     continue;
                 }
                 idles = idles.wrapping_add(1);
+                st.sleepers += 1;
                 st = pool.ready.wait(st).unwrap_or_else(|p| p.into_inner());
+                st.sleepers -= 1;
             }
         };
         mb.run_turn();

@@ -9,12 +9,14 @@
 
 mod conn;
 mod handle;
+mod http;
 mod logging;
 mod options;
 mod queue;
 mod server;
 
 pub use conn::*;
+pub use http::*;
 pub use logging::*;
 pub use options::*;
 pub use queue::*;

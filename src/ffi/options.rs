@@ -31,9 +31,16 @@ pub struct wsn_server_options {
 }
 
 impl Castable for wsn_server_options {
-    type Rust = ServerOptions;
+    type Rust = CServerOptions;
     type Owned = Boxed;
     const WHAT: &'static str = "options";
+}
+
+/// What a wsn_server_options handle stands for: the core's options, plus the C HTTP handler,
+/// which is bound to the server's user_data only when it listens.
+pub(crate) struct CServerOptions {
+    pub(crate) inner: ServerOptions,
+    pub(crate) http_cb: super::http::wsn_http_cb,
 }
 
 /// Which certificate authorities a client trusts for wss:// (plus any CA files added).
@@ -70,8 +77,8 @@ unsafe fn client<'a>(o: *mut wsn_client_options) -> Result<&'a mut ClientOptions
     try_mut(o)
 }
 
-unsafe fn server<'a>(o: *mut wsn_server_options) -> Result<&'a mut ServerOptions> {
-    try_mut(o)
+pub(crate) unsafe fn server<'a>(o: *mut wsn_server_options) -> Result<&'a mut ServerOptions> {
+    try_mut(o).map(|o| &mut o.inner)
 }
 
 fn set_heartbeat(c: &mut ConnectionSettings, kind: u32) -> Result<()> {
@@ -467,7 +474,10 @@ pub unsafe extern "C" fn wsn_client_options_add_ca_file(
 #[no_mangle]
 #[ffi_fn]
 pub extern "C" fn wsn_server_options_new() -> *mut wsn_server_options {
-    to_box(ServerOptions::default())
+    to_box(CServerOptions {
+        inner: ServerOptions::default(),
+        http_cb: None,
+    })
 }
 
 /// Frees server options. NULL is ignored. Servers started with them are not affected.

@@ -59,11 +59,15 @@ impl Castable for wsn_request {
     const WHAT: &'static str = "request";
 }
 
-/// What a wsn_request stands for during the accept callback.
+/// What a wsn_request stands for during the accept callback or the HTTP handler.
 pub(crate) struct AcceptRequest {
-    request: Request,
+    pub(crate) request: Request,
     decision: RefCell<Decision>,
     strings: RefCell<Vec<CString>>,
+    // srv-defense (issue 15 §3.5): which callback has it, and the response it builds.
+    pub(crate) plain: bool,
+    pub(crate) response_headers: RefCell<Vec<(String, String)>>,
+    pub(crate) response: RefCell<Option<crate::server::Response>>,
 }
 
 /// Decides on an upgrade request. Without a call to wsn_request_reject or
@@ -82,13 +86,13 @@ struct CAcceptHook {
 
 impl AcceptHook for CAcceptHook {
     fn accept(&self, req: &Request) -> Decision {
-        let default = Decision::Accept { subprotocol: None };
-        let r = AcceptRequest {
-            request: req.clone(),
-            decision: RefCell::new(default),
-            strings: RefCell::new(Vec::new()),
-        };
+        self.accept_with_headers(req, &mut Vec::new())
+    }
+
+    fn accept_with_headers(&self, req: &Request, headers: &mut Vec<(String, String)>) -> Decision {
+        let r = AcceptRequest::new(req, false);
         unsafe { (self.callback)(self.user_data as *mut c_void, lend(&r)) };
+        *headers = r.response_headers.into_inner();
         r.decision.into_inner()
     }
 }
@@ -108,13 +112,36 @@ fn hook(
     })
 }
 
-unsafe fn req_ref<'a>(r: *const wsn_request) -> Result<&'a AcceptRequest> {
+pub(crate) unsafe fn req_ref<'a>(r: *const wsn_request) -> Result<&'a AcceptRequest> {
     try_ref(r)
 }
 
 impl AcceptRequest {
+    /// A request for the accept callback (`plain` false) or the HTTP handler (`plain` true).
+    pub(crate) fn new(req: &Request, plain: bool) -> AcceptRequest {
+        AcceptRequest {
+            request: req.clone(),
+            decision: RefCell::new(Decision::Accept { subprotocol: None }),
+            strings: RefCell::new(Vec::new()),
+            plain,
+            response_headers: RefCell::new(Vec::new()),
+            response: RefCell::new(None),
+        }
+    }
+
+    /// Refuses the upgrade decisions inside the HTTP handler.
+    fn upgrade_only(&self) -> Result<()> {
+        if self.plain {
+            return Err(Error::new(
+                crate::error::ErrorKind::InvalidState,
+                "this request is not a WebSocket upgrade: answer it with wsn_request_respond",
+            ));
+        }
+        Ok(())
+    }
+
     /// Keeps a C copy of `s` alive for the rest of the callback.
-    fn keep(&self, s: &str) -> *const c_char {
+    pub(crate) fn keep(&self, s: &str) -> *const c_char {
         let c = to_cstring(s);
         let p = c.as_ptr();
         self.strings.borrow_mut().push(c);
@@ -185,11 +212,21 @@ pub(crate) unsafe fn listen_with(
     } = callbacks;
     let host = str_arg(host, "host")?;
     let server_out = out_arg(server_out, "server_out")?;
-    let default = crate::ServerOptions::default();
-    let opts = if options.is_null() {
-        &default
+    let c_options = if options.is_null() {
+        None
     } else {
-        try_ref(options)?
+        Some(try_ref(options)?)
+    };
+    let default = crate::ServerOptions::default();
+    let opts = c_options.map(|o| &o.inner).unwrap_or(&default);
+    // The C HTTP handler, bound to the server's user_data.
+    let with_http;
+    let opts = match c_options.and_then(|o| o.http_cb) {
+        Some(cb) => {
+            with_http = super::http::with_http_handler(opts, cb, user_data, &release);
+            &with_http
+        }
+        None => opts,
     };
     let server = Server::listen(
         host,
@@ -410,6 +447,7 @@ pub unsafe extern "C" fn wsn_request_accept(
     subprotocol: *const c_char,
 ) -> wsn_status {
     let r = req_ref(request)?;
+    r.upgrade_only()?;
     let d = Decision::accept(&r.request, opt_str_arg(subprotocol, "subprotocol")?)?;
     *r.decision.borrow_mut() = d;
     Ok(())
@@ -427,6 +465,7 @@ pub unsafe extern "C" fn wsn_request_reject(
     body: *const c_char,
 ) -> wsn_status {
     let r = req_ref(request)?;
+    r.upgrade_only()?;
     let d = Decision::reject(http_status, opt_str_arg(body, "body")?.unwrap_or(""))?;
     *r.decision.borrow_mut() = d;
     Ok(())
@@ -445,6 +484,7 @@ pub unsafe extern "C" fn wsn_request_accept_and_close(
     reason: *const c_char,
 ) -> wsn_status {
     let r = req_ref(request)?;
+    r.upgrade_only()?;
     let d = Decision::close(code, opt_str_arg(reason, "reason")?.unwrap_or(""))?;
     *r.decision.borrow_mut() = d;
     Ok(())

@@ -139,7 +139,7 @@ fn is_base64_of_16_bytes(key: &str) -> bool {
             .all(|c| c.is_ascii_alphanumeric() || *c == b'+' || *c == b'/')
 }
 
-fn reason_phrase(status: u16) -> &'static str {
+pub(crate) fn reason_phrase(status: u16) -> &'static str {
     tungstenite::http::StatusCode::from_u16(status)
         .ok()
         .and_then(|s| s.canonical_reason())
@@ -148,6 +148,16 @@ fn reason_phrase(status: u16) -> &'static str {
 
 /// Answers with an HTTP error and the given body; errors are ignored (the client may be gone).
 pub(crate) async fn refuse(io: &mut BoxIo, status: u16, body: &str) {
+    refuse_with(io, status, body, &[]).await
+}
+
+/// `refuse`, with extra headers (from the accept hook).
+pub(crate) async fn refuse_with(
+    io: &mut BoxIo,
+    status: u16,
+    body: &str,
+    extra: &[(String, String)],
+) {
     log::info!(target: "wsnative::server", "handshake refused with {status}: {body}");
     let mut resp = format!(
         "HTTP/1.1 {status} {}\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: {}\r\nConnection: close\r\n",
@@ -160,6 +170,7 @@ pub(crate) async fn refuse(io: &mut BoxIo, status: u16, body: &str) {
     if status == 405 {
         resp.push_str("Allow: GET\r\n");
     }
+    resp.push_str(&super::http::header_lines(extra));
     resp.push_str("\r\n");
     resp.push_str(body);
     let _ = io.write_all(resp.as_bytes()).await;
@@ -173,6 +184,7 @@ pub(crate) async fn switch(
     key: &str,
     subprotocol: Option<&str>,
     extensions: Option<&str>,
+    extra: &[(String, String)],
 ) -> Result<()> {
     let mut resp = format!(
         "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: {}\r\n",
@@ -184,6 +196,7 @@ pub(crate) async fn switch(
     if let Some(e) = extensions {
         resp.push_str(&format!("Sec-WebSocket-Extensions: {e}\r\n"));
     }
+    resp.push_str(&super::http::header_lines(extra));
     resp.push_str("\r\n");
     io.write_all(resp.as_bytes()).await?;
     io.flush().await?;

@@ -2,6 +2,10 @@
 //! and the registry of open connections that stopping drains.
 
 mod handshake;
+// srv-defense (issue 15 §2, §3.5)
+mod admission;
+mod http;
+pub use http::{check_response, check_response_header, HttpHandler, HttpHandlerRef, Response};
 
 use crate::connection::{run, Conn, Delivery, Event, Handler, Wire};
 use crate::delivery::{in_callback, Mailbox};
@@ -142,6 +146,14 @@ impl Decision {
 pub trait AcceptHook: Send + Sync + 'static {
     /// Returns the decision for `req`.
     fn accept(&self, req: &Request) -> Decision;
+
+    /// Returns the decision for `req`, and may add `headers` to the response it leads to (the
+    /// 101, or the refusal): a `Set-Cookie`, for example. Each must pass
+    /// `check_response_header`, or the request is refused with 500. By default, `accept`.
+    fn accept_with_headers(&self, req: &Request, headers: &mut Vec<(String, String)>) -> Decision {
+        let _ = headers;
+        self.accept(req)
+    }
 }
 
 struct Shared {
@@ -166,6 +178,11 @@ struct Shared {
     next_id: AtomicU64,
     stopping: AtomicBool,
     stop_accepting: Notify,
+    // srv-defense: handshakes in progress, and a descriptor kept for when accept runs out.
+    admission: Arc<admission::Admission>,
+    reserve_fd: Mutex<Option<std::fs::File>>,
+    /// The plain HTTP handler (taken out of the options); `None` once the server is released.
+    http: Mutex<Option<HttpHandlerRef>>,
 }
 
 /// Lets accept hooks run side by side on the callback threads, and keeps G7: after `release`
@@ -259,7 +276,11 @@ impl Server {
             tokio::net::TcpListener::from_std(std_listener)?
         };
         let shared = Arc::new(Shared {
-            opts: opts.clone(),
+            // The HTTP handler lives in `http` only, so that releasing the server lets go of it.
+            opts: ServerOptions {
+                http_handler: None,
+                ..opts.clone()
+            },
             conn_settings: Arc::new(opts.conn.clone()),
             local_addr,
             delivery: Mutex::new(delivery),
@@ -274,6 +295,13 @@ impl Server {
             next_id: AtomicU64::new(1),
             stopping: AtomicBool::new(false),
             stop_accepting: Notify::new(),
+            admission: Arc::new(admission::Admission::new(
+                opts.max_pending_handshakes,
+                opts.max_pending_handshakes_per_ip,
+                opts.pending_handshake_policy,
+            )),
+            reserve_fd: Mutex::new(admission::reserve_fd()),
+            http: Mutex::new(opts.http_handler.clone()),
         });
         {
             let mut all = relock(&SERVERS);
@@ -292,6 +320,17 @@ impl Server {
     /// Connections open now.
     pub fn connection_count(&self) -> usize {
         relock(&self.shared.conns).len()
+    }
+
+    /// Handshakes in progress now (accepted, upgrade not answered yet).
+    pub fn pending_handshakes(&self) -> usize {
+        self.shared.admission.pending()
+    }
+
+    /// Handshakes dropped to make room for newer ones, and connections refused at a cap on
+    /// handshakes in progress (or at the descriptor limit), since the server started.
+    pub fn admission_counts(&self) -> (u64, u64) {
+        self.shared.admission.counts()
     }
 
     /// Stops accepting and closes every connection with 1001. From a thread that is not
@@ -321,6 +360,7 @@ impl Server {
         }
         sh.hooks.release();
         drop(relock(&sh.hook).take());
+        drop(relock(&sh.http).take());
     }
 }
 
@@ -466,10 +506,19 @@ async fn accept_loop(shared: Arc<Shared>, listener: tokio::net::TcpListener) {
         match accepted {
             Ok((tcp, peer)) => {
                 let _ = tcp.set_nodelay(true);
-                tokio::spawn(serve_one(shared.clone(), tcp, peer));
+                // srv-defense: counted among the handshakes in progress, or refused.
+                let Some(ticket) = shared.admission.admit(peer.ip()) else {
+                    admission::refuse_at_cap(tcp, shared.tls.is_some(), true);
+                    continue;
+                };
+                tokio::spawn(serve_one(shared.clone(), tcp, peer, ticket));
             }
-            // Out of file descriptors and the like: wait instead of spinning.
-            Err(_) => tokio::time::sleep(Duration::from_millis(50)).await,
+            // Out of file descriptors and the like: make room without spinning or stalling.
+            Err(e) => {
+                let tls = shared.tls.is_some();
+                admission::on_accept_error(&shared.admission, &shared.reserve_fd, &listener, tls, e)
+                    .await
+            }
         }
     }
 }
@@ -487,23 +536,41 @@ struct Upgraded {
     slot: Slot,
 }
 
-async fn serve_one(shared: Arc<Shared>, tcp: tokio::net::TcpStream, peer: SocketAddr) {
+async fn serve_one(
+    shared: Arc<Shared>,
+    tcp: tokio::net::TcpStream,
+    peer: SocketAddr,
+    ticket: admission::Ticket,
+) {
     let limit = shared.opts.handshake_timeout;
     let fd = std::os::fd::AsRawFd::as_raw_fd(&tcp);
-    let Upgraded { io, leftover, subprotocol, deflate, close_now, slot } =
-        // Boxed: the handshake's buffers are not part of the connection's task once it is over.
-        match tokio::time::timeout(limit, Box::pin(handshake(&shared, tcp, peer))).await {
-            Ok(Ok(Some(u))) => u,
-            Ok(Err(e)) => {
-                log::info!(target: "wsnative::server", "handshake with {peer} failed: {e}");
-                return;
-            }
-            Err(_) => {
-                log::info!(target: "wsnative::server", "handshake with {peer} timed out after {} ms", limit.as_millis());
-                return;
-            }
-            Ok(Ok(None)) => return, // refused (logged by handshake::refuse) or no request
-        };
+    // Boxed: the handshake's buffers are not part of the connection's task once it is over.
+    let shaking = tokio::time::timeout(limit, Box::pin(handshake(&shared, tcp, peer)));
+    let done = tokio::select! {
+        r = shaking => r,
+        // Dropped to make room for a newer handshake (srv-defense): the socket closes here.
+        _ = ticket.cancelled() => return,
+    };
+    drop(ticket);
+    let Upgraded {
+        io,
+        leftover,
+        subprotocol,
+        deflate,
+        close_now,
+        slot,
+    } = match done {
+        Ok(Ok(Some(u))) => u,
+        Ok(Err(e)) => {
+            log::info!(target: "wsnative::server", "handshake with {peer} failed: {e}");
+            return;
+        }
+        Err(_) => {
+            log::info!(target: "wsnative::server", "handshake with {peer} timed out after {} ms", limit.as_millis());
+            return;
+        }
+        Ok(Ok(None)) => return, // refused (logged by handshake::refuse_with) or no request
+    };
     // Made under the lock that `release` takes: a connection either is in the list it
     // releases, or never delivers anything (the server is gone).
     let conn = {
@@ -566,6 +633,14 @@ async fn handshake(
     else {
         return Ok(None);
     };
+    // srv-defense: a request that is not an upgrade goes to the HTTP handler, when there is one.
+    let http_handler = relock(&shared.http).clone();
+    if let Some(h) = http_handler {
+        if !http::is_upgrade(&req) {
+            http::serve_plain(shared, &mut io, &req, h).await;
+            return Ok(None);
+        }
+    }
     let key = match handshake::check(&req) {
         Ok(k) => k,
         Err((status, why)) => {
@@ -600,6 +675,8 @@ async fn handshake(
         .find(|p| o.subprotocols.contains(p))
         .cloned();
     let hook = relock(&shared.hook).clone();
+    // Headers the accept hook adds to its response (srv-defense, issue 15 §3.5).
+    let mut extra: Vec<(String, String)> = Vec::new();
     let decision = match &hook {
         None => Decision::Accept {
             subprotocol: default_proto,
@@ -612,11 +689,22 @@ async fn handshake(
             // A mailbox of its own: hooks of different requests run side by side.
             Arc::new(Mailbox::default()).post(Box::new(move || {
                 if let Some(_running) = gate.enter() {
-                    let _ = tx.send(hook.accept(&req2));
+                    let mut headers = Vec::new();
+                    let d = hook.accept_with_headers(&req2, &mut headers);
+                    let _ = tx.send((d, headers));
                 }
             }));
             match rx.await {
-                Ok(d) => handshake::validate(d, &req),
+                Ok((d, headers)) => match http::check_hook_headers(&headers) {
+                    Ok(()) => {
+                        extra = headers;
+                        handshake::validate(d, &req)
+                    }
+                    Err(e) => Decision::Reject {
+                        status: 500,
+                        body: e.to_string(),
+                    },
+                },
                 Err(_) => Decision::Reject {
                     status: 503,
                     body: "server shutting down".into(),
@@ -632,7 +720,7 @@ async fn handshake(
             subprotocol,
         } => (subprotocol, Some((code, reason))),
         Decision::Reject { status, body } => {
-            handshake::refuse(&mut io, status, &body).await;
+            handshake::refuse_with(&mut io, status, &body, &extra).await;
             return Ok(None);
         }
     };
@@ -648,6 +736,7 @@ async fn handshake(
         &key,
         subprotocol.as_deref(),
         deflate.as_ref().map(|d| d.1.as_str()),
+        &extra,
     )
     .await?;
     Ok(Some(Upgraded {

@@ -13,6 +13,7 @@ namespace WsNative.Native
         internal static readonly EventCallback ServerEvent = OnServerEvent;
         internal static readonly AcceptCallback ServerAccept = OnServerAccept;
         internal static readonly ReleaseCallback Release = OnRelease;
+        internal static readonly HttpCallback ServerHttp = OnServerHttp;
 
         // user_data: a weak GCHandle to the WsConnection (null once it was collected).
         private static unsafe void OnClientEvent(IntPtr userData, IntPtr conn, IntPtr evt)
@@ -77,6 +78,16 @@ namespace WsNative.Native
                 if (server != null) server.OnNativeAccept(request);
             }
             catch (Exception e) { Report.Swallowed("accept callback", e); }
+        }
+
+        private static void OnServerHttp(IntPtr userData, IntPtr request)
+        {
+            try
+            {
+                var server = GCHandle.FromIntPtr(userData).Target as WsServer;
+                if (server != null) server.OnNativeHttp(request);
+            }
+            catch (Exception e) { Report.Swallowed("http callback", e); }
         }
 
         // arg: the GCHandle given as user_data; wsnative calls this once, after the handle was

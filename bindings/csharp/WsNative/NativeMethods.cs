@@ -13,6 +13,10 @@ namespace WsNative.Native
     [UnmanagedFunctionPointer(CallingConvention.Cdecl)]
     internal delegate void AcceptCallback(IntPtr userData, IntPtr request);
 
+    /// <summary>wsn_http_cb: (void *user_data, wsn_request *request), for plain HTTP requests.</summary>
+    [UnmanagedFunctionPointer(CallingConvention.Cdecl)]
+    internal delegate void HttpCallback(IntPtr userData, IntPtr request);
+
     /// <summary>wsn_release_cb: (void *arg), once, after a freed handle's last callback.</summary>
     [UnmanagedFunctionPointer(CallingConvention.Cdecl)]
     internal delegate void ReleaseCallback(IntPtr arg);
@@ -362,5 +366,27 @@ namespace WsNative.Native
 
         [DllImport(Lib, CallingConvention = CallingConvention.Cdecl)]
         internal static extern int wsn_request_accept_and_close(IntPtr request, ushort code, byte[] reasonZ);
+
+        // ---- srv-defense (issue 15 sections 2 and 3.5): handshake caps, plain HTTP, response headers ----
+        [DllImport(Lib, CallingConvention = CallingConvention.Cdecl)]
+        internal static extern int wsn_server_options_set_max_pending_handshakes(ServerOptionsHandle o, UIntPtr max);
+
+        [DllImport(Lib, CallingConvention = CallingConvention.Cdecl)]
+        internal static extern int wsn_server_options_set_max_pending_handshakes_per_ip(ServerOptionsHandle o, UIntPtr max);
+
+        [DllImport(Lib, CallingConvention = CallingConvention.Cdecl)]
+        internal static extern int wsn_server_options_set_pending_handshake_policy(ServerOptionsHandle o, uint policy);
+
+        [DllImport(Lib, CallingConvention = CallingConvention.Cdecl)]
+        internal static extern int wsn_server_options_set_http_handler(ServerOptionsHandle o, HttpCallback onHttp);
+
+        [DllImport(Lib, CallingConvention = CallingConvention.Cdecl)]
+        internal static extern IntPtr wsn_request_get_method(IntPtr request);
+
+        [DllImport(Lib, CallingConvention = CallingConvention.Cdecl)]
+        internal static extern int wsn_request_add_response_header(IntPtr request, byte[] nameZ, byte[] valueZ);
+
+        [DllImport(Lib, CallingConvention = CallingConvention.Cdecl)]
+        internal static extern int wsn_request_respond(IntPtr request, ushort httpStatus, byte[] body, UIntPtr bodyLen);
     }
 }

@@ -137,6 +137,15 @@ namespace WsNative
         Pong = 1,
     }
 
+    /// <summary>What a server does with a new connection when a cap on handshakes in progress is reached.</summary>
+    public enum WsPendingHandshakePolicy
+    {
+        /// <summary>Drop the oldest unfinished handshake (of that address, for the per-address cap): slow clients cannot lock out fast ones. The default.</summary>
+        DropOldest = 0,
+        /// <summary>Refuse the new connection with HTTP 503.</summary>
+        Refuse = 1,
+    }
+
     /// <summary>What a send does when the send queue is full.</summary>
     public enum WsSendQueuePolicy
     {

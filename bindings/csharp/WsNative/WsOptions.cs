@@ -125,6 +125,19 @@ namespace WsNative
         public string TlsKeyPemPath { get; set; }
         /// <summary>Accepts clients' permessage-deflate offers (browsers always offer it); off by default.</summary>
         public bool Compression { get; set; }
+        /// <summary>Most handshakes in progress at once (default 256; 0: no limit).</summary>
+        public int? MaxPendingHandshakes { get; set; }
+        /// <summary>Most handshakes in progress from one client address, IPv6 by /64 (default 32; 0: no limit).</summary>
+        public int? MaxPendingHandshakesPerIp { get; set; }
+        /// <summary>What happens to a new connection at either cap (default DropOldest).</summary>
+        public WsPendingHandshakePolicy? PendingHandshakePolicy { get; set; }
+        /// <summary>
+        /// Answers requests that are not WebSocket upgrades (a load balancer's GET /healthz) with
+        /// <see cref="WsHttpRequest.Respond(int, string, string)"/>, on a callback thread while the client
+        /// waits; a request it does not answer, or every such request without a handler, gets 426. If it
+        /// throws, the answer is 500 and WsServer.Error is raised.
+        /// </summary>
+        public Action<WsHttpRequest> HttpHandler { get; set; }
 
         internal ServerOptionsHandle ToNative()
         {
@@ -151,6 +164,10 @@ namespace WsNative
                 if (MaxConnections.HasValue) Status.Check(wsn_server_options_set_max_connections(o, WsClientOptions.Size(MaxConnections.Value)));
                 if (TlsCertificatePemPath != null || TlsKeyPemPath != null)
                     Status.Check(wsn_server_options_set_tls(o, Utf8.Z(TlsCertificatePemPath), Utf8.Z(TlsKeyPemPath)));
+                if (MaxPendingHandshakes.HasValue) Status.Check(wsn_server_options_set_max_pending_handshakes(o, WsClientOptions.Size(MaxPendingHandshakes.Value)));
+                if (MaxPendingHandshakesPerIp.HasValue) Status.Check(wsn_server_options_set_max_pending_handshakes_per_ip(o, WsClientOptions.Size(MaxPendingHandshakesPerIp.Value)));
+                if (PendingHandshakePolicy.HasValue) Status.Check(wsn_server_options_set_pending_handshake_policy(o, (uint)PendingHandshakePolicy.Value));
+                if (HttpHandler != null) Status.Check(wsn_server_options_set_http_handler(o, Trampolines.ServerHttp));
                 return o;
             }
             catch

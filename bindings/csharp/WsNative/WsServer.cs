@@ -16,6 +16,7 @@ namespace WsNative
     {
         private readonly Action<WsConnection> _onConnection;
         private readonly Action<WsAcceptRequest> _onAccept;
+        private Action<WsHttpRequest> _onHttp;
         private ServerHandle _handle;
         private int _disposed;
 
@@ -39,6 +40,7 @@ namespace WsNative
             if (port < 0 || port > ushort.MaxValue) throw new ArgumentOutOfRangeException(nameof(port));
             MonoExit.Ensure();
             var server = new WsServer(onConnection, onAccept);
+            server._onHttp = options?.HttpHandler;
             var gch = GCHandle.Alloc(server); // strong: a listening server is not collected
             try
             {
@@ -123,6 +125,30 @@ namespace WsNative
             }
         }
 
+        internal void OnNativeHttp(IntPtr request)
+        {
+            var handler = _onHttp;
+            if (handler == null) return; // not answered: the default 426
+            var r = new WsHttpRequest(request);
+            try
+            {
+                handler(r);
+            }
+            catch (Exception e)
+            {
+                if (!r.Answered)
+                {
+                    try { r.Respond(500, "internal error"); }
+                    catch (Exception again) { Report.Swallowed("answer after a throwing http handler", again); }
+                }
+                RaiseError(e);
+            }
+            finally
+            {
+                r.Invalidate();
+            }
+        }
+
         internal void RaiseError(Exception ex)
         {
             var handlers = Error;
@@ -148,27 +174,32 @@ namespace WsNative
         internal WsAcceptRequest(IntPtr request)
         {
             _request = request;
+            Method = Utf8.FromPtr(wsn_request_get_method(request));
             Path = Utf8.FromPtr(wsn_request_get_path(request));
             Query = Utf8.FromPtr(wsn_request_get_query(request));
             PeerAddress = Utf8.FromPtr(wsn_request_get_peer_addr(request));
-            var headers = new List<KeyValuePair<string, string>>();
-            var n = (long)wsn_request_get_header_count(request).ToUInt64();
-            for (long i = 0; i < n; i++)
-                headers.Add(new KeyValuePair<string, string>(
-                    Utf8.FromPtr(wsn_request_get_header_name(request, (UIntPtr)(ulong)i)),
-                    Utf8.FromPtr(wsn_request_get_header_value(request, (UIntPtr)(ulong)i))));
-            Headers = headers.AsReadOnly();
+            Headers = WsHttpRequest.ReadHeaders(request);
             var protocols = new List<string>();
-            n = (long)wsn_request_get_subprotocol_count(request).ToUInt64();
+            var n = (long)wsn_request_get_subprotocol_count(request).ToUInt64();
             for (long i = 0; i < n; i++) protocols.Add(Utf8.FromPtr(wsn_request_get_subprotocol(request, (UIntPtr)(ulong)i)));
             SubProtocols = protocols.AsReadOnly();
         }
 
+        /// <summary>The request method (always GET for an upgrade).</summary>
+        public string Method { get; }
         public string Path { get; }
         public string Query { get; }
         public string PeerAddress { get; }
         public IReadOnlyList<KeyValuePair<string, string>> Headers { get; }
         public IReadOnlyList<string> SubProtocols { get; }
+
+        /// <summary>Adds a header to the response this handler leads to: the 101 (a Set-Cookie, for example) or the refusal. Headers wsnative writes itself (Content-Length, Connection, Upgrade, Sec-WebSocket-*) and invalid ones throw ArgumentException.</summary>
+        public void AddResponseHeader(string name, string value)
+        {
+            if (name == null) throw new ArgumentNullException(nameof(name));
+            if (value == null) throw new ArgumentNullException(nameof(value));
+            Status.Check(wsn_request_add_response_header(Live, Utf8.Z(name), Utf8.Z(value)));
+        }
         internal bool Decided { get; private set; }
 
         /// <summary>The first header called <paramref name="name"/> (case-insensitive), or null.</summary>
@@ -208,6 +239,84 @@ namespace WsNative
             {
                 if (_request == IntPtr.Zero)
                     throw new InvalidOperationException("the request is only valid while the accept handler runs");
+                return _request;
+            }
+        }
+
+        internal void Invalidate() => _request = IntPtr.Zero;
+    }
+
+    /// <summary>A plain HTTP request (not a WebSocket upgrade), valid only while the HTTP handler runs.</summary>
+    public sealed class WsHttpRequest
+    {
+        private IntPtr _request;
+
+        internal WsHttpRequest(IntPtr request)
+        {
+            _request = request;
+            Method = Utf8.FromPtr(wsn_request_get_method(request));
+            Path = Utf8.FromPtr(wsn_request_get_path(request));
+            Query = Utf8.FromPtr(wsn_request_get_query(request));
+            PeerAddress = Utf8.FromPtr(wsn_request_get_peer_addr(request));
+            Headers = ReadHeaders(request);
+        }
+
+        internal static IReadOnlyList<KeyValuePair<string, string>> ReadHeaders(IntPtr request)
+        {
+            var headers = new List<KeyValuePair<string, string>>();
+            var n = (long)wsn_request_get_header_count(request).ToUInt64();
+            for (long i = 0; i < n; i++)
+                headers.Add(new KeyValuePair<string, string>(
+                    Utf8.FromPtr(wsn_request_get_header_name(request, (UIntPtr)(ulong)i)),
+                    Utf8.FromPtr(wsn_request_get_header_value(request, (UIntPtr)(ulong)i))));
+            return headers.AsReadOnly();
+        }
+
+        public string Method { get; }
+        public string Path { get; }
+        public string Query { get; }
+        public string PeerAddress { get; }
+        public IReadOnlyList<KeyValuePair<string, string>> Headers { get; }
+        internal bool Answered { get; private set; }
+
+        /// <summary>The first header called <paramref name="name"/> (case-insensitive), or null.</summary>
+        public string GetHeader(string name)
+        {
+            foreach (var h in Headers)
+                if (string.Equals(h.Key, name, StringComparison.OrdinalIgnoreCase)) return h.Value;
+            return null;
+        }
+
+        /// <summary>Adds a header to the answer (Content-Length, Connection and the like are wsnative's: they and invalid ones throw ArgumentException).</summary>
+        public void AddResponseHeader(string name, string value)
+        {
+            if (name == null) throw new ArgumentNullException(nameof(name));
+            if (value == null) throw new ArgumentNullException(nameof(value));
+            Status.Check(wsn_request_add_response_header(Live, Utf8.Z(name), Utf8.Z(value)));
+        }
+
+        /// <summary>Answers with <paramref name="status"/> (200-599) and a body (at most 1 MiB; not sent to HEAD); the connection then closes.</summary>
+        public void Respond(int status, byte[] body)
+        {
+            if (status < 0 || status > ushort.MaxValue) throw new ArgumentOutOfRangeException(nameof(status));
+            var b = body ?? new byte[0];
+            Status.Check(wsn_request_respond(Live, (ushort)status, b, (UIntPtr)(ulong)b.Length));
+            Answered = true;
+        }
+
+        /// <summary>Answers with <paramref name="status"/> and a UTF-8 text body, of <paramref name="contentType"/> (default text/plain; charset=utf-8).</summary>
+        public void Respond(int status, string body, string contentType = null)
+        {
+            if (contentType != null) AddResponseHeader("Content-Type", contentType);
+            Respond(status, System.Text.Encoding.UTF8.GetBytes(body ?? ""));
+        }
+
+        private IntPtr Live
+        {
+            get
+            {
+                if (_request == IntPtr.Zero)
+                    throw new InvalidOperationException("the request is only valid while the HTTP handler runs");
                 return _request;
             }
         }

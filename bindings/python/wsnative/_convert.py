@@ -221,6 +221,9 @@ def server_options(
     max_queue: int = 1024,
     max_send_queue: int | None = None,
     compression: str | None = None,
+    max_pending_handshakes: int = 256,
+    max_pending_handshakes_per_ip: int = 32,
+    pending_handshake_policy: str = "drop-oldest",
 ) -> int:
     """A native wsn_server_options; server connections deliver to a reader (manual ack)."""
     o: int = N.wsn_server_options_new()
@@ -251,11 +254,30 @@ def server_options(
             raise InvalidArgument("tls_cert and tls_key go together", N.ERR_INVALID_ARGUMENT)
         if tls_cert is not None and tls_key is not None:  # both or neither, checked above
             check(N.wsn_server_options_set_tls(o, os.fsencode(tls_cert), os.fsencode(tls_key)))
+        check(N.wsn_server_options_set_max_pending_handshakes(
+            o, _count(max_pending_handshakes, "max_pending_handshakes")))
+        check(N.wsn_server_options_set_max_pending_handshakes_per_ip(
+            o, _count(max_pending_handshakes_per_ip, "max_pending_handshakes_per_ip")))
+        check(N.wsn_server_options_set_pending_handshake_policy(o, _pending_policy(pending_handshake_policy)))
         return o
     except BaseException:
         N.wsn_server_options_free(o)
         raise
 
+
+def _count(v: int, what: str) -> int:
+    if isinstance(v, bool) or not isinstance(v, int) or v < 0:
+        raise InvalidArgument(f"{what} must be an int >= 0 (0: no limit), not {v!r}", N.ERR_INVALID_ARGUMENT)
+    return v
+
+
+def _pending_policy(p: str) -> int:
+    if p == "drop-oldest":
+        return N.PENDING_HANDSHAKE_DROP_OLDEST
+    if p == "refuse":
+        return N.PENDING_HANDSHAKE_REFUSE
+    raise InvalidArgument(f"pending_handshake_policy must be 'drop-oldest' or 'refuse', not {p!r}",
+                          N.ERR_INVALID_ARGUMENT)
 
 
 _TEXT = N.SEND_TEXT
@@ -273,7 +295,8 @@ def encode(message: Any) -> tuple[bytes, int]:
     raise TypeError(f"send() takes str or bytes, not {t.__name__}")
 
 class Request:
-    """An upgrade request, as seen by a server's ``accept`` callback.
+    """A request, as seen by a server's ``accept`` callback (an upgrade) or its
+    ``http_handler`` (a plain HTTP request, such as a health check).
 
     Its fields are read up front; the decision methods work only during the callback.
     """
@@ -281,6 +304,7 @@ class Request:
     def __init__(self, ptr: int) -> None:
         self._ptr: int | None = ptr
         self._decided = False
+        self.method: str = _text(N.wsn_request_get_method(ptr))
         self.path: str = _text(N.wsn_request_get_path(ptr))
         self.query: str = _text(N.wsn_request_get_query(ptr))
         self.remote_address: str = _text(N.wsn_request_get_peer_addr(ptr))
@@ -318,6 +342,22 @@ class Request:
         """Accepts and closes at once with ``code`` (4000-4999 for the application's reasons)."""
         check(N.wsn_request_accept_and_close(self._req(), code, _b(reason)))
 
+    def add_response_header(self, name: str, value: str) -> None:
+        """Adds a header to the response: the 101 or the refusal (in ``accept``, a Set-Cookie for
+        example), or the plain answer (in ``http_handler``). Headers wsnative writes itself
+        (Content-Length, Connection, Upgrade, Sec-WebSocket-*) raise InvalidArgument."""
+        if self._ptr is None:
+            raise WebSocketError("response headers can be added only during the callback")
+        check(N.wsn_request_add_response_header(self._ptr, _b(name), _b(value)))
+
+    def respond(self, status: int, body: str | bytes = b"", headers: Headers = ()) -> None:
+        """Answers a plain HTTP request (in ``http_handler`` only) with ``status`` (200-599),
+        ``headers`` and ``body`` (str: UTF-8, text/plain unless a Content-Type is given)."""
+        data = body.encode("utf-8") if isinstance(body, str) else bytes(body)
+        for k, v in headers.items() if isinstance(headers, Mapping) else headers:
+            self.add_response_header(k, v)
+        check(N.wsn_request_respond(self._req(), status, data, len(data)))
+
     def __repr__(self) -> str:
         return f"<Request {self.path}{'?' + self.query if self.query else ''} from {self.remote_address}>"
 
@@ -345,5 +385,22 @@ def apply_accept_result(req: Request, result: AcceptResult) -> None:
             req.close(result)
     else:
         raise TypeError(f"accept() returned {result!r}: expected None, bool, int, str or (int, str)")
+
+
+#: What an ``http_handler`` returns: None (not handled: 426), or (status, body), or
+#: (status, headers, body); body str or bytes.
+HttpResult = Union[None, Tuple[int, Union[str, bytes]], Tuple[int, Headers, Union[str, bytes]]]
+
+
+def apply_http_result(req: Request, result: HttpResult) -> None:
+    if req._decided or result is None:
+        return
+    if isinstance(result, tuple) and len(result) == 2:
+        req.respond(result[0], result[1])
+    elif isinstance(result, tuple) and len(result) == 3:
+        req.respond(result[0], result[2], result[1])
+    else:
+        raise TypeError(f"http_handler returned {result!r}: expected None, (status, body) or "
+                        "(status, headers, body)")
 
 

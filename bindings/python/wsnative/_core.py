@@ -32,6 +32,7 @@ from ._convert import (
     State,
     _text,
     apply_accept_result,
+    apply_http_result,
     check,
     closed_exception,
     ms,
@@ -108,6 +109,17 @@ def _on_accept(user_data: int, request: int) -> None:
         report("an accept callback")
 
 
+def _on_http(user_data: int, request: int) -> None:
+    try:
+        if _get_ident() not in _callback_threads:
+            _first_callback_on_thread()
+        target = _targets.get(user_data)
+        if target is not None:
+            target._on_http_native(request)
+    except BaseException:
+        report("an http_handler callback")
+
+
 def _on_release(arg: int) -> None:
     try:
         _targets.pop(arg, None)
@@ -118,9 +130,10 @@ def _on_release(arg: int) -> None:
 event_cb = N.wsn_event_cb(_on_event)
 accept_cb = N.wsn_accept_cb(_on_accept)
 release_cb = N.wsn_release_cb(_on_release)
+http_cb = N.wsn_http_cb(_on_http)
 null_accept = N.wsn_accept_cb()  # NULL: accept every request
 # Never collected, not even while modules are torn down at exit.
-for _keep in (event_cb, accept_cb, release_cb):
+for _keep in (event_cb, accept_cb, release_cb, http_cb):
     ctypes.pythonapi.Py_IncRef(ctypes.py_object(_keep))
 
 
@@ -340,10 +353,18 @@ class ServerCore:
                  queue: int | None = None) -> None:
         self._lock = threading.Lock()  # stop and free, which may come from two threads at once
         self._accept = accept
+        options = dict(options)
+        self._http: Callable[[Request], Any] | None = options.pop("http_handler", None)
         self._drain_timeout = float(options.get("drain_timeout", 5.0))
         self._id = new_id()
         _targets[self._id] = self
         o = server_options(**options)
+        if self._http is not None:
+            try:
+                check(N.wsn_server_options_set_http_handler(o, http_cb))
+            except BaseException:
+                N.wsn_server_options_free(o)
+                raise
         out = c_void_p()
         hb, acb = host.encode("utf-8"), accept_cb if accept is not None else null_accept
         try:
@@ -393,6 +414,21 @@ class ServerCore:
             if not req._decided:
                 try:
                     req.reject(500, "Internal Server Error")
+                except WebSocketError:
+                    pass
+        finally:
+            req._ptr = None
+
+    def _on_http_native(self, request: int) -> None:
+        req = Request(request)
+        try:
+            result = self._http(req)  # type: ignore[misc]  # not None: http_cb is set only then
+            apply_http_result(req, result)
+        except BaseException:
+            report("the http_handler")
+            if not req._decided:
+                try:
+                    req.respond(500, "Internal Server Error")
                 except WebSocketError:
                     pass
         finally:

@@ -97,6 +97,8 @@ wsn_event_cb = CFUNCTYPE(None, c_void_p, c_void_p, c_void_p)
 wsn_accept_cb = CFUNCTYPE(None, c_void_p, c_void_p)
 # typedef void (*wsn_release_cb)(void *arg);
 wsn_release_cb = CFUNCTYPE(None, c_void_p)
+# typedef void (*wsn_http_cb)(void *user_data, struct wsn_request *request);
+wsn_http_cb = CFUNCTYPE(None, c_void_p, c_void_p)
 
 # typedef void (*wsn_log_fn)(void *user_data, wsn_log_level level, const char *target,
 #                            const char *message, uint64_t conn_id);
@@ -283,6 +285,26 @@ wsn_server_options_set_max_connections = _fn("wsn_server_options_set_max_connect
 # wsn_status wsn_server_options_set_tls(wsn_server_options *options, const char *cert_pem_path,
 #                                       const char *key_pem_path);
 wsn_server_options_set_tls = _fn("wsn_server_options_set_tls", [_ptr, c_char_p, c_char_p], _status)
+# --- srv-defense (issue 15 section 2 and 3.5): handshake caps, plain HTTP, response headers
+PENDING_HANDSHAKE_DROP_OLDEST = 0
+PENDING_HANDSHAKE_REFUSE = 1
+# wsn_status wsn_server_options_set_max_pending_handshakes(wsn_server_options *options, size_t max);
+wsn_server_options_set_max_pending_handshakes = _fn(
+    "wsn_server_options_set_max_pending_handshakes", [_ptr, c_size_t], _status)
+# wsn_status wsn_server_options_set_max_pending_handshakes_per_ip(wsn_server_options *options, size_t max);
+wsn_server_options_set_max_pending_handshakes_per_ip = _fn(
+    "wsn_server_options_set_max_pending_handshakes_per_ip", [_ptr, c_size_t], _status)
+# wsn_status wsn_server_options_set_pending_handshake_policy(wsn_server_options *options, uint32_t policy);
+wsn_server_options_set_pending_handshake_policy = _fn(
+    "wsn_server_options_set_pending_handshake_policy", [_ptr, c_uint32], _status)
+# wsn_status wsn_server_options_set_http_handler(wsn_server_options *options, wsn_http_cb on_http);
+wsn_server_options_set_http_handler = _fn("wsn_server_options_set_http_handler", [_ptr, wsn_http_cb], _status)
+# const char *wsn_request_get_method(const wsn_request *request);
+wsn_request_get_method = _fn("wsn_request_get_method", [_ptr], c_char_p)
+# wsn_status wsn_request_add_response_header(wsn_request *request, const char *name, const char *value);
+wsn_request_add_response_header = _fn("wsn_request_add_response_header", [_ptr, c_char_p, c_char_p], _status)
+# wsn_status wsn_request_respond(wsn_request *request, uint16_t http_status, const uint8_t *body, size_t body_len);
+wsn_request_respond = _fn("wsn_request_respond", [_ptr, c_uint16, c_char_p, c_size_t], _status)
 
 # wsn_status wsn_server_listen(const char *host, uint16_t port, const wsn_server_options *options,
 #                              wsn_accept_cb on_accept, wsn_event_cb on_event, void *user_data,

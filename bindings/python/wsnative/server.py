@@ -8,7 +8,7 @@ from types import TracebackType
 from typing import Any, Callable, Sequence
 
 from . import _core
-from ._convert import AcceptResult, Request
+from ._convert import AcceptResult, HttpResult, Request
 from ._core import report
 from .client import Connection
 from .errors import ConnectionClosed
@@ -101,6 +101,10 @@ def serve(
     max_queue: int = 1024,
     write_limit: int | None = None,
     compression: str | None = None,
+    http_handler: Callable[[Request], HttpResult] | None = None,
+    max_pending_handshakes: int = 256,
+    max_pending_handshakes_per_ip: int = 32,
+    pending_handshake_policy: str = "drop-oldest",
 ) -> Server:
     """Starts a server on ``host``:``port`` (port 0 picks a free one: see ``server.port``).
 
@@ -112,6 +116,14 @@ def serve(
     Origin values (others get 403). ``tls_cert``/``tls_key``: PEM files, serve wss://.
     ``max_queue`` and ``write_limit``: as for ``connect``, per connection.
     ``compression="deflate"`` accepts clients' permessage-deflate offers (browsers always offer).
+    ``http_handler(request)`` (optional) answers requests that are not WebSocket upgrades (a load
+    balancer's ``GET /healthz``), on a wsnative callback thread: return ``(status, body)`` or
+    ``(status, headers, body)``, or None to leave the request to the default 426; without one
+    such requests get 426. ``accept`` may add headers to the 101 with
+    ``request.add_response_header`` (a Set-Cookie). ``max_pending_handshakes`` (256) and
+    ``max_pending_handshakes_per_ip`` (32) cap handshakes in progress, 0 for no cap;
+    ``pending_handshake_policy``: "drop-oldest" (the default: slow clients cannot lock out fast
+    ones) or "refuse" (503).
     """
     options = dict(
         subprotocols=subprotocols,
@@ -130,5 +142,9 @@ def serve(
         max_queue=max_queue,
         max_send_queue=write_limit,
         compression=compression,
+        http_handler=http_handler,
+        max_pending_handshakes=max_pending_handshakes,
+        max_pending_handshakes_per_ip=max_pending_handshakes_per_ip,
+        pending_handshake_policy=pending_handshake_policy,
     )
     return Server(host, port, handler, accept, options)
