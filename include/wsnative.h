@@ -29,6 +29,13 @@
 
 
 /**
+ * The most tags one connection may carry, and the longest tag (bytes).
+ */
+#define MAX_TAGS 64
+
+#define MAX_TAG_LEN 256
+
+/**
  * wsn_conn_send flag: the message is text (UTF-8, checked); without it, binary.
  */
 #define WSN_SEND_TEXT 1
@@ -61,6 +68,12 @@
  * wsn_*_options_set_send_queue_policy: a send to a full queue closes the connection with 1008.
  */
 #define WSN_SEND_QUEUE_CLOSE 1
+
+/**
+ * The version of the stats and report structs below (grows when fields are added at their
+ * end).
+ */
+#define WSN_STATS_VERSION 1
 
 /**
  * Result of a call: WSN_OK (0) or a negative error; wsn_last_error() then says why.
@@ -400,7 +413,8 @@ typedef void (*wsn_release_cb)(void *arg);
  * balancer's `GET /healthz`): read it with the wsn_request_get_* functions (method, path,
  * query, headers, peer address) and answer with wsn_request_respond (plus
  * wsn_request_add_response_header). Returning without wsn_request_respond leaves the request
- * to the default answer, 426 Upgrade Required (405 for methods other than GET). Gets the
+ * to the default answer, 426 Upgrade Required (405 for methods other than GET). A request
+ * body is not read (the handler is for health checks and small answers, not uploads). Gets the
  * `user_data` given to wsn_server_listen. Runs on a wsnative callback thread, never on an I/O
  * thread, while the client waits (bounded by the handshake timeout: keep it short);
  * callbacks for different requests may run at the same time on different threads; none
@@ -444,6 +458,149 @@ typedef struct wsn_queued_event {
  * may run at the same time on different threads. It must not unwind into wsnative.
  */
 typedef void (*wsn_accept_cb)(void *user_data, struct wsn_request *request);
+
+/**
+ * What wsn_server_broadcast did (same `size`/`version` rule as wsn_conn_stats).
+ */
+typedef struct wsn_broadcast_report {
+  /**
+   * In: sizeof(wsn_broadcast_report). Out: the bytes filled.
+   */
+  uint32_t size;
+  /**
+   * Out: WSN_STATS_VERSION.
+   */
+  uint32_t version;
+  /**
+   * Connections whose send queue took the message.
+   */
+  uint64_t queued;
+  /**
+   * Connections whose send queue was full: nothing queued (WSN_SEND_QUEUE_REFUSE), or the
+   * connection is being closed with 1008 (WSN_SEND_QUEUE_CLOSE).
+   */
+  uint64_t refused;
+  /**
+   * Connections already closing or closed (nothing queued).
+   */
+  uint64_t not_open;
+} wsn_broadcast_report;
+
+/**
+ * What wsn_server_drain did (same `size`/`version` rule as wsn_conn_stats).
+ */
+typedef struct wsn_drain_report {
+  /**
+   * In: sizeof(wsn_drain_report). Out: the bytes filled.
+   */
+  uint32_t size;
+  /**
+   * Out: WSN_STATS_VERSION.
+   */
+  uint32_t version;
+  /**
+   * Connections open when the drain began.
+   */
+  uint64_t connections;
+  /**
+   * Of those, the ones whose closing handshake completed.
+   */
+  uint64_t closed_clean;
+  /**
+   * The ones still open at the end of the window, aborted then.
+   */
+  uint64_t aborted;
+  /**
+   * The ones that ended otherwise (the peer vanished, a close timeout).
+   */
+  uint64_t failed;
+} wsn_drain_report;
+
+/**
+ * A connection's counters, filled by wsn_conn_get_stats. Set `size` to sizeof(wsn_conn_stats)
+ * before the call: the library fills at most that many bytes (so a program built against an
+ * older, shorter struct keeps working) and sets `size` to the bytes it filled and `version`
+ * to WSN_STATS_VERSION.
+ */
+typedef struct wsn_conn_stats {
+  /**
+   * In: sizeof(wsn_conn_stats). Out: the bytes filled.
+   */
+  uint32_t size;
+  /**
+   * Out: WSN_STATS_VERSION.
+   */
+  uint32_t version;
+  /**
+   * Bytes the socket took (frame headers included; compressed payloads as compressed).
+   */
+  uint64_t bytes_sent;
+  /**
+   * Bytes read from the socket.
+   */
+  uint64_t bytes_received;
+  /**
+   * Messages handed to the kernel (the last sent id).
+   */
+  uint64_t messages_sent;
+  /**
+   * Whole messages received.
+   */
+  uint64_t messages_received;
+  /**
+   * Bytes queued and not yet handed to the kernel (wsn_conn_get_buffered_amount).
+   */
+  uint64_t queued_bytes;
+  /**
+   * Round-trip time of the last answered Ping (the heartbeat's or wsn_conn_ping's), in
+   * microseconds; 0 before the first.
+   */
+  uint64_t last_rtt_us;
+  /**
+   * How many round trips were measured (grows by one with each answered Ping).
+   */
+  uint64_t rtt_count;
+  /**
+   * Milliseconds since the connection was made (a server's: since its handshake began).
+   */
+  uint64_t age_ms;
+} wsn_conn_stats;
+
+/**
+ * A server's counters, filled by wsn_server_get_stats (same `size`/`version` rule as
+ * wsn_conn_stats). Refusals by HTTP status and closes by code: wsn_server_get_refusals and
+ * wsn_server_get_closes.
+ */
+typedef struct wsn_server_stats {
+  /**
+   * In: sizeof(wsn_server_stats). Out: the bytes filled.
+   */
+  uint32_t size;
+  /**
+   * Out: WSN_STATS_VERSION.
+   */
+  uint32_t version;
+  /**
+   * Connections open now (handshake complete, not yet ended).
+   */
+  uint64_t open_connections;
+  /**
+   * Handshakes in progress (TCP accepted, upgrade not decided yet).
+   */
+  uint64_t handshakes_in_progress;
+  /**
+   * Connections that completed their handshake since the server started.
+   */
+  uint64_t accepted_total;
+  /**
+   * Upgrade requests refused with an HTTP status (any).
+   */
+  uint64_t refused_total;
+  /**
+   * Connections that ended (any close code).
+   */
+  uint64_t closed_total;
+} wsn_server_stats;
 
 #ifdef __cplusplus
 extern "C" {
@@ -948,7 +1105,9 @@ wsn_status wsn_client_options_add_ca_file(struct wsn_client_options *options, co
 /**
  * A new server options object with the defaults: handshake timeout 10 s, max request header
  * 16 KiB, close timeout 5 s, drain timeout 5 s, max message 64 MiB, ping every 30 s, no
- * connection limit, any Origin. Ownership: the caller frees it with wsn_server_options_free.
+ * connection limit, any Origin, at most 256 handshakes in progress and 32 per client address
+ * (the oldest dropped at a cap), no plain HTTP handler (426). Ownership: the caller frees it
+ * with wsn_server_options_free.
  * Thread: any.
  */
 struct wsn_server_options *wsn_server_options_new(void);
@@ -1259,14 +1418,14 @@ wsn_status wsn_server_set_release_hook(struct wsn_server *server, wsn_release_cb
 
 /**
  * The request path without the query, e.g. "/chat". NULL for NULL.
- * Thread: only inside the accept callback that was given `request`; a returned string is
+ * Thread: only inside the accept (or HTTP) callback that was given `request`; a returned string is
  * borrowed until that callback returns.
  */
 const char *wsn_request_get_path(const struct wsn_request *request);
 
 /**
  * The query string without '?' ("" when none). NULL for NULL.
- * Thread: only inside the accept callback that was given `request`; a returned string is
+ * Thread: only inside the accept (or HTTP) callback that was given `request`; a returned string is
  * borrowed until that callback returns.
  */
 const char *wsn_request_get_query(const struct wsn_request *request);
@@ -1274,49 +1433,49 @@ const char *wsn_request_get_query(const struct wsn_request *request);
 /**
  * The value of the first header called `name` (case-insensitive; "Origin", "Cookie", ...),
  * or NULL when absent.
- * Thread: only inside the accept callback that was given `request`; a returned string is
+ * Thread: only inside the accept (or HTTP) callback that was given `request`; a returned string is
  * borrowed until that callback returns.
  */
 const char *wsn_request_get_header(const struct wsn_request *request, const char *name);
 
 /**
  * The number of request headers (0 for NULL).
- * Thread: only inside the accept callback that was given `request`; a returned string is
+ * Thread: only inside the accept (or HTTP) callback that was given `request`; a returned string is
  * borrowed until that callback returns.
  */
 size_t wsn_request_get_header_count(const struct wsn_request *request);
 
 /**
  * The name of header `index` (NULL when out of range).
- * Thread: only inside the accept callback that was given `request`; a returned string is
+ * Thread: only inside the accept (or HTTP) callback that was given `request`; a returned string is
  * borrowed until that callback returns.
  */
 const char *wsn_request_get_header_name(const struct wsn_request *request, size_t index);
 
 /**
  * The value of header `index` (NULL when out of range).
- * Thread: only inside the accept callback that was given `request`; a returned string is
+ * Thread: only inside the accept (or HTTP) callback that was given `request`; a returned string is
  * borrowed until that callback returns.
  */
 const char *wsn_request_get_header_value(const struct wsn_request *request, size_t index);
 
 /**
  * The client's address as "ip:port". NULL for NULL.
- * Thread: only inside the accept callback that was given `request`; a returned string is
+ * Thread: only inside the accept (or HTTP) callback that was given `request`; a returned string is
  * borrowed until that callback returns.
  */
 const char *wsn_request_get_peer_addr(const struct wsn_request *request);
 
 /**
  * The number of subprotocols the client offered.
- * Thread: only inside the accept callback that was given `request`; a returned string is
+ * Thread: only inside the accept (or HTTP) callback that was given `request`; a returned string is
  * borrowed until that callback returns.
  */
 size_t wsn_request_get_subprotocol_count(const struct wsn_request *request);
 
 /**
  * Offered subprotocol `index`, in the client's order of preference (NULL when out of range).
- * Thread: only inside the accept callback that was given `request`; a returned string is
+ * Thread: only inside the accept (or HTTP) callback that was given `request`; a returned string is
  * borrowed until that callback returns.
  */
 const char *wsn_request_get_subprotocol(const struct wsn_request *request, size_t index);
@@ -1344,6 +1503,138 @@ wsn_status wsn_request_reject(struct wsn_request *request, uint16_t http_status,
  * Thread: only inside the accept callback that was given `request`; the last call decides.
  */
 wsn_status wsn_request_accept_and_close(struct wsn_request *request, uint16_t code, const char *reason);
+
+/**
+ * Sets the connection's session deadline: `after_ms` milliseconds from now the connection is
+ * closed with `code` and `reason` (for example 4401 "session expired"; `reason` may be NULL,
+ * at most 123 bytes). Calling it again replaces the deadline; `after_ms` 0 clears it (no
+ * deadline is the default). A connection that has ended ignores it. Works on client
+ * connections too. Thread: any, including callbacks.
+ * Errors: INVALID_ARGUMENT (NULL conn, a code that may not be sent, long reason).
+ */
+wsn_status wsn_conn_set_deadline(struct wsn_conn *conn, uint64_t after_ms, uint16_t code, const char *reason);
+
+/**
+ * From the accept callback: the session deadline of the connection if it is accepted,
+ * counted from this call (same rules as wsn_conn_set_deadline; 0 clears).
+ * Thread: only inside the accept callback that was given `request`.
+ * Errors: INVALID_ARGUMENT (NULL request, a code that may not be sent, long reason).
+ */
+wsn_status wsn_request_set_deadline(struct wsn_request *request, uint64_t after_ms, uint16_t code, const char *reason);
+
+/**
+ * From the accept callback: a tag (a user id, a session id, a room: 1-256 bytes of UTF-8)
+ * the connection carries from its open on, if it is accepted.
+ * Thread: only inside the accept callback that was given `request`.
+ * Errors: INVALID_ARGUMENT (NULL, empty or long tag, more than 64 tags).
+ */
+wsn_status wsn_request_add_tag(struct wsn_request *request, const char *tag);
+
+/**
+ * Adds a tag (1-256 bytes of UTF-8; at most 64 per connection) to a connection; a server
+ * connection is then found by wsn_server_close_tag, wsn_server_count_tag,
+ * wsn_server_list_tag and wsn_server_broadcast. Adding a tag it carries does nothing.
+ * Thread: any. Errors: INVALID_ARGUMENT (NULL, empty or long tag, too many tags).
+ */
+wsn_status wsn_conn_add_tag(struct wsn_conn *conn, const char *tag);
+
+/**
+ * Removes a tag from a connection (nothing happens when it did not carry it).
+ * Thread: any. Errors: INVALID_ARGUMENT (NULL conn or tag).
+ */
+wsn_status wsn_conn_remove_tag(struct wsn_conn *conn, const char *tag);
+
+/**
+ * Whether the connection carries `tag` (false for NULL). Thread: any.
+ */
+bool wsn_conn_has_tag(const struct wsn_conn *conn, const char *tag);
+
+/**
+ * Closes every open connection of the server that carries `tag` (a log-out) with `code`
+ * and `reason` (may be NULL); `*closed_out` (may be NULL) gets how many. Their CLOSE events
+ * follow as usual. Thread: any, including callbacks; never waits.
+ * Errors: INVALID_ARGUMENT (NULL server or tag, a code that may not be sent, long reason).
+ */
+wsn_status wsn_server_close_tag(struct wsn_server *server, const char *tag, uint16_t code, const char *reason, size_t *closed_out);
+
+/**
+ * How many open connections of the server carry `tag` (0 for NULL). Thread: any.
+ */
+size_t wsn_server_count_tag(const struct wsn_server *server, const char *tag);
+
+/**
+ * Lists the open connections of the server that carry `tag`, oldest first: writes up to
+ * `capacity` handles into `out` (may be NULL when `capacity` is 0) and returns how many carry
+ * the tag (which may be more than `capacity`). The handles are the very ones the application
+ * got in their WSN_EVENT_OPEN (compare them, or read their user data); no new reference is
+ * made, so one the application frees meanwhile must not be used. 0 for NULL server or tag.
+ * Thread: any.
+ */
+size_t wsn_server_list_tag(const struct wsn_server *server, const char *tag, struct wsn_conn **out, size_t capacity);
+
+/**
+ * Sends one message to every open connection of the server, or, with `tag` non-NULL, to
+ * those carrying it. The frame is built once, uncompressed, and each connection's send queue
+ * holds a reference to it (not a copy); each connection's send limit and policy apply
+ * (wsn_server_options_set_max_send_queue, _send_queue_policy), and no connection waits for
+ * another. `flags`: WSN_SEND_TEXT (UTF-8 checked) or 0 for binary. `*report` (may be NULL;
+ * set its `size`) says how many queued it and how many refused. Thread: any, including
+ * callbacks; never waits for the network. Ownership: `data` is copied once before this
+ * returns.
+ * Errors: INVALID_ARGUMENT (NULL server, NULL data with len > 0, invalid UTF-8 text, unknown
+ * flags, a report whose size is not set).
+ */
+wsn_status wsn_server_broadcast(struct wsn_server *server, const char *tag, const uint8_t *data, size_t len, uint32_t flags, struct wsn_broadcast_report *report);
+
+/**
+ * Drains the server for a deploy: stops accepting (new requests get 503), then closes its
+ * open connections with `code` and `reason` (1001 going away, 1012 service restart, or an
+ * application code; `reason` may be NULL) at even intervals over the first three quarters of
+ * `window_ms`, oldest first, so that their clients do not all reconnect at once; the last
+ * quarter lets the last closing handshakes finish. Connections still open at the end of the
+ * window are aborted. Returns once every connection's CLOSE was delivered, with `*report`
+ * (may be NULL; set its `size`) counting the clean closes and the aborts. The server then is
+ * stopped; free it as usual.
+ * Thread: not inside a wsnative callback (it waits for the whole window).
+ * Errors: INVALID_ARGUMENT (NULL server, a code that may not be sent, long reason, a report
+ * whose size is not set), INVALID_STATE (called from a callback).
+ */
+wsn_status wsn_server_drain(struct wsn_server *server, uint32_t window_ms, uint16_t code, const char *reason, struct wsn_drain_report *report);
+
+/**
+ * Fills `*stats` with the connection's counters (set `stats->size` first).
+ * Thread: any. Errors: INVALID_ARGUMENT (NULL, size not set).
+ */
+wsn_status wsn_conn_get_stats(const struct wsn_conn *conn, struct wsn_conn_stats *stats);
+
+/**
+ * Sends a Ping now (besides the heartbeat's); when its Pong comes, the connection's stats
+ * record the round-trip time (`last_rtt_us`, and `rtt_count` grows by one), for applications
+ * with their own liveness policy. Thread: any; never waits.
+ * Errors: INVALID_ARGUMENT (NULL), INVALID_STATE (not open).
+ */
+wsn_status wsn_conn_ping(struct wsn_conn *conn);
+
+/**
+ * Fills `*stats` with the server's counters (set `stats->size` first).
+ * Thread: any. Errors: INVALID_ARGUMENT (NULL, size not set).
+ */
+wsn_status wsn_server_get_stats(const struct wsn_server *server, struct wsn_server_stats *stats);
+
+/**
+ * The server's refusals by HTTP status: writes up to `capacity` statuses and their counts
+ * into `statuses` and `counts` (both may be NULL when `capacity` is 0), lowest status first,
+ * and returns how many different statuses there are. 0 for NULL server. Thread: any.
+ */
+size_t wsn_server_get_refusals(const struct wsn_server *server, uint16_t *statuses, uint64_t *counts, size_t capacity);
+
+/**
+ * The server's ended connections by close code (as their CLOSE events said): writes up to
+ * `capacity` codes and their counts into `codes` and `counts` (both may be NULL when
+ * `capacity` is 0), lowest code first, and returns how many different codes there are. 0 for
+ * NULL server. Thread: any.
+ */
+size_t wsn_server_get_closes(const struct wsn_server *server, uint16_t *codes, uint64_t *counts, size_t capacity);
 
 #ifdef __cplusplus
 }  // extern "C"

@@ -28,6 +28,9 @@ pub use options::{
 };
 pub use runtime::set_io_threads;
 pub use server::{AcceptHook, Decision, HttpHandler, HttpHandlerRef, Request, Response, Server};
+// Operations (issue 15 §3): deadlines, tags, broadcast, drain, stats.
+pub use connection::{check_tag, ConnStats, SharedFrame};
+pub use server::{BroadcastReport, DrainReport, ServerStats};
 pub use shutdown::shutdown;
 
 /// The crate version, as in Cargo.toml.

@@ -790,3 +790,44 @@ fn the_release_hook_has_run_when_a_free_from_outside_returns() {
         );
     }
 }
+
+/// A close whose CLOSE callback frees the connection (the usual "free in on_close") while the
+/// closing call has not returned yet: each call holds the connection for its own length, so
+/// the callback's free cannot pull it from under the call. Many rounds on several threads,
+/// with the server answering Close at once; a use after free crashes the test.
+#[test]
+fn a_close_whose_callback_frees_the_connection_before_the_call_returns_is_safe() {
+    let server = TestServer::start(Recorder::server(), std::ptr::null(), None);
+    let url = server.url();
+    let rounds = Arc::new(AtomicUsize::new(0));
+    let threads: Vec<_> = (0..4)
+        .map(|t| {
+            let (url, rounds) = (url.clone(), rounds.clone());
+            std::thread::spawn(move || {
+                for i in 0..500 {
+                    let client =
+                        std::mem::ManuallyDrop::new(TestClient::connect(&url, std::ptr::null()));
+                    client.rec.set_hook(|conn, ev| {
+                        if let Ev::Close { .. } = ev {
+                            unsafe { wsn_conn_free(conn) };
+                        }
+                    });
+                    client.rec.wait_open();
+                    if (t + i) % 2 == 0 {
+                        client.close(1000, "bye");
+                    } else {
+                        unsafe { wsn_conn_abort(client.conn) };
+                    }
+                    client.rec.wait_close();
+                    rounds.fetch_add(1, Ordering::SeqCst);
+                }
+            })
+        })
+        .collect();
+    for t in threads {
+        within(Duration::from_secs(120), "the close rounds", move || {
+            t.join().unwrap()
+        });
+    }
+    assert_eq!(rounds.load(Ordering::SeqCst), 2000);
+}

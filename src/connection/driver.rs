@@ -193,8 +193,6 @@ struct Driver {
     in_flight: VecDeque<(u64, u64)>,
     /// A flush is owed after writing (TLS buffers).
     flush_due: bool,
-    /// Bytes read from the socket so far (the position a protocol error is logged at).
-    read_bytes: u64,
     // The closing handshake.
     /// Our Close once queued (`None` inside: an empty Close), and where it ends in the stream.
     ours: Option<Option<(u16, String)>>,
@@ -228,6 +226,8 @@ struct Driver {
     stall: Option<(Instant, usize)>,
     /// The whole close is over by then.
     cap: Option<Instant>,
+    /// Our last Ping not answered yet: when it went out and its payload (the round trip).
+    ping_out: Option<(Instant, Vec<u8>)>,
 }
 
 impl Driver {
@@ -241,6 +241,7 @@ impl Driver {
         ecfg.level = s.compression.level;
         let heartbeat = !s.ping_interval.is_zero();
         let now = Instant::now();
+        conn.add_read(wire.leftover.len());
         Driver {
             decoder: Decoder::new(&dcfg),
             encoder: Encoder::new(&ecfg),
@@ -251,7 +252,6 @@ impl Driver {
             written: 0,
             in_flight: VecDeque::new(),
             flush_due: false,
-            read_bytes: 0,
             ours: None,
             ours_end: 0,
             theirs: None,
@@ -272,6 +272,7 @@ impl Driver {
             deadline_seen: 0,
             stall: None,
             cap: None,
+            ping_out: None,
             conn,
         }
     }
@@ -328,13 +329,23 @@ impl Driver {
                         self.answer_due = false;
                     }
                 }
+                Note::Ping(payload) => {
+                    if self.ours.is_none()
+                        && self.failure.is_none()
+                        && self.conn.state() == State::Open
+                    {
+                        let before = self.wbuf.len();
+                        if self.encoder.ping(&mut self.wbuf, &payload).is_ok() {
+                            self.encoded += (self.wbuf.len() - before) as u64;
+                            self.ping_out = Some((Instant::now(), payload.to_vec()));
+                        }
+                    }
+                }
                 Note::Fail(code, reason, error) => {
                     if self.ours.is_none() && self.failure.is_none() {
                         // The send queue is what is stuck: drop what waits in it.
                         while let Some(cmd) = self.conn.commands.try_recv() {
-                            if let Command::Send { len, .. } = cmd {
-                                self.conn.unqueue(len);
-                            }
+                            self.conn.unqueue(cmd.queued_len());
                         }
                         self.fail_now((code, reason, error), false);
                     }
@@ -347,7 +358,8 @@ impl Driver {
     /// Starts failing the connection; `wait_callbacks`: the Close waits until the callbacks
     /// of the messages already read have run, so their replies go first.
     fn fail_now(&mut self, f: Failure, wait_callbacks: bool) {
-        let at = self.read_bytes.saturating_sub(self.rbuf.len() as u64);
+        let read = self.conn.stats().bytes_received;
+        let at = read.saturating_sub(self.rbuf.len() as u64);
         log::warn!(target: "wsnative::connection", conn = self.conn.id(); "failing with {}: {} (at byte {at} of the peer's stream)", f.0, f.2);
         let s = &self.conn.settings;
         // Sends stay open until our Close is queued: replies to earlier messages go first.
@@ -396,6 +408,21 @@ impl Driver {
                     if self
                         .encoder
                         .message(&mut self.wbuf, text, data, compress)
+                        .is_ok()
+                    {
+                        self.encoded += (self.wbuf.len() - before) as u64;
+                        self.in_flight.push_back((self.encoded, id));
+                    }
+                    self.conn.set_unwritten(self.wbuf.len());
+                    *busy = true;
+                }
+                Poll::Ready(Command::Frame { frame, len, id }) => {
+                    self.conn.unqueue(len);
+                    let before = self.wbuf.len();
+                    let payload = frame.frame.slice(frame.header..);
+                    if self
+                        .encoder
+                        .prebuilt(&mut self.wbuf, frame.frame, frame.text, payload)
                         .is_ok()
                     {
                         self.encoded += (self.wbuf.len() - before) as u64;
@@ -588,9 +615,13 @@ impl Driver {
                     let room = dst.remaining_mut().min(remaining);
                     let n = match poll_read_into(&mut self.io, cx, dst.get_mut(), room) {
                         Poll::Pending => return None,
-                        Poll::Ready(r) => r,
+                        Poll::Ready(r) => {
+                            if let Ok(k) = &r {
+                                self.conn.add_read(*k);
+                            }
+                            r
+                        }
                     };
-                    self.read_bytes += *n.as_ref().unwrap_or(&0) as u64;
                     match n {
                         Ok(0) => Ok(0),
                         Ok(n) => match self.decoder.direct_filled(n) {
@@ -624,7 +655,7 @@ impl Driver {
                         }
                         Poll::Ready(Ok(0)) => Ok(0),
                         Poll::Ready(Ok(n)) => {
-                            self.read_bytes += n as u64;
+                            self.conn.add_read(n);
                             if let Some(end) = self.decode_buffered() {
                                 return Some(end);
                             }
@@ -675,6 +706,7 @@ impl Driver {
     fn incoming(&mut self, item: Incoming) -> Option<CloseInfo> {
         match item {
             Incoming::Message { text, data } => {
+                self.conn.count_message_in();
                 if self.ours.is_none() || self.theirs.is_none() {
                     self.conn.deliver(Event::Message { text, data });
                 }
@@ -687,7 +719,15 @@ impl Driver {
                     }
                 }
             }
-            Incoming::Pong(_) => self.pong_due = None,
+            Incoming::Pong(p) => {
+                self.pong_due = None;
+                if let Some((at, want)) = &self.ping_out {
+                    if p[..] == want[..] {
+                        self.conn.record_rtt(at.elapsed());
+                        self.ping_out = None;
+                    }
+                }
+            }
             Incoming::Close(frame) => {
                 let s = &self.conn.settings;
                 self.theirs = Some(frame);
@@ -805,6 +845,7 @@ impl Driver {
                 let sent = match s.heartbeat {
                     Heartbeat::Ping => {
                         self.pong_due.get_or_insert(now + s.pong_timeout);
+                        self.ping_out = Some((now, Vec::new()));
                         self.encoder.ping(&mut self.wbuf, &[])
                     }
                     Heartbeat::Pong => self.encoder.pong(&mut self.wbuf, &[]),

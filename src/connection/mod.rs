@@ -6,11 +6,14 @@ mod delivery;
 mod driver;
 mod facts;
 mod inbox;
+mod ops;
 mod receive;
 mod send;
 
 pub use delivery::{Delivery, EventQueue, QueueTarget, Queued};
 pub(crate) use driver::{run, Wire};
+pub(crate) use ops::TagIndex;
+pub use ops::{check_tag, ConnStats, SharedFrame, MAX_TAGS};
 
 use crate::delivery::Mailbox;
 use crate::error::{Error, ErrorKind, Result};
@@ -89,6 +92,22 @@ pub(crate) enum Command {
     },
     /// Our Close frame, after everything queued before it.
     Close(u16, String),
+    /// A frame built once and shared with other connections (a broadcast), with its id.
+    Frame {
+        frame: SharedFrame,
+        len: usize,
+        id: u64,
+    },
+}
+
+impl Command {
+    /// The bytes this command counts in the send queue.
+    pub(crate) fn queued_len(&self) -> usize {
+        match self {
+            Command::Send { len, .. } | Command::Frame { len, .. } => *len,
+            Command::Close(..) => 0,
+        }
+    }
 }
 
 /// What the other parts tell the connection task, ahead of the send queue.
@@ -101,6 +120,8 @@ pub(crate) enum Note {
     Delivered,
     /// This side fails the connection with a code (a full send queue under the close policy).
     Fail(u16, &'static str, Error),
+    /// The application asked for a Ping (its payload) to measure the round trip.
+    Ping([u8; 8]),
 }
 
 /// A WebSocket connection, client or server side. Shared by the application's handle, the
@@ -124,6 +145,8 @@ pub struct Conn {
     /// The application freed its handle (a second free while the handle is still alive, for
     /// example later in the same poll batch, does nothing).
     app_freed: AtomicBool,
+    /// Deadline, tags, counters (issue 15 §3, `ops.rs`).
+    ops: ops::ConnOps,
     /// A number unique in the process, never 0 (log records carry it as `conn`).
     id: u64,
 }
@@ -171,6 +194,7 @@ impl Conn {
             close_info: OnceLock::new(),
             user_data: AtomicUsize::new(0),
             app_freed: AtomicBool::new(false),
+            ops: ops::ConnOps::default(),
             id: NEXT_CONN_ID.fetch_add(1, Ordering::Relaxed),
         });
         crate::runtime::on_fork(&LIVE_FORK);

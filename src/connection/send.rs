@@ -128,6 +128,22 @@ impl Conn {
     /// Queues a message; its id is one more than the previous message's, in queue order.
     fn enqueue(&self, text: bool, data: Bytes, compress: bool) -> Result<u64> {
         let len = data.len();
+        self.enqueue_with(len, move |id| Command::Send {
+            text,
+            data,
+            len,
+            id,
+            compress,
+        })
+    }
+
+    /// Queues the command `make` builds with its id, counting `len` bytes against the send
+    /// queue's limit (its policy applies when it is full). Also for shared frames (`ops.rs`).
+    pub(super) fn enqueue_with(
+        &self,
+        len: usize,
+        make: impl FnOnce(u64) -> Command,
+    ) -> Result<u64> {
         let mut gate = self.outgoing.gate.lock().unwrap_or_else(|p| p.into_inner());
         if gate.closed {
             return Err(Error::state(format!("cannot send: {}", gate.why)));
@@ -159,17 +175,7 @@ impl Conn {
         }
         self.outgoing.buffered.fetch_add(len, Ordering::Relaxed);
         let id = gate.last_id + 1;
-        if self
-            .commands
-            .send(Command::Send {
-                text,
-                data,
-                len,
-                id,
-                compress,
-            })
-            .is_err()
-        {
+        if self.commands.send(make(id)).is_err() {
             self.outgoing.buffered.fetch_sub(len, Ordering::Relaxed);
             return Err(Error::state("cannot send: the connection is closed"));
         }

@@ -3,7 +3,7 @@
 //! A `wsn_conn *` is the address of the connection's shared state (`Arc::into_raw`); the
 //! application's handle owns one reference, released by wsn_conn_free.
 
-use super::handle::{as_ptr, free_arc, out_arg, to_arc, try_arc, try_ref, Castable, Shared};
+use super::handle::{as_ptr, free_arc, out_arg, to_arc, try_clone_arc, try_ref, Castable, Shared};
 use super::{bytes_arg, opt_str_arg, str_arg, to_cstring, wsn_client_options, wsn_status};
 use crate::connection::{Conn, Delivery, Event, Handler, State};
 use crate::error::{Error, Result};
@@ -173,11 +173,11 @@ pub(crate) fn c_event(event: &Event, strings: &mut Vec<CString>) -> wsn_event {
     ev
 }
 
-/// Borrows a connection handle.
-pub(crate) unsafe fn conn_ref<'a>(conn: *const wsn_conn) -> Result<&'a Conn> {
-    try_ref(conn)
+/// A connection handle, held for the length of the call (see `try_clone_arc`: the
+/// application's own reference may be given up by a callback while the call runs).
+pub(crate) unsafe fn conn_ref(conn: *const wsn_conn) -> Result<Arc<Conn>> {
+    try_clone_arc(conn)
 }
-
 /// Opens a client connection to `url` (ws:// or wss://) and returns at once with the handle in
 /// `*conn_out` (state CONNECTING). Then `on_event` gets WSN_EVENT_OPEN, or a WSN_EVENT_CLOSE
 /// whose `error` says why it failed (DNS, refused, TLS reason, HTTP status, timeout).
@@ -328,8 +328,7 @@ pub unsafe extern "C" fn wsn_conn_set_drain_events(
     enabled: bool,
     low_water: usize,
 ) -> wsn_status {
-    // Borrowed as an Arc: the event it may deliver needs one.
-    try_arc(conn)?.set_drain_events(enabled, low_water);
+    conn_ref(conn)?.set_drain_events(enabled, low_water);
     Ok(())
 }
 

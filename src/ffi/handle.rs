@@ -6,11 +6,12 @@
 //!   queues); `_new` hands it out with [`to_box`], `_free` takes it back with [`free_box`].
 //! - `Owned = Shared`: the handle is one reference of an `Arc<Rust>` (connections): the
 //!   application's reference is handed out with [`to_arc`] and given back with [`free_arc`];
-//!   [`as_ptr`] shows a value to a callback without handing out a reference.
+//!   [`as_ptr`] shows a value to a callback without handing out a reference; a call holds a
+//!   reference of its own while it runs ([`try_clone_arc`]), so that a callback freeing the
+//!   handle meanwhile cannot pull the value from under it.
 //! - `Owned = Borrowed`: a pointer valid only during a callback (the upgrade request).
 
 use crate::error::{Error, Result};
-use std::mem::ManuallyDrop;
 use std::sync::Arc;
 
 /// A C handle type and the Rust value behind it.
@@ -71,15 +72,18 @@ pub(crate) fn as_ptr<C: Castable<Owned = Shared>>(value: &Arc<C::Rust>) -> *mut 
     Arc::as_ptr(value) as *mut C
 }
 
-/// The application's reference behind a shared handle, borrowed as an `Arc` (for work that
-/// needs to clone it) without taking it over.
+/// A reference of its own to the value behind a shared handle, for the length of one call: a
+/// callback on another thread may free the application's handle while the call is still
+/// inside (a close whose CLOSE callback frees the connection, say), and the value must outlive
+/// the call.
 ///
 /// Safety: `p` is NULL or a live handle of type `C`.
-pub(crate) unsafe fn try_arc<C: Castable<Owned = Shared>>(
+pub(crate) unsafe fn try_clone_arc<C: Castable<Owned = Shared>>(
     p: *const C,
-) -> Result<ManuallyDrop<Arc<C::Rust>>> {
+) -> Result<Arc<C::Rust>> {
     try_ref(p)?;
-    Ok(ManuallyDrop::new(Arc::from_raw(p as *const C::Rust)))
+    Arc::increment_strong_count(p as *const C::Rust);
+    Ok(Arc::from_raw(p as *const C::Rust))
 }
 
 /// Takes the application's reference back (None for NULL).

@@ -17,7 +17,8 @@ use wsnative_macros::ffi_fn;
 /// balancer's `GET /healthz`): read it with the wsn_request_get_* functions (method, path,
 /// query, headers, peer address) and answer with wsn_request_respond (plus
 /// wsn_request_add_response_header). Returning without wsn_request_respond leaves the request
-/// to the default answer, 426 Upgrade Required (405 for methods other than GET). Gets the
+/// to the default answer, 426 Upgrade Required (405 for methods other than GET). A request
+/// body is not read (the handler is for health checks and small answers, not uploads). Gets the
 /// `user_data` given to wsn_server_listen. Runs on a wsnative callback thread, never on an I/O
 /// thread, while the client waits (bounded by the handshake timeout: keep it short);
 /// callbacks for different requests may run at the same time on different threads; none

@@ -14,6 +14,7 @@ mod logging;
 mod options;
 mod queue;
 mod server;
+mod server_ops;
 
 pub use conn::*;
 pub use http::*;
@@ -21,6 +22,7 @@ pub use logging::*;
 pub use options::*;
 pub use queue::*;
 pub use server::*;
+pub use server_ops::*;
 
 use crate::error::{Error, ErrorKind};
 use std::cell::RefCell;
@@ -134,6 +136,11 @@ impl PanicDefault for i32 {
 impl PanicDefault for u16 {
     fn panic_default() -> Self {
         0
+    }
+}
+impl PanicDefault for bool {
+    fn panic_default() -> Self {
+        false
     }
 }
 impl PanicDefault for conn::wsn_conn_state {

@@ -27,7 +27,7 @@ impl Castable for wsn_server {
 
 /// What a wsn_server handle stands for: the server and its release hook.
 pub(crate) struct ServerHandle {
-    inner: Server,
+    pub(crate) inner: Server,
     release: Arc<ReleaseSlot>,
 }
 
@@ -304,7 +304,7 @@ pub unsafe extern "C" fn wsn_server_set_release_hook(
 }
 
 /// The request path without the query, e.g. "/chat". NULL for NULL.
-/// Thread: only inside the accept callback that was given `request`; a returned string is
+/// Thread: only inside the accept (or HTTP) callback that was given `request`; a returned string is
 /// borrowed until that callback returns.
 #[no_mangle]
 #[ffi_fn]
@@ -315,7 +315,7 @@ pub unsafe extern "C" fn wsn_request_get_path(request: *const wsn_request) -> *c
 }
 
 /// The query string without '?' ("" when none). NULL for NULL.
-/// Thread: only inside the accept callback that was given `request`; a returned string is
+/// Thread: only inside the accept (or HTTP) callback that was given `request`; a returned string is
 /// borrowed until that callback returns.
 #[no_mangle]
 #[ffi_fn]
@@ -327,7 +327,7 @@ pub unsafe extern "C" fn wsn_request_get_query(request: *const wsn_request) -> *
 
 /// The value of the first header called `name` (case-insensitive; "Origin", "Cookie", ...),
 /// or NULL when absent.
-/// Thread: only inside the accept callback that was given `request`; a returned string is
+/// Thread: only inside the accept (or HTTP) callback that was given `request`; a returned string is
 /// borrowed until that callback returns.
 #[no_mangle]
 #[ffi_fn]
@@ -345,7 +345,7 @@ pub unsafe extern "C" fn wsn_request_get_header(
 }
 
 /// The number of request headers (0 for NULL).
-/// Thread: only inside the accept callback that was given `request`; a returned string is
+/// Thread: only inside the accept (or HTTP) callback that was given `request`; a returned string is
 /// borrowed until that callback returns.
 #[no_mangle]
 #[ffi_fn]
@@ -356,7 +356,7 @@ pub unsafe extern "C" fn wsn_request_get_header_count(request: *const wsn_reques
 }
 
 /// The name of header `index` (NULL when out of range).
-/// Thread: only inside the accept callback that was given `request`; a returned string is
+/// Thread: only inside the accept (or HTTP) callback that was given `request`; a returned string is
 /// borrowed until that callback returns.
 #[no_mangle]
 #[ffi_fn]
@@ -376,7 +376,7 @@ pub unsafe extern "C" fn wsn_request_get_header_name(
 }
 
 /// The value of header `index` (NULL when out of range).
-/// Thread: only inside the accept callback that was given `request`; a returned string is
+/// Thread: only inside the accept (or HTTP) callback that was given `request`; a returned string is
 /// borrowed until that callback returns.
 #[no_mangle]
 #[ffi_fn]
@@ -396,7 +396,7 @@ pub unsafe extern "C" fn wsn_request_get_header_value(
 }
 
 /// The client's address as "ip:port". NULL for NULL.
-/// Thread: only inside the accept callback that was given `request`; a returned string is
+/// Thread: only inside the accept (or HTTP) callback that was given `request`; a returned string is
 /// borrowed until that callback returns.
 #[no_mangle]
 #[ffi_fn]
@@ -407,7 +407,7 @@ pub unsafe extern "C" fn wsn_request_get_peer_addr(request: *const wsn_request) 
 }
 
 /// The number of subprotocols the client offered.
-/// Thread: only inside the accept callback that was given `request`; a returned string is
+/// Thread: only inside the accept (or HTTP) callback that was given `request`; a returned string is
 /// borrowed until that callback returns.
 #[no_mangle]
 #[ffi_fn]
@@ -418,7 +418,7 @@ pub unsafe extern "C" fn wsn_request_get_subprotocol_count(request: *const wsn_r
 }
 
 /// Offered subprotocol `index`, in the client's order of preference (NULL when out of range).
-/// Thread: only inside the accept callback that was given `request`; a returned string is
+/// Thread: only inside the accept (or HTTP) callback that was given `request`; a returned string is
 /// borrowed until that callback returns.
 #[no_mangle]
 #[ffi_fn]

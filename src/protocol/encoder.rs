@@ -253,6 +253,30 @@ impl Encoder {
         Ok(())
     }
 
+    /// Queues a frame built by [`shared_frame`] (a server's broadcast): by reference when
+    /// large, copied into the batch when small, as `message` does. A client must mask, so
+    /// its side encodes `payload` itself (uncompressed).
+    pub fn prebuilt(
+        &mut self,
+        out: &mut WriteBuf,
+        frame: Bytes,
+        text: bool,
+        payload: Bytes,
+    ) -> Result<(), SendError> {
+        if self.close_sent {
+            return Err(SendError::Closed);
+        }
+        if self.role == Role::Client {
+            return self.message(out, text, payload, false);
+        }
+        if frame.len() <= COPY_MAX + MAX_HEADER_LEN {
+            out.push_batch(|b| b.extend_from_slice(&frame));
+        } else {
+            out.push_chunk(frame);
+        }
+        Ok(())
+    }
+
     pub fn ping(&mut self, out: &mut WriteBuf, payload: &[u8]) -> Result<(), SendError> {
         self.control(out, OpCode::Ping, payload)
     }
@@ -392,4 +416,21 @@ fn put_payload(b: &mut BytesMut, p: &[u8], mask: Option<[u8; 4]>) {
         Some(m) => extend_masked(b, p, m, 0),
         None => b.extend_from_slice(p),
     }
+}
+
+/// One final, unmasked, uncompressed frame (a server's) in one buffer, built once to be
+/// shared by many connections; returns it and its header's length.
+pub fn shared_frame(text: bool, payload: &[u8]) -> (Bytes, usize) {
+    let h = FrameHeader {
+        fin: true,
+        rsv1: false,
+        opcode: if text { OpCode::Text } else { OpCode::Binary },
+        mask: None,
+        len: payload.len() as u64,
+    };
+    let mut b = BytesMut::with_capacity(MAX_HEADER_LEN + payload.len());
+    write_header(&mut b, h);
+    let header = b.len();
+    b.extend_from_slice(payload);
+    (b.freeze(), header)
 }

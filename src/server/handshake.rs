@@ -71,6 +71,7 @@ pub(crate) async fn read_request(
         peer_addr: peer,
         subprotocols: Vec::new(),
         http_minor: parsed.version.unwrap_or(0),
+        setup: Default::default(),
     };
     let leftover = buf[end..].to_vec();
     let mut req = req;
@@ -158,6 +159,7 @@ pub(crate) async fn refuse_with(
     body: &str,
     extra: &[(String, String)],
 ) {
+    super::ops::count_refusal(status);
     log::info!(target: "wsnative::server", "handshake refused with {status}: {body}");
     let mut resp = format!(
         "HTTP/1.1 {status} {}\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: {}\r\nConnection: close\r\n",

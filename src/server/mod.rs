@@ -6,6 +6,7 @@ mod handshake;
 mod admission;
 mod http;
 pub use http::{check_response, check_response_header, HttpHandler, HttpHandlerRef, Response};
+mod ops;
 
 use crate::connection::{run, Conn, Delivery, Event, Handler, Wire};
 use crate::delivery::{in_callback, Mailbox};
@@ -19,6 +20,8 @@ use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, Weak};
 use std::time::{Duration, Instant};
 use tokio::sync::{oneshot, Notify};
+
+pub use ops::{BroadcastReport, DrainReport, ServerStats};
 
 /// An upgrade request, as the accept hook sees it.
 #[derive(Debug, Clone)]
@@ -37,6 +40,8 @@ pub struct Request {
     pub subprotocols: Vec<String>,
     /// HTTP/1.x: the minor version (an upgrade needs 1.1).
     pub(crate) http_minor: u8,
+    /// What the accept hook set up for the connection (deadline, tags; `ops.rs`).
+    pub(crate) setup: ops::SetupSlot,
 }
 
 impl Request {
@@ -183,6 +188,8 @@ struct Shared {
     reserve_fd: Mutex<Option<std::fs::File>>,
     /// The plain HTTP handler (taken out of the options); `None` once the server is released.
     http: Mutex<Option<HttpHandlerRef>>,
+    /// Tag index and counters (`ops.rs`).
+    ops: Arc<ops::ServerOps>,
 }
 
 /// Lets accept hooks run side by side on the callback threads, and keeps G7: after `release`
@@ -302,6 +309,7 @@ impl Server {
             )),
             reserve_fd: Mutex::new(admission::reserve_fd()),
             http: Mutex::new(opts.http_handler.clone()),
+            ops: Default::default(),
         });
         {
             let mut all = relock(&SERVERS);
@@ -509,6 +517,7 @@ async fn accept_loop(shared: Arc<Shared>, listener: tokio::net::TcpListener) {
                 // srv-defense: counted among the handshakes in progress, or refused.
                 let Some(ticket) = shared.admission.admit(peer.ip()) else {
                     admission::refuse_at_cap(tcp, shared.tls.is_some(), true);
+                    shared.ops.refused(503); // srv-ops: the server's counters
                     continue;
                 };
                 tokio::spawn(serve_one(shared.clone(), tcp, peer, ticket));
@@ -534,6 +543,8 @@ struct Upgraded {
     close_now: Option<(u16, String)>,
     /// Held until the connection ends.
     slot: Slot,
+    /// What the accept hook set up (deadline, tags).
+    setup: ops::SessionSetup,
 }
 
 async fn serve_one(
@@ -544,14 +555,18 @@ async fn serve_one(
 ) {
     let limit = shared.opts.handshake_timeout;
     let fd = std::os::fd::AsRawFd::as_raw_fd(&tcp);
+    let handshaking = ops::Handshaking::start(&shared);
+    // Refusals are counted by the server's counters (ops.rs) through a task-local.
+    let counted = ops::COUNTERS.scope(shared.ops.clone(), handshake(&shared, tcp, peer));
     // Boxed: the handshake's buffers are not part of the connection's task once it is over.
-    let shaking = tokio::time::timeout(limit, Box::pin(handshake(&shared, tcp, peer)));
+    let shaking = tokio::time::timeout(limit, Box::pin(counted));
     let done = tokio::select! {
         r = shaking => r,
         // Dropped to make room for a newer handshake (srv-defense): the socket closes here.
         _ = ticket.cancelled() => return,
     };
     drop(ticket);
+    drop(handshaking);
     let Upgraded {
         io,
         leftover,
@@ -559,6 +574,7 @@ async fn serve_one(
         deflate,
         close_now,
         slot,
+        setup,
     } = match done {
         Ok(Ok(Some(u))) => u,
         Ok(Err(e)) => {
@@ -601,6 +617,8 @@ async fn serve_one(
         }
         conns.insert(id, conn.clone());
     }
+    ops::apply_setup(&conn, id, &shared, setup);
+    shared.ops.opened();
     if let Some((_, header)) = &deflate {
         conn.set_extensions(header.clone());
     }
@@ -610,7 +628,8 @@ async fn serve_one(
         role: Role::Server,
         deflate: deflate.map(|d| d.0),
     };
-    run(conn, wire).await;
+    run(conn.clone(), wire).await;
+    shared.ops.ended(id, &conn);
     drop(slot);
     let mut conns = relock(&shared.conns);
     conns.remove(&id);
@@ -739,6 +758,7 @@ async fn handshake(
         &extra,
     )
     .await?;
+    let setup = std::mem::take(&mut *relock(&req.setup));
     Ok(Some(Upgraded {
         io,
         leftover,
@@ -746,6 +766,7 @@ async fn handshake(
         deflate,
         close_now,
         slot,
+        setup,
     }))
 }
 

@@ -501,8 +501,16 @@ def main():
             ok = (len(accepts) == 1 and "path=/refused" in accepts[0]
                   and not [l for l in lines if l.startswith(("open ", "close ", "send-error", "accept_and_close"))])
             checks.check("refused 4001: the accept hook closed it, no OPEN event", ok, lines)
-            # Issue 15's session deadline (a server ending a session with 4401 when it expires)
-            # is not in the core yet: its case goes here, with a page case, once it is.
+            # Issue 15's session deadline: the accept hook gives /deadline 1 s, then the server
+            # closes it with 4401, which the page's script reads.
+            seen = len(srv.out.snapshot())
+            page("deadline", allowed_origin, ws_base, 30, "deadline 4401")
+            srv.out.wait_for(r"^close ", 10, start=seen)
+            lines = srv.out.snapshot()[seen:]
+            closes = [l for l in lines if l.startswith("close ")]
+            ok = (any("path=/deadline" in l for l in lines if l.startswith("accept "))
+                  and len(closes) == 1 and "code=4401" in closes[0] and "clean=1" in closes[0])
+            checks.check("deadline 4401: the server closed the session with 4401, cleanly", ok, lines)
         return 0 if checks.failed == 0 else 1
     except Exception as e:
         checks.check(f"driver: {type(e).__name__}: {e}", False)

@@ -4,7 +4,8 @@
 #   - server.c: a C server with permessage-deflate on, one allowed Origin, an accept hook that
 #     closes path /refused with 4001 "not allowed", an echo elsewhere; it prints what it saw;
 #   - page.html: the cases, run in the browser (echo of text and binary messages from 1 KiB to
-#     4 MiB, compressible and not; a forbidden origin; the 4001 refusal);
+#     4 MiB, compressible and not; a forbidden origin; the 4001 refusal; a session deadline that
+#     ends the connection with 4401 after 1 s);
 #   - drive.py: serves the page from two loopback origins, starts the servers (the echo with three
 #     permessage-deflate configurations and once over wss with a self-signed certificate that only
 #     this Chromium trusts, each through a relay that counts the bytes on the wire)

@@ -12,6 +12,8 @@
  * - one allowed Origin: a browser page from any other origin is refused with HTTP 403;
  * - the accept hook refuses path /refused by accepting and closing at once with 4001
  *   "not allowed" (what a browser script can read, unlike an HTTP status);
+ * - path /deadline gets a session deadline of 1 s: then the server closes it with 4401
+ *   "session expired";
  * - every other path is an echo: each message goes back as it came (text as text).
  *
  * It prints one line per fact the test checks, flushed at once:
@@ -59,6 +61,11 @@ static void on_accept(void *user_data, struct wsn_request *req) {
     if (path && strcmp(path, "/refused") == 0) {
         if (wsn_request_accept_and_close(req, 4001, "not allowed") != WSN_OK)
             say("accept_and_close failed: %s", wsn_last_error());
+    }
+    /* Path /deadline: an echo whose session ends after 1 s with 4401 "session expired". */
+    if (path && strcmp(path, "/deadline") == 0) {
+        if (wsn_request_set_deadline(req, 1000, 4401, "session expired") != WSN_OK)
+            say("set_deadline failed: %s", wsn_last_error());
     }
     /* Any other path: accepted (no call needed). */
 }

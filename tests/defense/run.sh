@@ -20,6 +20,7 @@ wsn_apt_install gcc libc6-dev python3 || exit 1
 OUT=build/defense
 mkdir -p "$OUT"
 cargo build --release -q || exit 1
+# shellcheck disable=SC2054  # -Wl,-rpath,DIR is one argument
 CF=(-O2 -Wall -Iinclude -Ltarget/release -Wl,-rpath,"$PWD/target/release")
 cc "${CF[@]}" examples/c/echo_server.c -lwsnative -o "$OUT/echo_server" || exit 1
 cc "${CF[@]}" tests/defense/server.c -lwsnative -o "$OUT/server" || exit 1
@@ -55,11 +56,14 @@ case_() { # NAME ATTACK_ARGS -- SERVER COMMAND...
   SERVER_PID=""
 }
 
-# examples/c/echo_server takes its port as its argument.
+# examples/c/echo_server takes its port as its argument; tests/defense/server.c takes it first
+# ($0 and $1 of the inner shells below are theirs).
 case_ defaults-one-address --clients 1100 --ips 1 -- "$OUT/echo_server"
 case_ defaults-250-addresses --clients 1100 --ips 250 -- "$OUT/echo_server"
+# shellcheck disable=SC2016
 case_ caps-off-emfile --clients 1100 --ips 1 --fds-may-reach-limit -- \
   bash -c 'exec "$0" "$1" 0 0 drop-oldest' "$OUT/server"
+# shellcheck disable=SC2016
 case_ caps-off-refuse-emfile --clients 1100 --ips 1 --fds-may-reach-limit --expect refused -- \
   bash -c 'exec "$0" "$1" 0 0 refuse' "$OUT/server"
 echo "defense: $pass passed, $fail failed"

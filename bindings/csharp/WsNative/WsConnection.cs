@@ -26,7 +26,7 @@ using static WsNative.Native.NativeMethods;
 
 namespace WsNative
 {
-    public sealed class WsConnection : IDisposable
+    public sealed partial class WsConnection : IDisposable
     {
         private readonly WsServer _server;
         private readonly ManualResetEventSlim _handleReady = new ManualResetEventSlim(false);

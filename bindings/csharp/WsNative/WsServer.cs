@@ -12,7 +12,7 @@ using static WsNative.Native.NativeMethods;
 
 namespace WsNative
 {
-    public sealed class WsServer : IDisposable
+    public sealed partial class WsServer : IDisposable
     {
         private readonly Action<WsConnection> _onConnection;
         private readonly Action<WsAcceptRequest> _onAccept;
@@ -167,7 +167,7 @@ namespace WsNative
     }
 
     /// <summary>An upgrade request, valid only while the accept handler runs.</summary>
-    public sealed class WsAcceptRequest
+    public sealed partial class WsAcceptRequest
     {
         private IntPtr _request;
 

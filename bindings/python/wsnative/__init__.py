@@ -23,6 +23,7 @@ from ._convert import CloseInfo, Request, State
 from ._core import configure
 from ._lib import LibraryNotFound
 from ._log import disable_logging, enable_logging
+from ._ops import BroadcastReport, ConnStats, DrainReport, ServerStats
 from .client import Connection, connect
 from .errors import (
     ConnectError,
@@ -58,12 +59,15 @@ def library_version() -> str:
 
 
 __all__ = [
+    "BroadcastReport",
     "CloseInfo",
+    "ConnStats",
     "ConnectError",
     "Connection",
     "ConnectionClosed",
     "ConnectionClosedError",
     "ConnectionClosedOK",
+    "DrainReport",
     "HandshakeError",
     "InternalError",
     "InvalidArgument",
@@ -72,6 +76,7 @@ __all__ = [
     "OpenTimeout",
     "Request",
     "Server",
+    "ServerStats",
     "State",
     "TLSError",
     "WebSocketError",

@@ -358,6 +358,24 @@ class Request:
             self.add_response_header(k, v)
         check(N.wsn_request_respond(self._req(), status, data, len(data)))
 
+    def set_deadline(self, seconds: float | None, code: int = 4401, reason: str = "session expired") -> None:
+        """The session deadline of the connection, if accepted: it is closed with ``code`` and
+        ``reason`` once ``seconds`` have passed (counted from now). Does not decide."""
+        from . import _ops
+
+        _ops.request_set_deadline(self._live(), seconds, code, reason)
+
+    def add_tag(self, tag: str) -> None:
+        """A tag the connection carries from its open on, if accepted. Does not decide."""
+        from . import _ops
+
+        _ops.request_add_tag(self._live(), tag)
+
+    def _live(self) -> int:
+        if self._ptr is None:
+            raise WebSocketError("a Request can be changed only during its accept callback")
+        return self._ptr
+
     def __repr__(self) -> str:
         return f"<Request {self.path}{'?' + self.query if self.query else ''} from {self.remote_address}>"
 

@@ -39,6 +39,7 @@ from ._convert import (
     read_close,
     server_options,
 )
+from ._ops import ConnOps, ServerOps
 from .errors import ConnectionClosed, WebSocketError, WouldBlock, from_status
 
 log = logging.getLogger("wsnative")
@@ -152,7 +153,7 @@ _MESSAGE, _OPEN, _CLOSE, _DRAIN = N.EVENT_MESSAGE, N.EVENT_OPEN, N.EVENT_CLOSE, 
 _string_at = ctypes.string_at
 
 
-class NativeConn:
+class NativeConn(ConnOps):
     """The native handle of one connection, and what every connection class shares.
 
     Subclasses implement ``_on_open()``, ``_on_message(msg)``, ``_on_drain()`` and
@@ -340,7 +341,7 @@ class NativeConn:
 _get_user_data = N.wsn_conn_get_user_data
 
 
-class ServerCore:
+class ServerCore(ServerOps):
     """A listening native server; subclasses create the connection objects.
 
     Events of its connections carry the server's id; from its OPEN on, each connection's handle
@@ -433,6 +434,10 @@ class ServerCore:
                     pass
         finally:
             req._ptr = None
+
+    def _conn_object(self, ptr: int) -> Any:
+        """The connection object of a native handle of this server (None when gone)."""
+        return _targets.get(_get_user_data(ptr))
 
     @property
     def connections(self) -> list[Any]:

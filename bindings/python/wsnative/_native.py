@@ -207,6 +207,9 @@ wsn_client_options_set_compression_params = _fn(
 wsn_client_options_set_compression_threshold = _fn(
     "wsn_client_options_set_compression_threshold", [_ptr, c_size_t, c_uint32], _status
 )
+# wsn_status wsn_client_options_set_inline_callbacks(wsn_client_options *options, bool enabled);
+# Not used by the binding: Python callbacks take the GIL, which must never block an I/O thread.
+wsn_client_options_set_inline_callbacks = _fn("wsn_client_options_set_inline_callbacks", [_ptr, c_bool], _status)
 # wsn_status wsn_client_options_set_max_message_size(wsn_client_options *options, size_t bytes);
 wsn_client_options_set_max_message_size = _fn("wsn_client_options_set_max_message_size", [_ptr, c_size_t], _status)
 # wsn_status wsn_client_options_set_ping_interval_ms(wsn_client_options *options, uint32_t ms);
@@ -266,6 +269,9 @@ wsn_server_options_set_compression_params = _fn(
 wsn_server_options_set_compression_threshold = _fn(
     "wsn_server_options_set_compression_threshold", [_ptr, c_size_t, c_uint32], _status
 )
+# wsn_status wsn_server_options_set_inline_callbacks(wsn_server_options *options, bool enabled);
+# Not used by the binding: Python callbacks take the GIL, which must never block an I/O thread.
+wsn_server_options_set_inline_callbacks = _fn("wsn_server_options_set_inline_callbacks", [_ptr, c_bool], _status)
 # wsn_status wsn_server_options_set_max_message_size(wsn_server_options *options, size_t bytes);
 wsn_server_options_set_max_message_size = _fn("wsn_server_options_set_max_message_size", [_ptr, c_size_t], _status)
 # wsn_status wsn_server_options_set_ping_interval_ms(wsn_server_options *options, uint32_t ms);
@@ -380,10 +386,105 @@ wsn_request_accept_and_close = _fn("wsn_request_accept_and_close", [_ptr, c_uint
 # wsn_status wsn_log_set_callback(wsn_log_fn callback, uint32_t max_level, void *user_data);
 wsn_log_set_callback = _fn("wsn_log_set_callback", [wsn_log_fn, c_uint32, c_void_p], _status)
 
-# wsn_status wsn_client_options_set_inline_callbacks(wsn_client_options *options, bool enabled);
-wsn_client_options_set_inline_callbacks = _fn("wsn_client_options_set_inline_callbacks", [_ptr, c_bool], _status)
-# wsn_status wsn_server_options_set_inline_callbacks(wsn_server_options *options, bool enabled);
-wsn_server_options_set_inline_callbacks = _fn("wsn_server_options_set_inline_callbacks", [_ptr, c_bool], _status)
+
+# Operations (issue 15 §3): deadlines, tags, broadcast, drain, stats, pings.
+#: WSN_STATS_VERSION: the version of the structs below.
+STATS_VERSION = 1
+
+
+class wsn_conn_stats(Structure):
+    _fields_ = [
+        ("size", c_uint32),
+        ("version", c_uint32),
+        ("bytes_sent", c_uint64),
+        ("bytes_received", c_uint64),
+        ("messages_sent", c_uint64),
+        ("messages_received", c_uint64),
+        ("queued_bytes", c_uint64),
+        ("last_rtt_us", c_uint64),
+        ("rtt_count", c_uint64),
+        ("age_ms", c_uint64),
+    ]
+
+
+class wsn_server_stats(Structure):
+    _fields_ = [
+        ("size", c_uint32),
+        ("version", c_uint32),
+        ("open_connections", c_uint64),
+        ("handshakes_in_progress", c_uint64),
+        ("accepted_total", c_uint64),
+        ("refused_total", c_uint64),
+        ("closed_total", c_uint64),
+    ]
+
+
+class wsn_broadcast_report(Structure):
+    _fields_ = [
+        ("size", c_uint32),
+        ("version", c_uint32),
+        ("queued", c_uint64),
+        ("refused", c_uint64),
+        ("not_open", c_uint64),
+    ]
+
+
+class wsn_drain_report(Structure):
+    _fields_ = [
+        ("size", c_uint32),
+        ("version", c_uint32),
+        ("connections", c_uint64),
+        ("closed_clean", c_uint64),
+        ("aborted", c_uint64),
+        ("failed", c_uint64),
+    ]
+
+
+_u16p, _u64p = POINTER(c_uint16), POINTER(c_uint64)
+
+# wsn_status wsn_conn_set_deadline(wsn_conn *conn, uint64_t after_ms, uint16_t code, const char *reason);
+wsn_conn_set_deadline = _fn("wsn_conn_set_deadline", [_ptr, c_uint64, c_uint16, c_char_p], _status)
+# wsn_status wsn_request_set_deadline(wsn_request *request, uint64_t after_ms, uint16_t code, const char *reason);
+wsn_request_set_deadline = _fn("wsn_request_set_deadline", [_ptr, c_uint64, c_uint16, c_char_p], _status)
+# wsn_status wsn_request_add_tag(wsn_request *request, const char *tag);
+wsn_request_add_tag = _fn("wsn_request_add_tag", [_ptr, c_char_p], _status)
+# wsn_status wsn_conn_add_tag(wsn_conn *conn, const char *tag);
+wsn_conn_add_tag = _fn("wsn_conn_add_tag", [_ptr, c_char_p], _status)
+# wsn_status wsn_conn_remove_tag(wsn_conn *conn, const char *tag);
+wsn_conn_remove_tag = _fn("wsn_conn_remove_tag", [_ptr, c_char_p], _status)
+# bool wsn_conn_has_tag(const wsn_conn *conn, const char *tag);
+wsn_conn_has_tag = _fn("wsn_conn_has_tag", [_ptr, c_char_p], c_bool)
+# wsn_status wsn_server_close_tag(wsn_server *server, const char *tag, uint16_t code, const char *reason,
+#                                 size_t *closed_out);
+wsn_server_close_tag = _fn(
+    "wsn_server_close_tag", [_ptr, c_char_p, c_uint16, c_char_p, POINTER(c_size_t)], _status
+)
+# size_t wsn_server_count_tag(const wsn_server *server, const char *tag);
+wsn_server_count_tag = _fn("wsn_server_count_tag", [_ptr, c_char_p], c_size_t)
+# size_t wsn_server_list_tag(const wsn_server *server, const char *tag, wsn_conn **out, size_t capacity);
+wsn_server_list_tag = _fn("wsn_server_list_tag", [_ptr, c_char_p, POINTER(c_void_p), c_size_t], c_size_t)
+# wsn_status wsn_server_broadcast(wsn_server *server, const char *tag, const uint8_t *data, size_t len,
+#                                 uint32_t flags, wsn_broadcast_report *report);
+wsn_server_broadcast = _fn(
+    "wsn_server_broadcast",
+    [_ptr, c_char_p, c_char_p, c_size_t, c_uint32, POINTER(wsn_broadcast_report)],
+    _status,
+)
+# wsn_status wsn_server_drain(wsn_server *server, uint32_t window_ms, uint16_t code, const char *reason,
+#                             wsn_drain_report *report);
+wsn_server_drain = _fn(
+    "wsn_server_drain", [_ptr, c_uint32, c_uint16, c_char_p, POINTER(wsn_drain_report)], _status
+)
+# wsn_status wsn_conn_get_stats(const wsn_conn *conn, wsn_conn_stats *stats);
+wsn_conn_get_stats = _fn("wsn_conn_get_stats", [_ptr, POINTER(wsn_conn_stats)], _status)
+# wsn_status wsn_conn_ping(wsn_conn *conn);
+wsn_conn_ping = _fn("wsn_conn_ping", [_ptr], _status)
+# wsn_status wsn_server_get_stats(const wsn_server *server, wsn_server_stats *stats);
+wsn_server_get_stats = _fn("wsn_server_get_stats", [_ptr, POINTER(wsn_server_stats)], _status)
+# size_t wsn_server_get_refusals(const wsn_server *server, uint16_t *statuses, uint64_t *counts, size_t capacity);
+wsn_server_get_refusals = _fn("wsn_server_get_refusals", [_ptr, _u16p, _u64p, c_size_t], c_size_t)
+# size_t wsn_server_get_closes(const wsn_server *server, uint16_t *codes, uint64_t *counts, size_t capacity);
+wsn_server_get_closes = _fn("wsn_server_get_closes", [_ptr, _u16p, _u64p, c_size_t], c_size_t)
 
 
 def last_error() -> str:
