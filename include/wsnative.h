@@ -218,6 +218,38 @@ typedef uint32_t wsn_conn_state;
 #endif // __cplusplus
 
 /**
+ * The level of a log record, and the most detailed level wanted (wsn_log_set_callback).
+ */
+typedef enum wsn_log_level {
+  /**
+   * No records (logging off).
+   */
+  WSN_LOG_OFF = 0,
+  /**
+   * Something failed that the library could not handle.
+   */
+  WSN_LOG_ERROR = 1,
+  /**
+   * A connection failed in a way an operator should know of: timeouts (heartbeat, close),
+   * protocol errors (with the position in the peer's byte stream), limits hit.
+   */
+  WSN_LOG_WARN = 2,
+  /**
+   * Refused handshakes and why, TLS and handshake failures, connects that failed,
+   * connections that ended with an error.
+   */
+  WSN_LOG_INFO = 3,
+  /**
+   * Clean closes and other details.
+   */
+  WSN_LOG_DEBUG = 4,
+  /**
+   * Everything, including the TLS library's traces.
+   */
+  WSN_LOG_TRACE = 5,
+} wsn_log_level;
+
+/**
  * Which certificate authorities a client trusts for wss:// (plus any CA files added).
  */
 enum wsn_tls_roots
@@ -389,6 +421,14 @@ typedef void (*wsn_release_cb)(void *arg);
  * starts after wsn_server_free returned. It must not unwind into wsnative.
  */
 typedef void (*wsn_http_cb)(void *user_data, struct wsn_request *request);
+
+/**
+ * Receives one log record. `target` names the part that logged ("wsnative::server",
+ * "wsnative::client", "wsnative::connection", or "rustls::..." for the TLS library);
+ * `message` is one line of text; `conn_id` is the connection's id (wsn_conn_get_id), or 0 when
+ * the record is not about one connection. Both strings are borrowed until it returns.
+ */
+typedef void (*wsn_log_fn)(void *user_data, enum wsn_log_level level, const char *target, const char *message, uint64_t conn_id);
 
 /**
  * One event taken from a queue.
@@ -708,6 +748,12 @@ wsn_conn_state wsn_conn_get_state(const struct wsn_conn *conn);
 size_t wsn_conn_get_buffered_amount(const struct wsn_conn *conn);
 
 /**
+ * The connection's id: a number unique in the process, never 0 (0 for NULL). Log records about
+ * the connection carry it as their `conn_id` (wsn_log_set_callback). Thread: any.
+ */
+uint64_t wsn_conn_get_id(const struct wsn_conn *conn);
+
+/**
  * The peer's address as "ip:port" ("" before the TCP connection exists, NULL for NULL).
  * Ownership: borrowed, valid until wsn_conn_free. Thread: any.
  */
@@ -846,6 +892,26 @@ wsn_status wsn_request_add_response_header(struct wsn_request *request, const ch
  * Thread: only inside the HTTP callback that was given `request`.
  */
 wsn_status wsn_request_respond(struct wsn_request *request, uint16_t http_status, const uint8_t *body, size_t body_len);
+
+/**
+ * Sets the function that receives wsnative's log records, and the most detailed level it
+ * wants (records above it are not even formatted). Logging is off by default; a NULL
+ * `callback` or WSN_LOG_OFF turns it off again, after which a log point costs one atomic load.
+ *
+ * The callback runs on the thread that logs: an I/O thread (most records), a callback thread,
+ * or an application thread inside a wsnative call. It must return quickly and must not call
+ * wsnative functions that wait (wsn_server_stop, wsn_server_free, wsn_shutdown,
+ * wsn_log_set_callback); records logged from inside it are dropped. Several threads may run
+ * it at once.
+ *
+ * Thread: any, at any time. When it returns, the previous callback is not running on any
+ * other thread and is not called again (its user_data may be freed).
+ * Ownership: `user_data` is passed back as is.
+ * Errors: WSN_ERR_INVALID_ARGUMENT for a level over WSN_LOG_TRACE; WSN_ERR_INVALID_STATE when
+ * called from inside the log callback, or when the process's Rust code installed another
+ * logger of the `log` crate first (only possible when wsnative is linked as a Rust library).
+ */
+wsn_status wsn_log_set_callback(wsn_log_fn callback, uint32_t max_level, void *user_data);
 
 /**
  * A new client options object with the defaults: connect and handshake timeouts 10 s, close

@@ -10,7 +10,9 @@
 #   4. C# binding on Mono and CoreCLR (bindings/csharp/test.sh);
 #   5. Autobahn conformance through the C ABI, both directions (tests/conformance.sh);
 #   6. a real browser, headless chromium, against the C ABI server (tests/browser/run.sh);
-#   7. slow clients at the descriptor limit (tests/defense/run.sh).
+#   7. slow clients at the descriptor limit (tests/defense/run.sh);
+#   8. packaging: the C install with pkg-config and CMake, wsncat, the NuGet package on both
+#      lanes (tests/packaging/run.sh; last: its C install relinks the library with a SONAME).
 # Runs every part even when one fails; the last line is "all: N passed, M failed" over parts.
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -51,6 +53,7 @@ part conformance bash tests/conformance.sh
 part browser bash tests/browser/run.sh
 # srv-defense (issue 15 section 2): 1,100 slow clients against a server at ulimit -n 1024.
 part defense bash tests/defense/run.sh
+part packaging bash tests/packaging/run.sh
 [ -z "$failed_parts" ] || echo "failed parts:$failed_parts"
 echo "all: $pass passed, $fail failed"
 [ "$fail" = 0 ]

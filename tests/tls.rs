@@ -203,3 +203,52 @@ fn system_roots_load_and_do_not_trust_a_private_ca() {
     assert!(tls_failure(&c).contains("unknown issuer"));
     trusted.rec.wait_open();
 }
+
+/// A log record: level, target, message, connection id.
+type LogRecord = (wsn_log_level, String, String, u64);
+
+/// The log callback's records of a TLS failure, kept by `keep_tls_records`.
+static TLS_RECORDS: std::sync::Mutex<Vec<LogRecord>> = std::sync::Mutex::new(Vec::new());
+
+unsafe extern "C" fn keep_tls_records(
+    _user: *mut std::ffi::c_void,
+    level: wsn_log_level,
+    target: *const std::ffi::c_char,
+    message: *const std::ffi::c_char,
+    conn: u64,
+) {
+    let s = |p| std::ffi::CStr::from_ptr(p).to_string_lossy().into_owned();
+    TLS_RECORDS
+        .lock()
+        .unwrap()
+        .push((level, s(target), s(message), conn));
+}
+
+#[test]
+fn tls_failures_are_logged_on_both_sides() {
+    let pki = Pki::new("log");
+    let server = pki.server("good");
+    let st = wsn_log_set_callback(Some(keep_tls_records), 3, std::ptr::null_mut());
+    assert_eq!(st, wsn_status::WSN_OK);
+    let c = pki.client(&format!("wss://localhost:{}/", server.port), false);
+    let id = unsafe { wsn_conn_get_id(c.conn) };
+    assert!(tls_failure(&c).contains("unknown issuer"));
+    let find = |want: &dyn Fn(&LogRecord) -> bool| {
+        let start = std::time::Instant::now();
+        loop {
+            if let Some(r) = TLS_RECORDS.lock().unwrap().iter().find(|r| want(r)) {
+                return r.clone();
+            }
+            assert!(start.elapsed() < WAIT, "{:?}", TLS_RECORDS.lock().unwrap());
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+    };
+    let client = find(&|r| r.1 == "wsnative::client" && r.3 == id);
+    assert!(client.2.contains("unknown issuer"), "{client:?}");
+    let server_side = find(&|r| r.1 == "wsnative::server" && r.2.contains("failed"));
+    assert!(
+        server_side.2.contains("handshake with 127.0.0.1:"),
+        "{server_side:?}"
+    );
+    wsn_log_set_callback(None, 0, std::ptr::null_mut());
+}

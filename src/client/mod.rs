@@ -79,7 +79,10 @@ pub fn connect(url: &str, opts: &ClientOptions, delivery: Option<Delivery>) -> R
         .await
         {
             Some(Ok(wire)) => run(c, wire).await,
-            Some(Err(e)) => connection::finish(&c, connection::failed(e)),
+            Some(Err(e)) => {
+                log::info!(target: "wsnative::client", conn = c.id(); "connect failed: {e}");
+                connection::finish(&c, connection::failed(e))
+            }
             None => connection::finish(
                 &c,
                 connection::failed(Error::new(

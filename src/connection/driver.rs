@@ -73,8 +73,25 @@ pub(crate) async fn run(conn: Arc<Conn>, wire: Wire) {
     )
     .await;
     drop(d); // the socket closes
+    log_end(&conn, &info);
     let _driving = super::Driving::enter(&conn);
     super::finish(&conn, info);
+}
+
+/// One log record per connection end: why it failed (timeouts as warnings), or that it closed.
+fn log_end(conn: &Conn, info: &CloseInfo) {
+    let id = conn.id();
+    let t = "wsnative::connection";
+    match &info.error {
+        Some(e) if matches!(e.kind(), ErrorKind::Timeout | ErrorKind::WouldBlock) => {
+            log::warn!(target: t, conn = id; "closed with {}: {e}", info.code)
+        }
+        Some(e) if e.kind() == ErrorKind::Aborted => log::debug!(target: t, conn = id; "{e}"),
+        Some(e) => log::info!(target: t, conn = id; "closed with {}: {e}", info.code),
+        None => {
+            log::debug!(target: t, conn = id; "closed cleanly with {} {:?}", info.code, info.reason)
+        }
+    }
 }
 
 /// The close event when the stream ended after the peer's Close (or without one).
@@ -341,6 +358,9 @@ impl Driver {
     /// Starts failing the connection; `wait_callbacks`: the Close waits until the callbacks
     /// of the messages already read have run, so their replies go first.
     fn fail_now(&mut self, f: Failure, wait_callbacks: bool) {
+        let read = self.conn.stats().bytes_received;
+        let at = read.saturating_sub(self.rbuf.len() as u64);
+        log::warn!(target: "wsnative::connection", conn = self.conn.id(); "failing with {}: {} (at byte {at} of the peer's stream)", f.0, f.2);
         let s = &self.conn.settings;
         // Sends stay open until our Close is queued: replies to earlier messages go first.
         self.failure = Some(f);

@@ -147,7 +147,12 @@ pub struct Conn {
     app_freed: AtomicBool,
     /// Deadline, tags, counters (issue 15 §3, `ops.rs`).
     ops: ops::ConnOps,
+    /// A number unique in the process, never 0 (log records carry it as `conn`).
+    id: u64,
 }
+
+/// The next connection id (see `Conn::id`).
+static NEXT_CONN_ID: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
 
 static LIVE: Mutex<Vec<Weak<Conn>>> = Mutex::new(Vec::new());
 
@@ -190,6 +195,7 @@ impl Conn {
             user_data: AtomicUsize::new(0),
             app_freed: AtomicBool::new(false),
             ops: ops::ConnOps::default(),
+            id: NEXT_CONN_ID.fetch_add(1, Ordering::Relaxed),
         });
         crate::runtime::on_fork(&LIVE_FORK);
         let mut live = LIVE.lock().unwrap_or_else(|p| p.into_inner());
@@ -198,6 +204,12 @@ impl Conn {
         }
         live.push(Arc::downgrade(&conn));
         conn
+    }
+
+    /// The connection's id: unique in the process, never 0; log records about the connection
+    /// carry it (key `conn`).
+    pub fn id(&self) -> u64 {
+        self.id
     }
 
     /// The current state.

@@ -398,6 +398,14 @@ pub unsafe extern "C" fn wsn_conn_get_buffered_amount(conn: *const wsn_conn) -> 
     conn_ref(conn).map(|c| c.buffered_amount()).unwrap_or(0)
 }
 
+/// The connection's id: a number unique in the process, never 0 (0 for NULL). Log records about
+/// the connection carry it as their `conn_id` (wsn_log_set_callback). Thread: any.
+#[no_mangle]
+#[ffi_fn]
+pub unsafe extern "C" fn wsn_conn_get_id(conn: *const wsn_conn) -> u64 {
+    conn_ref(conn).map(|c| c.id()).unwrap_or(0)
+}
+
 /// The peer's address as "ip:port" ("" before the TCP connection exists, NULL for NULL).
 /// Ownership: borrowed, valid until wsn_conn_free. Thread: any.
 #[no_mangle]

@@ -10,6 +10,7 @@
 mod conn;
 mod handle;
 mod http;
+mod logging;
 mod options;
 mod queue;
 mod server;
@@ -17,6 +18,7 @@ mod server_ops;
 
 pub use conn::*;
 pub use http::*;
+pub use logging::*;
 pub use options::*;
 pub use queue::*;
 pub use server::*;

@@ -160,6 +160,7 @@ pub(crate) async fn refuse_with(
     extra: &[(String, String)],
 ) {
     super::ops::count_refusal(status);
+    log::info!(target: "wsnative::server", "handshake refused with {status}: {body}");
     let mut resp = format!(
         "HTTP/1.1 {status} {}\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: {}\r\nConnection: close\r\n",
         reason_phrase(status),

@@ -577,7 +577,15 @@ async fn serve_one(
         setup,
     } = match done {
         Ok(Ok(Some(u))) => u,
-        _ => return, // refused, failed or timed out: the client has its answer or its timeout
+        Ok(Err(e)) => {
+            log::info!(target: "wsnative::server", "handshake with {peer} failed: {e}");
+            return;
+        }
+        Err(_) => {
+            log::info!(target: "wsnative::server", "handshake with {peer} timed out after {} ms", limit.as_millis());
+            return;
+        }
+        Ok(Ok(None)) => return, // refused (logged by handshake::refuse_with) or no request
     };
     // Made under the lock that `release` takes: a connection either is in the list it
     // releases, or never delivers anything (the server is gone).

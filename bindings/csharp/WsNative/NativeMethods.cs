@@ -21,6 +21,10 @@ namespace WsNative.Native
     [UnmanagedFunctionPointer(CallingConvention.Cdecl)]
     internal delegate void ReleaseCallback(IntPtr arg);
 
+    /// <summary>wsn_log_fn: level, target, message (UTF-8, borrowed), connection id (0: none).</summary>
+    [UnmanagedFunctionPointer(CallingConvention.Cdecl)]
+    internal delegate void LogCallback(IntPtr userData, int level, IntPtr target, IntPtr message, ulong connId);
+
     /// <summary>struct wsn_event, field for field (C bools read as bytes).</summary>
     [StructLayout(LayoutKind.Sequential)]
     internal struct WsnEvent
@@ -127,6 +131,12 @@ namespace WsNative.Native
 
         [DllImport(Lib, CallingConvention = CallingConvention.Cdecl)]
         internal static extern IntPtr wsn_conn_get_peer_addr(ConnHandle conn);
+
+        [DllImport(Lib, CallingConvention = CallingConvention.Cdecl)]
+        internal static extern ulong wsn_conn_get_id(IntPtr conn);
+
+        [DllImport(Lib, CallingConvention = CallingConvention.Cdecl)]
+        internal static extern int wsn_log_set_callback(LogCallback callback, uint maxLevel, IntPtr userData);
 
         [DllImport(Lib, CallingConvention = CallingConvention.Cdecl)]
         internal static extern IntPtr wsn_conn_get_subprotocol(IntPtr conn);

@@ -43,6 +43,7 @@ namespace WsNative
         private string _subProtocol = "";
         private string _extensions = "";
         private string _peerAddress = "";
+        private ulong _id;
 
         internal WsConnection(WsServer server, Action<WsConnection> onOpen)
         {
@@ -98,6 +99,10 @@ namespace WsNative
 
         /// <summary>The peer's "ip:port".</summary>
         public string PeerAddress => _peerAddress;
+
+        /// <summary>The connection's id (wsn_conn_get_id): unique in the process, never 0 once
+        /// open; <see cref="WsLog"/> records about this connection carry it.</summary>
+        public ulong Id => _id;
 
         /// <summary>The close code once closed, else null.</summary>
         public int? CloseStatus => _closeInfo?.Code;
@@ -295,6 +300,7 @@ namespace WsNative
         {
             _subProtocol = Utf8.FromPtr(wsn_conn_get_subprotocol(conn)) ?? "";
             _extensions = Utf8.FromPtr(wsn_conn_get_extensions(conn)) ?? "";
+            _id = wsn_conn_get_id(conn);
             try { _peerAddress = Utf8.FromPtr(wsn_conn_get_peer_addr(_handle)) ?? ""; }
             catch (ObjectDisposedException) { }
             var onOpen = _onOpen;

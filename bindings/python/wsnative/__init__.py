@@ -22,6 +22,7 @@ from . import _native
 from ._convert import CloseInfo, Request, State
 from ._core import configure
 from ._lib import LibraryNotFound
+from ._log import disable_logging, enable_logging
 from ._ops import BroadcastReport, ConnStats, DrainReport, ServerStats
 from .client import Connection, connect
 from .errors import (
@@ -82,6 +83,8 @@ __all__ = [
     "WouldBlock",
     "configure",
     "connect",
+    "disable_logging",
+    "enable_logging",
     "library_path",
     "library_version",
     "serve",

@@ -163,6 +163,7 @@ class NativeConn(ConnOps):
 
     _ptr: int | None = None
     _id = 0
+    _conn_id = 0
 
     def __init__(self) -> None:
         self._close_info: CloseInfo | None = None
@@ -171,6 +172,12 @@ class NativeConn(ConnOps):
         self._peer_addr = ""
         self._was_open = False
         self._server: ServerCore | None = None
+
+    @property
+    def conn_id(self) -> int:
+        """The connection's id (``wsn_conn_get_id``): unique in the process, never 0; the log
+        records about this connection carry it (``record.conn_id``)."""
+        return self._conn_id
 
     # -- events ----------------------------------------------------------------------------------
 
@@ -218,6 +225,7 @@ class NativeConn(ConnOps):
     def _adopt(self, ptr: int) -> None:
         """Takes ownership of a native handle; the release hook drops the registry entry."""
         self._ptr = ptr
+        self._conn_id = int(N.wsn_conn_get_id(ptr))
         N.wsn_conn_set_release_hook(ptr, release_cb, self._id)
 
     def _connect(self, url: str, options: int, queue: int | None = None) -> None:

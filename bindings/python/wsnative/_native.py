@@ -100,6 +100,10 @@ wsn_release_cb = CFUNCTYPE(None, c_void_p)
 # typedef void (*wsn_http_cb)(void *user_data, struct wsn_request *request);
 wsn_http_cb = CFUNCTYPE(None, c_void_p, c_void_p)
 
+# typedef void (*wsn_log_fn)(void *user_data, wsn_log_level level, const char *target,
+#                            const char *message, uint64_t conn_id);
+wsn_log_fn = CFUNCTYPE(None, c_void_p, c_int32, c_char_p, c_char_p, c_uint64)
+
 _status = c_int32
 _ptr = c_void_p
 
@@ -148,6 +152,8 @@ wsn_conn_get_state = _fn("wsn_conn_get_state", [_ptr], c_uint32)
 wsn_conn_get_buffered_amount = _fn("wsn_conn_get_buffered_amount", [_ptr], c_size_t)
 # const char *wsn_conn_get_peer_addr(const wsn_conn *conn);
 wsn_conn_get_peer_addr = _fn("wsn_conn_get_peer_addr", [_ptr], c_char_p)
+# uint64_t wsn_conn_get_id(const wsn_conn *conn);
+wsn_conn_get_id = _fn("wsn_conn_get_id", [_ptr], c_uint64)
 # const char *wsn_conn_get_subprotocol(const wsn_conn *conn);
 wsn_conn_get_subprotocol = _fn("wsn_conn_get_subprotocol", [_ptr], c_char_p)
 # const char *wsn_conn_get_extensions(const wsn_conn *conn);
@@ -376,6 +382,9 @@ wsn_request_accept = _fn("wsn_request_accept", [_ptr, c_char_p], _status)
 wsn_request_reject = _fn("wsn_request_reject", [_ptr, c_uint16, c_char_p], _status)
 # wsn_status wsn_request_accept_and_close(wsn_request *request, uint16_t code, const char *reason);
 wsn_request_accept_and_close = _fn("wsn_request_accept_and_close", [_ptr, c_uint16, c_char_p], _status)
+
+# wsn_status wsn_log_set_callback(wsn_log_fn callback, uint32_t max_level, void *user_data);
+wsn_log_set_callback = _fn("wsn_log_set_callback", [wsn_log_fn, c_uint32, c_void_p], _status)
 
 
 # Operations (issue 15 §3): deadlines, tags, broadcast, drain, stats, pings.
