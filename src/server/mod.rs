@@ -1,7 +1,7 @@
 //! Servers: a listener, the TLS acceptor, the handshake policy (limits, Origin, accept hook),
 //! and the registry of open connections that stopping drains.
 
-mod handshake;
+pub(crate) mod handshake;
 
 use crate::connection::{run, Conn, Delivery, Event, Handler, Wire};
 use crate::delivery::{in_callback, Mailbox};
