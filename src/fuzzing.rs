@@ -32,14 +32,20 @@ pub fn check_header(name: &str, value: &str) -> Result<(), String> {
     crate::client::handshake::check_header(name, value)
 }
 
-/// A stream that hands out `input` in reads of the given sizes (cycled; 0 is read as 1) and
-/// then end-of-file, and keeps what is written to it.
-struct MemIo {
+/// What a [`MemIo`] shares with its creator: the input, how far it was read, what was written.
+#[derive(Default)]
+struct MemState {
     input: Vec<u8>,
     at: usize,
+    written: Vec<u8>,
+}
+
+/// A stream that hands out the input in reads of the given sizes (cycled; 0 is read as 1) and
+/// then end-of-file, and keeps what is written to it.
+struct MemIo {
+    state: std::sync::Arc<std::sync::Mutex<MemState>>,
     chunks: Vec<usize>,
     next: usize,
-    written: std::sync::Arc<std::sync::Mutex<Vec<u8>>>,
 }
 
 impl AsyncRead for MemIo {
@@ -51,20 +57,21 @@ impl AsyncRead for MemIo {
         let me = &mut *self;
         let want = me.chunks.get(me.next % me.chunks.len().max(1)).copied();
         me.next += 1;
+        let mut st = me.state.lock().unwrap();
         let n = want
             .unwrap_or(usize::MAX)
             .max(1)
-            .min(me.input.len() - me.at)
+            .min(st.input.len() - st.at)
             .min(buf.remaining());
-        buf.put_slice(&me.input[me.at..me.at + n]);
-        me.at += n;
+        buf.put_slice(&st.input[st.at..st.at + n]);
+        st.at += n;
         Poll::Ready(Ok(()))
     }
 }
 
 impl AsyncWrite for MemIo {
     fn poll_write(self: Pin<&mut Self>, _: &mut Context<'_>, b: &[u8]) -> Poll<io::Result<usize>> {
-        self.written.lock().unwrap().extend_from_slice(b);
+        self.state.lock().unwrap().written.extend_from_slice(b);
         Poll::Ready(Ok(b.len()))
     }
     fn poll_flush(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<io::Result<()>> {
@@ -97,36 +104,43 @@ pub struct ServerOutcome {
     pub error: Option<String>,
     /// What the server wrote back (an HTTP refusal, or nothing).
     pub written: Vec<u8>,
+    /// The input the server did not read (it stays in the socket for the connection).
+    pub unread: Vec<u8>,
 }
 
 /// The server's reading of an upgrade request (`server::handshake::read_request`, with
 /// `max_header` as the header size limit), over a stream that delivers `input` in reads of
 /// `chunks` bytes.
 pub fn server_read_request(input: &[u8], chunks: &[usize], max_header: usize) -> ServerOutcome {
-    let written = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
-    let mut io: BoxIo = Box::new(MemIo {
+    let state = std::sync::Arc::new(std::sync::Mutex::new(MemState {
         input: input.to_vec(),
-        at: 0,
+        ..MemState::default()
+    }));
+    let mut io: BoxIo = Box::new(MemIo {
+        state: state.clone(),
         chunks: chunks.to_vec(),
         next: 0,
-        written: written.clone(),
     });
     let peer = "127.0.0.1:1".parse().unwrap();
     let r = run_ready(crate::server::handshake::read_request(
         &mut io, max_header, peer,
     ));
     drop(io);
-    let written = std::mem::take(&mut *written.lock().unwrap());
+    let mut st = state.lock().unwrap();
+    let written = std::mem::take(&mut st.written);
+    let unread = st.input[st.at..].to_vec();
     match r {
         Ok(request) => ServerOutcome {
             request,
             error: None,
             written,
+            unread,
         },
         Err(e) => ServerOutcome {
             request: None,
             error: Some(e.message().to_owned()),
             written,
+            unread,
         },
     }
 }
