@@ -2,7 +2,8 @@
 # Runs every fuzz target (or those named) for SECONDS each and prints, per target, the
 # executions, the coverage libFuzzer measured (edges "cov" and features "ft"), the corpus
 # size and whether it crashed; the last lines are a table (also written to
-# fuzz/last-run.md, which scripts/readme-reliability.sh puts into the README).
+# fuzz/last-run.md from one row per target in fuzz/last-run/, which
+# tests/reliability/readme.sh puts into the README).
 #   bash fuzz/run.sh 60                       # each target 60 s, one after the other
 #   FUZZ_JOBS=2 bash fuzz/run.sh 600 frames   # two at a time; only some targets
 # Installs what it needs: a C/C++ compiler (libFuzzer is C++), cargo-fuzz from crates.io.
@@ -19,12 +20,12 @@ TARGETS=("${ALL[@]}")
 JOBS="${FUZZ_JOBS:-1}"
 LOGS="${FUZZ_LOGS:-fuzz/logs}"
 . tests/lib/install.sh
-wsn_apt_install gcc g++ libc6-dev || exit 1
+[ -n "${FUZZ_SUMMARY_ONLY:-}" ] || wsn_apt_install gcc g++ libc6-dev || exit 1
 export RUSTC_BOOTSTRAP=1
 if ! cargo fuzz --version >/dev/null 2>&1; then
   cargo install cargo-fuzz --locked || exit 1
 fi
-(cd fuzz && nice cargo fuzz build -O) || { echo "fuzz: build failed"; exit 1; }
+[ -n "${FUZZ_SUMMARY_ONLY:-}" ] || (cd fuzz && nice cargo fuzz build -O) || { echo "fuzz: build failed"; exit 1; }
 BIN=fuzz/target/x86_64-unknown-linux-gnu/release
 mkdir -p "$LOGS"
 one() { # TARGET
@@ -38,15 +39,16 @@ one() { # TARGET
   echo $? >"$LOGS/$t.rc"
 }
 running=0
-for t in "${TARGETS[@]}"; do
+# FUZZ_SUMMARY_ONLY=1: only summarise the logs of an earlier run (in FUZZ_LOGS).
+[ -n "${FUZZ_SUMMARY_ONLY:-}" ] && TORUN=() || TORUN=("${TARGETS[@]}")
+for t in "${TORUN[@]}"; do
   one "$t" &
   running=$((running + 1))
   if [ "$running" -ge "$JOBS" ]; then wait -n; running=$((running - 1)); fi
 done
 wait
 fail=0
-table="| target | seconds | executions | exec/s | coverage (edges) | features | corpus | result |
-| --- | ---: | ---: | ---: | ---: | ---: | ---: | --- |"
+mkdir -p fuzz/last-run
 for t in "${TARGETS[@]}"; do
   log="$LOGS/$t.log"
   execs=$(grep -o 'stat::number_of_executed_units: *[0-9]*' "$log" | grep -o '[0-9]*$' | tail -1)
@@ -58,9 +60,13 @@ for t in "${TARGETS[@]}"; do
   result=ok
   if [ "$rc" != 0 ] || [ "$crashes" != 0 ]; then result="FAILED (exit $rc, $crashes artifacts)"; fail=1; fi
   echo "fuzz $t: ${execs:-?} executions in $SECONDS_PER s (${rate:-?}/s), coverage ${cov:-?} edges, ${ft:-?} features, corpus ${corp:-?}: $result"
-  table="$table
-| $t | $SECONDS_PER | ${execs:-?} | ${rate:-?} | ${cov:-?} | ${ft:-?} | ${corp:-?} | $result |"
+  # One row per target, kept from run to run: the table shows each target's last run.
+  echo "| $t | $SECONDS_PER | ${execs:-?} | ${rate:-?} | ${cov:-?} | ${ft:-?} | ${corp:-?} | $result | $(date -u +%Y-%m-%d) |" >"fuzz/last-run/$t.row"
   [ "$result" = ok ] || grep -E 'panicked|ERROR|SUMMARY' "$log" | head -5
 done
-echo "$table" | tee fuzz/last-run.md
+{
+  echo "| target | seconds | executions | exec/s | coverage (edges) | features | corpus | result | run on |"
+  echo "| --- | ---: | ---: | ---: | ---: | ---: | ---: | --- | --- |"
+  for t in "${ALL[@]}"; do cat "fuzz/last-run/$t.row" 2>/dev/null; done
+} | tee fuzz/last-run.md
 [ "$fail" = 0 ]

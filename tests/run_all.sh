@@ -9,7 +9,9 @@
 #   3. Python binding (bindings/python/test.sh);
 #   4. C# binding on Mono and CoreCLR (bindings/csharp/test.sh);
 #   5. Autobahn conformance through the C ABI, both directions (tests/conformance.sh);
-#   6. a real browser, headless chromium, against the C ABI server (tests/browser/run.sh).
+#   6. a real browser, headless chromium, against the C ABI server (tests/browser/run.sh);
+#   7. reliability: fuzzing, sanitizers, fault injection, soak (fuzz/run.sh, tests/sanitizers/,
+#      tests/reliability/faults.sh, tests/soak/run.sh).
 # Runs every part even when one fails; the last line is "all: N passed, M failed" over parts.
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -45,6 +47,13 @@ part python bash bindings/python/test.sh
 part csharp bash bindings/csharp/test.sh
 part conformance bash tests/conformance.sh
 part browser bash tests/browser/run.sh
+# Reliability (issue 11): each fuzz target 60 s (two at a time), the C programs under
+# sanitizers, the fault-injection matrix, a 2-minute soak of 10,000 connections. Each updates
+# its figures in the README's Reliability section (tests/reliability/readme.sh).
+part fuzz env FUZZ_JOBS=2 bash fuzz/run.sh 60
+part sanitizers bash tests/sanitizers/run.sh
+part faults bash tests/reliability/faults.sh
+part soak bash tests/soak/run.sh 120 10000
 [ -z "$failed_parts" ] || echo "failed parts:$failed_parts"
 echo "all: $pass passed, $fail failed"
 [ "$fail" = 0 ]
