@@ -300,8 +300,8 @@ unsafe fn step(u: &mut Unstructured, w: &mut World) -> AResult<()> {
             let good = format!("ws://127.0.0.1:{port}/");
             let paths = [
                 good.clone(),
-                format!("{good}r{}", u.int_in_range(0..=250u8)? as char),
-                format!("{good}c{}", u.int_in_range(0..=20u8)? as char),
+                format!("{good}r{}", u.int_in_range(1..=250u8)? as char),
+                format!("{good}c{}", u.int_in_range(1..=20u8)? as char),
                 format!("{good}p"),
                 format!("{good}x"),
                 "ws://127.0.0.1:1/".to_owned(),
