@@ -71,8 +71,13 @@ static int run_server(void) {
     signal(SIGINT, on_term);
     wsn_server_options *o = wsn_server_options_new();
     wsn_server_options_set_max_connections(o, 1000000);
+    /* Keep-alive on; generous timeouts: the soak looks for leaks and losses, not for speed on
+     * a loaded machine. */
     wsn_server_options_set_ping_interval_ms(o, 5000);
-    wsn_server_options_set_pong_timeout_ms(o, 15000);
+    wsn_server_options_set_pong_timeout_ms(o, 60000);
+    wsn_server_options_set_close_timeout_ms(o, 30000);
+    wsn_server_options_set_close_max_ms(o, 60000);
+    wsn_server_options_set_handshake_timeout_ms(o, 60000);
     wsn_server_options_set_drain_timeout_ms(o, 5000);
     wsn_server *s = NULL;
     if (wsn_server_listen("127.0.0.1", 0, o, NULL, server_event, NULL, &s) != WSN_OK) {
@@ -227,9 +232,11 @@ static int run_client(int port, int server_pid, int conns, int seconds, int rate
     snprintf(url, sizeof url, "ws://127.0.0.1:%d/", port);
     copts = wsn_client_options_new();
     wsn_client_options_set_ping_interval_ms(copts, 5000);
-    wsn_client_options_set_pong_timeout_ms(copts, 15000);
-    wsn_client_options_set_connect_timeout_ms(copts, 30000);
-    wsn_client_options_set_handshake_timeout_ms(copts, 30000);
+    wsn_client_options_set_pong_timeout_ms(copts, 60000);
+    wsn_client_options_set_close_timeout_ms(copts, 30000);
+    wsn_client_options_set_close_max_ms(copts, 60000);
+    wsn_client_options_set_connect_timeout_ms(copts, 60000);
+    wsn_client_options_set_handshake_timeout_ms(copts, 60000);
     /* Open them all, 500 at a time. */
     double t0 = now_s();
     for (int i = 0; i < conns; i++) {
