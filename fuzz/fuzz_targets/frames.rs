@@ -177,10 +177,11 @@ fn roundtrip_mode(u: &mut Unstructured) -> AResult<()> {
     let mut wire = Vec::new();
     let mut expected = Vec::new();
     let mut closed = false;
-    while !u.is_empty() && expected.len() < 64 {
+    // Bounded (at most 64 items, about 256 KiB): each execution stays in milliseconds.
+    while !u.is_empty() && expected.len() < 64 && wire.len() + w.len() < 256 << 10 {
         let kind: u8 = u.int_in_range(0..=5)?;
         let len = u.int_in_range(0..=200usize)?;
-        let repeat = u.int_in_range(1..=300usize)?;
+        let repeat = u.int_in_range(1..=40usize)?;
         let mut payload: Vec<u8> = u.bytes(len.min(u.len()))?.to_vec();
         if kind == 0 && !payload.is_empty() {
             // Compressible: the same bytes again and again.
