@@ -572,6 +572,8 @@ fn expected(fault: Fault, side: Side, moment: Moment) -> (Vec<End>, Vec<Option<E
     }
 }
 
+type Case = (Fault, Side, Moment);
+
 #[test]
 fn fault_matrix() {
     let mut cases = Vec::new();
@@ -583,7 +585,7 @@ fn fault_matrix() {
         }
     }
     // Six cases at a time: each mostly waits for its timeouts.
-    let results: Mutex<Vec<((Fault, Side, Moment), Outcome)>> = Mutex::new(Vec::new());
+    let results: Mutex<Vec<(Case, Outcome)>> = Mutex::new(Vec::new());
     let queue = Mutex::new(cases.clone());
     std::thread::scope(|s| {
         for _ in 0..6 {
