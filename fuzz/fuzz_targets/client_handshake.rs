@@ -42,10 +42,20 @@ fn request_mode(data: &[u8]) {
     let text = String::from_utf8(bytes.clone()).expect("the request is UTF-8");
     assert!(text.ends_with("\r\n\r\n"));
     let head = &text[..text.len() - 4];
-    assert!(!head.contains("\r\n\r\n"), "an empty line inside the request: {text:?}");
+    assert!(
+        !head.contains("\r\n\r\n"),
+        "an empty line inside the request: {text:?}"
+    );
     let lines: Vec<&str> = head.split("\r\n").collect();
-    assert!(lines[0].starts_with("GET ") && lines[0].ends_with(" HTTP/1.1"), "{:?}", lines[0]);
-    assert!(!lines[0][4..lines[0].len() - 9].contains(' '), "a space in the target");
+    assert!(
+        lines[0].starts_with("GET ") && lines[0].ends_with(" HTTP/1.1"),
+        "{:?}",
+        lines[0]
+    );
+    assert!(
+        !lines[0][4..lines[0].len() - 9].contains(' '),
+        "a space in the target"
+    );
     let expected = 5
         + origin.is_some() as usize
         + !protos.is_empty() as usize
@@ -125,7 +135,12 @@ fn response_mode(cfg: u8, split: u8, body: &[u8]) {
     // more bytes after a complete head changes nothing but the leftover).
     if resp.len() <= max_head || incremental.1.as_ref().is_ok_and(|r| r.is_some()) {
         if !matches!(whole, Err(ref e) if e.contains("over")) {
-            assert_eq!(strip(&incremental.1), strip(&whole), "split at {}", incremental.0);
+            assert_eq!(
+                strip(&incremental.1),
+                strip(&whole),
+                "split at {}",
+                incremental.0
+            );
         }
     }
     if let Ok(Some(Response::Accepted {
@@ -136,7 +151,10 @@ fn response_mode(cfg: u8, split: u8, body: &[u8]) {
     })) = &whole
     {
         if let Some(p) = subprotocol {
-            assert!(protos.contains(p), "accepted a subprotocol that was not offered");
+            assert!(
+                protos.contains(p),
+                "accepted a subprotocol that was not offered"
+            );
         }
         if let Some(d) = deflate {
             assert!(dc.enabled, "accepted compression that was not offered");

@@ -56,7 +56,11 @@ fn one(u: &mut Unstructured) -> AResult<()> {
     let server = u.arbitrary::<bool>()?;
     let role = if server { Role::Server } else { Role::Client };
     // What the peer sends: masked when it is a client.
-    let mask = if server { Some(u.arbitrary::<[u8; 4]>()?) } else { None };
+    let mask = if server {
+        Some(u.arbitrary::<[u8; 4]>()?)
+    } else {
+        None
+    };
     let before_data: bool = u.arbitrary()?;
     let fin: bool = u.arbitrary()?;
     let len = u.int_in_range(0..=130usize)?;
@@ -76,7 +80,11 @@ fn one(u: &mut Unstructured) -> AResult<()> {
             Ok(Some(Incoming::Close(c))) => {
                 assert!(d.close_received());
                 let mut rest = BytesMut::from(&wire[..]);
-                assert_eq!(d.decode(&mut rest), Ok(None), "bytes after a Close were read");
+                assert_eq!(
+                    d.decode(&mut rest),
+                    Ok(None),
+                    "bytes after a Close were read"
+                );
                 break Ok(c);
             }
             Ok(Some(i)) => got.push(i),
@@ -85,7 +93,11 @@ fn one(u: &mut Unstructured) -> AResult<()> {
         }
     };
     assert_eq!(got.len(), before_data as usize);
-    let expect = if !fin || payload.len() > 125 { Err(1002) } else { model(&payload) };
+    let expect = if !fin || payload.len() > 125 {
+        Err(1002)
+    } else {
+        model(&payload)
+    };
     assert_eq!(result, expect, "Close payload {payload:02x?}");
     let Ok(theirs) = result else {
         return Ok(());
@@ -101,13 +113,20 @@ fn one(u: &mut Unstructured) -> AResult<()> {
     };
     let we_first: bool = u.arbitrary()?;
     if we_first {
-        let ok = ours.as_ref().is_none_or(|(code, reason)| {
-            wsnative::check_close(*code, reason).is_ok()
-        });
+        let ok = ours
+            .as_ref()
+            .is_none_or(|(code, reason)| wsnative::check_close(*code, reason).is_ok());
         // What the application may ask for, the encoder can send, and the reverse.
         let mut enc = Encoder::new(&EncoderConfig::new(role));
-        let sent = enc.close(&mut WriteBuf::new(), ours.as_ref().map(|(c, r)| (*c, r.as_str())));
-        assert_eq!(ok, sent.is_ok(), "check_close and the encoder disagree on {ours:?}");
+        let sent = enc.close(
+            &mut WriteBuf::new(),
+            ours.as_ref().map(|(c, r)| (*c, r.as_str())),
+        );
+        assert_eq!(
+            ok,
+            sent.is_ok(),
+            "check_close and the encoder disagree on {ours:?}"
+        );
         if !ok {
             return Ok(());
         }
@@ -124,7 +143,8 @@ fn one(u: &mut Unstructured) -> AResult<()> {
         assert!(c.peer_closed() && !c.is_finished());
         // The echo can always be sent.
         let mut enc = Encoder::new(&EncoderConfig::new(role));
-        enc.close(&mut WriteBuf::new(), echo).expect("the echoed Close can be sent");
+        enc.close(&mut WriteBuf::new(), echo)
+            .expect("the echoed Close can be sent");
         assert_eq!(c.on_our_close(echo), Next::Finished);
         // A second close request changes nothing.
         assert_eq!(c.on_our_close(Some((1000, "again"))), Next::Finished);

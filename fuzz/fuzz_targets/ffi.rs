@@ -24,7 +24,12 @@ struct Track {
 }
 
 fn ok_status(s: wsn_status) {
-    assert_ne!(s, wsn_status::WSN_ERR_INTERNAL, "a panic crossed into the C ABI: {}", last_error());
+    assert_ne!(
+        s,
+        wsn_status::WSN_ERR_INTERNAL,
+        "a panic crossed into the C ABI: {}",
+        last_error()
+    );
     let _ = last_error();
 }
 
@@ -62,7 +67,10 @@ unsafe extern "C" fn client_event(ud: *mut c_void, conn: *mut wsn_conn, ev: *con
             if ev.len > 0 {
                 let d = std::slice::from_raw_parts(ev.data, ev.len);
                 if ev.is_text {
-                    assert!(std::str::from_utf8(d).is_ok(), "invalid UTF-8 in a text event");
+                    assert!(
+                        std::str::from_utf8(d).is_ok(),
+                        "invalid UTF-8 in a text event"
+                    );
                 }
                 match d[0] % 8 {
                     0 => ok_status(wsn_conn_send_binary(conn, d.as_ptr(), d.len().min(3))),
@@ -84,7 +92,11 @@ unsafe extern "C" fn server_event(_: *mut c_void, conn: *mut wsn_conn, ev: *cons
     let ev = &*ev;
     match ev.kind {
         wsn_event_kind::WSN_EVENT_MESSAGE => {
-            let d = if ev.len == 0 { &[][..] } else { std::slice::from_raw_parts(ev.data, ev.len) };
+            let d = if ev.len == 0 {
+                &[][..]
+            } else {
+                std::slice::from_raw_parts(ev.data, ev.len)
+            };
             match d.first().map(|b| b % 16) {
                 Some(13) => {
                     wsn_conn_free(conn);
@@ -123,7 +135,11 @@ unsafe extern "C" fn on_accept(_: *mut c_void, req: *mut wsn_request) {
         read_str(wsn_request_get_subprotocol(req, i));
     }
     let path = wsn_request_get_path(req);
-    let p = if path.is_null() { &[][..] } else { CStr::from_ptr(path).to_bytes() };
+    let p = if path.is_null() {
+        &[][..]
+    } else {
+        CStr::from_ptr(path).to_bytes()
+    };
     let arg = p.get(2).copied().unwrap_or(0) as u16;
     match p.get(1) {
         Some(b'r') => ok_status(wsn_request_reject(req, 380 + arg, c"no".as_ptr())),
@@ -141,19 +157,28 @@ unsafe impl<T> Sync for Ptr<T> {}
 fn echo_port() -> u16 {
     // The server lives as long as the process (kept here, so it is no leak).
     static SERVER: OnceLock<(Ptr<wsn_server>, u16)> = OnceLock::new();
-    SERVER.get_or_init(|| unsafe {
-        let o = wsn_server_options_new();
-        wsn_server_options_add_subprotocol(o, c"chat".as_ptr());
-        wsn_server_options_set_compression(o, true);
-        wsn_server_options_set_close_timeout_ms(o, 300);
-        let mut s = null_mut();
-        let st = wsn_server_listen(c"127.0.0.1".as_ptr(), 0, o, Some(on_accept), Some(server_event), null_mut(), &mut s);
-        assert_eq!(st, wsn_status::WSN_OK);
-        wsn_server_options_free(o);
-        let port = wsn_server_get_port(s);
-        (Ptr(s), port)
-    })
-    .1
+    SERVER
+        .get_or_init(|| unsafe {
+            let o = wsn_server_options_new();
+            wsn_server_options_add_subprotocol(o, c"chat".as_ptr());
+            wsn_server_options_set_compression(o, true);
+            wsn_server_options_set_close_timeout_ms(o, 300);
+            let mut s = null_mut();
+            let st = wsn_server_listen(
+                c"127.0.0.1".as_ptr(),
+                0,
+                o,
+                Some(on_accept),
+                Some(server_event),
+                null_mut(),
+                &mut s,
+            );
+            assert_eq!(st, wsn_status::WSN_OK);
+            wsn_server_options_free(o);
+            let port = wsn_server_get_port(s);
+            (Ptr(s), port)
+        })
+        .1
 }
 
 fn take(u: &mut Unstructured, max: usize) -> AResult<Vec<u8>> {
@@ -163,7 +188,12 @@ fn take(u: &mut Unstructured, max: usize) -> AResult<Vec<u8>> {
 
 fn cstring(u: &mut Unstructured, max: usize) -> AResult<CString> {
     let n = u.int_in_range(0..=max)?;
-    let b: Vec<u8> = u.bytes(n.min(u.len()))?.iter().copied().filter(|b| *b != 0).collect();
+    let b: Vec<u8> = u
+        .bytes(n.min(u.len()))?
+        .iter()
+        .copied()
+        .filter(|b| *b != 0)
+        .collect();
     Ok(CString::new(b).unwrap())
 }
 
@@ -200,7 +230,11 @@ unsafe fn conn_call(u: &mut Unstructured, c: *mut wsn_conn) -> AResult<()> {
     let mut keep = Vec::new();
     let data = take(u, 64)?;
     match u.int_in_range(0..=12)? {
-        0 => ok_status(wsn_conn_send_text(c, data.as_ptr() as *const c_char, data.len())),
+        0 => ok_status(wsn_conn_send_text(
+            c,
+            data.as_ptr() as *const c_char,
+            data.len(),
+        )),
         1 => ok_status(wsn_conn_send_binary(c, data.as_ptr(), data.len())),
         2 => ok_status(wsn_conn_send_binary(c, null(), u.int_in_range(0..=3)?)),
         3 => {
@@ -224,7 +258,11 @@ unsafe fn conn_call(u: &mut Unstructured, c: *mut wsn_conn) -> AResult<()> {
         }
         7 => ok_status(wsn_conn_set_reading_paused(c, u.arbitrary()?)),
         8 => ok_status(wsn_conn_ack(c, u.int_in_range(0..=3)?)),
-        9 => ok_status(wsn_conn_set_drain_events(c, u.arbitrary()?, u.int_in_range(0..=100)?)),
+        9 => ok_status(wsn_conn_set_drain_events(
+            c,
+            u.arbitrary()?,
+            u.int_in_range(0..=100)?,
+        )),
         10 => {
             let _ = wsn_conn_get_user_data(c);
         }
@@ -247,7 +285,13 @@ unsafe fn client_options_call(u: &mut Unstructured, o: *mut wsn_client_options) 
         6 => wsn_client_options_set_max_send_queue(o, n),
         7 => wsn_client_options_set_send_queue_policy(o, u.int_in_range(0..=2)?),
         8 => wsn_client_options_set_compression(o, u.arbitrary()?),
-        9 => wsn_client_options_set_compression_params(o, u.arbitrary()?, u.arbitrary()?, u.int_in_range(7..=16)?, u.int_in_range(7..=16)?),
+        9 => wsn_client_options_set_compression_params(
+            o,
+            u.arbitrary()?,
+            u.arbitrary()?,
+            u.int_in_range(7..=16)?,
+            u.int_in_range(7..=16)?,
+        ),
         10 => wsn_client_options_set_compression_threshold(o, n, u.int_in_range(0..=10)?),
         11 => wsn_client_options_set_max_message_size(o, n),
         12 => wsn_client_options_set_ping_interval_ms(o, ms),
@@ -262,7 +306,10 @@ unsafe fn client_options_call(u: &mut Unstructured, o: *mut wsn_client_options) 
         _ => match u.int_in_range(0..=2)? {
             0 => wsn_client_options_set_origin(o, arg(u, &["http://a", "x\ny"], &mut keep)?),
             1 => wsn_client_options_set_tls_roots(o, u.int_in_range(0..=3)?),
-            _ => wsn_client_options_add_ca_file(o, arg(u, &["/nonexistent.pem", "/etc/hostname"], &mut keep)?),
+            _ => wsn_client_options_add_ca_file(
+                o,
+                arg(u, &["/nonexistent.pem", "/etc/hostname"], &mut keep)?,
+            ),
         },
     };
     ok_status(s);
@@ -279,12 +326,22 @@ unsafe fn server_options_call(u: &mut Unstructured, o: *mut wsn_server_options) 
         2 => wsn_server_options_set_close_timeout_ms(o, ms),
         3 => wsn_server_options_set_max_connections(o, n),
         4 => wsn_server_options_set_compression(o, u.arbitrary()?),
-        5 => wsn_server_options_set_compression_params(o, u.arbitrary()?, u.arbitrary()?, u.int_in_range(7..=16)?, u.int_in_range(7..=16)?),
+        5 => wsn_server_options_set_compression_params(
+            o,
+            u.arbitrary()?,
+            u.arbitrary()?,
+            u.int_in_range(7..=16)?,
+            u.int_in_range(7..=16)?,
+        ),
         6 => wsn_server_options_set_max_message_size(o, n),
         7 => wsn_server_options_set_ping_interval_ms(o, ms),
         8 => wsn_server_options_add_subprotocol(o, arg(u, &["chat", "a b"], &mut keep)?),
         9 => wsn_server_options_add_allowed_origin(o, arg(u, &["http://a", "*"], &mut keep)?),
-        10 => wsn_server_options_set_tls(o, arg(u, &["/nonexistent.pem"], &mut keep)?, arg(u, &["/etc/hostname"], &mut keep)?),
+        10 => wsn_server_options_set_tls(
+            o,
+            arg(u, &["/nonexistent.pem"], &mut keep)?,
+            arg(u, &["/etc/hostname"], &mut keep)?,
+        ),
         11 => wsn_server_options_set_manual_ack(o, u.arbitrary()?),
         _ => wsn_server_options_set_drain_timeout_ms(o, ms),
     };
@@ -324,10 +381,17 @@ unsafe fn step(u: &mut Unstructured, w: &mut World) -> AResult<()> {
             let s = if queued {
                 wsn_connect_queued(url, o, w.queue, null_mut(), &mut c)
             } else {
-                let t = Box::into_raw(Box::new(Track { closes: AtomicU32::new(0), after_close: AtomicU32::new(0) }));
+                let t = Box::into_raw(Box::new(Track {
+                    closes: AtomicU32::new(0),
+                    after_close: AtomicU32::new(0),
+                }));
                 let s = wsn_connect(url, o, Some(client_event), t as *mut c_void, &mut c);
                 if s == wsn_status::WSN_OK {
-                    ok_status(wsn_conn_set_release_hook(c, Some(release_track), t as *mut c_void));
+                    ok_status(wsn_conn_set_release_hook(
+                        c,
+                        Some(release_track),
+                        t as *mut c_void,
+                    ));
                 } else {
                     drop(Box::from_raw(t));
                 }
@@ -373,9 +437,7 @@ unsafe fn step(u: &mut Unstructured, w: &mut World) -> AResult<()> {
         8 => {
             // Several threads at once on the same connections.
             let n = u.int_in_range(2..=3)?;
-            let seeds: Vec<Vec<u8>> = (0..n)
-                .map(|_| take(u, 64))
-                .collect::<AResult<_>>()?;
+            let seeds: Vec<Vec<u8>> = (0..n).map(|_| take(u, 64)).collect::<AResult<_>>()?;
             let conns: Vec<Ptr<wsn_conn>> = w.conns.iter().map(|c| Ptr(*c)).collect();
             std::thread::scope(|s| {
                 for seed in &seeds {
@@ -383,7 +445,9 @@ unsafe fn step(u: &mut Unstructured, w: &mut World) -> AResult<()> {
                     s.spawn(move || {
                         let mut u = Unstructured::new(seed);
                         while !u.is_empty() && !conns.is_empty() {
-                            let Ok(i) = u.choose_index(conns.len()) else { break };
+                            let Ok(i) = u.choose_index(conns.len()) else {
+                                break;
+                            };
                             let _ = conn_call(&mut u, conns[i].0);
                         }
                     });
@@ -393,7 +457,11 @@ unsafe fn step(u: &mut Unstructured, w: &mut World) -> AResult<()> {
         9 => {
             if w.queue.is_null() {
                 let mut q = null_mut();
-                ok_status(wsn_queue_new(if u.arbitrary()? { &mut q } else { null_mut() }));
+                ok_status(wsn_queue_new(if u.arbitrary()? {
+                    &mut q
+                } else {
+                    null_mut()
+                }));
                 w.queue = q;
             } else {
                 let _ = wsn_queue_get_fd(w.queue);
@@ -401,10 +469,14 @@ unsafe fn step(u: &mut Unstructured, w: &mut World) -> AResult<()> {
                 let max = u.int_in_range(0..=8)?;
                 let n = wsn_queue_poll(w.queue, w.events.as_mut_ptr(), max, u.int_in_range(0..=5)?);
                 assert!(n <= max);
-                for e in &w.events[..n] {
+                // The queue wrote `n` events into the buffer (its length stays 0).
+                for e in std::slice::from_raw_parts(w.events.as_ptr(), n) {
                     read_str(e.event.reason);
                     read_str(e.event.error);
-                    if e.event.kind == wsn_event_kind::WSN_EVENT_MESSAGE && e.event.is_text && e.event.len > 0 {
+                    if e.event.kind == wsn_event_kind::WSN_EVENT_MESSAGE
+                        && e.event.is_text
+                        && e.event.len > 0
+                    {
                         let d = std::slice::from_raw_parts(e.event.data, e.event.len);
                         assert!(std::str::from_utf8(d).is_ok());
                     }
@@ -417,9 +489,21 @@ unsafe fn step(u: &mut Unstructured, w: &mut World) -> AResult<()> {
         10 => {
             if w.servers.is_empty() {
                 let o = pick(u, &w.sopts, null_mut())?;
-                let host = arg(u, &["127.0.0.1", "::1", "no.such.host.invalid", "256.1.1.1"], &mut keep)?;
+                let host = arg(
+                    u,
+                    &["127.0.0.1", "::1", "no.such.host.invalid", "256.1.1.1"],
+                    &mut keep,
+                )?;
                 let mut s = null_mut();
-                let st = wsn_server_listen(host, 0, o, Some(on_accept), Some(server_event), null_mut(), &mut s);
+                let st = wsn_server_listen(
+                    host,
+                    0,
+                    o,
+                    Some(on_accept),
+                    Some(server_event),
+                    null_mut(),
+                    &mut s,
+                );
                 ok_status(st);
                 if st == wsn_status::WSN_OK {
                     let _ = wsn_server_get_port(s);

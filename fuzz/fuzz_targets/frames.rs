@@ -31,7 +31,11 @@ enum Ev {
 fn check(ev: &Incoming, max: usize) {
     match ev {
         Incoming::Message { text, data } => {
-            assert!(data.len() <= max, "message of {} bytes over the limit {max}", data.len());
+            assert!(
+                data.len() <= max,
+                "message of {} bytes over the limit {max}",
+                data.len()
+            );
             if *text {
                 assert!(std::str::from_utf8(data).is_ok(), "invalid UTF-8 delivered");
             }
@@ -126,7 +130,11 @@ fn params(u: &mut Unstructured) -> AResult<DeflateParams> {
 }
 
 fn decode_mode(u: &mut Unstructured) -> AResult<()> {
-    let role = if u.arbitrary()? { Role::Server } else { Role::Client };
+    let role = if u.arbitrary()? {
+        Role::Server
+    } else {
+        Role::Client
+    };
     let max = *u.choose(&[0usize, 1, 125, 1000, 16 << 10, 70_000, 1 << 20])?;
     let mut cfg = DecoderConfig::new(role, max);
     if u.arbitrary()? {
@@ -143,7 +151,10 @@ fn decode_mode(u: &mut Unstructured) -> AResult<()> {
     let input = u.bytes(u.len())?;
     let whole = run(&cfg, input, &[usize::MAX], false);
     let split = run(&cfg, input, &chunks, true);
-    assert_eq!(whole, split, "the result depends on how the bytes were read");
+    assert_eq!(
+        whole, split,
+        "the result depends on how the bytes were read"
+    );
     if chunks != [1] {
         let bytes = run(&cfg, input, &[1], false);
         assert_eq!(whole, bytes, "the result differs when read byte by byte");
@@ -165,9 +176,21 @@ fn drain(w: &mut WriteBuf, out: &mut Vec<u8>) {
 }
 
 fn roundtrip_mode(u: &mut Unstructured) -> AResult<()> {
-    let sender = if u.arbitrary()? { Role::Server } else { Role::Client };
-    let receiver = if sender == Role::Server { Role::Client } else { Role::Server };
-    let deflate = if u.arbitrary()? { Some(params(u)?) } else { None };
+    let sender = if u.arbitrary()? {
+        Role::Server
+    } else {
+        Role::Client
+    };
+    let receiver = if sender == Role::Server {
+        Role::Client
+    } else {
+        Role::Server
+    };
+    let deflate = if u.arbitrary()? {
+        Some(params(u)?)
+    } else {
+        None
+    };
     let mut ec = EncoderConfig::new(sender);
     ec.deflate = deflate;
     ec.level = u.int_in_range(0..=9)?;
@@ -245,7 +268,10 @@ fn roundtrip_mode(u: &mut Unstructured) -> AResult<()> {
     let got = run(&dc, &wire, &[usize::MAX], false);
     assert_eq!(got, expected, "what was sent did not come back");
     let got = run(&dc, &wire, &[7, 1, 300, 64], true);
-    assert_eq!(got, expected, "what was sent did not come back (in small reads)");
+    assert_eq!(
+        got, expected,
+        "what was sent did not come back (in small reads)"
+    );
     Ok(())
 }
 

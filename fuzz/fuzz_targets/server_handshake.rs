@@ -48,7 +48,10 @@ fuzz_target!(|data: &[u8]| {
     if !whole.written.is_empty() {
         assert!(whole.request.is_none());
         let text = String::from_utf8_lossy(&whole.written);
-        assert!(text.starts_with("HTTP/1.1 4") || text.starts_with("HTTP/1.1 5"), "{text}");
+        assert!(
+            text.starts_with("HTTP/1.1 4") || text.starts_with("HTTP/1.1 5"),
+            "{text}"
+        );
         assert!(text.contains("\r\n\r\n"));
     }
     let Some((req, leftover)) = whole.request else {
@@ -103,7 +106,12 @@ fuzz_target!(|data: &[u8]| {
             },
             &req,
         );
-        assert_eq!(d, Decision::Accept { subprotocol: Some(p.clone()) });
+        assert_eq!(
+            d,
+            Decision::Accept {
+                subprotocol: Some(p.clone())
+            }
+        );
         assert_eq!(req.offered(Some(p)).unwrap().as_deref(), Some(p.as_str()));
     }
     let never = "\u{1}never-offered";
