@@ -69,4 +69,5 @@ done
   echo "| --- | ---: | ---: | ---: | ---: | ---: | ---: | --- | --- |"
   for t in "${ALL[@]}"; do cat "fuzz/last-run/$t.row" 2>/dev/null; done
 } | tee fuzz/last-run.md
+bash tests/reliability/readme.sh
 [ "$fail" = 0 ]

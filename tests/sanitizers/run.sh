@@ -106,5 +106,6 @@ done
     [ -f "tests/sanitizers/last-run/$t.rows" ] && echo "- $t run on $(head -n 1 "tests/sanitizers/last-run/$t.rows")"
   done
 } >tests/sanitizers/last-run.md
+bash tests/reliability/readme.sh
 echo "sanitizers: $pass passed, $fail failed"
 [ "$fail" = 0 ]

@@ -43,5 +43,6 @@ grep -q 'unexpected closes$' "$OUT/server.out" && ! grep -q ' 0 unexpected close
   grep '^soak:' "$OUT/client.out" | sed 's/^/    /'
   grep '^soak server:' "$OUT/server.out" | sed 's/^/    /'
 } >tests/soak/last-run.md
+bash tests/reliability/readme.sh
 [ "$rc" = 0 ] && echo "soak: passed" || echo "soak: FAILED"
 [ "$rc" = 0 ]
