@@ -8,6 +8,9 @@
 #             -Zsanitizer=thread and -Zbuild-std (RUSTC_BOOTSTRAP=1; rust-src from rustup),
 #             because an uninstrumented library hides its synchronisation from TSan and every
 #             hand-over between an application thread and a callback thread would be reported;
+#             Suppressions in tests/sanitizers/tsan.supp (each explained there); GCC's libtsan
+#             lacks three entry points rustc's LLVM uses, which tests/sanitizers/tsan_shim.c
+#             forwards to the intercepted memcpy, memmove and memset;
 #   valgrind  memcheck over the normal release build, suppressions in
 #             tests/sanitizers/valgrind.supp (each one explained there).
 # Usage: bash tests/sanitizers/run.sh [asan] [tsan] [valgrind]   (default: all three)
@@ -21,6 +24,7 @@ TOOLS=("$@")
 wsn_apt_install gcc libc6-dev valgrind python3 || exit 1
 cargo build --release -q || exit 1
 OUT=build/sanitizers
+EXTRA_SRC=()
 mkdir -p "$OUT"
 STRESS_CONNS="${WSN_SAN_STRESS_CONNS:-200}" STRESS_SECS="${WSN_SAN_STRESS_SECONDS:-10}"
 pass=0 fail=0
@@ -44,7 +48,7 @@ build() {
   mkdir -p "$OUT/$tool"
   for src in tests/c/test_c_api.c tests/c/stress.c examples/c/demo.c examples/c/poll_loop.c \
              examples/c/echo_server.c examples/c/client.c; do
-    gcc "${cf[@]}" "$src" -lwsnative -lpthread -o "$OUT/$tool/$(basename "$src" .c)" || return 1
+    gcc "${cf[@]}" "$src" "${EXTRA_SRC[@]}" -lwsnative -lpthread -o "$OUT/$tool/$(basename "$src" .c)" || return 1
   done
 }
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
@@ -85,8 +89,12 @@ for tool in "${TOOLS[@]}"; do
         --target x86_64-unknown-linux-gnu --target-dir target/tsan --lib; then
       echo "FAIL tsan: the instrumented library did not build"; fail=$((fail + 1)); continue
     fi
+    # GCC's libtsan lacks three entry points rustc's LLVM calls: tsan_shim.c forwards them.
+    EXTRA_SRC=(-fno-builtin tests/sanitizers/tsan_shim.c)
     build tsan "$PWD/target/tsan/x86_64-unknown-linux-gnu/release" -fsanitize=thread || { fail=$((fail + 1)); continue; }
-    TSAN_OPTIONS="halt_on_error=0 exitcode=66 second_deadlock_stack=1" run_all tsan env
+    EXTRA_SRC=()
+    TSAN_OPTIONS="halt_on_error=0 exitcode=66 second_deadlock_stack=1 suppressions=$PWD/tests/sanitizers/tsan.supp" \
+      WSN_STRESS_NO_RSS=1 run_all tsan env
     ;;
   valgrind)
     build valgrind "$PWD/target/release" || { fail=$((fail + 1)); continue; }
