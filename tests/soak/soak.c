@@ -313,9 +313,11 @@ static int run_client(int port, int server_pid, int conns, int seconds, int rate
         }
         usleep(10000);
     }
-    if (minute == 0) { /* a run shorter than a minute: one figure only */
-        first = last = figures(server_pid);
-    }
+    /* The figures at the end (the last whole minute may coincide with it). */
+    last = figures(server_pid);
+    if (minute == 0) first = last; /* a run shorter than a minute: one figure only */
+    printf("| end | %d | %ld | %ld | %ld | %ld | %ld | %.1f |\n", count_state(OPEN), sent_total,
+           atomic_load(&echoes), atomic_load(&churned), last.fds, last.threads, last.rss_kb / 1024.0);
     /* Stop sending; every message sent must come back. */
     double t1 = now_s();
     long missing = 0;
