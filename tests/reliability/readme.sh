@@ -21,6 +21,11 @@ section=$(mktemp)
   echo "What backs the contract beyond example tests (issue 11). Each table is the last run of"
   echo "its command; the Autobahn results are in the Conformance section above."
   echo
+  echo "Found and fixed by these: a compressed text message that inflated to invalid UTF-8 and"
+  echo "then turned corrupt was reported as \"invalid compressed data\" when read whole and as"
+  echo "\"invalid UTF-8\" when read in pieces (fuzzing; errors now come in stream order), and a data"
+  echo "race in the C API test (ThreadSanitizer)."
+  echo
   echo "### Fuzzing"
   echo
   echo "cargo fuzz (libFuzzer with AddressSanitizer) over the server's upgrade parsing, the client's"
@@ -38,8 +43,8 @@ section=$(mktemp)
   echo "The C API test, the examples and the stress program (random sends, pauses, closes and frees"
   echo "from threads and callbacks) under AddressSanitizer with LeakSanitizer, ThreadSanitizer (with"
   echo "the library itself built with \`-Zsanitizer=thread -Zbuild-std\`, so that TSan sees both"
-  echo "sides) and valgrind memcheck (suppressions, each explained: \`tests/sanitizers/valgrind.supp\`)."
-  echo "\`bash tests/sanitizers/run.sh\`."
+  echo "sides; one suppression, tokio's epoll hand-off, explained in \`tests/sanitizers/tsan.supp\`)"
+  echo "and valgrind memcheck (\`tests/sanitizers/valgrind.supp\`: none needed). \`bash tests/sanitizers/run.sh\`."
   echo
   part tests/sanitizers/last-run.md
   echo
