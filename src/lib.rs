@@ -7,6 +7,9 @@ mod connection;
 mod delivery;
 mod error;
 pub mod ffi;
+#[cfg(feature = "fuzzing")]
+#[doc(hidden)]
+pub mod fuzzing;
 mod io;
 mod options;
 mod protocol;

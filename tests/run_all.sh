@@ -11,7 +11,9 @@
 #   5. Autobahn conformance through the C ABI, both directions (tests/conformance.sh);
 #   6. a real browser, headless chromium, against the C ABI server (tests/browser/run.sh);
 #   7. slow clients at the descriptor limit (tests/defense/run.sh);
-#   8. packaging: the C install with pkg-config and CMake, wsncat, the NuGet package on both
+#   8. reliability: fuzzing, sanitizers, fault injection, soak (fuzz/run.sh, tests/sanitizers/,
+#      tests/reliability/faults.sh, tests/soak/run.sh);
+#   9. packaging: the C install with pkg-config and CMake, wsncat, the NuGet package on both
 #      lanes (tests/packaging/run.sh; last: its C install relinks the library with a SONAME).
 # Runs every part even when one fails; the last line is "all: N passed, M failed" over parts.
 set -uo pipefail
@@ -51,8 +53,15 @@ part python bash bindings/python/test.sh
 part csharp bash bindings/csharp/test.sh
 part conformance bash tests/conformance.sh
 part browser bash tests/browser/run.sh
-# srv-defense (issue 15 section 2): 1,100 slow clients against a server at ulimit -n 1024.
+# Issue 15 section 2: 1,100 slow clients against a server at ulimit -n 1024.
 part defense bash tests/defense/run.sh
+# Reliability (issue 11): each fuzz target 60 s (two at a time), the C programs under
+# sanitizers, the fault-injection matrix, a 2-minute soak of 10,000 connections. Each updates
+# its figures in the README's Reliability section (tests/reliability/readme.sh).
+part fuzz env FUZZ_JOBS=2 bash fuzz/run.sh 60
+part sanitizers bash tests/sanitizers/run.sh
+part faults bash tests/reliability/faults.sh
+part soak bash tests/soak/run.sh 120 10000
 part packaging bash tests/packaging/run.sh
 [ -z "$failed_parts" ] || echo "failed parts:$failed_parts"
 echo "all: $pass passed, $fail failed"

@@ -252,7 +252,12 @@ impl Decoder {
                     .unwrap()
                     .inflate(&buf[..n], &mut msg.data, limit);
                 buf.advance(n);
-                r.map_err(|e| e.into_protocol(limit))?;
+                if let Err(e) = r {
+                    // Errors in stream order, however the bytes were read: the text inflated
+                    // before the corrupt data (or the limit) is checked first.
+                    self.check_new_text(before)?;
+                    return Err(e.into_protocol(limit));
+                }
             } else {
                 match mask {
                     Some(m) => extend_masked(&mut msg.data, &buf[..n], m, phase),
@@ -295,16 +300,14 @@ impl Decoder {
         if msg.compressed {
             let before = msg.data.len();
             let limit = self.max_message;
-            self.inflater
-                .as_mut()
-                .unwrap()
-                .finish(&mut msg.data, limit)
-                .map_err(|e| e.into_protocol(limit))?;
+            let r = self.inflater.as_mut().unwrap().finish(&mut msg.data, limit);
+            // As above: what was inflated before an error is checked first.
             if msg.text {
                 if let Err(at) = msg.utf8.feed(&msg.data[before..]) {
                     return Err(self.utf8_error(at));
                 }
             }
+            r.map_err(|e| e.into_protocol(limit))?;
         }
         if msg.text {
             if let Err(at) = msg.utf8.finish() {

@@ -618,13 +618,14 @@ impl Inflater {
             let spare = out.spare_capacity_mut();
             let n = spare.len().min(room_left);
             let (in0, out0) = (d.total_in(), d.total_out());
-            let st = d
-                .decompress_uninit(input, &mut spare[..n], FlushDecompress::Sync)
-                .map_err(|e| InflateError::Invalid(e.to_string()))?;
+            let r = d.decompress_uninit(input, &mut spare[..n], FlushDecompress::Sync);
             let produced = (d.total_out() - out0) as usize;
-            input = &input[(d.total_in() - in0) as usize..];
-            // SAFETY: zlib initialised `produced` bytes of the spare capacity.
+            // SAFETY: zlib initialised `produced` bytes of the spare capacity. Kept also when
+            // it then failed: the decoder checks what came before the corrupt data first, as
+            // it would have had the bytes come in smaller reads.
             unsafe { out.set_len(out.len() + produced) };
+            let st = r.map_err(|e| InflateError::Invalid(e.to_string()))?;
+            input = &input[(d.total_in() - in0) as usize..];
             if st == Status::StreamEnd {
                 self.ended = true;
             }

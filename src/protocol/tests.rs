@@ -1546,3 +1546,36 @@ fn idle_codec_holds_no_heap() {
         std::mem::size_of::<WriteBuf>()
     );
 }
+
+/// Found by the `frames` fuzz target (fuzz/): a compressed text message whose deflate data
+/// first inflates to invalid UTF-8 and then turns corrupt. Read whole, the decoder reported
+/// the corrupt data ("invalid compressed data"); read byte by byte, the invalid UTF-8 that
+/// comes first. Errors are now reported in stream order whatever the reads: the bytes
+/// inflated before the corrupt data are checked first.
+#[test]
+fn inflated_text_is_checked_before_a_later_deflate_error_in_any_split() {
+    let p = DeflateParams {
+        server_no_context_takeover: false,
+        client_no_context_takeover: false,
+        server_max_window_bits: 15,
+        client_max_window_bits: 15,
+    };
+    let cfg = DecoderConfig {
+        deflate: Some(p),
+        ..DecoderConfig::new(Role::Server, 1 << 20)
+    };
+    // A stored block of two bytes that are not UTF-8, then a block of the reserved type 3.
+    let deflated = [0x00, 0x02, 0x00, 0xfd, 0xff, 0xff, 0xfe, 0x06];
+    let wire = cf(0xc1, &deflated);
+    for sizes in [&[usize::MAX][..], &[1], &[3, 5], &[7]] {
+        let out = feed(&mut Decoder::new(&cfg), &wire, sizes);
+        match out.last() {
+            Some(Err(e)) => assert_eq!(
+                (e.code, e.reason),
+                (1007, "invalid UTF-8"),
+                "reads of {sizes:?}: {e}"
+            ),
+            other => panic!("reads of {sizes:?}: {other:?}"),
+        }
+    }
+}

@@ -1,7 +1,7 @@
 //! Servers: a listener, the TLS acceptor, the handshake policy (limits, Origin, accept hook),
 //! and the registry of open connections that stopping drains.
 
-mod handshake;
+pub(crate) mod handshake;
 // srv-defense (issue 15 §2, §3.5)
 mod admission;
 mod http;
