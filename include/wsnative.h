@@ -379,6 +379,25 @@ typedef struct wsn_queued_event {
  */
 typedef void (*wsn_accept_cb)(void *user_data, struct wsn_request *request);
 
+/**
+ * The application's check of a server certificate, which has the last word. `host` is the
+ * name connected to; `certs[i]` (`cert_lens[i]` bytes, DER) are the certificates the server
+ * sent, its own first, `count` of them; `default_error` is NULL when the default validation
+ * (roots, CA files, trusted certificates) accepted them, otherwise why it refused them, in
+ * words. Return true to accept the server, false to refuse it (the connection then ends with
+ * WSN_ERR_TLS naming the check). Everything passed is borrowed until the callback returns.
+ * Runs on a wsnative callback thread after the TLS handshake and before the upgrade request
+ * is sent, so no header or message of the application reaches a server it refuses (a client
+ * certificate, if set, was already presented). It must not unwind into wsnative.
+ *
+ * WARNING: returning true whatever `default_error` says turns certificate validation off:
+ * anyone on the network path can then impersonate the server, read and change everything.
+ * Do that for nothing but a test. Accept only what you checked: a pinned fingerprint, a
+ * certificate of your own private CA; and prefer wsn_client_options_add_trusted_cert_file
+ * or wsn_client_options_add_trusted_fingerprint, which keep the name and date checks.
+ */
+typedef bool (*wsn_cert_check_cb)(void *user_data, const char *host, const uint8_t *const *certs, const size_t *cert_lens, size_t count, const char *default_error);
+
 #ifdef __cplusplus
 extern "C" {
 #endif // __cplusplus
@@ -1156,6 +1175,87 @@ wsn_status wsn_request_reject(struct wsn_request *request, uint16_t http_status,
  * Thread: only inside the accept callback that was given `request`; the last call decides.
  */
 wsn_status wsn_request_accept_and_close(struct wsn_request *request, uint16_t code, const char *reason);
+
+/**
+ * The subject of the client certificate the server verified (wsn_server_options_set_client_auth),
+ * e.g. "CN=alice, O=Example"; NULL when the client presented none (or for NULL).
+ * Thread: only inside the accept callback that was given `request`; a returned string is
+ * borrowed until that callback returns.
+ */
+const char *wsn_request_get_peer_cert_subject(const struct wsn_request *request);
+
+/**
+ * The client's own certificate for mutual TLS: a PEM file with the certificate chain (its
+ * own certificate first, then any intermediates) and a PEM file with its private key
+ * (PKCS#8, PKCS#1 or SEC1). Presented when a server asks for one; both files are read at
+ * connect time (an unreadable file, or a key that does not match, fails wsn_connect with
+ * WSN_ERR_TLS). Replaces an earlier client certificate. Default: none.
+ * Errors: INVALID_ARGUMENT for NULL or invalid UTF-8.
+ * Thread: one thread at a time per options object. Strings are copied; the caller keeps its own.
+ */
+wsn_status wsn_client_options_set_client_cert_files(struct wsn_client_options *options, const char *chain_pem_path, const char *key_pem_path);
+
+/**
+ * As wsn_client_options_set_client_cert_files, with the PEM text itself (for a key kept in a
+ * secret store rather than a file). Both texts are copied; they are parsed at connect time.
+ * Errors: INVALID_ARGUMENT for NULL or invalid UTF-8.
+ * Thread: one thread at a time per options object. Strings are copied; the caller keeps its own.
+ */
+wsn_status wsn_client_options_set_client_cert_pem(struct wsn_client_options *options, const char *chain_pem, const char *key_pem);
+
+/**
+ * Trusts the certificates of a PEM file exactly as they are, for development (a self-signed
+ * server) and pinning: a server presenting one of them is accepted whoever issued it; its
+ * name and dates are still checked (the name against subjectAltName, or the subject's CN
+ * when it has none, as OpenSSL does). Added to the roots (wsn_client_options_set_tls_roots):
+ * with WSN_TLS_ROOTS_NONE and no CA file, only these certificates are accepted (pinning).
+ * Read at connect time (a bad file fails wsn_connect with WSN_ERR_TLS).
+ * Errors: INVALID_ARGUMENT for NULL or invalid UTF-8.
+ * Thread: one thread at a time per options object. Strings are copied; the caller keeps its own.
+ */
+wsn_status wsn_client_options_add_trusted_cert_file(struct wsn_client_options *options, const char *pem_path);
+
+/**
+ * Trusts exactly the server certificate whose SHA-256 fingerprint (of its DER encoding) is
+ * `sha256_hex`: 64 hex digits, with or without ':' between bytes, as
+ * `openssl x509 -noout -fingerprint -sha256 -in cert.pem` prints it. As
+ * wsn_client_options_add_trusted_cert_file otherwise (name and dates still checked).
+ * Errors: INVALID_ARGUMENT for NULL, invalid UTF-8, or not a SHA-256 fingerprint.
+ * Thread: one thread at a time per options object. Strings are copied; the caller keeps its own.
+ */
+wsn_status wsn_client_options_add_trusted_fingerprint(struct wsn_client_options *options, const char *sha256_hex);
+
+/**
+ * Sets the application's certificate check (see wsn_cert_check_cb and its warning); NULL
+ * removes it (the default). `user_data` is passed to it and must stay valid while a
+ * connection made with these options may still be connecting (until its OPEN or CLOSE).
+ * Errors: INVALID_ARGUMENT for NULL options.
+ * Thread: one thread at a time per options object.
+ */
+wsn_status wsn_client_options_set_cert_check(struct wsn_client_options *options, wsn_cert_check_cb check, void *user_data);
+
+/**
+ * Asks clients for a certificate (mutual TLS) and verifies it against the CA certificates of
+ * the PEM file `ca_pem_path` (read at listen time: a bad file fails wsn_server_listen with
+ * WSN_ERR_TLS). With `required` true, a client without a valid certificate is refused during
+ * TLS (it sees an error naming the missing certificate); with false, a client may come
+ * without one, and one it presents must still verify. The accept callback reads the verified
+ * certificate's subject with wsn_request_get_peer_cert_subject. Needs
+ * wsn_server_options_set_tls. Default: client certificates are not asked for. Calling it
+ * again adds the file's CAs and sets `required` anew.
+ * Errors: INVALID_ARGUMENT for NULL or invalid UTF-8.
+ * Thread: one thread at a time per options object. Strings are copied; the caller keeps its own.
+ */
+wsn_status wsn_server_options_set_client_auth(struct wsn_server_options *options, const char *ca_pem_path, bool required);
+
+/**
+ * Formats a SHA-256 fingerprint of the DER certificate `der` (`len` bytes) into `out`
+ * (at least 96 bytes: 95 characters "AB:CD:..." and a NUL), the form
+ * wsn_client_options_add_trusted_fingerprint takes; for a certificate check callback that
+ * pins one. Errors: INVALID_ARGUMENT for NULL or `out_len` under 96.
+ * Thread: any.
+ */
+wsn_status wsn_cert_fingerprint_sha256(const uint8_t *der, size_t len, char *out, size_t out_len);
 
 #ifdef __cplusplus
 }  // extern "C"

@@ -25,6 +25,10 @@ pub use error::{Error, ErrorKind, Result};
 pub use options::{
     ClientOptions, ConnectionSettings, Heartbeat, SendQueuePolicy, ServerOptions, TlsRoots,
 };
+// client-reach (issue 13): certificates
+pub use options::{
+    parse_fingerprint, CertCheck, CertCheckHook, CertCheckInfo, ClientAuth, Identity, Pem,
+};
 pub use runtime::set_io_threads;
 pub use server::{AcceptHook, Decision, Request, Server};
 pub use shutdown::shutdown;

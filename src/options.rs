@@ -116,6 +116,16 @@ pub struct ClientOptions {
     pub ca_files: Vec<PathBuf>,
     /// Settings of the connection once open.
     pub conn: ConnectionSettings,
+    // --- client-reach (issue 13): certificates ---
+    /// The client's own certificate chain and key, presented when a server asks (mutual TLS).
+    pub client_cert: Option<Identity>,
+    /// Certificates trusted exactly as they are (PEM), whoever issued them: the issuer is not
+    /// checked, the name and dates are. For development and pinning.
+    pub trusted_certs: Vec<Pem>,
+    /// SHA-256 fingerprints of certificates trusted exactly (as `trusted_certs`).
+    pub trusted_fingerprints: Vec<[u8; 32]>,
+    /// The application's own check of the server's certificate, which has the last word.
+    pub cert_check: Option<CertCheckHook>,
 }
 
 impl Default for ClientOptions {
@@ -129,6 +139,10 @@ impl Default for ClientOptions {
             tls_roots: TlsRoots::Bundled,
             ca_files: Vec::new(),
             conn: ConnectionSettings::default(),
+            client_cert: None,
+            trusted_certs: Vec::new(),
+            trusted_fingerprints: Vec::new(),
+            cert_check: None,
         }
     }
 }
@@ -154,6 +168,9 @@ pub struct ServerOptions {
     pub drain_timeout: Duration,
     /// Settings of each accepted connection.
     pub conn: ConnectionSettings,
+    // --- client-reach (issue 13): certificates ---
+    /// Client certificates (mutual TLS): verified against these CAs; `None`: not asked for.
+    pub client_auth: Option<ClientAuth>,
 }
 
 impl Default for ServerOptions {
@@ -167,6 +184,7 @@ impl Default for ServerOptions {
             tls: None,
             drain_timeout: Duration::from_secs(5),
             conn: ConnectionSettings::default(),
+            client_auth: None,
         }
     }
 }
@@ -275,6 +293,121 @@ impl ServerOptions {
         for p in &self.subprotocols {
             check_subprotocol(p)?;
         }
+        // client-reach (issue 13)
+        if self.client_auth.is_some() && self.tls.is_none() {
+            return Err(Error::invalid(
+                "client certificates need TLS: set the server's certificate and key too",
+            ));
+        }
         self.conn.validate()
+    }
+}
+
+// --- client-reach (issue 13): certificates ---
+
+/// PEM data: a file, read when connecting (or listening), or bytes held in memory.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Pem {
+    /// A PEM file.
+    File(PathBuf),
+    /// PEM text in memory.
+    Memory(Vec<u8>),
+}
+
+/// A certificate chain (leaf first) and its private key, both PEM.
+#[derive(Debug, Clone)]
+pub struct Identity {
+    /// The certificate chain.
+    pub chain: Pem,
+    /// The private key (PKCS#8, PKCS#1 or SEC1).
+    pub key: Pem,
+}
+
+/// How a server treats client certificates.
+#[derive(Debug, Clone)]
+pub struct ClientAuth {
+    /// The CAs a client certificate must chain to (PEM).
+    pub cas: Vec<Pem>,
+    /// A client without a certificate is refused (during TLS); otherwise it may come without
+    /// one, and a certificate it presents must still verify.
+    pub required: bool,
+}
+
+/// What the application's certificate check sees.
+#[derive(Debug)]
+pub struct CertCheckInfo<'a> {
+    /// The host name the client connected to.
+    pub host: &'a str,
+    /// The certificates the server sent, DER, its own first.
+    pub chain: &'a [Vec<u8>],
+    /// `None` when the default validation accepted the chain; otherwise why it refused it.
+    pub default_error: Option<&'a str>,
+}
+
+/// The application's check of a server certificate: it returns whether to accept the server.
+/// It runs on a callback thread after the TLS handshake and before the upgrade request is
+/// sent, so nothing of the application's (headers, messages) reaches a server it refuses.
+pub trait CertCheck: Send + Sync + 'static {
+    /// `true` accepts the server, `false` refuses it. Returning `true` whatever
+    /// `default_error` says turns validation off: any machine on the path can then read and
+    /// change the traffic. Accept only what you checked (a fingerprint, your own CA).
+    fn check(&self, info: &CertCheckInfo<'_>) -> bool;
+}
+
+/// A shared `CertCheck` in the client options.
+#[derive(Clone)]
+pub struct CertCheckHook(pub std::sync::Arc<dyn CertCheck>);
+
+impl std::fmt::Debug for CertCheckHook {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("CertCheckHook")
+    }
+}
+
+/// A SHA-256 fingerprint as 64 hex digits, with or without ':' between the bytes
+/// (`openssl x509 -noout -fingerprint -sha256` prints that form).
+pub fn parse_fingerprint(s: &str) -> Result<[u8; 32]> {
+    let hex: String = s
+        .trim()
+        .trim_start_matches("sha256:")
+        .trim_start_matches("SHA256:")
+        .trim_start_matches("sha256 Fingerprint=")
+        .trim_start_matches("SHA256 Fingerprint=")
+        .chars()
+        .filter(|c| *c != ':')
+        .collect();
+    let bad = || {
+        Error::invalid(format!(
+            "'{s}' is not a SHA-256 fingerprint: give 64 hex digits, with or without ':' between bytes"
+        ))
+    };
+    if hex.len() != 64 || !hex.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return Err(bad());
+    }
+    let mut out = [0u8; 32];
+    for (i, o) in out.iter_mut().enumerate() {
+        *o = u8::from_str_radix(&hex[2 * i..2 * i + 2], 16).map_err(|_| bad())?;
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod cert_option_tests {
+    use super::parse_fingerprint;
+
+    #[test]
+    fn fingerprints_parse_in_openssl_and_plain_forms() {
+        let plain = "00112233445566778899aabbccddeeff00112233445566778899AABBCCDDEEFF";
+        let colons = "00:11:22:33:44:55:66:77:88:99:AA:BB:CC:DD:EE:FF:00:11:22:33:44:55:66:77:88:99:AA:BB:CC:DD:EE:FF";
+        assert_eq!(
+            parse_fingerprint(plain).unwrap(),
+            parse_fingerprint(colons).unwrap()
+        );
+        assert_eq!(
+            parse_fingerprint(&format!("sha256 Fingerprint={colons}")).unwrap()[31],
+            0xff
+        );
+        assert!(parse_fingerprint("00:11").is_err());
+        assert!(parse_fingerprint(&"zz".repeat(32)).is_err());
     }
 }

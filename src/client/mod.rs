@@ -97,7 +97,7 @@ async fn establish(
     target: Target,
     request: Vec<u8>,
     pending: handshake::Pending,
-    tls: Option<Arc<rustls::ClientConfig>>,
+    tls: Option<tls::ClientTls>,
     opts: &ClientOptions,
 ) -> Result<Wire> {
     let tcp = tcp_connect(&target, opts.connect_timeout).await?;
@@ -105,6 +105,7 @@ async fn establish(
     if let Ok(addr) = tcp.peer_addr() {
         conn.set_peer_addr(addr);
     }
+    let verifier = tls.as_ref().map(|t| t.verifier.clone());
     let handshake = async {
         let mut io: BoxIo = match tls {
             None => Box::new(tcp),
@@ -113,14 +114,22 @@ async fn establish(
                     rustls::pki_types::ServerName::try_from(target.host.clone()).map_err(|_| {
                         Error::invalid(format!("'{}' is not a valid TLS server name", target.host))
                     })?;
-                let s = tokio_rustls::TlsConnector::from(cfg)
+                let s = tokio_rustls::TlsConnector::from(cfg.config.clone())
                     .connect(name, tcp)
                     .await
-                    .map_err(|e| tls::handshake_error(&target.host, e))?;
+                    .map_err(|e| tls::handshake_error(&target.host, e, Some(&cfg.verifier)))?;
+                if let Some(check) = &opts.cert_check {
+                    app_cert_check(check, &cfg.verifier, &target.host).await?;
+                }
                 Box::new(s)
             }
         };
         let during = |e: std::io::Error| {
+            // A TLS 1.3 server refuses a client certificate after the client's handshake is
+            // over: its alert arrives here.
+            if tls::rustls_error(&e).is_some() {
+                return tls::handshake_error(&target.host, e, verifier.as_deref());
+            }
             Error::from(e).context("the connection failed during the handshake")
         };
         io.write_all(&request).await.map_err(during)?;
@@ -201,6 +210,61 @@ async fn establish(
             Err(Error::http(status, msg))
         }
     }
+}
+
+/// client-reach (issue 13): the application's certificate check, on a callback thread (the
+/// I/O threads never run application code); the upgrade request waits for its verdict.
+async fn app_cert_check(
+    check: &crate::options::CertCheckHook,
+    verifier: &tls::Verifier,
+    host: &str,
+) -> Result<()> {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    let Some((chain, verdict)) = verifier.seen() else {
+        return Err(Error::new(
+            ErrorKind::Tls,
+            format!("TLS handshake with {host} failed: the server presented no certificate"),
+        ));
+    };
+    let default_error = tls::verdict_words(&verdict, host, &chain);
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    // Set when this wait is dropped (the connection was closed or freed meanwhile): a check
+    // that has not started by then does not run.
+    struct Gone(Arc<AtomicBool>);
+    impl Drop for Gone {
+        fn drop(&mut self) {
+            self.0.store(true, Ordering::SeqCst);
+        }
+    }
+    let gone = Gone(Arc::new(AtomicBool::new(false)));
+    let flag = gone.0.clone();
+    let hook = check.0.clone();
+    let h = host.to_owned();
+    let words = default_error.clone();
+    Arc::new(crate::delivery::Mailbox::default()).post(Box::new(move || {
+        if flag.load(Ordering::SeqCst) {
+            return;
+        }
+        let ok = hook.check(&crate::options::CertCheckInfo {
+            host: &h,
+            chain: &chain,
+            default_error: words.as_deref(),
+        });
+        let _ = tx.send(ok);
+    }));
+    let accepted = rx.await.unwrap_or(false);
+    drop(gone);
+    if accepted {
+        return Ok(());
+    }
+    let mut msg = format!(
+        "TLS handshake with {host} failed: the application's certificate check refused the server's certificate"
+    );
+    match default_error {
+        Some(w) => msg.push_str(&format!(" (the default validation also refused it: {w})")),
+        None => msg.push_str(" (the default validation had accepted it)"),
+    }
+    Err(Error::new(ErrorKind::Tls, msg))
 }
 
 /// The longest response head a client reads.

@@ -9,11 +9,14 @@ mod conn;
 mod options;
 mod queue;
 mod server;
+// client-reach (issue 13)
+mod tls;
 
 pub use conn::*;
 pub use options::*;
 pub use queue::*;
 pub use server::*;
+pub use tls::*;
 
 use crate::error::{Error, ErrorKind};
 use std::cell::RefCell;
