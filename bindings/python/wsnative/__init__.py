@@ -19,7 +19,7 @@ asyncio API: ``wsnative.asyncio.connect`` and ``wsnative.asyncio.serve``.
 from __future__ import annotations
 
 from . import _native
-from ._convert import CloseInfo, Request, State
+from ._convert import CertCheck, CloseInfo, Request, State, cert_fingerprint  # client-reach (issue 13)
 from ._core import configure
 from ._lib import LibraryNotFound
 from .client import Connection, connect
@@ -57,6 +57,7 @@ def library_version() -> str:
 
 
 __all__ = [
+    "CertCheck",
     "CloseInfo",
     "ConnectError",
     "Connection",
@@ -75,6 +76,7 @@ __all__ = [
     "TLSError",
     "WebSocketError",
     "WouldBlock",
+    "cert_fingerprint",
     "configure",
     "connect",
     "library_path",

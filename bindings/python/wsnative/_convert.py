@@ -4,9 +4,10 @@ objects, upgrade requests. No handle lifetime here (that is ``_core``), no API (
 
 from __future__ import annotations
 
+import ctypes
 import os
 from enum import IntEnum
-from typing import Any, Iterable, Mapping, NamedTuple, Sequence, Tuple, Union
+from typing import Any, Callable, Iterable, List, Mapping, NamedTuple, Optional, Sequence, Tuple, Union
 
 from . import _native as N
 from .errors import (
@@ -24,6 +25,10 @@ from .errors import (
 
 Message = Union[str, bytes]
 Headers = Union[Mapping[str, str], Iterable[Tuple[str, str]]]
+#: ``cert_check(host, chain, default_error) -> bool``: the application's check of the server's
+#: certificate (client-reach, issue 13). ``chain`` is the certificates the server sent (DER, its
+#: own first), ``default_error`` None when the default validation accepted them, else why not.
+CertCheck = Callable[[str, List[bytes], Optional[str]], bool]
 
 #: Low-water mark of the send queue at which the core reports DRAIN (as websockets' write limit).
 DRAIN_LOW_WATER = 64 << 10
@@ -133,8 +138,15 @@ def client_options(
     manual_ack: bool = True,
     max_send_queue: int | None = None,
     compression: str | None = None,
+    client_cert: str | os.PathLike[str] | None = None,
+    client_key: str | os.PathLike[str] | None = None,
+    trust_cert: str | os.PathLike[str] | Sequence[str | os.PathLike[str]] | None = None,
+    trust_fingerprint: str | Sequence[str] | None = None,
+    cert_check: CertCheck | None = None,
 ) -> int:
     """A native wsn_client_options (the caller frees it with wsn_client_options_free).
+
+    ``cert_check`` must stay referenced by the caller until the connection opened or failed.
 
     Flow control is the core's: ``max_queue`` unacknowledged messages at most (with
     ``manual_ack`` a message counts until the binding's reader took it), a send queue of
@@ -174,6 +186,7 @@ def client_options(
             files = [ca_file] if isinstance(ca_file, (str, os.PathLike)) else list(ca_file)
             for f in files:
                 check(N.wsn_client_options_add_ca_file(o, os.fsencode(f)))
+        _client_certs(o, client_cert, client_key, trust_cert, trust_fingerprint, cert_check)
         return o
     except BaseException:
         N.wsn_client_options_free(o)
@@ -221,6 +234,8 @@ def server_options(
     max_queue: int = 1024,
     max_send_queue: int | None = None,
     compression: str | None = None,
+    client_ca: str | os.PathLike[str] | None = None,
+    client_cert_required: bool = True,
 ) -> int:
     """A native wsn_server_options; server connections deliver to a reader (manual ack)."""
     o: int = N.wsn_server_options_new()
@@ -251,6 +266,8 @@ def server_options(
             raise InvalidArgument("tls_cert and tls_key go together", N.ERR_INVALID_ARGUMENT)
         if tls_cert is not None and tls_key is not None:  # both or neither, checked above
             check(N.wsn_server_options_set_tls(o, os.fsencode(tls_cert), os.fsencode(tls_key)))
+        if client_ca is not None:
+            check(N.wsn_server_options_set_client_auth(o, os.fsencode(client_ca), bool(client_cert_required)))
         return o
     except BaseException:
         N.wsn_server_options_free(o)
@@ -291,6 +308,10 @@ class Request:
         self.subprotocols: list[str] = [
             _text(N.wsn_request_get_subprotocol(ptr, i)) for i in range(N.wsn_request_get_subprotocol_count(ptr))
         ]
+        subject = N.wsn_request_get_peer_cert_subject(ptr)
+        #: The subject of the client certificate the server verified ("CN=alice, O=Example"),
+        #: or None (no certificate; see ``serve(client_ca=...)``).
+        self.peer_cert_subject: str | None = subject.decode("utf-8", "replace") if subject else None
 
     def header(self, name: str) -> str | None:
         """The first header called ``name`` (case-insensitive), or None."""
@@ -347,3 +368,57 @@ def apply_accept_result(req: Request, result: AcceptResult) -> None:
         raise TypeError(f"accept() returned {result!r}: expected None, bool, int, str or (int, str)")
 
 
+
+
+# --- client-reach (issue 13): certificates ---
+
+
+def _on_cert_check(user_data: int, host: bytes | None, certs: Any, lens: Any, count: int,
+                   default_error: bytes | None) -> bool:
+    """The one native trampoline of every ``cert_check``: user_data is the callable's id."""
+    try:
+        fn: CertCheck = ctypes.cast(user_data, ctypes.py_object).value
+        chain = [ctypes.string_at(certs[i], lens[i]) for i in range(count)]
+        err = default_error.decode("utf-8", "replace") if default_error is not None else None
+        return bool(fn((host or b"").decode("utf-8", "replace"), chain, err))
+    except BaseException:
+        from ._core import report
+
+        report("a cert_check callback (the server is refused)")
+        return False
+
+
+cert_check_cb = N.wsn_cert_check_cb(_on_cert_check)
+ctypes.pythonapi.Py_IncRef(ctypes.py_object(cert_check_cb))  # never collected
+
+
+def _client_certs(
+    o: int,
+    client_cert: str | os.PathLike[str] | None,
+    client_key: str | os.PathLike[str] | None,
+    trust_cert: str | os.PathLike[str] | Sequence[str | os.PathLike[str]] | None,
+    trust_fingerprint: str | Sequence[str] | None,
+    cert_check: CertCheck | None,
+) -> None:
+    if (client_cert is None) != (client_key is None):
+        raise InvalidArgument("client_cert and client_key go together", N.ERR_INVALID_ARGUMENT)
+    if client_cert is not None and client_key is not None:
+        check(N.wsn_client_options_set_client_cert_files(o, os.fsencode(client_cert), os.fsencode(client_key)))
+    if trust_cert is not None:
+        certs = [trust_cert] if isinstance(trust_cert, (str, os.PathLike)) else list(trust_cert)
+        for f in certs:
+            check(N.wsn_client_options_add_trusted_cert_file(o, os.fsencode(f)))
+    if trust_fingerprint is not None:
+        fps = [trust_fingerprint] if isinstance(trust_fingerprint, str) else list(trust_fingerprint)
+        for fp in fps:
+            check(N.wsn_client_options_add_trusted_fingerprint(o, _b(fp)))
+    if cert_check is not None:
+        check(N.wsn_client_options_set_cert_check(o, cert_check_cb, id(cert_check)))
+
+
+def cert_fingerprint(der: bytes) -> str:
+    """The SHA-256 fingerprint of a DER certificate, "AB:CD:...", as ``trust_fingerprint``
+    takes it and ``openssl x509 -noout -fingerprint -sha256`` prints it."""
+    out = ctypes.create_string_buffer(96)
+    check(N.wsn_cert_fingerprint_sha256(der, len(der), out, len(out)))
+    return out.value.decode("ascii")

@@ -357,3 +357,30 @@ def last_error() -> str:
 
 def version() -> str:
     return (wsn_version() or b"").decode("ascii", "replace")
+
+
+# --- client-reach (issue 13): certificates ---
+# typedef bool (*wsn_cert_check_cb)(void *user_data, const char *host, const uint8_t *const *certs,
+#                                   const size_t *cert_lens, size_t count, const char *default_error);
+wsn_cert_check_cb = CFUNCTYPE(c_bool, c_void_p, c_char_p, POINTER(POINTER(c_uint8)), POINTER(c_size_t), c_size_t,
+                              c_char_p)
+# wsn_status wsn_client_options_set_client_cert_files(wsn_client_options *o, const char *chain, const char *key);
+wsn_client_options_set_client_cert_files = _fn(
+    "wsn_client_options_set_client_cert_files", [_ptr, c_char_p, c_char_p], _status)
+# wsn_status wsn_client_options_set_client_cert_pem(wsn_client_options *o, const char *chain, const char *key);
+wsn_client_options_set_client_cert_pem = _fn(
+    "wsn_client_options_set_client_cert_pem", [_ptr, c_char_p, c_char_p], _status)
+# wsn_status wsn_client_options_add_trusted_cert_file(wsn_client_options *o, const char *pem_path);
+wsn_client_options_add_trusted_cert_file = _fn("wsn_client_options_add_trusted_cert_file", [_ptr, c_char_p], _status)
+# wsn_status wsn_client_options_add_trusted_fingerprint(wsn_client_options *o, const char *sha256_hex);
+wsn_client_options_add_trusted_fingerprint = _fn(
+    "wsn_client_options_add_trusted_fingerprint", [_ptr, c_char_p], _status)
+# wsn_status wsn_client_options_set_cert_check(wsn_client_options *o, wsn_cert_check_cb check, void *user_data);
+wsn_client_options_set_cert_check = _fn(
+    "wsn_client_options_set_cert_check", [_ptr, wsn_cert_check_cb, c_void_p], _status)
+# wsn_status wsn_server_options_set_client_auth(wsn_server_options *o, const char *ca_pem_path, bool required);
+wsn_server_options_set_client_auth = _fn("wsn_server_options_set_client_auth", [_ptr, c_char_p, c_bool], _status)
+# const char *wsn_request_get_peer_cert_subject(const wsn_request *request);
+wsn_request_get_peer_cert_subject = _fn("wsn_request_get_peer_cert_subject", [_ptr], c_char_p)
+# wsn_status wsn_cert_fingerprint_sha256(const uint8_t *der, size_t len, char *out, size_t out_len);
+wsn_cert_fingerprint_sha256 = _fn("wsn_cert_fingerprint_sha256", [c_char_p, c_size_t, c_char_p, c_size_t], _status)

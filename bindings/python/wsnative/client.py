@@ -11,7 +11,7 @@ from typing import Any, Callable, Iterator, Sequence
 
 from . import _core
 from . import _native as N
-from ._convert import CloseInfo, Headers, Message, client_options, closed_exception, encode, open_failure
+from ._convert import CertCheck, CloseInfo, Headers, Message, client_options, closed_exception, encode, open_failure
 from ._core import report
 from .errors import ConnectionClosedOK, WouldBlock
 
@@ -197,6 +197,11 @@ def connect(
     max_queue: int = 1024,
     write_limit: int | None = None,
     compression: str | None = None,
+    client_cert: str | os.PathLike[str] | None = None,
+    client_key: str | os.PathLike[str] | None = None,
+    trust_cert: str | os.PathLike[str] | Sequence[str | os.PathLike[str]] | None = None,
+    trust_fingerprint: str | Sequence[str] | None = None,
+    cert_check: CertCheck | None = None,
 ) -> Connection:
     """Opens a client connection to ``url`` (ws:// or wss://) and waits until it is open.
 
@@ -209,6 +214,17 @@ def connect(
     library's default, 64 MiB). ``compression="deflate"`` offers permessage-deflate (off by
     default: it costs CPU, and secrets sent next to attacker-chosen text must not be compressed:
     send those with ``compress=False`` where the send call offers it).
+
+    Certificates: ``client_cert``/``client_key`` (PEM files) present a client certificate
+    (mutual TLS). ``trust_cert`` (PEM files) and ``trust_fingerprint`` ("AB:CD:..." SHA-256, as
+    ``openssl x509 -noout -fingerprint -sha256`` prints it) trust exact certificates whoever
+    issued them (name and dates are still checked); with ``tls_roots="none"`` they are the only
+    ones accepted (pinning). A self-signed certificate given as ``ca_file`` is accepted too.
+    ``cert_check(host, chain, default_error) -> bool`` has the last word on the server's
+    certificate (``chain``: DER, the server's own first; ``default_error``: None when the
+    default validation accepted it, else why not); it runs on a wsnative thread before the
+    upgrade request is sent. WARNING: returning True whatever ``default_error`` says turns
+    validation off, and anyone on the network path can then read and change the traffic.
 
     Raises HandshakeError (with the HTTP status), TLSError, ConnectError, OpenTimeout,
     InvalidArgument.
@@ -230,6 +246,11 @@ def connect(
         manual_ack=on_message is None,
         max_send_queue=write_limit,
         compression=compression,
+        client_cert=client_cert,
+        client_key=client_key,
+        trust_cert=trust_cert,
+        trust_fingerprint=trust_fingerprint,
+        cert_check=cert_check,
     )
     try:
         conn._connect(url, opts)

@@ -101,6 +101,8 @@ def serve(
     max_queue: int = 1024,
     write_limit: int | None = None,
     compression: str | None = None,
+    client_ca: str | os.PathLike[str] | None = None,
+    client_cert_required: bool = True,
 ) -> Server:
     """Starts a server on ``host``:``port`` (port 0 picks a free one: see ``server.port``).
 
@@ -112,6 +114,9 @@ def serve(
     Origin values (others get 403). ``tls_cert``/``tls_key``: PEM files, serve wss://.
     ``max_queue`` and ``write_limit``: as for ``connect``, per connection.
     ``compression="deflate"`` accepts clients' permessage-deflate offers (browsers always offer).
+    ``client_ca``: a PEM file of CAs; clients must present a certificate they issued (mutual
+    TLS; with ``client_cert_required=False`` they may come without one), and ``accept`` sees
+    its subject as ``request.peer_cert_subject``.
     """
     options = dict(
         subprotocols=subprotocols,
@@ -130,5 +135,7 @@ def serve(
         max_queue=max_queue,
         max_send_queue=write_limit,
         compression=compression,
+        client_ca=client_ca,
+        client_cert_required=client_cert_required,
     )
     return Server(host, port, handler, accept, options)
