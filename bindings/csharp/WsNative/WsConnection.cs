@@ -441,7 +441,14 @@ namespace WsNative
             {
                 IntPtr conn;
                 using (var o = (options ?? new WsClientOptions()).ToNative())
+                {
+                    // client-reach (issue 13): the certificate check reaches this connection
+                    // through its event user_data; the connection holds the delegate.
+                    CertificateCheck = options?.ServerCertificateCheck;
+                    if (CertificateCheck != null)
+                        Status.Check(CertNative.wsn_client_options_set_cert_check(o, CertNative.Trampoline, GCHandle.ToIntPtr(gch)));
                     Status.Check(wsn_connect(urlZ, o, Trampolines.ClientEvent, GCHandle.ToIntPtr(gch), out conn));
+                }
                 wsn_conn_set_release_hook(conn, Trampolines.Release, GCHandle.ToIntPtr(gch)); // frees gch
                 _handle = new ConnHandle(conn);
                 _handleReady.Set();
@@ -455,6 +462,9 @@ namespace WsNative
         }
 
         internal Task OpenTask => _openTcs.Task;
+
+        /// <summary>client-reach (issue 13): WsClientOptions.ServerCertificateCheck of this connect.</summary>
+        internal Func<WsCertificateCheck, bool> CertificateCheck { get; private set; }
 
         /// <summary>Server: called in the OPEN event, before any other event of this connection.</summary>
         internal void AttachServerHandle(IntPtr conn)

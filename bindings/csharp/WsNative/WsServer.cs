@@ -162,7 +162,11 @@ namespace WsNative
             n = (long)wsn_request_get_subprotocol_count(request).ToUInt64();
             for (long i = 0; i < n; i++) protocols.Add(Utf8.FromPtr(wsn_request_get_subprotocol(request, (UIntPtr)(ulong)i)));
             SubProtocols = protocols.AsReadOnly();
+            PeerCertificateSubject = Utf8.FromPtr(Native.CertNative.wsn_request_get_peer_cert_subject(request)); // client-reach
         }
+
+        /// <summary>The subject of the client certificate the server verified ("CN=alice, O=Example"), or null.</summary>
+        public string PeerCertificateSubject { get; }
 
         public string Path { get; }
         public string Query { get; }

@@ -1,0 +1,118 @@
+// client-reach (issue 13): certificates. The P/Invoke declarations, the certificate check's
+// trampoline, and the public types (WsCertificateCheck, WsCertificates). The option properties
+// are in WsOptions.cs, each in a block of its own.
+using System;
+using System.Collections.Generic;
+using System.Runtime.InteropServices;
+using WsNative.Native;
+
+namespace WsNative.Native
+{
+    /// <summary>wsn_cert_check_cb: (user_data, host, certs, cert_lens, count, default_error) -> bool.</summary>
+    [UnmanagedFunctionPointer(CallingConvention.Cdecl)]
+    [return: MarshalAs(UnmanagedType.I1)]
+    internal delegate bool CertCheckCallback(IntPtr userData, IntPtr host, IntPtr certs, IntPtr certLens,
+                                             UIntPtr count, IntPtr defaultError);
+
+    internal static class CertNative
+    {
+        [DllImport(NativeMethods.Lib, CallingConvention = CallingConvention.Cdecl)]
+        internal static extern int wsn_client_options_set_client_cert_files(ClientOptionsHandle o, byte[] chainZ, byte[] keyZ);
+
+        [DllImport(NativeMethods.Lib, CallingConvention = CallingConvention.Cdecl)]
+        internal static extern int wsn_client_options_set_client_cert_pem(ClientOptionsHandle o, byte[] chainZ, byte[] keyZ);
+
+        [DllImport(NativeMethods.Lib, CallingConvention = CallingConvention.Cdecl)]
+        internal static extern int wsn_client_options_add_trusted_cert_file(ClientOptionsHandle o, byte[] pathZ);
+
+        [DllImport(NativeMethods.Lib, CallingConvention = CallingConvention.Cdecl)]
+        internal static extern int wsn_client_options_add_trusted_fingerprint(ClientOptionsHandle o, byte[] hexZ);
+
+        [DllImport(NativeMethods.Lib, CallingConvention = CallingConvention.Cdecl)]
+        internal static extern int wsn_client_options_set_cert_check(ClientOptionsHandle o, CertCheckCallback check, IntPtr userData);
+
+        [DllImport(NativeMethods.Lib, CallingConvention = CallingConvention.Cdecl)]
+        internal static extern int wsn_server_options_set_client_auth(ServerOptionsHandle o, byte[] caZ,
+                                                                      [MarshalAs(UnmanagedType.I1)] bool required);
+
+        [DllImport(NativeMethods.Lib, CallingConvention = CallingConvention.Cdecl)]
+        internal static extern IntPtr wsn_request_get_peer_cert_subject(IntPtr request);
+
+        [DllImport(NativeMethods.Lib, CallingConvention = CallingConvention.Cdecl)]
+        internal static extern int wsn_cert_fingerprint_sha256(byte[] der, UIntPtr len, byte[] output, UIntPtr outLen);
+
+        // Never collected. user_data: the weak GCHandle of the WsConnection (its event user_data),
+        // which holds the check until the connection opened or closed.
+        internal static readonly CertCheckCallback Trampoline = OnCertCheck;
+
+        private static bool OnCertCheck(IntPtr userData, IntPtr host, IntPtr certs, IntPtr lens, UIntPtr count, IntPtr defaultError)
+        {
+            try
+            {
+                var c = GCHandle.FromIntPtr(userData).Target as WsConnection;
+                var check = c?.CertificateCheck;
+                if (check == null) return false;
+                int n = checked((int)count.ToUInt64());
+                var chain = new List<byte[]>(n);
+                for (int i = 0; i < n; i++)
+                {
+                    var p = Marshal.ReadIntPtr(certs, i * IntPtr.Size);
+                    var len = checked((int)(IntPtr.Size == 8 ? Marshal.ReadInt64(lens, i * 8) : Marshal.ReadInt32(lens, i * 4)));
+                    var der = new byte[len];
+                    Marshal.Copy(p, der, 0, len);
+                    chain.Add(der);
+                }
+                var info = new WsCertificateCheck(Utf8.FromPtr(host), chain.AsReadOnly(),
+                                                  defaultError == IntPtr.Zero ? null : Utf8.FromPtr(defaultError));
+                return check(info);
+            }
+            catch (Exception e)
+            {
+                Report.Swallowed("certificate check (the server is refused)", e);
+                return false;
+            }
+        }
+    }
+}
+
+namespace WsNative
+{
+    /// <summary>
+    /// What WsClientOptions.ServerCertificateCheck sees: the host connected to, the certificates
+    /// the server sent (DER, its own first), and the default validation's verdict.
+    /// </summary>
+    public sealed class WsCertificateCheck
+    {
+        internal WsCertificateCheck(string host, IReadOnlyList<byte[]> chain, string defaultError)
+        {
+            Host = host;
+            Chain = chain;
+            DefaultError = defaultError;
+        }
+
+        /// <summary>The host name connected to.</summary>
+        public string Host { get; }
+        /// <summary>The certificates the server sent, DER, its own first.</summary>
+        public IReadOnlyList<byte[]> Chain { get; }
+        /// <summary>Null when the default validation accepted the chain; otherwise why it refused it.</summary>
+        public string DefaultError { get; }
+        /// <summary>The SHA-256 fingerprint of the server's own certificate ("AB:CD:...").</summary>
+        public string Fingerprint => WsCertificates.Sha256Fingerprint(Chain[0]);
+    }
+
+    public static class WsCertificates
+    {
+        /// <summary>
+        /// The SHA-256 fingerprint of a DER certificate, "AB:CD:...", as
+        /// WsClientOptions.TrustedFingerprints takes it and
+        /// <c>openssl x509 -noout -fingerprint -sha256</c> prints it.
+        /// </summary>
+        public static string Sha256Fingerprint(byte[] der)
+        {
+            if (der == null) throw new ArgumentNullException(nameof(der));
+            var output = new byte[96];
+            Status.Check(Native.CertNative.wsn_cert_fingerprint_sha256(der, (UIntPtr)(ulong)der.Length, output, (UIntPtr)96u));
+            return System.Text.Encoding.ASCII.GetString(output, 0, 95);
+        }
+    }
+}
