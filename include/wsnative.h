@@ -1185,6 +1185,42 @@ wsn_status wsn_request_accept_and_close(struct wsn_request *request, uint16_t co
 const char *wsn_request_get_peer_cert_subject(const struct wsn_request *request);
 
 /**
+ * Connects through a proxy: `http://[user:password@]host[:port]` (HTTP CONNECT, port 80 by
+ * default, the user and password sent as Basic `Proxy-Authorization`) or
+ * `socks5://[user:password@]host[:port]` (SOCKS5, port 1080 by default, the host name resolved
+ * by the proxy; `socks5h://` is the same). A bare `host:port` is an HTTP proxy. User and
+ * password are percent-decoded. Works for ws:// and wss:// (TLS runs end to end through the
+ * tunnel). A refusal ends the connection with WSN_ERR_HANDSHAKE naming the proxy and, for
+ * HTTP, its status in the CLOSE event's http_status (407, 403, 502). NULL removes the proxy.
+ * Wins over wsn_client_options_set_proxy_from_env. Default: none (direct connections).
+ * Errors: INVALID_ARGUMENT for NULL options, invalid UTF-8 or an invalid proxy URL (https://
+ * proxies are not supported).
+ * Thread: one thread at a time per options object. Strings are copied; the caller keeps its own.
+ */
+wsn_status wsn_client_options_set_proxy(struct wsn_client_options *options, const char *proxy_url);
+
+/**
+ * With `enabled` true, each connect reads its proxy from the environment, as curl does:
+ * `https_proxy`/`HTTPS_PROXY` for wss://, `http_proxy`/`HTTP_PROXY` for ws://, else
+ * `all_proxy`/`ALL_PROXY` (lower case first); `no_proxy`/`NO_PROXY` lists hosts to reach
+ * directly: `*`, host names (with their subdomains; `.example.com` the same), IP addresses and
+ * CIDR blocks (`10.0.0.0/8`), each optionally with `:port`. A proxy set with
+ * wsn_client_options_set_proxy wins. An invalid proxy URL in the environment fails wsn_connect
+ * with INVALID_ARGUMENT naming the variable. Default: false (the environment is not read).
+ * Errors: INVALID_ARGUMENT for NULL.
+ * Thread: one thread at a time per options object.
+ */
+wsn_status wsn_client_options_set_proxy_from_env(struct wsn_client_options *options, bool enabled);
+
+/**
+ * Adds a header to the HTTP CONNECT request sent to a proxy (not to the WebSocket server):
+ * a proxy's own authentication token, for example. Errors: INVALID_ARGUMENT for NULL, invalid
+ * UTF-8, or a name or value HTTP does not allow.
+ * Thread: one thread at a time per options object. Strings are copied; the caller keeps its own.
+ */
+wsn_status wsn_client_options_add_proxy_header(struct wsn_client_options *options, const char *name, const char *value);
+
+/**
  * The client's own certificate for mutual TLS: a PEM file with the certificate chain (its
  * own certificate first, then any intermediates) and a PEM file with its private key
  * (PKCS#8, PKCS#1 or SEC1). Presented when a server asks for one; both files are read at

@@ -29,6 +29,8 @@ pub use options::{
 pub use options::{
     parse_fingerprint, CertCheck, CertCheckHook, CertCheckInfo, ClientAuth, Identity, Pem,
 };
+// client-reach (issue 13): proxies
+pub use options::{Proxy, ProxyKind};
 pub use runtime::set_io_threads;
 pub use server::{AcceptHook, Decision, Request, Server};
 pub use shutdown::shutdown;

@@ -126,6 +126,14 @@ pub struct ClientOptions {
     pub trusted_fingerprints: Vec<[u8; 32]>,
     /// The application's own check of the server's certificate, which has the last word.
     pub cert_check: Option<CertCheckHook>,
+    // --- client-reach (issue 13): proxies ---
+    /// Connect through this proxy (HTTP CONNECT or SOCKS5). Wins over `proxy_from_env`.
+    pub proxy: Option<Proxy>,
+    /// Read the proxy from the environment at connect time (`HTTPS_PROXY` for wss://,
+    /// `HTTP_PROXY` for ws://, then `ALL_PROXY`; lower case first; `NO_PROXY` exempts hosts).
+    pub proxy_from_env: bool,
+    /// Extra headers of an HTTP CONNECT request (not of the upgrade request).
+    pub proxy_headers: Vec<(String, String)>,
 }
 
 impl Default for ClientOptions {
@@ -143,6 +151,9 @@ impl Default for ClientOptions {
             trusted_certs: Vec::new(),
             trusted_fingerprints: Vec::new(),
             cert_check: None,
+            proxy: None,
+            proxy_from_env: false,
+            proxy_headers: Vec::new(),
         }
     }
 }
@@ -281,6 +292,10 @@ impl ClientOptions {
         if let Some(o) = &self.origin {
             check_header("Origin", o)?;
         }
+        // client-reach (issue 13)
+        for (n, v) in &self.proxy_headers {
+            check_header(n, v)?;
+        }
         self.conn.validate()
     }
 }
@@ -389,6 +404,136 @@ pub fn parse_fingerprint(s: &str) -> Result<[u8; 32]> {
         *o = u8::from_str_radix(&hex[2 * i..2 * i + 2], 16).map_err(|_| bad())?;
     }
     Ok(out)
+}
+
+// --- client-reach (issue 13): proxies ---
+
+/// How a proxy is spoken to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ProxyKind {
+    /// HTTP CONNECT (`http://` proxy URLs).
+    HttpConnect,
+    /// SOCKS5, RFC 1928 (`socks5://` and `socks5h://`: the proxy resolves the host name).
+    Socks5,
+}
+
+/// A proxy: where it is and how to log in (from a URL such as
+/// `http://user:password@proxy.example:3128` or `socks5://127.0.0.1:1080`).
+#[derive(Clone, PartialEq, Eq)]
+pub struct Proxy {
+    /// HTTP CONNECT or SOCKS5.
+    pub kind: ProxyKind,
+    /// The proxy's host.
+    pub host: String,
+    /// The proxy's port (default 80 for http://, 1080 for socks5://).
+    pub port: u16,
+    /// User and password: HTTP Basic (`Proxy-Authorization`), or SOCKS5 user/password (RFC 1929).
+    pub credentials: Option<(String, String)>,
+}
+
+impl std::fmt::Debug for Proxy {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Never the password.
+        f.debug_struct("Proxy")
+            .field("kind", &self.kind)
+            .field("host", &self.host)
+            .field("port", &self.port)
+            .field("user", &self.credentials.as_ref().map(|c| &c.0))
+            .finish()
+    }
+}
+
+impl Proxy {
+    /// Parses a proxy URL: `http://[user:password@]host[:port]`, `socks5://...` or
+    /// `socks5h://...`; a bare `host:port` is an HTTP proxy (as curl reads it).
+    pub fn parse(text: &str) -> Result<Proxy> {
+        let t = text.trim();
+        let with_scheme = if t.contains("://") {
+            t.to_owned()
+        } else {
+            format!("http://{t}")
+        };
+        let bad = |why: &str| Error::invalid(format!("invalid proxy URL '{text}': {why}"));
+        let u = url::Url::parse(&with_scheme).map_err(|e| bad(&e.to_string()))?;
+        let (kind, default_port) = match u.scheme() {
+            "http" => (ProxyKind::HttpConnect, 80),
+            "socks5" | "socks5h" => (ProxyKind::Socks5, 1080),
+            "https" => {
+                return Err(bad(
+                    "TLS to the proxy itself (https://) is not supported: use http:// (the tunnel still carries wss:// end to end)",
+                ))
+            }
+            s => return Err(bad(&format!("the scheme must be http, socks5 or socks5h, not {s}"))),
+        };
+        let host = match u.host() {
+            Some(url::Host::Domain(d)) => d.to_owned(),
+            Some(url::Host::Ipv4(a)) => a.to_string(),
+            Some(url::Host::Ipv6(a)) => a.to_string(),
+            None => return Err(bad("no host")),
+        };
+        let decode = |s: &str| {
+            url::form_urlencoded::parse(format!("x={}", s.replace('+', "%2B")).as_bytes())
+                .next()
+                .map(|(_, v)| v.into_owned())
+                .unwrap_or_default()
+        };
+        let credentials = if u.username().is_empty() {
+            None
+        } else {
+            Some((decode(u.username()), decode(u.password().unwrap_or(""))))
+        };
+        if let Some((user, pass)) = &credentials {
+            if kind == ProxyKind::Socks5 && (user.len() > 255 || pass.len() > 255) {
+                return Err(bad(
+                    "a SOCKS5 user name and password have at most 255 bytes each",
+                ));
+            }
+        }
+        Ok(Proxy {
+            kind,
+            port: u.port().unwrap_or(default_port),
+            host,
+            credentials,
+        })
+    }
+
+    /// `host:port` (IPv6 in brackets), for messages and the CONNECT line.
+    pub fn address(&self) -> String {
+        host_port(&self.host, self.port)
+    }
+}
+
+/// `host:port`, with an IPv6 address in brackets.
+pub(crate) fn host_port(host: &str, port: u16) -> String {
+    if host.contains(':') {
+        format!("[{host}]:{port}")
+    } else {
+        format!("{host}:{port}")
+    }
+}
+
+#[cfg(test)]
+mod proxy_option_tests {
+    use super::*;
+
+    #[test]
+    fn proxy_urls_parse_with_credentials_defaults_and_refusals() {
+        let p = Proxy::parse("http://us%40er:p%3Ass@proxy.example:3128").unwrap();
+        assert_eq!(p.kind, ProxyKind::HttpConnect);
+        assert_eq!((p.host.as_str(), p.port), ("proxy.example", 3128));
+        assert_eq!(p.credentials, Some(("us@er".into(), "p:ss".into())));
+        assert!(!format!("{p:?}").contains("p:ss"));
+        let p = Proxy::parse("socks5h://127.0.0.1").unwrap();
+        assert_eq!((p.kind, p.port), (ProxyKind::Socks5, 1080));
+        let p = Proxy::parse("10.0.0.1:8080").unwrap();
+        assert_eq!((p.kind, p.port), (ProxyKind::HttpConnect, 8080));
+        assert!(Proxy::parse("https://proxy:443").is_err());
+        assert!(Proxy::parse("ftp://proxy").is_err());
+        assert_eq!(
+            Proxy::parse("http://[::1]:3128").unwrap().address(),
+            "[::1]:3128"
+        );
+    }
 }
 
 #[cfg(test)]

@@ -1,6 +1,7 @@
 //! Outgoing connections: URL, DNS and TCP with a timeout, TLS, the client handshake.
 
 pub(crate) mod handshake;
+pub(crate) mod proxy;
 
 use crate::connection::{self, run, unless_cancelled, Conn, Delivery, Wire};
 use crate::error::{Error, ErrorKind, Result};
@@ -66,6 +67,8 @@ pub fn connect(url: &str, opts: &ClientOptions, delivery: Option<Delivery>) -> R
     } else {
         None
     };
+    // client-reach (issue 13): the proxy, if any (a bad proxy URL in the environment fails here).
+    let via = proxy::choose(opts, target.secure, &target.host, target.port)?;
     let rt = crate::runtime::handle()?;
     let conn = Conn::new(Arc::new(opts.conn.clone()), delivery);
     let opts = opts.clone();
@@ -74,7 +77,7 @@ pub fn connect(url: &str, opts: &ClientOptions, delivery: Option<Delivery>) -> R
         // Boxed: the handshake's buffers are not part of the connection's task once it is over.
         match unless_cancelled(
             &c,
-            Box::pin(establish(&c, target, request, pending, tls, &opts)),
+            Box::pin(establish(&c, target, via, request, pending, tls, &opts)),
         )
         .await
         {
@@ -95,18 +98,34 @@ pub fn connect(url: &str, opts: &ClientOptions, delivery: Option<Delivery>) -> R
 async fn establish(
     conn: &Arc<Conn>,
     target: Target,
+    via: Option<crate::options::Proxy>,
     request: Vec<u8>,
     pending: handshake::Pending,
     tls: Option<tls::ClientTls>,
     opts: &ClientOptions,
 ) -> Result<Wire> {
-    let tcp = tcp_connect(&target, opts.connect_timeout).await?;
+    let mut tcp = match &via {
+        None => tcp_connect(&target, opts.connect_timeout).await?,
+        Some(p) => {
+            let at = Target {
+                host: p.host.clone(),
+                port: p.port,
+                secure: false,
+            };
+            tcp_connect(&at, opts.connect_timeout)
+                .await
+                .map_err(|e| e.context(format!("cannot reach the proxy {}", p.address())))?
+        }
+    };
     conn.set_socket_fd(std::os::fd::AsRawFd::as_raw_fd(&tcp));
     if let Ok(addr) = tcp.peer_addr() {
         conn.set_peer_addr(addr);
     }
     let verifier = tls.as_ref().map(|t| t.verifier.clone());
     let handshake = async {
+        if let Some(p) = &via {
+            proxy::tunnel(&mut tcp, p, &opts.proxy_headers, &target.host, target.port).await?;
+        }
         let mut io: BoxIo = match tls {
             None => Box::new(tcp),
             Some(cfg) => {

@@ -10,8 +10,10 @@ mod options;
 mod queue;
 mod server;
 // client-reach (issue 13)
+mod client;
 mod tls;
 
+pub use client::*;
 pub use conn::*;
 pub use options::*;
 pub use queue::*;
