@@ -143,6 +143,8 @@ def client_options(
     trust_cert: str | os.PathLike[str] | Sequence[str | os.PathLike[str]] | None = None,
     trust_fingerprint: str | Sequence[str] | None = None,
     cert_check: CertCheck | None = None,
+    proxy: str | bool | None = None,
+    proxy_headers: Headers | None = None,
 ) -> int:
     """A native wsn_client_options (the caller frees it with wsn_client_options_free).
 
@@ -187,6 +189,7 @@ def client_options(
             for f in files:
                 check(N.wsn_client_options_add_ca_file(o, os.fsencode(f)))
         _client_certs(o, client_cert, client_key, trust_cert, trust_fingerprint, cert_check)
+        _proxy(o, proxy, proxy_headers)
         return o
     except BaseException:
         N.wsn_client_options_free(o)
@@ -422,3 +425,21 @@ def cert_fingerprint(der: bytes) -> str:
     out = ctypes.create_string_buffer(96)
     check(N.wsn_cert_fingerprint_sha256(der, len(der), out, len(out)))
     return out.value.decode("ascii")
+
+
+# --- client-reach (issue 13): proxies ---
+
+
+def _proxy(o: int, proxy: str | bool | None, proxy_headers: Headers | None) -> None:
+    """``proxy``: a URL (http://[user:password@]host:port or socks5://...), True to read it from
+    the environment (HTTPS_PROXY, HTTP_PROXY, ALL_PROXY, NO_PROXY), None or False for none."""
+    if isinstance(proxy, str):
+        check(N.wsn_client_options_set_proxy(o, _b(proxy)))
+    elif proxy is True:
+        check(N.wsn_client_options_set_proxy_from_env(o, True))
+    elif proxy not in (None, False):
+        raise InvalidArgument(f"proxy must be a URL, True or None, not {proxy!r}", N.ERR_INVALID_ARGUMENT)
+    if proxy_headers:
+        items = proxy_headers.items() if isinstance(proxy_headers, Mapping) else proxy_headers
+        for name, value in items:
+            check(N.wsn_client_options_add_proxy_header(o, _b(name), _b(value)))

@@ -384,3 +384,11 @@ wsn_server_options_set_client_auth = _fn("wsn_server_options_set_client_auth", [
 wsn_request_get_peer_cert_subject = _fn("wsn_request_get_peer_cert_subject", [_ptr], c_char_p)
 # wsn_status wsn_cert_fingerprint_sha256(const uint8_t *der, size_t len, char *out, size_t out_len);
 wsn_cert_fingerprint_sha256 = _fn("wsn_cert_fingerprint_sha256", [c_char_p, c_size_t, c_char_p, c_size_t], _status)
+
+# --- client-reach (issue 13): proxies ---
+# wsn_status wsn_client_options_set_proxy(wsn_client_options *o, const char *proxy_url);
+wsn_client_options_set_proxy = _fn("wsn_client_options_set_proxy", [_ptr, c_char_p], _status)
+# wsn_status wsn_client_options_set_proxy_from_env(wsn_client_options *o, bool enabled);
+wsn_client_options_set_proxy_from_env = _fn("wsn_client_options_set_proxy_from_env", [_ptr, c_bool], _status)
+# wsn_status wsn_client_options_add_proxy_header(wsn_client_options *o, const char *name, const char *value);
+wsn_client_options_add_proxy_header = _fn("wsn_client_options_add_proxy_header", [_ptr, c_char_p, c_char_p], _status)

@@ -275,6 +275,8 @@ class connect:
         trust_cert: str | os.PathLike[str] | Sequence[str | os.PathLike[str]] | None = None,
         trust_fingerprint: str | Sequence[str] | None = None,
         cert_check: CertCheck | None = None,
+        proxy: str | bool | None = None,
+        proxy_headers: Headers | None = None,
     ) -> None:
         self._url = url
         self._max_queue = max_queue
@@ -299,6 +301,8 @@ class connect:
             trust_cert=trust_cert,
             trust_fingerprint=trust_fingerprint,
             cert_check=cert_check,
+            proxy=proxy,
+            proxy_headers=proxy_headers,
         )
         self._conn: Connection | None = None
 

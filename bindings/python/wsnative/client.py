@@ -202,6 +202,8 @@ def connect(
     trust_cert: str | os.PathLike[str] | Sequence[str | os.PathLike[str]] | None = None,
     trust_fingerprint: str | Sequence[str] | None = None,
     cert_check: CertCheck | None = None,
+    proxy: str | bool | None = None,
+    proxy_headers: Headers | None = None,
 ) -> Connection:
     """Opens a client connection to ``url`` (ws:// or wss://) and waits until it is open.
 
@@ -225,6 +227,12 @@ def connect(
     default validation accepted it, else why not); it runs on a wsnative thread before the
     upgrade request is sent. WARNING: returning True whatever ``default_error`` says turns
     validation off, and anyone on the network path can then read and change the traffic.
+
+    Proxies: ``proxy="http://user:password@host:3128"`` (HTTP CONNECT, Basic credentials) or
+    ``"socks5://user:password@host:1080"``; ``proxy=True`` reads ``HTTPS_PROXY``/``HTTP_PROXY``/
+    ``ALL_PROXY`` and ``NO_PROXY`` (hosts, domain suffixes, CIDR blocks) as curl does; the
+    default None connects directly. ``proxy_headers`` go to the proxy's CONNECT request. A
+    refusal raises HandshakeError with the proxy's status (407, 403, 502) in ``status``.
 
     Raises HandshakeError (with the HTTP status), TLSError, ConnectError, OpenTimeout,
     InvalidArgument.
@@ -251,6 +259,8 @@ def connect(
         trust_cert=trust_cert,
         trust_fingerprint=trust_fingerprint,
         cert_check=cert_check,
+        proxy=proxy,
+        proxy_headers=proxy_headers,
     )
     try:
         conn._connect(url, opts)
