@@ -70,8 +70,27 @@ namespace WsNative
         /// </summary>
         public Func<WsCertificateCheck, bool> ServerCertificateCheck { get; set; }
 
+        // ---- client-reach (issue 13): proxies ----
+        /// <summary>
+        /// Connect through a proxy: "http://user:password@host:3128" (HTTP CONNECT, Basic
+        /// credentials) or "socks5://user:password@host:1080" (SOCKS5). A refusal fails
+        /// ConnectAsync with WsError.Handshake and the proxy's HTTP status (407, 403, 502) in
+        /// WsException.HttpStatus. Null (the default): direct, unless UseEnvironmentProxy.
+        /// </summary>
+        public string Proxy { get; set; }
+        /// <summary>
+        /// Read the proxy from HTTPS_PROXY (wss://), HTTP_PROXY (ws://) or ALL_PROXY, lower case
+        /// first, with NO_PROXY (hosts, domain suffixes, CIDR blocks) as curl does. Default false.
+        /// </summary>
+        public bool UseEnvironmentProxy { get; set; }
+        /// <summary>Extra headers of the proxy's CONNECT request (not of the WebSocket upgrade).</summary>
+        public IList<KeyValuePair<string, string>> ProxyHeaders { get; } = new List<KeyValuePair<string, string>>();
+
         private void CertificatesToNative(ClientOptionsHandle o)
         {
+            if (Proxy != null) Status.Check(CertNative.wsn_client_options_set_proxy(o, Utf8.Z(Proxy)));
+            if (UseEnvironmentProxy) Status.Check(CertNative.wsn_client_options_set_proxy_from_env(o, true));
+            foreach (var h in ProxyHeaders) Status.Check(CertNative.wsn_client_options_add_proxy_header(o, Utf8.Z(h.Key), Utf8.Z(h.Value)));
             if ((ClientCertificatePemPath == null) != (ClientKeyPemPath == null))
                 throw new ArgumentException("ClientCertificatePemPath and ClientKeyPemPath go together");
             if ((ClientCertificatePem == null) != (ClientKeyPem == null))

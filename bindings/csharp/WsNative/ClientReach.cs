@@ -1,4 +1,4 @@
-// client-reach (issue 13): certificates. The P/Invoke declarations, the certificate check's
+// client-reach (issue 13): certificates, proxies, the handshake response. The P/Invoke declarations, the certificate check's
 // trampoline, and the public types (WsCertificateCheck, WsCertificates). The option properties
 // are in WsOptions.cs, each in a block of its own.
 using System;
@@ -37,6 +37,16 @@ namespace WsNative.Native
 
         [DllImport(NativeMethods.Lib, CallingConvention = CallingConvention.Cdecl)]
         internal static extern IntPtr wsn_request_get_peer_cert_subject(IntPtr request);
+
+        // proxies
+        [DllImport(NativeMethods.Lib, CallingConvention = CallingConvention.Cdecl)]
+        internal static extern int wsn_client_options_set_proxy(ClientOptionsHandle o, byte[] urlZ);
+
+        [DllImport(NativeMethods.Lib, CallingConvention = CallingConvention.Cdecl)]
+        internal static extern int wsn_client_options_set_proxy_from_env(ClientOptionsHandle o, [MarshalAs(UnmanagedType.I1)] bool enabled);
+
+        [DllImport(NativeMethods.Lib, CallingConvention = CallingConvention.Cdecl)]
+        internal static extern int wsn_client_options_add_proxy_header(ClientOptionsHandle o, byte[] nameZ, byte[] valueZ);
 
         [DllImport(NativeMethods.Lib, CallingConvention = CallingConvention.Cdecl)]
         internal static extern int wsn_cert_fingerprint_sha256(byte[] der, UIntPtr len, byte[] output, UIntPtr outLen);
