@@ -1221,6 +1221,40 @@ wsn_status wsn_client_options_set_proxy_from_env(struct wsn_client_options *opti
 wsn_status wsn_client_options_add_proxy_header(struct wsn_client_options *options, const char *name, const char *value);
 
 /**
+ * The HTTP status of the server's answer to this client's upgrade: 101 from the OPEN event on;
+ * in the CLOSE event of a refused upgrade, the refusal's status (as the event's http_status).
+ * 0 when there was no answer (server connections, a failure before the server answered, NULL).
+ * Thread: any; the response is set before the OPEN or CLOSE event and never changes.
+ */
+uint16_t wsn_conn_get_response_status(const struct wsn_conn *conn);
+
+/**
+ * The value of the first header called `name` (case-insensitive) of the server's answer to the
+ * upgrade (a `Set-Cookie`, a header of the server's choosing), or NULL when absent, when there
+ * was no answer, or for NULL arguments. Ownership: borrowed, valid until wsn_conn_free.
+ * Thread: any, from the OPEN event (or the CLOSE event of a refused upgrade) on.
+ */
+const char *wsn_conn_get_response_header(const struct wsn_conn *conn, const char *name);
+
+/**
+ * The number of headers of the server's answer to the upgrade (0 when none, or for NULL).
+ * Thread: any, from the OPEN event (or the CLOSE event of a refused upgrade) on.
+ */
+size_t wsn_conn_get_response_header_count(const struct wsn_conn *conn);
+
+/**
+ * The name of response header `index` (0-based, in the order sent), or NULL when out of range.
+ * Ownership: borrowed, valid until wsn_conn_free. Thread: any.
+ */
+const char *wsn_conn_get_response_header_name(const struct wsn_conn *conn, size_t index);
+
+/**
+ * The value of response header `index` (0-based, in the order sent), or NULL when out of
+ * range. Ownership: borrowed, valid until wsn_conn_free. Thread: any.
+ */
+const char *wsn_conn_get_response_header_value(const struct wsn_conn *conn, size_t index);
+
+/**
  * The client's own certificate for mutual TLS: a PEM file with the certificate chain (its
  * own certificate first, then any intermediates) and a PEM file with its private key
  * (PKCS#8, PKCS#1 or SEC1). Presented when a server asks for one; both files are read at

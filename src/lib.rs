@@ -29,7 +29,8 @@ pub use options::{
 pub use options::{
     parse_fingerprint, CertCheck, CertCheckHook, CertCheckInfo, ClientAuth, Identity, Pem,
 };
-// client-reach (issue 13): proxies
+// client-reach (issue 13): proxies, the handshake response
+pub use connection::HandshakeResponse;
 pub use options::{Proxy, ProxyKind};
 pub use runtime::set_io_threads;
 pub use server::{AcceptHook, Decision, Request, Server};

@@ -196,6 +196,7 @@ async fn establish(
             headers,
             leftover,
         } => {
+            conn.set_handshake_response(101, &headers); // client-reach (issue 13)
             conn.set_subprotocol(subprotocol);
             if deflate.is_some() {
                 let ext = headers
@@ -214,8 +215,9 @@ async fn establish(
             status,
             reason,
             body,
-            ..
+            headers,
         } => {
+            conn.set_handshake_response(status, &headers); // client-reach (issue 13)
             let mut msg =
                 format!("the server refused the WebSocket upgrade: HTTP {status} {reason}");
             let body = String::from_utf8_lossy(&body);

@@ -158,6 +158,8 @@ pub struct Conn {
     /// The TCP socket's descriptor while the actor owns it (-1 otherwise): lets the close
     /// watchdog see bytes that the kernel has not sent yet.
     socket_fd: std::sync::atomic::AtomicI32,
+    /// client-reach (issue 13): the server's answer to the upgrade (101, or a refusal).
+    response: OnceLock<HandshakeResponse>,
 }
 
 static LIVE: Mutex<Vec<Weak<Conn>>> = Mutex::new(Vec::new());
@@ -195,6 +197,7 @@ impl Conn {
             app_freed: AtomicBool::new(false),
             read_waiting: AtomicBool::new(false),
             socket_fd: std::sync::atomic::AtomicI32::new(-1),
+            response: OnceLock::new(),
         });
         crate::runtime::on_fork(&LIVE_FORK);
         let mut live = LIVE.lock().unwrap_or_else(|p| p.into_inner());
@@ -841,4 +844,42 @@ pub(crate) fn aborted() -> Error {
         ErrorKind::Aborted,
         "the connection was aborted by this side",
     )
+}
+
+// --- client-reach (issue 13): the handshake response ---
+
+/// The server's answer to a client's upgrade request: the 101 of an open connection, or the
+/// refusal of a failed one. NUL-terminated for C.
+#[derive(Debug)]
+pub struct HandshakeResponse {
+    /// The HTTP status (101 when accepted).
+    pub status: u16,
+    /// Every header in order, names as sent.
+    pub headers: Vec<(CString, CString)>,
+}
+
+impl HandshakeResponse {
+    /// The first header called `name` (case-insensitive).
+    pub fn header(&self, name: &str) -> Option<&std::ffi::CStr> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n.to_bytes().eq_ignore_ascii_case(name.as_bytes()))
+            .map(|(_, v)| v.as_c_str())
+    }
+}
+
+impl Conn {
+    /// A client's handshake response, once the server answered (set before the OPEN event,
+    /// or before the CLOSE event of a refused upgrade; never on server connections).
+    pub fn handshake_response(&self) -> Option<&HandshakeResponse> {
+        self.response.get()
+    }
+
+    pub(crate) fn set_handshake_response(&self, status: u16, headers: &[(String, String)]) {
+        let c = |s: &str| CString::new(s.replace('\0', "")).unwrap_or_default();
+        let _ = self.response.set(HandshakeResponse {
+            status,
+            headers: headers.iter().map(|(n, v)| (c(n), c(v))).collect(),
+        });
+    }
 }

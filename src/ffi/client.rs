@@ -1,7 +1,9 @@
 //! client-reach (issue 13): the client's reach for C. Proxies (HTTP CONNECT, SOCKS5, the
-//! environment's).
+//! environment's), the handshake response.
 
-use super::{opt_str_arg, status, str_arg, wsn_client_options, wsn_status};
+use super::{
+    conn_ref, guard, opt_str_arg, status, str_arg, wsn_client_options, wsn_conn, wsn_status,
+};
 use crate::error::{Error, Result};
 use crate::options::{check_header, ClientOptions, Proxy};
 use std::ffi::c_char;
@@ -76,4 +78,88 @@ pub unsafe extern "C" fn wsn_client_options_add_proxy_header(
         o.proxy_headers.push((name.to_owned(), value.to_owned()));
         Ok(())
     })
+}
+
+// --- the handshake response ---
+
+/// The HTTP status of the server's answer to this client's upgrade: 101 from the OPEN event on;
+/// in the CLOSE event of a refused upgrade, the refusal's status (as the event's http_status).
+/// 0 when there was no answer (server connections, a failure before the server answered, NULL).
+/// Thread: any; the response is set before the OPEN or CLOSE event and never changes.
+#[no_mangle]
+pub unsafe extern "C" fn wsn_conn_get_response_status(conn: *const wsn_conn) -> u16 {
+    guard(|| {
+        conn_ref(conn)
+            .ok()
+            .and_then(|c| c.handshake_response())
+            .map_or(0, |r| r.status)
+    })
+}
+
+/// The value of the first header called `name` (case-insensitive) of the server's answer to the
+/// upgrade (a `Set-Cookie`, a header of the server's choosing), or NULL when absent, when there
+/// was no answer, or for NULL arguments. Ownership: borrowed, valid until wsn_conn_free.
+/// Thread: any, from the OPEN event (or the CLOSE event of a refused upgrade) on.
+#[no_mangle]
+pub unsafe extern "C" fn wsn_conn_get_response_header(
+    conn: *const wsn_conn,
+    name: *const c_char,
+) -> *const c_char {
+    guard(|| {
+        let (Ok(c), Ok(name)) = (conn_ref(conn), str_arg(name, "name")) else {
+            return std::ptr::null();
+        };
+        c.handshake_response()
+            .and_then(|r| r.header(name))
+            .map_or(std::ptr::null(), |v| v.as_ptr())
+    })
+}
+
+/// The number of headers of the server's answer to the upgrade (0 when none, or for NULL).
+/// Thread: any, from the OPEN event (or the CLOSE event of a refused upgrade) on.
+#[no_mangle]
+pub unsafe extern "C" fn wsn_conn_get_response_header_count(conn: *const wsn_conn) -> usize {
+    guard(|| {
+        conn_ref(conn)
+            .ok()
+            .and_then(|c| c.handshake_response())
+            .map_or(0, |r| r.headers.len())
+    })
+}
+
+/// The name of response header `index` (0-based, in the order sent), or NULL when out of range.
+/// Ownership: borrowed, valid until wsn_conn_free. Thread: any.
+#[no_mangle]
+pub unsafe extern "C" fn wsn_conn_get_response_header_name(
+    conn: *const wsn_conn,
+    index: usize,
+) -> *const c_char {
+    guard(|| response_header(conn, index, true))
+}
+
+/// The value of response header `index` (0-based, in the order sent), or NULL when out of
+/// range. Ownership: borrowed, valid until wsn_conn_free. Thread: any.
+#[no_mangle]
+pub unsafe extern "C" fn wsn_conn_get_response_header_value(
+    conn: *const wsn_conn,
+    index: usize,
+) -> *const c_char {
+    guard(|| response_header(conn, index, false))
+}
+
+unsafe fn response_header(conn: *const wsn_conn, index: usize, name: bool) -> *const c_char {
+    conn_ref(conn)
+        .ok()
+        .and_then(|c| c.handshake_response())
+        .and_then(|r| r.headers.get(index))
+        .map_or(
+            std::ptr::null(),
+            |(n, v)| {
+                if name {
+                    n.as_ptr()
+                } else {
+                    v.as_ptr()
+                }
+            },
+        )
 }
