@@ -19,7 +19,7 @@ asyncio API: ``wsnative.asyncio.connect`` and ``wsnative.asyncio.serve``.
 from __future__ import annotations
 
 from . import _native
-from ._convert import CertCheck, CloseInfo, Request, State, cert_fingerprint  # client-reach (issue 13)
+from ._convert import CertCheck, CloseInfo, Request, Response, State, cert_fingerprint  # client-reach (issue 13)
 from ._core import configure
 from ._lib import LibraryNotFound
 from .client import Connection, connect
@@ -71,6 +71,7 @@ __all__ = [
     "LibraryNotFound",
     "OpenTimeout",
     "Request",
+    "Response",
     "Server",
     "State",
     "TLSError",

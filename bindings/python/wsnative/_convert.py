@@ -61,12 +61,15 @@ def closed_exception(info: CloseInfo | None) -> ConnectionClosed:
     return cls(info.code, info.reason, info.clean, info.error, info.error_status)
 
 
-def open_failure(info: CloseInfo) -> WebSocketError:
-    """The exception for a connection that closed before it opened."""
+def open_failure(info: CloseInfo, response: Response | None = None) -> WebSocketError:
+    """The exception for a connection that closed before it opened (``response``: the server's
+    refusal, when it answered)."""
     msg = info.error or f"the connection closed while opening ({info.code})"
     st = info.error_status
     if st == N.ERR_HANDSHAKE or info.http_status:
-        return HandshakeError(msg, info.http_status, st or N.ERR_HANDSHAKE)
+        e = HandshakeError(msg, info.http_status, st or N.ERR_HANDSHAKE)
+        e.response = response
+        return e
     if st == N.ERR_TLS:
         return TLSError(msg, st)
     if st == N.ERR_TIMEOUT:
@@ -443,3 +446,35 @@ def _proxy(o: int, proxy: str | bool | None, proxy_headers: Headers | None) -> N
         items = proxy_headers.items() if isinstance(proxy_headers, Mapping) else proxy_headers
         for name, value in items:
             check(N.wsn_client_options_add_proxy_header(o, _b(name), _b(value)))
+
+
+# --- client-reach (issue 13): the handshake response ---
+
+
+class Response(NamedTuple):
+    """The server's answer to the upgrade: ``status`` (101 when accepted) and ``headers`` in
+    order (names as sent)."""
+
+    status: int
+    headers: list[tuple[str, str]]
+
+    def header(self, name: str) -> str | None:
+        """The first header called ``name`` (case-insensitive), or None."""
+        low = name.lower()
+        for k, v in self.headers:
+            if k.lower() == low:
+                return v
+        return None
+
+
+def read_response(conn: int) -> Response | None:
+    """The handshake response of a native client connection (None when the server never
+    answered: server connections, failures before the answer)."""
+    status = N.wsn_conn_get_response_status(conn)
+    if not status:
+        return None
+    headers = [
+        (_text(N.wsn_conn_get_response_header_name(conn, i)), _text(N.wsn_conn_get_response_header_value(conn, i)))
+        for i in range(N.wsn_conn_get_response_header_count(conn))
+    ]
+    return Response(status, headers)

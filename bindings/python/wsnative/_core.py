@@ -29,6 +29,7 @@ from . import _native as N
 from ._convert import (
     CloseInfo,
     Request,
+    Response,
     State,
     _text,
     apply_accept_result,
@@ -36,6 +37,7 @@ from ._convert import (
     closed_exception,
     ms,
     read_close,
+    read_response,
     server_options,
 )
 from .errors import ConnectionClosed, WebSocketError, WouldBlock, from_status
@@ -157,6 +159,7 @@ class NativeConn:
         self._peer_addr = ""
         self._was_open = False
         self._server: ServerCore | None = None
+        self._response: Response | None = None  # client-reach (issue 13)
 
     # -- events ----------------------------------------------------------------------------------
 
@@ -172,10 +175,13 @@ class NativeConn:
             self._subprotocol = _text(N.wsn_conn_get_subprotocol(conn))
             self._extensions = _text(N.wsn_conn_get_extensions(conn))
             self._peer_addr = _text(N.wsn_conn_get_peer_addr(conn))
+            self._response = read_response(conn)
             self._was_open = True
             self._on_open()
         elif kind == _CLOSE:
             info = read_close(ev)
+            if not self._was_open:
+                self._response = read_response(conn)  # a refusal's status and headers
             self._close_info = info
             _targets.pop(self._id, None)  # the last event: nothing routes here any more
             self._on_close(info)
@@ -264,6 +270,12 @@ class NativeConn:
     def buffered_amount(self) -> int:
         """Bytes queued by ``send`` and not yet handed to the socket."""
         return N.wsn_conn_get_buffered_amount(self._ptr) if self._ptr is not None else 0
+
+    @property
+    def response(self) -> Response | None:
+        """The server's answer to the upgrade (status 101 and its headers: a ``Set-Cookie``, a
+        header of the server's choosing); None on server connections."""
+        return self._response
 
     @property
     def subprotocol(self) -> str | None:

@@ -392,3 +392,13 @@ wsn_client_options_set_proxy = _fn("wsn_client_options_set_proxy", [_ptr, c_char
 wsn_client_options_set_proxy_from_env = _fn("wsn_client_options_set_proxy_from_env", [_ptr, c_bool], _status)
 # wsn_status wsn_client_options_add_proxy_header(wsn_client_options *o, const char *name, const char *value);
 wsn_client_options_add_proxy_header = _fn("wsn_client_options_add_proxy_header", [_ptr, c_char_p, c_char_p], _status)
+
+# --- client-reach (issue 13): the handshake response ---
+# uint16_t wsn_conn_get_response_status(const wsn_conn *conn);
+wsn_conn_get_response_status = _fn("wsn_conn_get_response_status", [_ptr], c_uint16)
+# size_t wsn_conn_get_response_header_count(const wsn_conn *conn);
+wsn_conn_get_response_header_count = _fn("wsn_conn_get_response_header_count", [_ptr], c_size_t)
+# const char *wsn_conn_get_response_header_name(const wsn_conn *conn, size_t index);
+wsn_conn_get_response_header_name = _fn("wsn_conn_get_response_header_name", [_ptr, c_size_t], c_char_p)
+# const char *wsn_conn_get_response_header_value(const wsn_conn *conn, size_t index);
+wsn_conn_get_response_header_value = _fn("wsn_conn_get_response_header_value", [_ptr, c_size_t], c_char_p)

@@ -321,7 +321,7 @@ class connect:
             conn._start_abort()
             raise
         if not conn._was_open:
-            raise open_failure(await conn.wait_closed())
+            raise open_failure(await conn.wait_closed(), conn._response)
         return conn
 
     def __await__(self) -> Generator[Any, None, Connection]:

@@ -268,5 +268,5 @@ def connect(
         N.wsn_client_options_free(opts)
     conn._opened.wait()  # the library's connect and handshake timeouts bound it
     if not conn._was_open:
-        raise open_failure(conn._close_info)  # type: ignore[arg-type]  # set before CLOSE sets _opened
+        raise open_failure(conn._close_info, conn._response)  # type: ignore[arg-type]  # set before CLOSE sets _opened
     return conn
