@@ -48,6 +48,33 @@ namespace WsNative.Native
         [DllImport(NativeMethods.Lib, CallingConvention = CallingConvention.Cdecl)]
         internal static extern int wsn_client_options_add_proxy_header(ClientOptionsHandle o, byte[] nameZ, byte[] valueZ);
 
+        // the handshake response
+        [DllImport(NativeMethods.Lib, CallingConvention = CallingConvention.Cdecl)]
+        internal static extern ushort wsn_conn_get_response_status(IntPtr conn);
+
+        [DllImport(NativeMethods.Lib, CallingConvention = CallingConvention.Cdecl)]
+        internal static extern UIntPtr wsn_conn_get_response_header_count(IntPtr conn);
+
+        [DllImport(NativeMethods.Lib, CallingConvention = CallingConvention.Cdecl)]
+        internal static extern IntPtr wsn_conn_get_response_header_name(IntPtr conn, UIntPtr index);
+
+        [DllImport(NativeMethods.Lib, CallingConvention = CallingConvention.Cdecl)]
+        internal static extern IntPtr wsn_conn_get_response_header_value(IntPtr conn, UIntPtr index);
+
+        /// <summary>The handshake response of a native client connection, or null (called in its OPEN or CLOSE event).</summary>
+        internal static WsHandshakeResponse ReadResponse(IntPtr conn)
+        {
+            int status = wsn_conn_get_response_status(conn);
+            if (status == 0) return null;
+            var headers = new List<KeyValuePair<string, string>>();
+            var n = (long)wsn_conn_get_response_header_count(conn).ToUInt64();
+            for (long i = 0; i < n; i++)
+                headers.Add(new KeyValuePair<string, string>(
+                    Utf8.FromPtr(wsn_conn_get_response_header_name(conn, (UIntPtr)(ulong)i)),
+                    Utf8.FromPtr(wsn_conn_get_response_header_value(conn, (UIntPtr)(ulong)i))));
+            return new WsHandshakeResponse(status, headers.AsReadOnly());
+        }
+
         [DllImport(NativeMethods.Lib, CallingConvention = CallingConvention.Cdecl)]
         internal static extern int wsn_cert_fingerprint_sha256(byte[] der, UIntPtr len, byte[] output, UIntPtr outLen);
 
@@ -108,6 +135,32 @@ namespace WsNative
         public string DefaultError { get; }
         /// <summary>The SHA-256 fingerprint of the server's own certificate ("AB:CD:...").</summary>
         public string Fingerprint => WsCertificates.Sha256Fingerprint(Chain[0]);
+    }
+
+    /// <summary>
+    /// The server's answer to the upgrade: 101 and its headers (a Set-Cookie, a header of the
+    /// server's choosing) on WsConnection.HandshakeResponse, or a refusal on WsException.Response.
+    /// </summary>
+    public sealed class WsHandshakeResponse
+    {
+        internal WsHandshakeResponse(int statusCode, IReadOnlyList<KeyValuePair<string, string>> headers)
+        {
+            StatusCode = statusCode;
+            Headers = headers;
+        }
+
+        /// <summary>The HTTP status (101 when accepted).</summary>
+        public int StatusCode { get; }
+        /// <summary>Every header in order, names as sent.</summary>
+        public IReadOnlyList<KeyValuePair<string, string>> Headers { get; }
+
+        /// <summary>The first header called <paramref name="name"/> (case-insensitive), or null.</summary>
+        public string GetHeader(string name)
+        {
+            foreach (var h in Headers)
+                if (string.Equals(h.Key, name, StringComparison.OrdinalIgnoreCase)) return h.Value;
+            return null;
+        }
     }
 
     public static class WsCertificates

@@ -463,6 +463,14 @@ namespace WsNative
 
         internal Task OpenTask => _openTcs.Task;
 
+        private WsHandshakeResponse _response;
+
+        /// <summary>
+        /// The server's answer to the upgrade (status 101 and its headers: a Set-Cookie, a
+        /// header of the server's choosing), from the open on; null on server connections.
+        /// </summary>
+        public WsHandshakeResponse HandshakeResponse => _response;
+
         /// <summary>client-reach (issue 13): WsClientOptions.ServerCertificateCheck of this connect.</summary>
         internal Func<WsCertificateCheck, bool> CertificateCheck { get; private set; }
 
@@ -481,10 +489,10 @@ namespace WsNative
         {
             switch (e->Kind)
             {
-                case EventKind.Open: OnOpen(conn); break;
+                case EventKind.Open: _response = CertNative.ReadResponse(conn); OnOpen(conn); break;
                 case EventKind.Message: OnMessage(e); break;
                 case EventKind.Drain: OnDrain(e->SentId); break;
-                case EventKind.Close: OnClose(e); break;
+                case EventKind.Close: if (_response == null) _response = CertNative.ReadResponse(conn); OnClose(e); break;
             }
         }
 
@@ -578,7 +586,13 @@ namespace WsNative
                 if (w != null) { w.Tcs.TrySetResult(closeMsg); w.Release(); }
                 else ((TaskCompletionSource<bool>)o).TrySetException(NotSent(info));
             }
-            _openTcs?.TrySetException(info.ToException()); // a failed connect (no effect once open)
+            if (_openTcs != null && !_openTcs.Task.IsCompleted) // a failed connect (no effect once open)
+            {
+                var failure = info.ToException();
+                var wse = failure as WsException;
+                if (wse != null) wse.Response = _response; // client-reach (issue 13): a refusal's headers
+                _openTcs.TrySetException(failure);
+            }
             _closedTcs.TrySetResult(true);
 
             if (_disposed != 0) return;
