@@ -50,6 +50,23 @@
 #define WSN_SEND_QUEUE_CLOSE 1
 
 /**
+ * wsn_reconnect_policy_set_offline_queue: a send to a full offline queue fails with
+ * WSN_ERR_WOULD_BLOCK (the default).
+ */
+#define WSN_OFFLINE_REFUSE 0
+
+/**
+ * wsn_reconnect_policy_set_offline_queue: the oldest queued messages are dropped for the new one.
+ */
+#define WSN_OFFLINE_DROP_OLDEST 1
+
+/**
+ * wsn_reconnect_policy_set_offline_queue: the new message is dropped (the send still returns
+ * its id, and it never goes out).
+ */
+#define WSN_OFFLINE_DROP_NEWEST 2
+
+/**
  * Result of a call: WSN_OK (0) or a negative error; wsn_last_error() then says why.
  */
 enum wsn_status
@@ -149,6 +166,19 @@ enum wsn_event_kind
    * `sent_id` was handed to the kernel. The time to send more, or to complete awaited sends.
    */
   WSN_EVENT_DRAIN = 4,
+  /**
+   * client-reach (issue 13), with a reconnect policy only: the connection dropped (or a
+   * reconnect attempt failed) and attempt `attempt` starts in `delay_ms`; `close_code`,
+   * `error`, `error_status`, `http_status` say why the last connection or attempt ended.
+   * The state is CONNECTING; sends go to the offline queue. An OPEN follows when an
+   * attempt succeeds (messages it sends go out before the offline queue).
+   */
+  WSN_EVENT_RECONNECTING = 5,
+  /**
+   * client-reach (issue 13): reconnecting stopped (the budget is spent, or a stop code or
+   * HTTP status came): `attempt` attempts were made, `error` says why. The CLOSE follows.
+   */
+  WSN_EVENT_RECONNECT_GAVE_UP = 6,
 };
 #ifndef __cplusplus
 #if __STDC_VERSION__ >= 202311L
@@ -266,6 +296,13 @@ typedef struct wsn_conn wsn_conn;
 typedef struct wsn_queue wsn_queue;
 
 /**
+ * A reconnect policy for wsn_client_options_set_reconnect. Create with
+ * wsn_reconnect_policy_new, free with wsn_reconnect_policy_free. Not thread-safe: configure
+ * from one thread at a time.
+ */
+typedef struct wsn_reconnect_policy wsn_reconnect_policy;
+
+/**
  * An upgrade request, seen by the accept callback. Valid only during that callback; every
  * string it returns is borrowed until the callback returns.
  */
@@ -334,6 +371,15 @@ typedef struct wsn_event {
    * them); 0 for the other events.
    */
   uint64_t sent_id;
+  /**
+   * RECONNECTING: the attempt about to start (1 after each drop); RECONNECT_GAVE_UP: the
+   * attempts made. 0 for the other events.
+   */
+  uint32_t attempt;
+  /**
+   * RECONNECTING: the delay before that attempt, in milliseconds (full jitter). 0 otherwise.
+   */
+  uint32_t delay_ms;
 } wsn_event;
 
 /**
@@ -1253,6 +1299,74 @@ const char *wsn_conn_get_response_header_name(const struct wsn_conn *conn, size_
  * range. Ownership: borrowed, valid until wsn_conn_free. Thread: any.
  */
 const char *wsn_conn_get_response_header_value(const struct wsn_conn *conn, size_t index);
+
+/**
+ * A new reconnect policy with the defaults: backoff with full jitter on every attempt (the
+ * delay of attempt n drawn uniformly from 0 to min(30000 ms, 500 ms * 2^(n-1))), no limit on
+ * attempts or time, stop on close codes 1002, 1003, 1007, 1008, 1009, 1010 and on HTTP 401
+ * and 403, an offline queue of 1 MiB that refuses when full.
+ * Ownership: the caller frees it with wsn_reconnect_policy_free. Never NULL. Thread: any.
+ */
+struct wsn_reconnect_policy *wsn_reconnect_policy_new(void);
+
+/**
+ * Frees a policy. NULL is ignored. Options it was given to keep their copy. Thread: any.
+ */
+void wsn_reconnect_policy_free(struct wsn_reconnect_policy *policy);
+
+/**
+ * The backoff: attempt n waits a delay drawn uniformly from 0 to
+ * min(max_ms, initial_ms * 2^(n-1)) (full jitter: reconnects after a server restart spread out
+ * instead of arriving together). Defaults 500 and 30000.
+ * Errors: INVALID_ARGUMENT for NULL, 0, or initial_ms over max_ms.
+ * Thread: one thread at a time per policy.
+ */
+wsn_status wsn_reconnect_policy_set_delays(struct wsn_reconnect_policy *policy_, uint32_t initial_ms, uint32_t max_ms);
+
+/**
+ * The retry budget after each drop: at most `max_attempts` attempts (0: no limit) and no
+ * attempt starting later than `max_total_ms` after the drop (0: no limit). When it is spent:
+ * WSN_EVENT_RECONNECT_GAVE_UP, then the CLOSE. Defaults 0 and 0.
+ * Errors: INVALID_ARGUMENT for NULL. Thread: one thread at a time per policy.
+ */
+wsn_status wsn_reconnect_policy_set_budget(struct wsn_reconnect_policy *policy_, uint32_t max_attempts, uint32_t max_total_ms);
+
+/**
+ * Adds a close code (from the server, or this side's failure code) that stops reconnecting:
+ * an application's "not allowed" code such as 4001. Errors: INVALID_ARGUMENT for NULL or a code
+ * outside 1000-4999. Thread: one thread at a time per policy.
+ */
+wsn_status wsn_reconnect_policy_add_stop_code(struct wsn_reconnect_policy *policy_, uint16_t code);
+
+/**
+ * Adds an HTTP status of a refused upgrade (or a proxy's refusal) that stops reconnecting
+ * (401 and 403 are there by default). Errors: INVALID_ARGUMENT for NULL or a status outside
+ * 100-599. Thread: one thread at a time per policy.
+ */
+wsn_status wsn_reconnect_policy_add_stop_status(struct wsn_reconnect_policy *policy_, uint16_t http_status);
+
+/**
+ * The offline queue: while reconnecting, sends are queued for the next connection up to
+ * `max_bytes` (default 1 MiB); past it, `when_full` decides: WSN_OFFLINE_REFUSE (the send
+ * fails with WSN_ERR_WOULD_BLOCK, the default), WSN_OFFLINE_DROP_OLDEST or
+ * WSN_OFFLINE_DROP_NEWEST. Messages that were on their way when the connection dropped are
+ * not sent again (WebSocket has no acknowledgements). Errors: INVALID_ARGUMENT for NULL, 0
+ * bytes or an unknown policy. Thread: one thread at a time per policy.
+ */
+wsn_status wsn_reconnect_policy_set_offline_queue(struct wsn_reconnect_policy *policy_, size_t max_bytes, uint32_t when_full);
+
+/**
+ * Makes connections reconnect (a copy of `policy`; NULL: never reconnect, the default). The
+ * handle stays the same across reconnects: after a drop (not after wsn_conn_close,
+ * wsn_conn_abort or wsn_conn_free, and not on a stop code or status) the connection delivers
+ * WSN_EVENT_RECONNECTING, is CONNECTING (sends wait in the offline queue), and on success
+ * delivers WSN_EVENT_OPEN again: the reconnect hook. In callback mode, messages the OPEN
+ * callback sends go out first, then the offline queue, once the callback returned (at most
+ * the handshake timeout later). The CLOSE event comes once, at the very end. The negotiated
+ * subprotocol, extensions and handshake response stay those of the first connection.
+ * Errors: INVALID_ARGUMENT for NULL options. Thread: one thread at a time per options object.
+ */
+wsn_status wsn_client_options_set_reconnect(struct wsn_client_options *options, const struct wsn_reconnect_policy *policy);
 
 /**
  * The client's own certificate for mutual TLS: a PEM file with the certificate chain (its

@@ -31,7 +31,7 @@ pub use options::{
 };
 // client-reach (issue 13): proxies, the handshake response
 pub use connection::HandshakeResponse;
-pub use options::{Proxy, ProxyKind};
+pub use options::{OfflinePolicy, Proxy, ProxyKind, ReconnectPolicy};
 pub use runtime::set_io_threads;
 pub use server::{AcceptHook, Decision, Request, Server};
 pub use shutdown::shutdown;

@@ -134,6 +134,9 @@ pub struct ClientOptions {
     pub proxy_from_env: bool,
     /// Extra headers of an HTTP CONNECT request (not of the upgrade request).
     pub proxy_headers: Vec<(String, String)>,
+    // --- client-reach (issue 13): reconnect ---
+    /// Reconnect when the connection drops, keeping the same handle. Default: none.
+    pub reconnect: Option<ReconnectPolicy>,
 }
 
 impl Default for ClientOptions {
@@ -154,6 +157,7 @@ impl Default for ClientOptions {
             proxy: None,
             proxy_from_env: false,
             proxy_headers: Vec::new(),
+            reconnect: None,
         }
     }
 }
@@ -295,6 +299,9 @@ impl ClientOptions {
         // client-reach (issue 13)
         for (n, v) in &self.proxy_headers {
             check_header(n, v)?;
+        }
+        if let Some(r) = &self.reconnect {
+            r.validate()?;
         }
         self.conn.validate()
     }
@@ -509,6 +516,144 @@ pub(crate) fn host_port(host: &str, port: u16) -> String {
         format!("[{host}]:{port}")
     } else {
         format!("{host}:{port}")
+    }
+}
+
+// --- client-reach (issue 13): reconnect ---
+
+/// What a send does while a reconnecting client is offline and its offline queue is full.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OfflinePolicy {
+    /// The send fails with `WouldBlock`; nothing is queued.
+    Refuse,
+    /// The oldest queued messages are dropped to make room.
+    DropOldest,
+    /// The new message is dropped (the send still returns its id; it never goes out).
+    DropNewest,
+}
+
+/// When and how a client reconnects, once its connection dropped: exponential backoff with full
+/// jitter on every attempt (a delay drawn uniformly from zero to `min(max_delay, initial_delay *
+/// 2^(attempt-1))`), a budget, codes and statuses that stop it, and an offline queue.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReconnectPolicy {
+    /// The cap of the first attempt's delay. Default 500 ms.
+    pub initial_delay: Duration,
+    /// The largest cap. Default 30 s.
+    pub max_delay: Duration,
+    /// Attempts after a drop before giving up; 0: no limit. Default 0.
+    pub max_attempts: u32,
+    /// Time since the drop after which no attempt starts; zero: no limit. Default zero.
+    pub max_elapsed: Duration,
+    /// Close codes from the server that stop reconnecting. Default 1002, 1003, 1007, 1008,
+    /// 1009, 1010 (errors a retry repeats); applications add their own (4001-style).
+    pub stop_codes: Vec<u16>,
+    /// HTTP statuses of a refused upgrade that stop reconnecting. Default 401, 403.
+    pub stop_statuses: Vec<u16>,
+    /// Bytes the send queue may hold while offline. Default 1 MiB.
+    pub offline_max_bytes: usize,
+    /// What a send does when that is full. Default `Refuse`.
+    pub offline_policy: OfflinePolicy,
+}
+
+impl Default for ReconnectPolicy {
+    fn default() -> Self {
+        ReconnectPolicy {
+            initial_delay: Duration::from_millis(500),
+            max_delay: Duration::from_secs(30),
+            max_attempts: 0,
+            max_elapsed: Duration::ZERO,
+            stop_codes: vec![1002, 1003, 1007, 1008, 1009, 1010],
+            stop_statuses: vec![401, 403],
+            offline_max_bytes: 1 << 20,
+            offline_policy: OfflinePolicy::Refuse,
+        }
+    }
+}
+
+impl ReconnectPolicy {
+    /// Checks the policy (delays at least 1 ms, initial at most max, a queue of at least 1 byte).
+    pub fn validate(&self) -> Result<()> {
+        check_timeout(self.initial_delay, "initial reconnect delay")?;
+        check_timeout(self.max_delay, "max reconnect delay")?;
+        if self.initial_delay > self.max_delay {
+            return Err(Error::invalid(
+                "the initial reconnect delay must not exceed the max delay",
+            ));
+        }
+        check_at_least(self.offline_max_bytes, 1, "offline queue")
+    }
+
+    /// The cap of attempt `attempt` (1-based): `min(max_delay, initial_delay * 2^(attempt-1))`.
+    pub fn cap(&self, attempt: u32) -> Duration {
+        let factor = 1u64 << attempt.saturating_sub(1).min(40);
+        let ms = (self.initial_delay.as_millis() as u64).saturating_mul(factor);
+        Duration::from_millis(ms).min(self.max_delay)
+    }
+
+    /// The delay of attempt `attempt` for a uniform draw `u` in [0, 1): full jitter.
+    pub fn delay(&self, attempt: u32, u: f64) -> Duration {
+        self.cap(attempt).mul_f64(u.clamp(0.0, 1.0))
+    }
+}
+
+#[cfg(test)]
+mod reconnect_option_tests {
+    use super::*;
+
+    /// Full jitter on every attempt: over 200 simulated schedules, each attempt's delays stay
+    /// within its cap and spread over it (no spike at the cap or at zero), and caps grow.
+    #[test]
+    fn backoff_with_full_jitter_spreads_every_attempt_over_200_schedules() {
+        let p = ReconnectPolicy {
+            initial_delay: Duration::from_millis(100),
+            max_delay: Duration::from_secs(10),
+            ..ReconnectPolicy::default()
+        };
+        let schedules: Vec<Vec<Duration>> = (0..200)
+            .map(|_| (1..=8).map(|a| p.delay(a, rand::random::<f64>())).collect())
+            .collect();
+        for attempt in 1..=8u32 {
+            let cap = p.cap(attempt);
+            let mut d: Vec<f64> = schedules
+                .iter()
+                .map(|s| s[attempt as usize - 1].as_secs_f64() / cap.as_secs_f64())
+                .collect();
+            d.sort_by(|a, b| a.partial_cmp(b).unwrap());
+            assert!(
+                d.iter().all(|x| (0.0..=1.0).contains(x)),
+                "attempt {attempt}"
+            );
+            let mean = d.iter().sum::<f64>() / d.len() as f64;
+            assert!(
+                (0.38..0.62).contains(&mean),
+                "attempt {attempt}: mean {mean}"
+            );
+            // Quartiles near 1/4 and 3/4 of the cap: spread, not clustered.
+            assert!(
+                (0.12..0.38).contains(&d[50]),
+                "attempt {attempt}: q1 {}",
+                d[50]
+            );
+            assert!(
+                (0.62..0.88).contains(&d[150]),
+                "attempt {attempt}: q3 {}",
+                d[150]
+            );
+            // Every tenth of the cap is used.
+            for tenth in 0..10 {
+                let lo = tenth as f64 / 10.0;
+                assert!(
+                    d.iter().any(|x| *x >= lo && *x < lo + 0.1),
+                    "attempt {attempt}: nothing in [{lo}, {})",
+                    lo + 0.1
+                );
+            }
+        }
+        assert_eq!(p.cap(1), Duration::from_millis(100));
+        assert_eq!(p.cap(4), Duration::from_millis(800));
+        assert_eq!(p.cap(30), Duration::from_secs(10));
+        assert_eq!(p.cap(u32::MAX), Duration::from_secs(10));
     }
 }
 

@@ -283,6 +283,7 @@ impl ServerCertVerifier for Verifier {
 }
 
 /// A client's TLS configuration and its verifier (which remembers what the server presented).
+#[derive(Clone)]
 pub(crate) struct ClientTls {
     pub(crate) config: Arc<rustls::ClientConfig>,
     pub(crate) verifier: Arc<Verifier>,

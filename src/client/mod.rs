@@ -2,6 +2,7 @@
 
 pub(crate) mod handshake;
 pub(crate) mod proxy;
+pub(crate) mod reconnect;
 
 use crate::connection::{self, run, unless_cancelled, Conn, Delivery, Wire};
 use crate::error::{Error, ErrorKind, Result};
@@ -15,7 +16,8 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 /// Where to connect, checked before anything starts.
-struct Target {
+#[derive(Clone)]
+pub(crate) struct Target {
     host: String,
     port: u16,
     secure: bool,
@@ -73,6 +75,15 @@ pub fn connect(url: &str, opts: &ClientOptions, delivery: Option<Delivery>) -> R
     let conn = Conn::new(Arc::new(opts.conn.clone()), delivery);
     let opts = opts.clone();
     let c = conn.clone();
+    if let Some(policy) = opts.reconnect.clone() {
+        // client-reach (issue 13): one task across the connection's lives.
+        let first = reconnect::First { request, pending };
+        let url = url.to_owned();
+        rt.spawn(async move {
+            reconnect::run(c, url, target, via, tls, opts, policy, first).await;
+        });
+        return Ok(conn);
+    }
     rt.spawn(async move {
         // Boxed: the handshake's buffers are not part of the connection's task once it is over.
         match unless_cancelled(

@@ -51,14 +51,26 @@ const MAX_SLICES: usize = 64;
 
 /// Runs an open connection to its end, then delivers the close event.
 pub(crate) async fn run(conn: Arc<Conn>, wire: Wire) {
+    let info = session(&conn, wire, true, true).await;
+    super::finish(&conn, info);
+}
+
+/// One connection's life on `wire`, to its close event's info (not delivered). `open`: deliver
+/// `Open` first (a reconnect delivers it itself, before). `last`: the send queue closes when it
+/// ends (a reconnecting client keeps it for the next connection; client-reach, issue 13).
+pub(crate) async fn session(conn: &Arc<Conn>, wire: Wire, open: bool, last: bool) -> CloseInfo {
     if conn.state() == State::Connecting {
         conn.set_state(State::Open);
     }
-    conn.deliver(Event::Open);
+    if open {
+        conn.deliver(Event::Open);
+    }
     let mut d = Driver::new(conn.clone(), wire);
     let info = std::future::poll_fn(|cx| d.poll(cx)).await;
     conn.set_socket_fd(-1);
-    conn.commands.close();
+    if last {
+        conn.commands.close();
+    }
     // Say goodbye at the transport level (TLS close_notify, FIN), briefly.
     let _ = tokio::time::timeout(
         Duration::from_millis(100),
@@ -66,7 +78,7 @@ pub(crate) async fn run(conn: Arc<Conn>, wire: Wire) {
     )
     .await;
     drop(d); // the socket closes
-    super::finish(&conn, info);
+    info
 }
 
 /// The close event when the stream ended after the peer's Close (or without one).

@@ -7,7 +7,7 @@ mod driver;
 mod inbox;
 
 pub use delivery::{Delivery, EventQueue, QueueTarget, Queued};
-pub(crate) use driver::{run, Wire};
+pub(crate) use driver::{run, session, Wire};
 
 use crate::delivery::Mailbox;
 use crate::error::{Error, ErrorKind, Result};
@@ -67,6 +67,27 @@ pub enum Event {
     Drain {
         /// The id of the last message handed to the kernel.
         sent_id: u64,
+    },
+    /// client-reach (issue 13), reconnecting clients only: the connection dropped (or an
+    /// attempt failed) and attempt `attempt` starts after `delay`. `error` and `code`: why
+    /// the last connection or attempt ended. An `Open` follows when an attempt succeeds.
+    Reconnecting {
+        /// The attempt about to start, from 1 after each drop.
+        attempt: u32,
+        /// How long it waits first (full jitter).
+        delay: Duration,
+        /// The close code of the connection that dropped (1006 for a failed attempt).
+        code: u16,
+        /// What ended the last connection or attempt.
+        error: Option<Error>,
+    },
+    /// client-reach (issue 13): reconnecting stopped (the budget is spent, or a stop code or
+    /// HTTP status came); the `Close` follows.
+    ReconnectGaveUp {
+        /// Attempts made since the last drop.
+        attempts: u32,
+        /// Why it stopped.
+        error: Error,
     },
 }
 
@@ -160,6 +181,11 @@ pub struct Conn {
     socket_fd: std::sync::atomic::AtomicI32,
     /// client-reach (issue 13): the server's answer to the upgrade (101, or a refusal).
     response: OnceLock<HandshakeResponse>,
+    /// client-reach (issue 13), reconnecting clients: offline between connections, the
+    /// offline queue's bound and policy, and whether the application closed or aborted.
+    offline: AtomicBool,
+    offline_queue: OnceLock<(usize, crate::options::OfflinePolicy)>,
+    user_closed: AtomicBool,
 }
 
 static LIVE: Mutex<Vec<Weak<Conn>>> = Mutex::new(Vec::new());
@@ -198,6 +224,9 @@ impl Conn {
             read_waiting: AtomicBool::new(false),
             socket_fd: std::sync::atomic::AtomicI32::new(-1),
             response: OnceLock::new(),
+            offline: AtomicBool::new(false),
+            offline_queue: OnceLock::new(),
+            user_closed: AtomicBool::new(false),
         });
         crate::runtime::on_fork(&LIVE_FORK);
         let mut live = LIVE.lock().unwrap_or_else(|p| p.into_inner());
@@ -358,6 +387,12 @@ impl Conn {
         if gate.closed {
             return Err(Error::state(format!("cannot send: {}", gate.why)));
         }
+        if self.offline.load(Ordering::Acquire) {
+            // client-reach (issue 13): the offline queue's bound and policy.
+            if let Some(done) = self.offline_room(&mut gate, len) {
+                return done;
+            }
+        }
         let queued = self.buffered_amount();
         let limit = self.settings.max_send_queue;
         if queued > 0 && queued.saturating_add(len) > limit {
@@ -460,6 +495,7 @@ impl Conn {
     /// Closing again, or after the peer closed, does nothing.
     pub fn close(&self, code: u16, reason: &str) -> Result<()> {
         check_close(code, reason)?;
+        self.user_closed.store(true, Ordering::Release);
         if !self.close_gate("the connection is closing") {
             return Ok(());
         }
@@ -470,6 +506,7 @@ impl Conn {
 
     /// Ends the connection at once, without a closing handshake (close event: 1006).
     pub fn abort(&self) {
+        self.user_closed.store(true, Ordering::Release);
         self.close_gate("the connection was aborted");
         let _ = self.notes.send(Note::Abort);
     }
@@ -881,5 +918,89 @@ impl Conn {
             status,
             headers: headers.iter().map(|(n, v)| (c(n), c(v))).collect(),
         });
+    }
+}
+
+// --- client-reach (issue 13): reconnect ---
+
+impl Conn {
+    /// Makes room in the offline queue for `len` bytes: `Some` ends the send (refused, or the
+    /// new message dropped), `None` lets it be queued.
+    fn offline_room(&self, gate: &mut Gate, len: usize) -> Option<Result<u64>> {
+        let (max, policy) = *self.offline_queue.get()?;
+        use crate::options::OfflinePolicy as P;
+        if self.buffered_amount().saturating_add(len) <= max {
+            return None;
+        }
+        match policy {
+            P::Refuse => Some(Err(Error::new(
+                ErrorKind::WouldBlock,
+                format!(
+                    "offline (reconnecting) and the offline queue is full ({} of {max} bytes): nothing was queued",
+                    self.buffered_amount()
+                ),
+            ))),
+            P::DropNewest => {
+                gate.last_id += 1;
+                Some(Ok(gate.last_id))
+            }
+            P::DropOldest => {
+                // Offline, no task takes from the queue: the oldest messages can go.
+                while self.buffered_amount().saturating_add(len) > max {
+                    match self.commands.try_recv() {
+                        Some(Command::Send { len: l, .. }) => self.unqueue(l),
+                        Some(Command::Close(..)) | None => break,
+                    }
+                }
+                None
+            }
+        }
+    }
+
+    /// Sets the offline queue's bound and policy (once, at connect).
+    pub(crate) fn set_offline_queue(&self, max: usize, policy: crate::options::OfflinePolicy) {
+        let _ = self.offline_queue.set((max, policy));
+    }
+
+    /// Between connections (true) or not.
+    pub(crate) fn set_offline(&self, offline: bool) {
+        self.offline.store(offline, Ordering::Release);
+    }
+
+    /// The application closed or aborted the connection (no reconnect then).
+    pub(crate) fn user_closed(&self) -> bool {
+        self.user_closed.load(Ordering::Acquire)
+    }
+
+    /// Opens the send queue again after a connection ended, unless the application closed it
+    /// meanwhile (true when reopened). Sends made now are queued for the next connection.
+    pub(crate) fn reopen_gate(&self) -> bool {
+        let mut g = self.gate.lock().unwrap_or_else(|p| p.into_inner());
+        if self.user_closed() {
+            return false;
+        }
+        g.closed = false;
+        g.why = "";
+        self.set_unwritten(0);
+        true
+    }
+
+    /// Takes every queued command out of the send queue (the offline queue, held while the
+    /// reconnect hook runs).
+    pub(crate) fn take_queued(&self) -> std::collections::VecDeque<Command> {
+        let mut out = std::collections::VecDeque::new();
+        while let Some(c) = self.commands.try_recv() {
+            out.push_back(c);
+        }
+        out
+    }
+
+    /// Puts `held` back behind what was queued since it was taken (the hook's messages go
+    /// first, then the offline queue, then what comes later).
+    pub(crate) fn requeue(&self, held: std::collections::VecDeque<Command>) {
+        let newer = self.take_queued();
+        for c in newer.into_iter().chain(held) {
+            let _ = self.commands.send(c);
+        }
     }
 }

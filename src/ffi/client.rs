@@ -163,3 +163,184 @@ unsafe fn response_header(conn: *const wsn_conn, index: usize, name: bool) -> *c
             },
         )
 }
+
+// --- reconnect ---
+
+/// A reconnect policy for wsn_client_options_set_reconnect. Create with
+/// wsn_reconnect_policy_new, free with wsn_reconnect_policy_free. Not thread-safe: configure
+/// from one thread at a time.
+pub struct wsn_reconnect_policy {
+    inner: crate::options::ReconnectPolicy,
+}
+
+/// wsn_reconnect_policy_set_offline_queue: a send to a full offline queue fails with
+/// WSN_ERR_WOULD_BLOCK (the default).
+pub const WSN_OFFLINE_REFUSE: u32 = 0;
+/// wsn_reconnect_policy_set_offline_queue: the oldest queued messages are dropped for the new one.
+pub const WSN_OFFLINE_DROP_OLDEST: u32 = 1;
+/// wsn_reconnect_policy_set_offline_queue: the new message is dropped (the send still returns
+/// its id, and it never goes out).
+pub const WSN_OFFLINE_DROP_NEWEST: u32 = 2;
+
+unsafe fn policy<'a>(
+    p: *mut wsn_reconnect_policy,
+) -> Result<&'a mut crate::options::ReconnectPolicy> {
+    p.as_mut()
+        .map(|p| &mut p.inner)
+        .ok_or_else(|| Error::invalid("policy is NULL"))
+}
+
+/// A new reconnect policy with the defaults: backoff with full jitter on every attempt (the
+/// delay of attempt n drawn uniformly from 0 to min(30000 ms, 500 ms * 2^(n-1))), no limit on
+/// attempts or time, stop on close codes 1002, 1003, 1007, 1008, 1009, 1010 and on HTTP 401
+/// and 403, an offline queue of 1 MiB that refuses when full.
+/// Ownership: the caller frees it with wsn_reconnect_policy_free. Never NULL. Thread: any.
+#[no_mangle]
+pub extern "C" fn wsn_reconnect_policy_new() -> *mut wsn_reconnect_policy {
+    guard(|| {
+        Box::into_raw(Box::new(wsn_reconnect_policy {
+            inner: crate::options::ReconnectPolicy::default(),
+        }))
+    })
+}
+
+/// Frees a policy. NULL is ignored. Options it was given to keep their copy. Thread: any.
+#[no_mangle]
+pub unsafe extern "C" fn wsn_reconnect_policy_free(policy: *mut wsn_reconnect_policy) {
+    guard(|| {
+        if !policy.is_null() {
+            drop(Box::from_raw(policy));
+        }
+    })
+}
+
+/// The backoff: attempt n waits a delay drawn uniformly from 0 to
+/// min(max_ms, initial_ms * 2^(n-1)) (full jitter: reconnects after a server restart spread out
+/// instead of arriving together). Defaults 500 and 30000.
+/// Errors: INVALID_ARGUMENT for NULL, 0, or initial_ms over max_ms.
+/// Thread: one thread at a time per policy.
+#[no_mangle]
+pub unsafe extern "C" fn wsn_reconnect_policy_set_delays(
+    policy_: *mut wsn_reconnect_policy,
+    initial_ms: u32,
+    max_ms: u32,
+) -> wsn_status {
+    status(|| {
+        let p = policy(policy_)?;
+        let mut next = p.clone();
+        next.initial_delay = std::time::Duration::from_millis(initial_ms as u64);
+        next.max_delay = std::time::Duration::from_millis(max_ms as u64);
+        next.validate()?;
+        *p = next;
+        Ok(())
+    })
+}
+
+/// The retry budget after each drop: at most `max_attempts` attempts (0: no limit) and no
+/// attempt starting later than `max_total_ms` after the drop (0: no limit). When it is spent:
+/// WSN_EVENT_RECONNECT_GAVE_UP, then the CLOSE. Defaults 0 and 0.
+/// Errors: INVALID_ARGUMENT for NULL. Thread: one thread at a time per policy.
+#[no_mangle]
+pub unsafe extern "C" fn wsn_reconnect_policy_set_budget(
+    policy_: *mut wsn_reconnect_policy,
+    max_attempts: u32,
+    max_total_ms: u32,
+) -> wsn_status {
+    status(|| {
+        let p = policy(policy_)?;
+        p.max_attempts = max_attempts;
+        p.max_elapsed = std::time::Duration::from_millis(max_total_ms as u64);
+        Ok(())
+    })
+}
+
+/// Adds a close code (from the server, or this side's failure code) that stops reconnecting:
+/// an application's "not allowed" code such as 4001. Errors: INVALID_ARGUMENT for NULL or a code
+/// outside 1000-4999. Thread: one thread at a time per policy.
+#[no_mangle]
+pub unsafe extern "C" fn wsn_reconnect_policy_add_stop_code(
+    policy_: *mut wsn_reconnect_policy,
+    code: u16,
+) -> wsn_status {
+    status(|| {
+        let p = policy(policy_)?;
+        if !(1000..=4999).contains(&code) {
+            return Err(Error::invalid(format!(
+                "close code {code} is out of range: use 1000 to 4999"
+            )));
+        }
+        p.stop_codes.push(code);
+        Ok(())
+    })
+}
+
+/// Adds an HTTP status of a refused upgrade (or a proxy's refusal) that stops reconnecting
+/// (401 and 403 are there by default). Errors: INVALID_ARGUMENT for NULL or a status outside
+/// 100-599. Thread: one thread at a time per policy.
+#[no_mangle]
+pub unsafe extern "C" fn wsn_reconnect_policy_add_stop_status(
+    policy_: *mut wsn_reconnect_policy,
+    http_status: u16,
+) -> wsn_status {
+    status(|| {
+        let p = policy(policy_)?;
+        if !(100..=599).contains(&http_status) {
+            return Err(Error::invalid(format!(
+                "HTTP status {http_status} is out of range: use 100 to 599"
+            )));
+        }
+        p.stop_statuses.push(http_status);
+        Ok(())
+    })
+}
+
+/// The offline queue: while reconnecting, sends are queued for the next connection up to
+/// `max_bytes` (default 1 MiB); past it, `when_full` decides: WSN_OFFLINE_REFUSE (the send
+/// fails with WSN_ERR_WOULD_BLOCK, the default), WSN_OFFLINE_DROP_OLDEST or
+/// WSN_OFFLINE_DROP_NEWEST. Messages that were on their way when the connection dropped are
+/// not sent again (WebSocket has no acknowledgements). Errors: INVALID_ARGUMENT for NULL, 0
+/// bytes or an unknown policy. Thread: one thread at a time per policy.
+#[no_mangle]
+pub unsafe extern "C" fn wsn_reconnect_policy_set_offline_queue(
+    policy_: *mut wsn_reconnect_policy,
+    max_bytes: usize,
+    when_full: u32,
+) -> wsn_status {
+    status(|| {
+        let p = policy(policy_)?;
+        crate::options::check_at_least(max_bytes, 1, "offline queue")?;
+        p.offline_policy = match when_full {
+            WSN_OFFLINE_REFUSE => crate::options::OfflinePolicy::Refuse,
+            WSN_OFFLINE_DROP_OLDEST => crate::options::OfflinePolicy::DropOldest,
+            WSN_OFFLINE_DROP_NEWEST => crate::options::OfflinePolicy::DropNewest,
+            v => {
+                return Err(Error::invalid(format!(
+                    "offline queue policy {v} is unknown: use WSN_OFFLINE_REFUSE, WSN_OFFLINE_DROP_OLDEST or WSN_OFFLINE_DROP_NEWEST"
+                )))
+            }
+        };
+        p.offline_max_bytes = max_bytes;
+        Ok(())
+    })
+}
+
+/// Makes connections reconnect (a copy of `policy`; NULL: never reconnect, the default). The
+/// handle stays the same across reconnects: after a drop (not after wsn_conn_close,
+/// wsn_conn_abort or wsn_conn_free, and not on a stop code or status) the connection delivers
+/// WSN_EVENT_RECONNECTING, is CONNECTING (sends wait in the offline queue), and on success
+/// delivers WSN_EVENT_OPEN again: the reconnect hook. In callback mode, messages the OPEN
+/// callback sends go out first, then the offline queue, once the callback returned (at most
+/// the handshake timeout later). The CLOSE event comes once, at the very end. The negotiated
+/// subprotocol, extensions and handshake response stay those of the first connection.
+/// Errors: INVALID_ARGUMENT for NULL options. Thread: one thread at a time per options object.
+#[no_mangle]
+pub unsafe extern "C" fn wsn_client_options_set_reconnect(
+    options: *mut wsn_client_options,
+    policy: *const wsn_reconnect_policy,
+) -> wsn_status {
+    status(|| {
+        let o = client(options)?;
+        o.reconnect = policy.as_ref().map(|p| p.inner.clone());
+        Ok(())
+    })
+}
