@@ -19,7 +19,16 @@ asyncio API: ``wsnative.asyncio.connect`` and ``wsnative.asyncio.serve``.
 from __future__ import annotations
 
 from . import _native
-from ._convert import CertCheck, CloseInfo, Request, Response, State, cert_fingerprint  # client-reach (issue 13)
+from ._convert import (  # client-reach (issue 13)
+    CertCheck,
+    CloseInfo,
+    Reconnect,
+    ReconnectAttempt,
+    Request,
+    Response,
+    State,
+    cert_fingerprint,
+)
 from ._core import configure
 from ._lib import LibraryNotFound
 from .client import Connection, connect
@@ -70,6 +79,8 @@ __all__ = [
     "InvalidState",
     "LibraryNotFound",
     "OpenTimeout",
+    "Reconnect",
+    "ReconnectAttempt",
     "Request",
     "Response",
     "Server",

@@ -148,6 +148,7 @@ def client_options(
     cert_check: CertCheck | None = None,
     proxy: str | bool | None = None,
     proxy_headers: Headers | None = None,
+    reconnect: Reconnect | None = None,
 ) -> int:
     """A native wsn_client_options (the caller frees it with wsn_client_options_free).
 
@@ -193,6 +194,8 @@ def client_options(
                 check(N.wsn_client_options_add_ca_file(o, os.fsencode(f)))
         _client_certs(o, client_cert, client_key, trust_cert, trust_fingerprint, cert_check)
         _proxy(o, proxy, proxy_headers)
+        if reconnect is not None:
+            reconnect._apply(o)
         return o
     except BaseException:
         N.wsn_client_options_free(o)
@@ -478,3 +481,82 @@ def read_response(conn: int) -> Response | None:
         for i in range(N.wsn_conn_get_response_header_count(conn))
     ]
     return Response(status, headers)
+
+
+# --- client-reach (issue 13): reconnect ---
+
+
+class ReconnectAttempt(NamedTuple):
+    """A reconnect attempt about to start: its number (from 1 after each drop), the delay
+    before it in seconds, the close code of the connection that dropped (1006 for a failed
+    attempt) and why the last connection or attempt ended."""
+
+    attempt: int
+    delay: float
+    code: int
+    error: str | None
+
+
+class Reconnect:
+    """Reconnect when the connection drops, keeping the same ``Connection``.
+
+    Each attempt waits a delay drawn uniformly from 0 to ``min(max_delay, initial_delay *
+    2**(attempt-1))`` seconds (full jitter: clients spread out after a server restart). It
+    stops after ``max_attempts`` attempts or ``max_time`` seconds since the drop (None: no
+    limit), on a close code in ``stop_codes`` (added to 1002, 1003, 1007-1010: a 4001 "not
+    allowed" of your own) or an HTTP status in ``stop_statuses`` (added to 401 and 403), and
+    never after ``close()``. Meanwhile ``send`` queues up to ``offline_queue`` bytes;
+    ``when_full`` is "refuse" (send raises WouldBlock), "drop_oldest" or "drop_newest".
+
+    ``on_reconnect(conn)`` runs after each successful reconnect on a wsnative thread, before
+    the queued messages go out; what it sends (authentication, subscriptions) goes first.
+    ``on_attempt(conn, ReconnectAttempt)`` is told of every attempt, ``on_give_up(conn, why)``
+    when it stops (the close follows).
+    """
+
+    def __init__(
+        self,
+        *,
+        initial_delay: float = 0.5,
+        max_delay: float = 30.0,
+        max_attempts: int = 0,
+        max_time: float | None = None,
+        stop_codes: Sequence[int] = (),
+        stop_statuses: Sequence[int] = (),
+        offline_queue: int = 1 << 20,
+        when_full: str = "refuse",
+        on_reconnect: Callable[[Any], Any] | None = None,
+        on_attempt: Callable[[Any, ReconnectAttempt], Any] | None = None,
+        on_give_up: Callable[[Any, str], Any] | None = None,
+    ) -> None:
+        self.initial_delay = initial_delay
+        self.max_delay = max_delay
+        self.max_attempts = max_attempts
+        self.max_time = max_time
+        self.stop_codes = tuple(stop_codes)
+        self.stop_statuses = tuple(stop_statuses)
+        self.offline_queue = offline_queue
+        self.when_full = when_full
+        self.on_reconnect = on_reconnect
+        self.on_attempt = on_attempt
+        self.on_give_up = on_give_up
+
+    def _apply(self, o: int) -> None:
+        policy = {"refuse": N.OFFLINE_REFUSE, "drop_oldest": N.OFFLINE_DROP_OLDEST,
+                  "drop_newest": N.OFFLINE_DROP_NEWEST}.get(self.when_full)
+        if policy is None:
+            raise InvalidArgument(f"when_full must be 'refuse', 'drop_oldest' or 'drop_newest', not {self.when_full!r}")
+        p = N.wsn_reconnect_policy_new()
+        try:
+            check(N.wsn_reconnect_policy_set_delays(p, ms(self.initial_delay, "initial_delay"),
+                                                    ms(self.max_delay, "max_delay")))
+            check(N.wsn_reconnect_policy_set_budget(p, int(self.max_attempts),
+                                                    ms(self.max_time, "max_time", zero_ok=True)))
+            for code in self.stop_codes:
+                check(N.wsn_reconnect_policy_add_stop_code(p, int(code)))
+            for st in self.stop_statuses:
+                check(N.wsn_reconnect_policy_add_stop_status(p, int(st)))
+            check(N.wsn_reconnect_policy_set_offline_queue(p, _positive(self.offline_queue, "offline_queue"), policy))
+            check(N.wsn_client_options_set_reconnect(o, p))
+        finally:
+            N.wsn_reconnect_policy_free(p)

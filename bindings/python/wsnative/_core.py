@@ -28,6 +28,8 @@ from typing import Any, Callable
 from . import _native as N
 from ._convert import (
     CloseInfo,
+    Reconnect,
+    ReconnectAttempt,
     Request,
     Response,
     State,
@@ -160,6 +162,7 @@ class NativeConn:
         self._was_open = False
         self._server: ServerCore | None = None
         self._response: Response | None = None  # client-reach (issue 13)
+        self._reconnect: Reconnect | None = None
 
     # -- events ----------------------------------------------------------------------------------
 
@@ -171,6 +174,16 @@ class NativeConn:
             self._on_message(data.decode("utf-8") if ev.is_text else data)
         elif kind == _DRAIN:
             self._on_drain()
+        elif kind == _OPEN and self._was_open:
+            # client-reach (issue 13): reconnected; the hook runs before the queued messages.
+            hook = self._reconnect.on_reconnect if self._reconnect is not None else None
+            if hook is not None:
+                try:
+                    hook(self)
+                except BaseException:
+                    report("on_reconnect")
+        elif kind == N.EVENT_RECONNECTING or kind == N.EVENT_RECONNECT_GAVE_UP:
+            self._reconnect_event(ev)
         elif kind == _OPEN:
             self._subprotocol = _text(N.wsn_conn_get_subprotocol(conn))
             self._extensions = _text(N.wsn_conn_get_extensions(conn))
@@ -189,6 +202,20 @@ class NativeConn:
 
     def _on_open(self) -> None:  # pragma: no cover - overridden
         pass
+
+    def _reconnect_event(self, ev: N.wsn_event) -> None:
+        r = self._reconnect
+        if r is None:
+            return
+        err = ev.error.decode("utf-8", "replace") if ev.error is not None else None
+        try:
+            if ev.kind == N.EVENT_RECONNECTING:
+                if r.on_attempt is not None:
+                    r.on_attempt(self, ReconnectAttempt(ev.attempt, ev.delay_ms / 1000.0, ev.close_code, err))
+            elif r.on_give_up is not None:
+                r.on_give_up(self, err or "")
+        except BaseException:
+            report("a reconnect callback")
 
     def _on_message(self, message: Any) -> None:  # pragma: no cover - overridden
         pass

@@ -87,6 +87,8 @@ class wsn_event(Structure):
         ("error_status", c_int32),
         ("http_status", c_uint16),
         ("sent_id", c_uint64),
+        ("attempt", c_uint32),  # client-reach (issue 13): RECONNECTING, RECONNECT_GAVE_UP
+        ("delay_ms", c_uint32),
     ]
 
 
@@ -402,3 +404,17 @@ wsn_conn_get_response_header_count = _fn("wsn_conn_get_response_header_count", [
 wsn_conn_get_response_header_name = _fn("wsn_conn_get_response_header_name", [_ptr, c_size_t], c_char_p)
 # const char *wsn_conn_get_response_header_value(const wsn_conn *conn, size_t index);
 wsn_conn_get_response_header_value = _fn("wsn_conn_get_response_header_value", [_ptr, c_size_t], c_char_p)
+
+# --- client-reach (issue 13): reconnect ---
+EVENT_RECONNECTING = 5
+EVENT_RECONNECT_GAVE_UP = 6
+OFFLINE_REFUSE, OFFLINE_DROP_OLDEST, OFFLINE_DROP_NEWEST = 0, 1, 2
+wsn_reconnect_policy_new = _fn("wsn_reconnect_policy_new", [], _ptr)
+wsn_reconnect_policy_free = _fn("wsn_reconnect_policy_free", [_ptr], None)
+wsn_reconnect_policy_set_delays = _fn("wsn_reconnect_policy_set_delays", [_ptr, c_uint32, c_uint32], _status)
+wsn_reconnect_policy_set_budget = _fn("wsn_reconnect_policy_set_budget", [_ptr, c_uint32, c_uint32], _status)
+wsn_reconnect_policy_add_stop_code = _fn("wsn_reconnect_policy_add_stop_code", [_ptr, c_uint16], _status)
+wsn_reconnect_policy_add_stop_status = _fn("wsn_reconnect_policy_add_stop_status", [_ptr, c_uint16], _status)
+wsn_reconnect_policy_set_offline_queue = _fn(
+    "wsn_reconnect_policy_set_offline_queue", [_ptr, c_size_t, c_uint32], _status)
+wsn_client_options_set_reconnect = _fn("wsn_client_options_set_reconnect", [_ptr, _ptr], _status)

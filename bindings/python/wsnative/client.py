@@ -11,7 +11,17 @@ from typing import Any, Callable, Iterator, Sequence
 
 from . import _core
 from . import _native as N
-from ._convert import CertCheck, CloseInfo, Headers, Message, client_options, closed_exception, encode, open_failure
+from ._convert import (
+    CertCheck,
+    CloseInfo,
+    Headers,
+    Message,
+    Reconnect,
+    client_options,
+    closed_exception,
+    encode,
+    open_failure,
+)
 from ._core import report
 from .errors import ConnectionClosedOK, WouldBlock
 
@@ -204,6 +214,7 @@ def connect(
     cert_check: CertCheck | None = None,
     proxy: str | bool | None = None,
     proxy_headers: Headers | None = None,
+    reconnect: Reconnect | None = None,
 ) -> Connection:
     """Opens a client connection to ``url`` (ws:// or wss://) and waits until it is open.
 
@@ -234,6 +245,10 @@ def connect(
     default None connects directly. ``proxy_headers`` go to the proxy's CONNECT request. A
     refusal raises HandshakeError with the proxy's status (407, 403, 502) in ``status``.
 
+    ``reconnect=wsnative.Reconnect(...)`` reconnects after a drop with the same Connection
+    (see ``Reconnect``); ``recv`` and ``send`` go on working across reconnects, ``on_close``
+    comes once, at the end.
+
     Raises HandshakeError (with the HTTP status), TLSError, ConnectError, OpenTimeout,
     InvalidArgument.
     """
@@ -261,7 +276,9 @@ def connect(
         cert_check=cert_check,
         proxy=proxy,
         proxy_headers=proxy_headers,
+        reconnect=reconnect,
     )
+    conn._reconnect = reconnect
     try:
         conn._connect(url, opts)
     finally:
