@@ -22,7 +22,6 @@ struct REv {
     code: u16,
     http: u16,
     error: Option<String>,
-    data: Vec<u8>,
     at: Instant,
 }
 
@@ -47,11 +46,6 @@ unsafe extern "C" fn rrecord(user: *mut c_void, conn: *mut wsn_conn, ev: *const 
         http: ev.http_status,
         error: (!ev.error.is_null())
             .then(|| CStr::from_ptr(ev.error).to_string_lossy().into_owned()),
-        data: if ev.len == 0 {
-            vec![]
-        } else {
-            std::slice::from_raw_parts(ev.data, ev.len).to_vec()
-        },
         at: Instant::now(),
     };
     if ev.kind == wsn_event_kind::WSN_EVENT_OPEN {
