@@ -75,6 +75,33 @@ namespace WsNative.Native
             return new WsHandshakeResponse(status, headers.AsReadOnly());
         }
 
+        // reconnect
+        internal const uint EventReconnecting = 5, EventReconnectGaveUp = 6;
+
+        [DllImport(NativeMethods.Lib, CallingConvention = CallingConvention.Cdecl)]
+        internal static extern IntPtr wsn_reconnect_policy_new();
+
+        [DllImport(NativeMethods.Lib, CallingConvention = CallingConvention.Cdecl)]
+        internal static extern void wsn_reconnect_policy_free(IntPtr p);
+
+        [DllImport(NativeMethods.Lib, CallingConvention = CallingConvention.Cdecl)]
+        internal static extern int wsn_reconnect_policy_set_delays(IntPtr p, uint initialMs, uint maxMs);
+
+        [DllImport(NativeMethods.Lib, CallingConvention = CallingConvention.Cdecl)]
+        internal static extern int wsn_reconnect_policy_set_budget(IntPtr p, uint maxAttempts, uint maxTotalMs);
+
+        [DllImport(NativeMethods.Lib, CallingConvention = CallingConvention.Cdecl)]
+        internal static extern int wsn_reconnect_policy_add_stop_code(IntPtr p, ushort code);
+
+        [DllImport(NativeMethods.Lib, CallingConvention = CallingConvention.Cdecl)]
+        internal static extern int wsn_reconnect_policy_add_stop_status(IntPtr p, ushort status);
+
+        [DllImport(NativeMethods.Lib, CallingConvention = CallingConvention.Cdecl)]
+        internal static extern int wsn_reconnect_policy_set_offline_queue(IntPtr p, UIntPtr maxBytes, uint whenFull);
+
+        [DllImport(NativeMethods.Lib, CallingConvention = CallingConvention.Cdecl)]
+        internal static extern int wsn_client_options_set_reconnect(ClientOptionsHandle o, IntPtr p);
+
         [DllImport(NativeMethods.Lib, CallingConvention = CallingConvention.Cdecl)]
         internal static extern int wsn_cert_fingerprint_sha256(byte[] der, UIntPtr len, byte[] output, UIntPtr outLen);
 
@@ -161,6 +188,86 @@ namespace WsNative
                 if (string.Equals(h.Key, name, StringComparison.OrdinalIgnoreCase)) return h.Value;
             return null;
         }
+    }
+
+    /// <summary>What a send does while reconnecting and the offline queue is full.</summary>
+    public enum WsOfflinePolicy
+    {
+        /// <summary>Send throws WsException (WsError.WouldBlock); nothing is queued.</summary>
+        Refuse = 0,
+        /// <summary>The oldest queued messages are dropped.</summary>
+        DropOldest = 1,
+        /// <summary>The new message is dropped (the send returns; it never goes out).</summary>
+        DropNewest = 2,
+    }
+
+    /// <summary>
+    /// Reconnect after a drop, keeping the same WsConnection (WsClientOptions.Reconnect). Attempt
+    /// n waits a delay drawn uniformly from 0 to min(MaxDelay, InitialDelay * 2^(n-1)) (full
+    /// jitter). It stops after MaxAttempts attempts or MaxTime since the drop, on a close code
+    /// in StopCodes (added to 1002, 1003, 1007-1010), an HTTP status in StopStatuses (added to
+    /// 401 and 403), and never after Close/Abort/Dispose. Meanwhile sends wait in an offline
+    /// queue of OfflineQueueBytes (WhenFull when it is full). WsConnection.Reconnecting tells of
+    /// each attempt, Reconnected runs after each success before the queued messages go out (what
+    /// its handlers send goes first), ReconnectGaveUp when it stops (Closed follows).
+    /// </summary>
+    public sealed class WsReconnectPolicy
+    {
+        public TimeSpan InitialDelay { get; set; } = TimeSpan.FromMilliseconds(500);
+        public TimeSpan MaxDelay { get; set; } = TimeSpan.FromSeconds(30);
+        /// <summary>0: no limit.</summary>
+        public int MaxAttempts { get; set; }
+        /// <summary>Null: no limit.</summary>
+        public TimeSpan? MaxTime { get; set; }
+        public IList<int> StopCodes { get; } = new List<int>();
+        public IList<int> StopStatuses { get; } = new List<int>();
+        public long OfflineQueueBytes { get; set; } = 1 << 20;
+        public WsOfflinePolicy WhenFull { get; set; }
+
+        internal void Apply(ClientOptionsHandle o)
+        {
+            var p = CertNative.wsn_reconnect_policy_new();
+            try
+            {
+                Status.Check(CertNative.wsn_reconnect_policy_set_delays(p, WsClientOptions.Ms(InitialDelay, 0), WsClientOptions.Ms(MaxDelay, 0)));
+                Status.Check(CertNative.wsn_reconnect_policy_set_budget(p, checked((uint)MaxAttempts), WsClientOptions.Ms(MaxTime, 0)));
+                foreach (var c in StopCodes) Status.Check(CertNative.wsn_reconnect_policy_add_stop_code(p, checked((ushort)c)));
+                foreach (var s in StopStatuses) Status.Check(CertNative.wsn_reconnect_policy_add_stop_status(p, checked((ushort)s)));
+                Status.Check(CertNative.wsn_reconnect_policy_set_offline_queue(p, WsClientOptions.Size(OfflineQueueBytes), (uint)WhenFull));
+                Status.Check(CertNative.wsn_client_options_set_reconnect(o, p));
+            }
+            finally
+            {
+                CertNative.wsn_reconnect_policy_free(p);
+            }
+        }
+    }
+
+    /// <summary>A reconnect attempt about to start (WsConnection.Reconnecting).</summary>
+    public sealed class WsReconnectingEventArgs : EventArgs
+    {
+        internal WsReconnectingEventArgs(int attempt, TimeSpan delay, int closeCode, string error)
+        {
+            Attempt = attempt; Delay = delay; CloseCode = closeCode; Error = error;
+        }
+
+        /// <summary>The attempt's number, from 1 after each drop.</summary>
+        public int Attempt { get; }
+        /// <summary>How long it waits first.</summary>
+        public TimeSpan Delay { get; }
+        /// <summary>The close code of the connection that dropped (1006 for a failed attempt).</summary>
+        public int CloseCode { get; }
+        /// <summary>Why the last connection or attempt ended, or null.</summary>
+        public string Error { get; }
+    }
+
+    /// <summary>Reconnecting stopped (WsConnection.ReconnectGaveUp); Closed follows.</summary>
+    public sealed class WsReconnectGaveUpEventArgs : EventArgs
+    {
+        internal WsReconnectGaveUpEventArgs(int attempts, string error) { Attempts = attempts; Error = error; }
+
+        public int Attempts { get; }
+        public string Error { get; }
     }
 
     public static class WsCertificates

@@ -464,6 +464,29 @@ namespace WsNative
         internal Task OpenTask => _openTcs.Task;
 
         private WsHandshakeResponse _response;
+        private bool _everOpened;
+
+        /// <summary>With WsClientOptions.Reconnect: a reconnect attempt is about to start (the connection is Connecting; sends wait in the offline queue).</summary>
+        public event EventHandler<WsReconnectingEventArgs> Reconnecting;
+        /// <summary>With WsClientOptions.Reconnect: reconnected. Runs before the queued messages go out; what its handlers send goes first (authenticate, resubscribe).</summary>
+        public event EventHandler Reconnected;
+        /// <summary>With WsClientOptions.Reconnect: reconnecting stopped; Closed follows.</summary>
+        public event EventHandler<WsReconnectGaveUpEventArgs> ReconnectGaveUp;
+
+        private void OnReconnected()
+        {
+            var h = Reconnected;
+            if (h == null || _disposed != 0) return;
+            try { h(this, EventArgs.Empty); }
+            catch (Exception ex) { RaiseError(ex); }
+        }
+
+        private void Raise<TArgs>(EventHandler<TArgs> h, TArgs args)
+        {
+            if (h == null || _disposed != 0) return;
+            try { h(this, args); }
+            catch (Exception ex) { RaiseError(ex); }
+        }
 
         /// <summary>
         /// The server's answer to the upgrade (status 101 and its headers: a Set-Cookie, a
@@ -489,7 +512,18 @@ namespace WsNative
         {
             switch (e->Kind)
             {
-                case EventKind.Open: _response = CertNative.ReadResponse(conn); OnOpen(conn); break;
+                case EventKind.Open:
+                    if (_everOpened) { OnReconnected(); break; } // client-reach (issue 13): the reconnect hook
+                    _everOpened = true;
+                    _response = CertNative.ReadResponse(conn);
+                    OnOpen(conn);
+                    break;
+                case CertNative.EventReconnecting:
+                    Raise(Reconnecting, new WsReconnectingEventArgs((int)e->Attempt, TimeSpan.FromMilliseconds(e->DelayMs), e->CloseCode, Utf8.FromPtr(e->Error)));
+                    break;
+                case CertNative.EventReconnectGaveUp:
+                    Raise(ReconnectGaveUp, new WsReconnectGaveUpEventArgs((int)e->Attempt, Utf8.FromPtr(e->Error)));
+                    break;
                 case EventKind.Message: OnMessage(e); break;
                 case EventKind.Drain: OnDrain(e->SentId); break;
                 case EventKind.Close: if (_response == null) _response = CertNative.ReadResponse(conn); OnClose(e); break;

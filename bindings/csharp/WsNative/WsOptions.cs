@@ -86,8 +86,13 @@ namespace WsNative
         /// <summary>Extra headers of the proxy's CONNECT request (not of the WebSocket upgrade).</summary>
         public IList<KeyValuePair<string, string>> ProxyHeaders { get; } = new List<KeyValuePair<string, string>>();
 
+        // ---- client-reach (issue 13): reconnect ----
+        /// <summary>Reconnect after a drop with the same WsConnection (null: never, the default).</summary>
+        public WsReconnectPolicy Reconnect { get; set; }
+
         private void CertificatesToNative(ClientOptionsHandle o)
         {
+            if (Reconnect != null) Reconnect.Apply(o);
             if (Proxy != null) Status.Check(CertNative.wsn_client_options_set_proxy(o, Utf8.Z(Proxy)));
             if (UseEnvironmentProxy) Status.Check(CertNative.wsn_client_options_set_proxy_from_env(o, true));
             foreach (var h in ProxyHeaders) Status.Check(CertNative.wsn_client_options_add_proxy_header(o, Utf8.Z(h.Key), Utf8.Z(h.Value)));
