@@ -176,6 +176,9 @@ fn check_exact(
     Err(bad(C::NotValidForName))
 }
 
+/// The chain a server presented (DER, its own first) and the default verdict on it.
+pub(crate) type Seen = (Vec<Vec<u8>>, std::result::Result<(), rustls::Error>);
+
 /// The client's certificate verifier: the default validation (webpki against the trusted
 /// roots), certificates trusted exactly (CA files' own certificates, trusted certificates,
 /// fingerprints), and with an application check, the verdict kept for it (the handshake then
@@ -188,7 +191,7 @@ pub(crate) struct Verifier {
     defer: bool,
     provider: Arc<rustls::crypto::CryptoProvider>,
     /// The chain the server presented, and the default verdict on it.
-    seen: Mutex<Option<(Vec<Vec<u8>>, std::result::Result<(), rustls::Error>)>>,
+    seen: Mutex<Option<Seen>>,
 }
 
 impl Verifier {
@@ -220,7 +223,7 @@ impl Verifier {
     }
 
     /// The chain the server presented (DER, its own first) and the default verdict on it.
-    pub(crate) fn seen(&self) -> Option<(Vec<Vec<u8>>, std::result::Result<(), rustls::Error>)> {
+    pub(crate) fn seen(&self) -> Option<Seen> {
         self.seen.lock().unwrap_or_else(|p| p.into_inner()).clone()
     }
 }

@@ -25,13 +25,16 @@ struct REv {
     at: Instant,
 }
 
+/// Runs in each OPEN with the connection and the OPEN's number (1: the first).
+type OpenHook = Box<dyn Fn(*mut wsn_conn, usize) + Send + Sync>;
+
 /// Records a reconnecting client's events; `hook` runs in each OPEN (after the first: the
 /// reconnect hook).
 #[derive(Default)]
 struct RRec {
     events: Mutex<Vec<REv>>,
     changed: Condvar,
-    hook: Mutex<Option<Box<dyn Fn(*mut wsn_conn, usize) + Send + Sync>>>,
+    hook: Mutex<Option<OpenHook>>,
 }
 
 unsafe extern "C" fn rrecord(user: *mut c_void, conn: *mut wsn_conn, ev: *const wsn_event) {

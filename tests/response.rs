@@ -3,6 +3,10 @@
 //! chose), and of a refused upgrade in the CLOSE event. The peer is tokio-tungstenite's server,
 //! whose handshake callback adds headers or refuses; the request's own Cookie and Authorization
 //! (extra headers) reach it.
+#![allow(clippy::result_large_err)] // tungstenite's handshake callback returns its ErrorResponse
+
+/// The request headers a server saw.
+type SeenHeaders = Arc<Mutex<Vec<(String, String)>>>;
 
 mod common;
 
@@ -46,13 +50,7 @@ fn cstr_static(c: &'static CStr) -> *const std::ffi::c_char {
 
 /// A tokio-tungstenite server on loopback whose handshake callback decides; it records the
 /// request's Cookie and Authorization headers.
-fn foreign_server(
-    refuse: bool,
-) -> (
-    tokio::runtime::Runtime,
-    u16,
-    Arc<Mutex<Vec<(String, String)>>>,
-) {
+fn foreign_server(refuse: bool) -> (tokio::runtime::Runtime, u16, SeenHeaders) {
     let rt = foreign_runtime();
     let seen = Arc::new(Mutex::new(Vec::new()));
     let listener = rt

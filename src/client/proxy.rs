@@ -437,9 +437,9 @@ mod tests {
             ("ALL_PROXY", "socks5://all:4"),
             ("NO_PROXY", ".skip.example"),
         ]);
-        assert_eq!(from_env(&e, true, "h", 443).unwrap().unwrap().host, "lower");
-        assert_eq!(from_env(&e, false, "h", 80).unwrap().unwrap().host, "plain");
-        assert_eq!(from_env(&e, true, "a.skip.example", 443).unwrap(), None);
+        assert_eq!(from_env(e, true, "h", 443).unwrap().unwrap().host, "lower");
+        assert_eq!(from_env(e, false, "h", 80).unwrap().unwrap().host, "plain");
+        assert_eq!(from_env(e, true, "a.skip.example", 443).unwrap(), None);
         let all = env(&[("ALL_PROXY", "socks5://all:4")]);
         let p = from_env(all, true, "h", 443).unwrap().unwrap();
         assert_eq!((p.kind, p.port), (ProxyKind::Socks5, 4));
