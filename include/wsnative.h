@@ -289,6 +289,12 @@ typedef struct wsn_client_options wsn_client_options;
 typedef struct wsn_conn wsn_conn;
 
 /**
+ * A pool of pre-connected clients to one URL. Create with wsn_pool_new, free with
+ * wsn_pool_free.
+ */
+typedef struct wsn_pool wsn_pool;
+
+/**
  * An event queue: events of the connections registered with it (wsn_connect_queued,
  * wsn_server_listen_queued), taken with wsn_queue_poll on the application's own thread
  * instead of callbacks. Create with wsn_queue_new, free with wsn_queue_free.
@@ -1367,6 +1373,38 @@ wsn_status wsn_reconnect_policy_set_offline_queue(struct wsn_reconnect_policy *p
  * Errors: INVALID_ARGUMENT for NULL options. Thread: one thread at a time per options object.
  */
 wsn_status wsn_client_options_set_reconnect(struct wsn_client_options *options, const struct wsn_reconnect_policy *policy);
+
+/**
+ * Starts a pool that keeps `size` upgraded connections to `url` ready (reading paused until
+ * taken), so that wsn_pool_take hands one out without a round trip; each one taken, or lost
+ * while waiting, is replaced in the background (after failures, one at a time with a growing
+ * pause). `options` may be NULL and is copied (a reconnect policy is refused: take a
+ * connection and handle drops yourself). Ownership: the caller owns `*pool_out` and frees it
+ * with wsn_pool_free. Errors: INVALID_ARGUMENT (NULL url or pool_out, size 0, a bad URL or
+ * option), WSN_ERR_TLS (unreadable certificate files); `*pool_out` is untouched then.
+ * Thread: any.
+ */
+wsn_status wsn_pool_new(const char *url, const struct wsn_client_options *options, size_t size, struct wsn_pool **pool_out);
+
+/**
+ * Takes a ready connection: WSN_OK with an OPEN connection in `*conn_out`, whose events now go
+ * to `on_event` with `user_data`, starting with a WSN_EVENT_OPEN; it is the caller's, as from
+ * wsn_connect (free it with wsn_conn_free). WSN_ERR_WOULD_BLOCK when none is ready (connect
+ * with wsn_connect instead; the pool is filling). Errors: INVALID_ARGUMENT for NULL pool or
+ * conn_out. Thread: any.
+ */
+wsn_status wsn_pool_take(const struct wsn_pool *pool, wsn_event_cb on_event, void *user_data, struct wsn_conn **conn_out);
+
+/**
+ * Connections ready now (0 for NULL). Thread: any.
+ */
+size_t wsn_pool_ready(const struct wsn_pool *pool);
+
+/**
+ * Closes the ready connections (1001), stops replacing them and frees the pool. Connections
+ * already taken are not affected. NULL is ignored. Thread: any.
+ */
+void wsn_pool_free(struct wsn_pool *pool);
 
 /**
  * The client's own certificate for mutual TLS: a PEM file with the certificate chain (its

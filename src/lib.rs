@@ -16,6 +16,7 @@ mod shutdown;
 mod tls;
 
 pub use client::connect;
+pub use client::pool::Pool; // client-reach (issue 13)
 pub use connection::{
     check_close, check_close_code, CloseInfo, Conn, Delivery, Event, EventQueue, Handler,
     QueueTarget, Queued, State,

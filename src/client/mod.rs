@@ -1,6 +1,7 @@
 //! Outgoing connections: URL, DNS and TCP with a timeout, TLS, the client handshake.
 
 pub(crate) mod handshake;
+pub(crate) mod pool;
 pub(crate) mod proxy;
 pub(crate) mod reconnect;
 

@@ -1004,3 +1004,14 @@ impl Conn {
         }
     }
 }
+
+// --- client-reach (issue 13): the pool hands a ready connection to its new owner ---
+
+impl Conn {
+    /// Hands an open pooled connection to `delivery`: its events go there from now on, starting
+    /// with an `Open` (the one of the handshake went to the pool).
+    pub(crate) fn adopt_delivery(self: &Arc<Self>, delivery: Option<Delivery>) {
+        *self.delivery.lock().unwrap_or_else(|p| p.into_inner()) = delivery;
+        self.deliver(Event::Open);
+    }
+}

@@ -344,3 +344,96 @@ pub unsafe extern "C" fn wsn_client_options_set_reconnect(
         Ok(())
     })
 }
+
+// --- pool ---
+
+/// A pool of pre-connected clients to one URL. Create with wsn_pool_new, free with
+/// wsn_pool_free.
+pub struct wsn_pool {
+    inner: crate::client::pool::Pool,
+}
+
+/// Starts a pool that keeps `size` upgraded connections to `url` ready (reading paused until
+/// taken), so that wsn_pool_take hands one out without a round trip; each one taken, or lost
+/// while waiting, is replaced in the background (after failures, one at a time with a growing
+/// pause). `options` may be NULL and is copied (a reconnect policy is refused: take a
+/// connection and handle drops yourself). Ownership: the caller owns `*pool_out` and frees it
+/// with wsn_pool_free. Errors: INVALID_ARGUMENT (NULL url or pool_out, size 0, a bad URL or
+/// option), WSN_ERR_TLS (unreadable certificate files); `*pool_out` is untouched then.
+/// Thread: any.
+#[no_mangle]
+pub unsafe extern "C" fn wsn_pool_new(
+    url: *const c_char,
+    options: *const wsn_client_options,
+    size: usize,
+    pool_out: *mut *mut wsn_pool,
+) -> wsn_status {
+    status(|| {
+        let url = str_arg(url, "url")?;
+        if pool_out.is_null() {
+            return Err(Error::invalid("pool_out is NULL"));
+        }
+        let default = ClientOptions::default();
+        let opts = options.as_ref().map(|o| &o.inner).unwrap_or(&default);
+        let pool = crate::client::pool::Pool::new(url, opts, size)?;
+        *pool_out = Box::into_raw(Box::new(wsn_pool { inner: pool }));
+        Ok(())
+    })
+}
+
+/// Takes a ready connection: WSN_OK with an OPEN connection in `*conn_out`, whose events now go
+/// to `on_event` with `user_data`, starting with a WSN_EVENT_OPEN; it is the caller's, as from
+/// wsn_connect (free it with wsn_conn_free). WSN_ERR_WOULD_BLOCK when none is ready (connect
+/// with wsn_connect instead; the pool is filling). Errors: INVALID_ARGUMENT for NULL pool or
+/// conn_out. Thread: any.
+#[no_mangle]
+pub unsafe extern "C" fn wsn_pool_take(
+    pool: *const wsn_pool,
+    on_event: super::wsn_event_cb,
+    user_data: *mut std::ffi::c_void,
+    conn_out: *mut *mut wsn_conn,
+) -> wsn_status {
+    status(|| {
+        let p = pool
+            .as_ref()
+            .ok_or_else(|| Error::invalid("pool is NULL"))?;
+        if conn_out.is_null() {
+            return Err(Error::invalid("conn_out is NULL"));
+        }
+        let delivery = on_event.map(|cb| {
+            crate::connection::Delivery::Callback(std::sync::Arc::new(super::CHandler {
+                callback: cb,
+                user_data: user_data as usize,
+                server: false,
+                _release: None,
+            }))
+        });
+        match p.inner.take(delivery) {
+            Some(c) => {
+                *conn_out = std::sync::Arc::into_raw(c) as *mut wsn_conn;
+                Ok(())
+            }
+            None => Err(Error::new(
+                crate::error::ErrorKind::WouldBlock,
+                "no pooled connection is ready (the pool is filling): connect directly",
+            )),
+        }
+    })
+}
+
+/// Connections ready now (0 for NULL). Thread: any.
+#[no_mangle]
+pub unsafe extern "C" fn wsn_pool_ready(pool: *const wsn_pool) -> usize {
+    guard(|| pool.as_ref().map_or(0, |p| p.inner.ready()))
+}
+
+/// Closes the ready connections (1001), stops replacing them and frees the pool. Connections
+/// already taken are not affected. NULL is ignored. Thread: any.
+#[no_mangle]
+pub unsafe extern "C" fn wsn_pool_free(pool: *mut wsn_pool) {
+    guard(|| {
+        if !pool.is_null() {
+            drop(Box::from_raw(pool));
+        }
+    })
+}
