@@ -31,7 +31,7 @@ from ._convert import (  # client-reach (issue 13)
 )
 from ._core import configure
 from ._lib import LibraryNotFound
-from .client import Connection, connect
+from .client import Connection, Pool, connect
 from .errors import (
     ConnectError,
     ConnectionClosed,
@@ -79,6 +79,7 @@ __all__ = [
     "InvalidState",
     "LibraryNotFound",
     "OpenTimeout",
+    "Pool",
     "Reconnect",
     "ReconnectAttempt",
     "Request",

@@ -253,6 +253,20 @@ class NativeConn:
             raise from_status(rc)
         self._adopt(out.value)  # type: ignore[arg-type]  # c_void_p.value: not None once wsn_connect succeeded
 
+    def _take_from(self, pool: int) -> bool:
+        """client-reach (issue 13): takes a ready connection of a native pool (its events come
+        here, OPEN first); False when none is ready."""
+        cid = self._register()
+        out = c_void_p()
+        rc = N.wsn_pool_take(pool, event_cb, cid, byref(out))
+        if rc:
+            _targets.pop(cid, None)
+            if rc == N.ERR_WOULD_BLOCK_POOL:
+                return False
+            raise from_status(rc)
+        self._adopt(out.value)  # type: ignore[arg-type]  # set once wsn_pool_take succeeded
+        return True
+
     def __del__(self) -> None:
         ptr = self._ptr
         if ptr and not _exiting:

@@ -418,3 +418,10 @@ wsn_reconnect_policy_add_stop_status = _fn("wsn_reconnect_policy_add_stop_status
 wsn_reconnect_policy_set_offline_queue = _fn(
     "wsn_reconnect_policy_set_offline_queue", [_ptr, c_size_t, c_uint32], _status)
 wsn_client_options_set_reconnect = _fn("wsn_client_options_set_reconnect", [_ptr, _ptr], _status)
+
+# --- client-reach (issue 13): pool ---
+wsn_pool_new = _fn("wsn_pool_new", [c_char_p, _ptr, c_size_t, POINTER(c_void_p)], _status)
+wsn_pool_take = _fn("wsn_pool_take", [_ptr, wsn_event_cb, c_void_p, POINTER(c_void_p)], _status)
+wsn_pool_ready = _fn("wsn_pool_ready", [_ptr], c_size_t)
+wsn_pool_free = _fn("wsn_pool_free", [_ptr], None)
+ERR_WOULD_BLOCK_POOL = -12

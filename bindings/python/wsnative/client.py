@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ctypes
 import os
 import queue
 import threading
@@ -23,7 +24,7 @@ from ._convert import (
     open_failure,
 )
 from ._core import report
-from .errors import ConnectionClosedOK, WouldBlock
+from .errors import ConnectionClosedOK, InvalidState, WouldBlock, from_status
 
 __all__ = ["Connection", "connect"]
 
@@ -287,3 +288,54 @@ def connect(
     if not conn._was_open:
         raise open_failure(conn._close_info, conn._response)  # type: ignore[arg-type]  # set before CLOSE sets _opened
     return conn
+
+
+class Pool:
+    """Keeps ``size`` connections to ``url`` open and ready (client-reach, issue 13), so that
+    ``take()`` hands one out without the connect and upgrade round trips; each one taken is
+    replaced in the background. ``options``: the keyword arguments of the connection options
+    (headers, subprotocols, ca_file, proxy, client_cert, ...). Close it (or use ``with``) to close
+    the connections still waiting.
+    """
+
+    def __init__(self, url: str, size: int = 4, **options: Any) -> None:
+        options.setdefault("manual_ack", True)
+        opts = client_options(**options)
+        out = ctypes.c_void_p()
+        try:
+            rc = N.wsn_pool_new(url.encode("utf-8"), opts, int(size), ctypes.byref(out))
+        finally:
+            N.wsn_client_options_free(opts)
+        if rc:
+            raise from_status(rc)
+        self._ptr: int | None = out.value
+
+    @property
+    def ready(self) -> int:
+        """Connections ready now."""
+        return int(N.wsn_pool_ready(self._ptr)) if self._ptr else 0
+
+    def take(self) -> Connection | None:
+        """An open Connection at once, or None when none is ready (connect directly then)."""
+        if not self._ptr:
+            raise InvalidState("the pool is closed")
+        conn = Connection()
+        if not conn._take_from(self._ptr):
+            return None
+        conn._opened.wait()  # the OPEN event is already on its way
+        return conn
+
+    def close(self) -> None:
+        """Closes the connections still waiting (1001); taken ones are not affected."""
+        ptr, self._ptr = self._ptr, None
+        if ptr:
+            N.wsn_pool_free(ptr)
+
+    def __enter__(self) -> Pool:
+        return self
+
+    def __exit__(self, t: type[BaseException] | None, v: BaseException | None, tb: TracebackType | None) -> None:
+        self.close()
+
+    def __del__(self) -> None:
+        self.close()
