@@ -102,6 +102,19 @@ namespace WsNative.Native
         [DllImport(NativeMethods.Lib, CallingConvention = CallingConvention.Cdecl)]
         internal static extern int wsn_client_options_set_reconnect(ClientOptionsHandle o, IntPtr p);
 
+        // pool
+        [DllImport(NativeMethods.Lib, CallingConvention = CallingConvention.Cdecl)]
+        internal static extern int wsn_pool_new(byte[] urlZ, ClientOptionsHandle options, UIntPtr size, out IntPtr poolOut);
+
+        [DllImport(NativeMethods.Lib, CallingConvention = CallingConvention.Cdecl)]
+        internal static extern int wsn_pool_take(IntPtr pool, EventCallback onEvent, IntPtr userData, out IntPtr connOut);
+
+        [DllImport(NativeMethods.Lib, CallingConvention = CallingConvention.Cdecl)]
+        internal static extern UIntPtr wsn_pool_ready(IntPtr pool);
+
+        [DllImport(NativeMethods.Lib, CallingConvention = CallingConvention.Cdecl)]
+        internal static extern void wsn_pool_free(IntPtr pool);
+
         [DllImport(NativeMethods.Lib, CallingConvention = CallingConvention.Cdecl)]
         internal static extern int wsn_cert_fingerprint_sha256(byte[] der, UIntPtr len, byte[] output, UIntPtr outLen);
 
@@ -268,6 +281,56 @@ namespace WsNative
 
         public int Attempts { get; }
         public string Error { get; }
+    }
+
+    /// <summary>
+    /// Keeps Size connections to one URL open and ready, so that TryTake hands one out without
+    /// the connect and upgrade round trips; each one taken is replaced in the background.
+    /// Dispose closes the connections still waiting (1001); taken ones are not affected.
+    /// </summary>
+    public sealed class WsPool : IDisposable
+    {
+        private IntPtr _pool;
+        private readonly object _lock = new object();
+
+        public WsPool(Uri uri, int size, WsClientOptions options = null)
+        {
+            if (uri == null) throw new ArgumentNullException(nameof(uri));
+            MonoExit.Ensure();
+            using (var o = (options ?? new WsClientOptions()).ToNative())
+                Status.Check(CertNative.wsn_pool_new(Utf8.Z(uri.AbsoluteUri), o, WsClientOptions.Size(size), out _pool));
+        }
+
+        /// <summary>Connections ready now.</summary>
+        public int Ready
+        {
+            get { lock (_lock) return _pool == IntPtr.Zero ? 0 : (int)CertNative.wsn_pool_ready(_pool).ToUInt64(); }
+        }
+
+        /// <summary>
+        /// An open connection at once, or null when none is ready (connect with WsClient then).
+        /// <paramref name="onOpen"/> runs on the callback thread before any message is delivered:
+        /// subscribe to events there to see every message.
+        /// </summary>
+        public WsConnection TryTake(Action<WsConnection> onOpen = null)
+        {
+            lock (_lock)
+            {
+                if (_pool == IntPtr.Zero) throw new ObjectDisposedException(nameof(WsPool));
+                var conn = new WsConnection(null, onOpen);
+                return conn.StartTake(_pool) ? conn : null;
+            }
+        }
+
+        public void Dispose()
+        {
+            lock (_lock)
+            {
+                if (_pool == IntPtr.Zero) return;
+                CertNative.wsn_pool_free(_pool);
+                _pool = IntPtr.Zero;
+            }
+        }
     }
 
     public static class WsCertificates

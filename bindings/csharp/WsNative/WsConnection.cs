@@ -463,6 +463,28 @@ namespace WsNative
 
         internal Task OpenTask => _openTcs.Task;
 
+        /// <summary>client-reach (issue 13): takes a ready connection of a native pool; false when none is ready.</summary>
+        internal bool StartTake(IntPtr pool)
+        {
+            MonoExit.Ensure();
+            _openTcs = NewTcs<bool>();
+            var gch = GCHandle.Alloc(this, GCHandleType.Weak);
+            lock (_lock) RootLocked(); // until the open or close event
+            IntPtr conn;
+            int st = CertNative.wsn_pool_take(pool, Trampolines.ClientEvent, GCHandle.ToIntPtr(gch), out conn);
+            if (st != Status.Ok)
+            {
+                gch.Free();
+                lock (_lock) UnrootAllLocked();
+                if (st == (int)WsError.WouldBlock) return false;
+                throw Status.Error(st);
+            }
+            wsn_conn_set_release_hook(conn, Trampolines.Release, GCHandle.ToIntPtr(gch)); // frees gch
+            _handle = new ConnHandle(conn);
+            _handleReady.Set();
+            return true;
+        }
+
         private WsHandshakeResponse _response;
         private bool _everOpened;
 
