@@ -398,6 +398,8 @@ wsn_client_options_add_proxy_header = _fn("wsn_client_options_add_proxy_header",
 # --- client-reach (issue 13): the handshake response ---
 # uint16_t wsn_conn_get_response_status(const wsn_conn *conn);
 wsn_conn_get_response_status = _fn("wsn_conn_get_response_status", [_ptr], c_uint16)
+# const char *wsn_conn_get_response_header(const wsn_conn *conn, const char *name);
+wsn_conn_get_response_header = _fn("wsn_conn_get_response_header", [_ptr, c_char_p], c_char_p)
 # size_t wsn_conn_get_response_header_count(const wsn_conn *conn);
 wsn_conn_get_response_header_count = _fn("wsn_conn_get_response_header_count", [_ptr], c_size_t)
 # const char *wsn_conn_get_response_header_name(const wsn_conn *conn, size_t index);
