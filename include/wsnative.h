@@ -76,6 +76,23 @@
 #define WSN_STATS_VERSION 1
 
 /**
+ * wsn_reconnect_policy_set_offline_queue: a send to a full offline queue fails with
+ * WSN_ERR_WOULD_BLOCK (the default).
+ */
+#define WSN_OFFLINE_REFUSE 0
+
+/**
+ * wsn_reconnect_policy_set_offline_queue: the oldest queued messages are dropped for the new one.
+ */
+#define WSN_OFFLINE_DROP_OLDEST 1
+
+/**
+ * wsn_reconnect_policy_set_offline_queue: the new message is dropped (the send still returns
+ * its id, and it never goes out).
+ */
+#define WSN_OFFLINE_DROP_NEWEST 2
+
+/**
  * Result of a call: WSN_OK (0) or a negative error; wsn_last_error() then says why.
  */
 enum wsn_status
@@ -175,6 +192,19 @@ enum wsn_event_kind
    * `sent_id` was handed to the kernel. The time to send more, or to complete awaited sends.
    */
   WSN_EVENT_DRAIN = 4,
+  /**
+   * client-reach (issue 13), with a reconnect policy only: the connection dropped (or a
+   * reconnect attempt failed) and attempt `attempt` starts in `delay_ms`; `close_code`,
+   * `error`, `error_status`, `http_status` say why the last connection or attempt ended.
+   * The state is CONNECTING; sends go to the offline queue. An OPEN follows when an
+   * attempt succeeds (messages it sends go out before the offline queue).
+   */
+  WSN_EVENT_RECONNECTING = 5,
+  /**
+   * client-reach (issue 13): reconnecting stopped (the budget is spent, or a stop code or
+   * HTTP status came): `attempt` attempts were made, `error` says why. The CLOSE follows.
+   */
+  WSN_EVENT_RECONNECT_GAVE_UP = 6,
 };
 #ifndef __cplusplus
 #if __STDC_VERSION__ >= 202311L
@@ -317,11 +347,24 @@ typedef struct wsn_client_options wsn_client_options;
 typedef struct wsn_conn wsn_conn;
 
 /**
+ * A pool of pre-connected clients to one URL. Create with wsn_pool_new, free with
+ * wsn_pool_free.
+ */
+typedef struct wsn_pool wsn_pool;
+
+/**
  * An event queue: events of the connections registered with it (wsn_connect_queued,
  * wsn_server_listen_queued), taken with wsn_queue_poll on the application's own thread
  * instead of callbacks. Create with wsn_queue_new, free with wsn_queue_free.
  */
 typedef struct wsn_queue wsn_queue;
+
+/**
+ * A reconnect policy for wsn_client_options_set_reconnect. Create with
+ * wsn_reconnect_policy_new, free with wsn_reconnect_policy_free. Not thread-safe: configure
+ * from one thread at a time.
+ */
+typedef struct wsn_reconnect_policy wsn_reconnect_policy;
 
 /**
  * An upgrade request, seen by the accept callback. Valid only during that callback; every
@@ -392,6 +435,15 @@ typedef struct wsn_event {
    * them); 0 for the other events.
    */
   uint64_t sent_id;
+  /**
+   * RECONNECTING: the attempt about to start (1 after each drop); RECONNECT_GAVE_UP: the
+   * attempts made. 0 for the other events.
+   */
+  uint32_t attempt;
+  /**
+   * RECONNECTING: the delay before that attempt, in milliseconds (full jitter). 0 otherwise.
+   */
+  uint32_t delay_ms;
 } wsn_event;
 
 /**
@@ -601,6 +653,25 @@ typedef struct wsn_server_stats {
    */
   uint64_t closed_total;
 } wsn_server_stats;
+
+/**
+ * The application's check of a server certificate, which has the last word. `host` is the
+ * name connected to; `certs[i]` (`cert_lens[i]` bytes, DER) are the certificates the server
+ * sent, its own first, `count` of them; `default_error` is NULL when the default validation
+ * (roots, CA files, trusted certificates) accepted them, otherwise why it refused them, in
+ * words. Return true to accept the server, false to refuse it (the connection then ends with
+ * WSN_ERR_TLS naming the check). Everything passed is borrowed until the callback returns.
+ * Runs on a wsnative callback thread after the TLS handshake and before the upgrade request
+ * is sent, so no header or message of the application reaches a server it refuses (a client
+ * certificate, if set, was already presented). It must not unwind into wsnative.
+ *
+ * WARNING: returning true whatever `default_error` says turns certificate validation off:
+ * anyone on the network path can then impersonate the server, read and change everything.
+ * Do that for nothing but a test. Accept only what you checked: a pinned fingerprint, a
+ * certificate of your own private CA; and prefer wsn_client_options_add_trusted_cert_file
+ * or wsn_client_options_add_trusted_fingerprint, which keep the name and date checks.
+ */
+typedef bool (*wsn_cert_check_cb)(void *user_data, const char *host, const uint8_t *const *certs, const size_t *cert_lens, size_t count, const char *default_error);
 
 #ifdef __cplusplus
 extern "C" {
@@ -1505,6 +1576,14 @@ wsn_status wsn_request_reject(struct wsn_request *request, uint16_t http_status,
 wsn_status wsn_request_accept_and_close(struct wsn_request *request, uint16_t code, const char *reason);
 
 /**
+ * The subject of the client certificate the server verified (wsn_server_options_set_client_auth),
+ * e.g. "CN=alice, O=Example"; NULL when the client presented none (or for NULL).
+ * Thread: only inside the accept callback that was given `request`; a returned string is
+ * borrowed until that callback returns.
+ */
+const char *wsn_request_get_peer_cert_subject(const struct wsn_request *request);
+
+/**
  * Sets the connection's session deadline: `after_ms` milliseconds from now the connection is
  * closed with `code` and `reason` (for example 4401 "session expired"; `reason` may be NULL,
  * at most 123 bytes). Calling it again replaces the deadline; `after_ms` 0 clears it (no
@@ -1635,6 +1714,249 @@ size_t wsn_server_get_refusals(const struct wsn_server *server, uint16_t *status
  * NULL server. Thread: any.
  */
 size_t wsn_server_get_closes(const struct wsn_server *server, uint16_t *codes, uint64_t *counts, size_t capacity);
+
+/**
+ * Connects through a proxy: `http://[user:password@]host[:port]` (HTTP CONNECT, port 80 by
+ * default, the user and password sent as Basic `Proxy-Authorization`) or
+ * `socks5://[user:password@]host[:port]` (SOCKS5, port 1080 by default, the host name resolved
+ * by the proxy; `socks5h://` is the same). A bare `host:port` is an HTTP proxy. User and
+ * password are percent-decoded. Works for ws:// and wss:// (TLS runs end to end through the
+ * tunnel). A refusal ends the connection with WSN_ERR_HANDSHAKE naming the proxy and, for
+ * HTTP, its status in the CLOSE event's http_status (407, 403, 502). NULL removes the proxy.
+ * Wins over wsn_client_options_set_proxy_from_env. Default: none (direct connections).
+ * Errors: INVALID_ARGUMENT for NULL options, invalid UTF-8 or an invalid proxy URL (https://
+ * proxies are not supported).
+ * Thread: one thread at a time per options object. Strings are copied; the caller keeps its own.
+ */
+wsn_status wsn_client_options_set_proxy(struct wsn_client_options *options, const char *proxy_url);
+
+/**
+ * With `enabled` true, each connect reads its proxy from the environment, as curl does:
+ * `https_proxy`/`HTTPS_PROXY` for wss://, `http_proxy`/`HTTP_PROXY` for ws://, else
+ * `all_proxy`/`ALL_PROXY` (lower case first); `no_proxy`/`NO_PROXY` lists hosts to reach
+ * directly: `*`, host names (with their subdomains; `.example.com` the same), IP addresses and
+ * CIDR blocks (`10.0.0.0/8`), each optionally with `:port`. A proxy set with
+ * wsn_client_options_set_proxy wins. An invalid proxy URL in the environment fails wsn_connect
+ * with INVALID_ARGUMENT naming the variable. Default: false (the environment is not read).
+ * Errors: INVALID_ARGUMENT for NULL.
+ * Thread: one thread at a time per options object.
+ */
+wsn_status wsn_client_options_set_proxy_from_env(struct wsn_client_options *options, bool enabled);
+
+/**
+ * Adds a header to the HTTP CONNECT request sent to a proxy (not to the WebSocket server):
+ * a proxy's own authentication token, for example. Errors: INVALID_ARGUMENT for NULL, invalid
+ * UTF-8, or a name or value HTTP does not allow.
+ * Thread: one thread at a time per options object. Strings are copied; the caller keeps its own.
+ */
+wsn_status wsn_client_options_add_proxy_header(struct wsn_client_options *options, const char *name, const char *value);
+
+/**
+ * The HTTP status of the server's answer to this client's upgrade: 101 from the OPEN event on;
+ * in the CLOSE event of a refused upgrade, the refusal's status (as the event's http_status).
+ * 0 when there was no answer (server connections, a failure before the server answered, NULL).
+ * Thread: any; the response is set before the OPEN or CLOSE event and never changes.
+ */
+uint16_t wsn_conn_get_response_status(const struct wsn_conn *conn);
+
+/**
+ * The value of the first header called `name` (case-insensitive) of the server's answer to the
+ * upgrade (a `Set-Cookie`, a header of the server's choosing), or NULL when absent, when there
+ * was no answer, or for NULL arguments. Ownership: borrowed, valid until wsn_conn_free.
+ * Thread: any, from the OPEN event (or the CLOSE event of a refused upgrade) on.
+ */
+const char *wsn_conn_get_response_header(const struct wsn_conn *conn, const char *name);
+
+/**
+ * The number of headers of the server's answer to the upgrade (0 when none, or for NULL).
+ * Thread: any, from the OPEN event (or the CLOSE event of a refused upgrade) on.
+ */
+size_t wsn_conn_get_response_header_count(const struct wsn_conn *conn);
+
+/**
+ * The name of response header `index` (0-based, in the order sent), or NULL when out of range.
+ * Ownership: borrowed, valid until wsn_conn_free. Thread: any.
+ */
+const char *wsn_conn_get_response_header_name(const struct wsn_conn *conn, size_t index);
+
+/**
+ * The value of response header `index` (0-based, in the order sent), or NULL when out of
+ * range. Ownership: borrowed, valid until wsn_conn_free. Thread: any.
+ */
+const char *wsn_conn_get_response_header_value(const struct wsn_conn *conn, size_t index);
+
+/**
+ * A new reconnect policy with the defaults: backoff with full jitter on every attempt (the
+ * delay of attempt n drawn uniformly from 0 to min(30000 ms, 500 ms * 2^(n-1))), no limit on
+ * attempts or time, stop on close codes 1002, 1003, 1007, 1008, 1009, 1010 and on HTTP 401
+ * and 403, an offline queue of 1 MiB that refuses when full.
+ * Ownership: the caller frees it with wsn_reconnect_policy_free. Never NULL. Thread: any.
+ */
+struct wsn_reconnect_policy *wsn_reconnect_policy_new(void);
+
+/**
+ * Frees a policy. NULL is ignored. Options it was given to keep their copy. Thread: any.
+ */
+void wsn_reconnect_policy_free(struct wsn_reconnect_policy *policy);
+
+/**
+ * The backoff: attempt n waits a delay drawn uniformly from 0 to
+ * min(max_ms, initial_ms * 2^(n-1)) (full jitter: reconnects after a server restart spread out
+ * instead of arriving together). Defaults 500 and 30000.
+ * Errors: INVALID_ARGUMENT for NULL, 0, or initial_ms over max_ms.
+ * Thread: one thread at a time per policy.
+ */
+wsn_status wsn_reconnect_policy_set_delays(struct wsn_reconnect_policy *policy_, uint32_t initial_ms, uint32_t max_ms);
+
+/**
+ * The retry budget after each drop: at most `max_attempts` attempts (0: no limit) and no
+ * attempt starting later than `max_total_ms` after the drop (0: no limit). When it is spent:
+ * WSN_EVENT_RECONNECT_GAVE_UP, then the CLOSE. Defaults 0 and 0.
+ * Errors: INVALID_ARGUMENT for NULL. Thread: one thread at a time per policy.
+ */
+wsn_status wsn_reconnect_policy_set_budget(struct wsn_reconnect_policy *policy_, uint32_t max_attempts, uint32_t max_total_ms);
+
+/**
+ * Adds a close code (from the server, or this side's failure code) that stops reconnecting:
+ * an application's "not allowed" code such as 4001. Errors: INVALID_ARGUMENT for NULL or a code
+ * outside 1000-4999. Thread: one thread at a time per policy.
+ */
+wsn_status wsn_reconnect_policy_add_stop_code(struct wsn_reconnect_policy *policy_, uint16_t code);
+
+/**
+ * Adds an HTTP status of a refused upgrade (or a proxy's refusal) that stops reconnecting
+ * (401 and 403 are there by default). Errors: INVALID_ARGUMENT for NULL or a status outside
+ * 100-599. Thread: one thread at a time per policy.
+ */
+wsn_status wsn_reconnect_policy_add_stop_status(struct wsn_reconnect_policy *policy_, uint16_t http_status);
+
+/**
+ * The offline queue: while reconnecting, sends are queued for the next connection up to
+ * `max_bytes` (default 1 MiB); past it, `when_full` decides: WSN_OFFLINE_REFUSE (the send
+ * fails with WSN_ERR_WOULD_BLOCK, the default), WSN_OFFLINE_DROP_OLDEST or
+ * WSN_OFFLINE_DROP_NEWEST. Messages that were on their way when the connection dropped are
+ * not sent again (WebSocket has no acknowledgements). Errors: INVALID_ARGUMENT for NULL, 0
+ * bytes or an unknown policy. Thread: one thread at a time per policy.
+ */
+wsn_status wsn_reconnect_policy_set_offline_queue(struct wsn_reconnect_policy *policy_, size_t max_bytes, uint32_t when_full);
+
+/**
+ * Makes connections reconnect (a copy of `policy`; NULL: never reconnect, the default). The
+ * handle stays the same across reconnects: after a drop (not after wsn_conn_close,
+ * wsn_conn_abort or wsn_conn_free, and not on a stop code or status) the connection delivers
+ * WSN_EVENT_RECONNECTING, is CONNECTING (sends wait in the offline queue), and on success
+ * delivers WSN_EVENT_OPEN again: the reconnect hook. In callback mode, messages the OPEN
+ * callback sends go out first, then the offline queue, once the callback returned (at most
+ * the handshake timeout later). The CLOSE event comes once, at the very end. The negotiated
+ * subprotocol, extensions and handshake response stay those of the first connection.
+ * Errors: INVALID_ARGUMENT for NULL options. Thread: one thread at a time per options object.
+ */
+wsn_status wsn_client_options_set_reconnect(struct wsn_client_options *options, const struct wsn_reconnect_policy *policy);
+
+/**
+ * Starts a pool that keeps `size` upgraded connections to `url` ready (reading paused until
+ * taken), so that wsn_pool_take hands one out without a round trip; each one taken, or lost
+ * while waiting, is replaced in the background (after failures, one at a time with a growing
+ * pause). `options` may be NULL and is copied (a reconnect policy is refused: take a
+ * connection and handle drops yourself). Ownership: the caller owns `*pool_out` and frees it
+ * with wsn_pool_free. Errors: INVALID_ARGUMENT (NULL url or pool_out, size 0, a bad URL or
+ * option), WSN_ERR_TLS (unreadable certificate files); `*pool_out` is untouched then.
+ * Thread: any.
+ */
+wsn_status wsn_pool_new(const char *url, const struct wsn_client_options *options, size_t size, struct wsn_pool **pool_out);
+
+/**
+ * Takes a ready connection: WSN_OK with an OPEN connection in `*conn_out`, whose events now go
+ * to `on_event` with `user_data`, starting with a WSN_EVENT_OPEN; it is the caller's, as from
+ * wsn_connect (free it with wsn_conn_free). WSN_ERR_WOULD_BLOCK when none is ready (connect
+ * with wsn_connect instead; the pool is filling). Errors: INVALID_ARGUMENT for NULL pool or
+ * conn_out. Thread: any.
+ */
+wsn_status wsn_pool_take(const struct wsn_pool *pool, wsn_event_cb on_event, void *user_data, struct wsn_conn **conn_out);
+
+/**
+ * Connections ready now (0 for NULL). Thread: any.
+ */
+size_t wsn_pool_ready(const struct wsn_pool *pool);
+
+/**
+ * Closes the ready connections (1001), stops replacing them and frees the pool. Connections
+ * already taken are not affected. NULL is ignored. Thread: any.
+ */
+void wsn_pool_free(struct wsn_pool *pool);
+
+/**
+ * The client's own certificate for mutual TLS: a PEM file with the certificate chain (its
+ * own certificate first, then any intermediates) and a PEM file with its private key
+ * (PKCS#8, PKCS#1 or SEC1). Presented when a server asks for one; both files are read at
+ * connect time (an unreadable file, or a key that does not match, fails wsn_connect with
+ * WSN_ERR_TLS). Replaces an earlier client certificate. Default: none.
+ * Errors: INVALID_ARGUMENT for NULL or invalid UTF-8.
+ * Thread: one thread at a time per options object. Strings are copied; the caller keeps its own.
+ */
+wsn_status wsn_client_options_set_client_cert_files(struct wsn_client_options *options, const char *chain_pem_path, const char *key_pem_path);
+
+/**
+ * As wsn_client_options_set_client_cert_files, with the PEM text itself (for a key kept in a
+ * secret store rather than a file). Both texts are copied; they are parsed at connect time.
+ * Errors: INVALID_ARGUMENT for NULL or invalid UTF-8.
+ * Thread: one thread at a time per options object. Strings are copied; the caller keeps its own.
+ */
+wsn_status wsn_client_options_set_client_cert_pem(struct wsn_client_options *options, const char *chain_pem, const char *key_pem);
+
+/**
+ * Trusts the certificates of a PEM file exactly as they are, for development (a self-signed
+ * server) and pinning: a server presenting one of them is accepted whoever issued it; its
+ * name and dates are still checked (the name against subjectAltName, or the subject's CN
+ * when it has none, as OpenSSL does). Added to the roots (wsn_client_options_set_tls_roots):
+ * with WSN_TLS_ROOTS_NONE and no CA file, only these certificates are accepted (pinning).
+ * Read at connect time (a bad file fails wsn_connect with WSN_ERR_TLS).
+ * Errors: INVALID_ARGUMENT for NULL or invalid UTF-8.
+ * Thread: one thread at a time per options object. Strings are copied; the caller keeps its own.
+ */
+wsn_status wsn_client_options_add_trusted_cert_file(struct wsn_client_options *options, const char *pem_path);
+
+/**
+ * Trusts exactly the server certificate whose SHA-256 fingerprint (of its DER encoding) is
+ * `sha256_hex`: 64 hex digits, with or without ':' between bytes, as
+ * `openssl x509 -noout -fingerprint -sha256 -in cert.pem` prints it. As
+ * wsn_client_options_add_trusted_cert_file otherwise (name and dates still checked).
+ * Errors: INVALID_ARGUMENT for NULL, invalid UTF-8, or not a SHA-256 fingerprint.
+ * Thread: one thread at a time per options object. Strings are copied; the caller keeps its own.
+ */
+wsn_status wsn_client_options_add_trusted_fingerprint(struct wsn_client_options *options, const char *sha256_hex);
+
+/**
+ * Sets the application's certificate check (see wsn_cert_check_cb and its warning); NULL
+ * removes it (the default). `user_data` is passed to it and must stay valid while a
+ * connection made with these options may still be connecting (until its OPEN or CLOSE).
+ * Errors: INVALID_ARGUMENT for NULL options.
+ * Thread: one thread at a time per options object.
+ */
+wsn_status wsn_client_options_set_cert_check(struct wsn_client_options *options, wsn_cert_check_cb check, void *user_data);
+
+/**
+ * Asks clients for a certificate (mutual TLS) and verifies it against the CA certificates of
+ * the PEM file `ca_pem_path` (read at listen time: a bad file fails wsn_server_listen with
+ * WSN_ERR_TLS). With `required` true, a client without a valid certificate is refused during
+ * TLS (it sees an error naming the missing certificate); with false, a client may come
+ * without one, and one it presents must still verify. The accept callback reads the verified
+ * certificate's subject with wsn_request_get_peer_cert_subject. Needs
+ * wsn_server_options_set_tls. Default: client certificates are not asked for. Calling it
+ * again adds the file's CAs and sets `required` anew.
+ * Errors: INVALID_ARGUMENT for NULL or invalid UTF-8.
+ * Thread: one thread at a time per options object. Strings are copied; the caller keeps its own.
+ */
+wsn_status wsn_server_options_set_client_auth(struct wsn_server_options *options, const char *ca_pem_path, bool required);
+
+/**
+ * Formats a SHA-256 fingerprint of the DER certificate `der` (`len` bytes) into `out`
+ * (at least 96 bytes: 95 characters "AB:CD:..." and a NUL), the form
+ * wsn_client_options_add_trusted_fingerprint takes; for a certificate check callback that
+ * pins one. Errors: INVALID_ARGUMENT for NULL or `out_len` under 96.
+ * Thread: any.
+ */
+wsn_status wsn_cert_fingerprint_sha256(const uint8_t *der, size_t len, char *out, size_t out_len);
 
 #ifdef __cplusplus
 }  // extern "C"

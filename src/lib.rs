@@ -19,6 +19,7 @@ mod shutdown;
 mod tls;
 
 pub use client::connect;
+pub use client::pool::Pool; // client-reach (issue 13)
 pub use connection::{
     check_close, check_close_code, CloseInfo, Conn, Delivery, Event, EventQueue, Handler,
     QueueTarget, Queued, State,
@@ -29,6 +30,13 @@ pub use options::{
     ClientOptions, ConnectionSettings, Heartbeat, PendingHandshakePolicy, SendQueuePolicy,
     ServerOptions, TlsRoots,
 };
+// client-reach (issue 13): certificates
+pub use options::{
+    parse_fingerprint, CertCheck, CertCheckHook, CertCheckInfo, ClientAuth, Identity, Pem,
+};
+// client-reach (issue 13): proxies, the handshake response
+pub use connection::HandshakeResponse;
+pub use options::{OfflinePolicy, Proxy, ProxyKind, ReconnectPolicy};
 pub use runtime::set_io_threads;
 pub use server::{AcceptHook, Decision, HttpHandler, HttpHandlerRef, Request, Response, Server};
 // Operations (issue 15 §3): deadlines, tags, broadcast, drain, stats.

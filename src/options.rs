@@ -125,6 +125,27 @@ pub struct ClientOptions {
     pub ca_files: Vec<PathBuf>,
     /// Settings of the connection once open.
     pub conn: ConnectionSettings,
+    // --- client-reach (issue 13): certificates ---
+    /// The client's own certificate chain and key, presented when a server asks (mutual TLS).
+    pub client_cert: Option<Identity>,
+    /// Certificates trusted exactly as they are (PEM), whoever issued them: the issuer is not
+    /// checked, the name and dates are. For development and pinning.
+    pub trusted_certs: Vec<Pem>,
+    /// SHA-256 fingerprints of certificates trusted exactly (as `trusted_certs`).
+    pub trusted_fingerprints: Vec<[u8; 32]>,
+    /// The application's own check of the server's certificate, which has the last word.
+    pub cert_check: Option<CertCheckHook>,
+    // --- client-reach (issue 13): proxies ---
+    /// Connect through this proxy (HTTP CONNECT or SOCKS5). Wins over `proxy_from_env`.
+    pub proxy: Option<Proxy>,
+    /// Read the proxy from the environment at connect time (`HTTPS_PROXY` for wss://,
+    /// `HTTP_PROXY` for ws://, then `ALL_PROXY`; lower case first; `NO_PROXY` exempts hosts).
+    pub proxy_from_env: bool,
+    /// Extra headers of an HTTP CONNECT request (not of the upgrade request).
+    pub proxy_headers: Vec<(String, String)>,
+    // --- client-reach (issue 13): reconnect ---
+    /// Reconnect when the connection drops, keeping the same handle. Default: none.
+    pub reconnect: Option<ReconnectPolicy>,
 }
 
 impl Default for ClientOptions {
@@ -138,6 +159,14 @@ impl Default for ClientOptions {
             tls_roots: TlsRoots::Bundled,
             ca_files: Vec::new(),
             conn: ConnectionSettings::default(),
+            client_cert: None,
+            trusted_certs: Vec::new(),
+            trusted_fingerprints: Vec::new(),
+            cert_check: None,
+            proxy: None,
+            proxy_from_env: false,
+            proxy_headers: Vec::new(),
+            reconnect: None,
         }
     }
 }
@@ -163,6 +192,9 @@ pub struct ServerOptions {
     pub drain_timeout: Duration,
     /// Settings of each accepted connection.
     pub conn: ConnectionSettings,
+    // --- client-reach (issue 13): certificates ---
+    /// Client certificates (mutual TLS): verified against these CAs; `None`: not asked for.
+    pub client_auth: Option<ClientAuth>,
     // --- srv-defense: handshake admission and plain HTTP (issue 15 §2, §3.5) ---
     /// Most handshakes in progress at once (accepted TCP connections whose upgrade is not
     /// answered yet). Default 256; zero: no limit.
@@ -198,6 +230,7 @@ impl Default for ServerOptions {
             tls: None,
             drain_timeout: Duration::from_secs(5),
             conn: ConnectionSettings::default(),
+            client_auth: None,
             max_pending_handshakes: 256,
             max_pending_handshakes_per_ip: 32,
             pending_handshake_policy: PendingHandshakePolicy::DropOldest,
@@ -298,6 +331,13 @@ impl ClientOptions {
         if let Some(o) = &self.origin {
             check_header("Origin", o)?;
         }
+        // client-reach (issue 13)
+        for (n, v) in &self.proxy_headers {
+            check_header(n, v)?;
+        }
+        if let Some(r) = &self.reconnect {
+            r.validate()?;
+        }
         self.conn.validate()
     }
 }
@@ -310,6 +350,389 @@ impl ServerOptions {
         for p in &self.subprotocols {
             check_subprotocol(p)?;
         }
+        // client-reach (issue 13)
+        if self.client_auth.is_some() && self.tls.is_none() {
+            return Err(Error::invalid(
+                "client certificates need TLS: set the server's certificate and key too",
+            ));
+        }
         self.conn.validate()
+    }
+}
+
+// --- client-reach (issue 13): certificates ---
+
+/// PEM data: a file, read when connecting (or listening), or bytes held in memory.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Pem {
+    /// A PEM file.
+    File(PathBuf),
+    /// PEM text in memory.
+    Memory(Vec<u8>),
+}
+
+/// A certificate chain (leaf first) and its private key, both PEM.
+#[derive(Debug, Clone)]
+pub struct Identity {
+    /// The certificate chain.
+    pub chain: Pem,
+    /// The private key (PKCS#8, PKCS#1 or SEC1).
+    pub key: Pem,
+}
+
+/// How a server treats client certificates.
+#[derive(Debug, Clone)]
+pub struct ClientAuth {
+    /// The CAs a client certificate must chain to (PEM).
+    pub cas: Vec<Pem>,
+    /// A client without a certificate is refused (during TLS); otherwise it may come without
+    /// one, and a certificate it presents must still verify.
+    pub required: bool,
+}
+
+/// What the application's certificate check sees.
+#[derive(Debug)]
+pub struct CertCheckInfo<'a> {
+    /// The host name the client connected to.
+    pub host: &'a str,
+    /// The certificates the server sent, DER, its own first.
+    pub chain: &'a [Vec<u8>],
+    /// `None` when the default validation accepted the chain; otherwise why it refused it.
+    pub default_error: Option<&'a str>,
+}
+
+/// The application's check of a server certificate: it returns whether to accept the server.
+/// It runs on a callback thread after the TLS handshake and before the upgrade request is
+/// sent, so nothing of the application's (headers, messages) reaches a server it refuses.
+pub trait CertCheck: Send + Sync + 'static {
+    /// `true` accepts the server, `false` refuses it. Returning `true` whatever
+    /// `default_error` says turns validation off: any machine on the path can then read and
+    /// change the traffic. Accept only what you checked (a fingerprint, your own CA).
+    fn check(&self, info: &CertCheckInfo<'_>) -> bool;
+}
+
+/// A shared `CertCheck` in the client options.
+#[derive(Clone)]
+pub struct CertCheckHook(pub std::sync::Arc<dyn CertCheck>);
+
+impl std::fmt::Debug for CertCheckHook {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("CertCheckHook")
+    }
+}
+
+/// A SHA-256 fingerprint as 64 hex digits, with or without ':' between the bytes
+/// (`openssl x509 -noout -fingerprint -sha256` prints that form).
+pub fn parse_fingerprint(s: &str) -> Result<[u8; 32]> {
+    let hex: String = s
+        .trim()
+        .trim_start_matches("sha256:")
+        .trim_start_matches("SHA256:")
+        .trim_start_matches("sha256 Fingerprint=")
+        .trim_start_matches("SHA256 Fingerprint=")
+        .chars()
+        .filter(|c| *c != ':')
+        .collect();
+    let bad = || {
+        Error::invalid(format!(
+            "'{s}' is not a SHA-256 fingerprint: give 64 hex digits, with or without ':' between bytes"
+        ))
+    };
+    if hex.len() != 64 || !hex.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return Err(bad());
+    }
+    let mut out = [0u8; 32];
+    for (i, o) in out.iter_mut().enumerate() {
+        *o = u8::from_str_radix(&hex[2 * i..2 * i + 2], 16).map_err(|_| bad())?;
+    }
+    Ok(out)
+}
+
+// --- client-reach (issue 13): proxies ---
+
+/// How a proxy is spoken to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ProxyKind {
+    /// HTTP CONNECT (`http://` proxy URLs).
+    HttpConnect,
+    /// SOCKS5, RFC 1928 (`socks5://` and `socks5h://`: the proxy resolves the host name).
+    Socks5,
+}
+
+/// A proxy: where it is and how to log in (from a URL such as
+/// `http://user:password@proxy.example:3128` or `socks5://127.0.0.1:1080`).
+#[derive(Clone, PartialEq, Eq)]
+pub struct Proxy {
+    /// HTTP CONNECT or SOCKS5.
+    pub kind: ProxyKind,
+    /// The proxy's host.
+    pub host: String,
+    /// The proxy's port (default 80 for http://, 1080 for socks5://).
+    pub port: u16,
+    /// User and password: HTTP Basic (`Proxy-Authorization`), or SOCKS5 user/password (RFC 1929).
+    pub credentials: Option<(String, String)>,
+}
+
+impl std::fmt::Debug for Proxy {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Never the password.
+        f.debug_struct("Proxy")
+            .field("kind", &self.kind)
+            .field("host", &self.host)
+            .field("port", &self.port)
+            .field("user", &self.credentials.as_ref().map(|c| &c.0))
+            .finish()
+    }
+}
+
+impl Proxy {
+    /// Parses a proxy URL: `http://[user:password@]host[:port]`, `socks5://...` or
+    /// `socks5h://...`; a bare `host:port` is an HTTP proxy (as curl reads it).
+    pub fn parse(text: &str) -> Result<Proxy> {
+        let t = text.trim();
+        let with_scheme = if t.contains("://") {
+            t.to_owned()
+        } else {
+            format!("http://{t}")
+        };
+        let bad = |why: &str| Error::invalid(format!("invalid proxy URL '{text}': {why}"));
+        let u = url::Url::parse(&with_scheme).map_err(|e| bad(&e.to_string()))?;
+        let (kind, default_port) = match u.scheme() {
+            "http" => (ProxyKind::HttpConnect, 80),
+            "socks5" | "socks5h" => (ProxyKind::Socks5, 1080),
+            "https" => {
+                return Err(bad(
+                    "TLS to the proxy itself (https://) is not supported: use http:// (the tunnel still carries wss:// end to end)",
+                ))
+            }
+            s => return Err(bad(&format!("the scheme must be http, socks5 or socks5h, not {s}"))),
+        };
+        let host = match u.host() {
+            Some(url::Host::Domain(d)) => d.to_owned(),
+            Some(url::Host::Ipv4(a)) => a.to_string(),
+            Some(url::Host::Ipv6(a)) => a.to_string(),
+            None => return Err(bad("no host")),
+        };
+        let decode = |s: &str| {
+            url::form_urlencoded::parse(format!("x={}", s.replace('+', "%2B")).as_bytes())
+                .next()
+                .map(|(_, v)| v.into_owned())
+                .unwrap_or_default()
+        };
+        let credentials = if u.username().is_empty() {
+            None
+        } else {
+            Some((decode(u.username()), decode(u.password().unwrap_or(""))))
+        };
+        if let Some((user, pass)) = &credentials {
+            if kind == ProxyKind::Socks5 && (user.len() > 255 || pass.len() > 255) {
+                return Err(bad(
+                    "a SOCKS5 user name and password have at most 255 bytes each",
+                ));
+            }
+        }
+        Ok(Proxy {
+            kind,
+            port: u.port().unwrap_or(default_port),
+            host,
+            credentials,
+        })
+    }
+
+    /// `host:port` (IPv6 in brackets), for messages and the CONNECT line.
+    pub fn address(&self) -> String {
+        host_port(&self.host, self.port)
+    }
+}
+
+/// `host:port`, with an IPv6 address in brackets.
+pub(crate) fn host_port(host: &str, port: u16) -> String {
+    if host.contains(':') {
+        format!("[{host}]:{port}")
+    } else {
+        format!("{host}:{port}")
+    }
+}
+
+// --- client-reach (issue 13): reconnect ---
+
+/// What a send does while a reconnecting client is offline and its offline queue is full.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OfflinePolicy {
+    /// The send fails with `WouldBlock`; nothing is queued.
+    Refuse,
+    /// The oldest queued messages are dropped to make room.
+    DropOldest,
+    /// The new message is dropped (the send still returns its id; it never goes out).
+    DropNewest,
+}
+
+/// When and how a client reconnects, once its connection dropped: exponential backoff with full
+/// jitter on every attempt (a delay drawn uniformly from zero to `min(max_delay, initial_delay *
+/// 2^(attempt-1))`), a budget, codes and statuses that stop it, and an offline queue.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReconnectPolicy {
+    /// The cap of the first attempt's delay. Default 500 ms.
+    pub initial_delay: Duration,
+    /// The largest cap. Default 30 s.
+    pub max_delay: Duration,
+    /// Attempts after a drop before giving up; 0: no limit. Default 0.
+    pub max_attempts: u32,
+    /// Time since the drop after which no attempt starts; zero: no limit. Default zero.
+    pub max_elapsed: Duration,
+    /// Close codes from the server that stop reconnecting. Default 1002, 1003, 1007, 1008,
+    /// 1009, 1010 (errors a retry repeats); applications add their own (4001-style).
+    pub stop_codes: Vec<u16>,
+    /// HTTP statuses of a refused upgrade that stop reconnecting. Default 401, 403.
+    pub stop_statuses: Vec<u16>,
+    /// Bytes the send queue may hold while offline. Default 1 MiB.
+    pub offline_max_bytes: usize,
+    /// What a send does when that is full. Default `Refuse`.
+    pub offline_policy: OfflinePolicy,
+}
+
+impl Default for ReconnectPolicy {
+    fn default() -> Self {
+        ReconnectPolicy {
+            initial_delay: Duration::from_millis(500),
+            max_delay: Duration::from_secs(30),
+            max_attempts: 0,
+            max_elapsed: Duration::ZERO,
+            stop_codes: vec![1002, 1003, 1007, 1008, 1009, 1010],
+            stop_statuses: vec![401, 403],
+            offline_max_bytes: 1 << 20,
+            offline_policy: OfflinePolicy::Refuse,
+        }
+    }
+}
+
+impl ReconnectPolicy {
+    /// Checks the policy (delays at least 1 ms, initial at most max, a queue of at least 1 byte).
+    pub fn validate(&self) -> Result<()> {
+        check_timeout(self.initial_delay, "initial reconnect delay")?;
+        check_timeout(self.max_delay, "max reconnect delay")?;
+        if self.initial_delay > self.max_delay {
+            return Err(Error::invalid(
+                "the initial reconnect delay must not exceed the max delay",
+            ));
+        }
+        check_at_least(self.offline_max_bytes, 1, "offline queue")
+    }
+
+    /// The cap of attempt `attempt` (1-based): `min(max_delay, initial_delay * 2^(attempt-1))`.
+    pub fn cap(&self, attempt: u32) -> Duration {
+        let factor = 1u64 << attempt.saturating_sub(1).min(40);
+        let ms = (self.initial_delay.as_millis() as u64).saturating_mul(factor);
+        Duration::from_millis(ms).min(self.max_delay)
+    }
+
+    /// The delay of attempt `attempt` for a uniform draw `u` in [0, 1): full jitter.
+    pub fn delay(&self, attempt: u32, u: f64) -> Duration {
+        self.cap(attempt).mul_f64(u.clamp(0.0, 1.0))
+    }
+}
+
+#[cfg(test)]
+mod reconnect_option_tests {
+    use super::*;
+
+    /// Full jitter on every attempt: over 200 simulated schedules, each attempt's delays stay
+    /// within its cap and spread over it (no spike at the cap or at zero), and caps grow.
+    #[test]
+    fn backoff_with_full_jitter_spreads_every_attempt_over_200_schedules() {
+        let p = ReconnectPolicy {
+            initial_delay: Duration::from_millis(100),
+            max_delay: Duration::from_secs(10),
+            ..ReconnectPolicy::default()
+        };
+        let schedules: Vec<Vec<Duration>> = (0..200)
+            .map(|_| (1..=8).map(|a| p.delay(a, rand::random::<f64>())).collect())
+            .collect();
+        for attempt in 1..=8u32 {
+            let cap = p.cap(attempt);
+            let mut d: Vec<f64> = schedules
+                .iter()
+                .map(|s| s[attempt as usize - 1].as_secs_f64() / cap.as_secs_f64())
+                .collect();
+            d.sort_by(|a, b| a.partial_cmp(b).unwrap());
+            assert!(
+                d.iter().all(|x| (0.0..=1.0).contains(x)),
+                "attempt {attempt}"
+            );
+            let mean = d.iter().sum::<f64>() / d.len() as f64;
+            assert!(
+                (0.38..0.62).contains(&mean),
+                "attempt {attempt}: mean {mean}"
+            );
+            // Quartiles near 1/4 and 3/4 of the cap: spread, not clustered.
+            assert!(
+                (0.12..0.38).contains(&d[50]),
+                "attempt {attempt}: q1 {}",
+                d[50]
+            );
+            assert!(
+                (0.62..0.88).contains(&d[150]),
+                "attempt {attempt}: q3 {}",
+                d[150]
+            );
+            // Every tenth of the cap is used.
+            for tenth in 0..10 {
+                let lo = tenth as f64 / 10.0;
+                assert!(
+                    d.iter().any(|x| *x >= lo && *x < lo + 0.1),
+                    "attempt {attempt}: nothing in [{lo}, {})",
+                    lo + 0.1
+                );
+            }
+        }
+        assert_eq!(p.cap(1), Duration::from_millis(100));
+        assert_eq!(p.cap(4), Duration::from_millis(800));
+        assert_eq!(p.cap(30), Duration::from_secs(10));
+        assert_eq!(p.cap(u32::MAX), Duration::from_secs(10));
+    }
+}
+
+#[cfg(test)]
+mod proxy_option_tests {
+    use super::*;
+
+    #[test]
+    fn proxy_urls_parse_with_credentials_defaults_and_refusals() {
+        let p = Proxy::parse("http://us%40er:p%3Ass@proxy.example:3128").unwrap();
+        assert_eq!(p.kind, ProxyKind::HttpConnect);
+        assert_eq!((p.host.as_str(), p.port), ("proxy.example", 3128));
+        assert_eq!(p.credentials, Some(("us@er".into(), "p:ss".into())));
+        assert!(!format!("{p:?}").contains("p:ss"));
+        let p = Proxy::parse("socks5h://127.0.0.1").unwrap();
+        assert_eq!((p.kind, p.port), (ProxyKind::Socks5, 1080));
+        let p = Proxy::parse("10.0.0.1:8080").unwrap();
+        assert_eq!((p.kind, p.port), (ProxyKind::HttpConnect, 8080));
+        assert!(Proxy::parse("https://proxy:443").is_err());
+        assert!(Proxy::parse("ftp://proxy").is_err());
+        assert_eq!(
+            Proxy::parse("http://[::1]:3128").unwrap().address(),
+            "[::1]:3128"
+        );
+    }
+}
+
+#[cfg(test)]
+mod cert_option_tests {
+    use super::parse_fingerprint;
+
+    #[test]
+    fn fingerprints_parse_in_openssl_and_plain_forms() {
+        let plain = "00112233445566778899aabbccddeeff00112233445566778899AABBCCDDEEFF";
+        let colons = "00:11:22:33:44:55:66:77:88:99:AA:BB:CC:DD:EE:FF:00:11:22:33:44:55:66:77:88:99:AA:BB:CC:DD:EE:FF";
+        assert_eq!(
+            parse_fingerprint(plain).unwrap(),
+            parse_fingerprint(colons).unwrap()
+        );
+        assert_eq!(
+            parse_fingerprint(&format!("sha256 Fingerprint={colons}")).unwrap()[31],
+            0xff
+        );
+        assert!(parse_fingerprint("00:11").is_err());
+        assert!(parse_fingerprint(&"zz".repeat(32)).is_err());
     }
 }

@@ -58,6 +58,7 @@ fn poll(q: &Queue, timeout_ms: i32) -> Vec<(usize, usize, Ev)> {
                     http: ev.http_status,
                 },
                 wsn_event_kind::WSN_EVENT_DRAIN => unreachable!("drain events were not asked for"),
+                k => unreachable!("{k:?} was not asked for"),
             };
             (e.conn as usize, e.user_data as usize, owned)
         })

@@ -30,6 +30,9 @@ part() { # NAME COMMAND...
 rust_tests() {
   # cargo links with the system C compiler (cc), and ring compiles C and assembly.
   . tests/lib/install.sh && wsn_apt_install gcc libc6-dev || return 1
+  # client-reach: tests/certs.rs makes a certificate with the openssl command line;
+  # tests/proxy.rs runs tinyproxy and microsocks (it also installs them itself).
+  wsn_apt_install openssl tinyproxy microsocks || return 1
   cargo build --release -q || return 1
   if cargo nextest --version >/dev/null 2>&1; then
     cargo nextest run --release --no-fail-fast

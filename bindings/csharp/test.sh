@@ -23,6 +23,7 @@ VENV="$ROOT/build/csharp/venv"  # gitignored
 . "$ROOT/tests/lib/install.sh"
 wsn_apt_install mono-mcs python3 python3-venv gcc libc6-dev
 wsn_apt_install_bullseye libssl1.1
+wsn_apt_install openssl tinyproxy microsocks  # client-reach: CertificateTests.cs, ProxyTests.cs
 DOTNET=$(ls "$VENV"/lib/python3*/site-packages/dotnetcore2/bin/dotnet 2>/dev/null | head -1 || true)
 if [ -z "$DOTNET" ]; then
   echo "== installing dotnetcore2 (CoreCLR 3.1 runtime) into $VENV"

@@ -22,6 +22,7 @@ log() { echo "test.sh: $*" >&2; }
 # are skipped); gcc links cargo's build of the library.
 . "$REPO/tests/lib/install.sh"
 wsn_apt_install python3 python3-venv openssl gcc libc6-dev
+wsn_apt_install tinyproxy microsocks  # client-reach: tests/test_proxy.py
 
 if [ ! -x "$VENV/bin/python" ] || ! "$VENV/bin/python" -m pip --version >/dev/null 2>&1; then
     rm -rf "$VENV"

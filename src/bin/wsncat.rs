@@ -209,6 +209,13 @@ impl Handler for ClientHandler {
                     let _ = tx.send(info.clone());
                 }
             }
+            Event::Reconnecting { attempt, delay, .. } => {
+                eprintln!(
+                    "reconnecting: attempt {attempt} in {} ms",
+                    delay.as_millis()
+                )
+            }
+            Event::ReconnectGaveUp { error, .. } => eprintln!("gave up reconnecting: {error}"),
             Event::Drain { .. } => {}
         }
     }
@@ -294,7 +301,8 @@ impl Handler for ServerHandler {
                     let _ = tx.send(());
                 }
             }
-            Event::Drain { .. } => {}
+            // Client events only.
+            Event::Reconnecting { .. } | Event::ReconnectGaveUp { .. } | Event::Drain { .. } => {}
         }
     }
 }

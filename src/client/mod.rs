@@ -1,6 +1,9 @@
 //! Outgoing connections: URL, DNS and TCP with a timeout, TLS, the client handshake.
 
 pub(crate) mod handshake;
+pub(crate) mod pool;
+pub(crate) mod proxy;
+pub(crate) mod reconnect;
 
 use crate::connection::{self, run, unless_cancelled, Conn, Delivery, Wire};
 use crate::error::{Error, ErrorKind, Result};
@@ -14,7 +17,8 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 /// Where to connect, checked before anything starts.
-struct Target {
+#[derive(Clone)]
+pub(crate) struct Target {
     host: String,
     port: u16,
     secure: bool,
@@ -66,15 +70,26 @@ pub fn connect(url: &str, opts: &ClientOptions, delivery: Option<Delivery>) -> R
     } else {
         None
     };
+    // client-reach (issue 13): the proxy, if any (a bad proxy URL in the environment fails here).
+    let via = proxy::choose(opts, target.secure, &target.host, target.port)?;
     let rt = crate::runtime::handle()?;
     let conn = Conn::new(Arc::new(opts.conn.clone()), delivery);
     let opts = opts.clone();
     let c = conn.clone();
+    if let Some(policy) = opts.reconnect.clone() {
+        // client-reach (issue 13): one task across the connection's lives.
+        let first = reconnect::First { request, pending };
+        let url = url.to_owned();
+        rt.spawn(async move {
+            reconnect::run(c, url, target, via, tls, opts, policy, first).await;
+        });
+        return Ok(conn);
+    }
     rt.spawn(async move {
         // Boxed: the handshake's buffers are not part of the connection's task once it is over.
         match unless_cancelled(
             &c,
-            Box::pin(establish(&c, target, request, pending, tls, &opts)),
+            Box::pin(establish(&c, target, via, request, pending, tls, &opts)),
         )
         .await
         {
@@ -98,17 +113,34 @@ pub fn connect(url: &str, opts: &ClientOptions, delivery: Option<Delivery>) -> R
 async fn establish(
     conn: &Arc<Conn>,
     target: Target,
+    via: Option<crate::options::Proxy>,
     request: Vec<u8>,
     pending: handshake::Pending,
-    tls: Option<Arc<rustls::ClientConfig>>,
+    tls: Option<tls::ClientTls>,
     opts: &ClientOptions,
 ) -> Result<Wire> {
-    let tcp = tcp_connect(&target, opts.connect_timeout).await?;
+    let mut tcp = match &via {
+        None => tcp_connect(&target, opts.connect_timeout).await?,
+        Some(p) => {
+            let at = Target {
+                host: p.host.clone(),
+                port: p.port,
+                secure: false,
+            };
+            tcp_connect(&at, opts.connect_timeout)
+                .await
+                .map_err(|e| e.context(format!("cannot reach the proxy {}", p.address())))?
+        }
+    };
     conn.set_socket_fd(std::os::fd::AsRawFd::as_raw_fd(&tcp));
     if let Ok(addr) = tcp.peer_addr() {
         conn.set_peer_addr(addr);
     }
+    let verifier = tls.as_ref().map(|t| t.verifier.clone());
     let handshake = async {
+        if let Some(p) = &via {
+            proxy::tunnel(&mut tcp, p, &opts.proxy_headers, &target.host, target.port).await?;
+        }
         let mut io: BoxIo = match tls {
             None => Box::new(tcp),
             Some(cfg) => {
@@ -116,14 +148,22 @@ async fn establish(
                     rustls::pki_types::ServerName::try_from(target.host.clone()).map_err(|_| {
                         Error::invalid(format!("'{}' is not a valid TLS server name", target.host))
                     })?;
-                let s = tokio_rustls::TlsConnector::from(cfg)
+                let s = tokio_rustls::TlsConnector::from(cfg.config.clone())
                     .connect(name, tcp)
                     .await
-                    .map_err(|e| tls::handshake_error(&target.host, e))?;
+                    .map_err(|e| tls::handshake_error(&target.host, e, Some(&cfg.verifier)))?;
+                if let Some(check) = &opts.cert_check {
+                    app_cert_check(check, &cfg.verifier, &target.host).await?;
+                }
                 Box::new(s)
             }
         };
         let during = |e: std::io::Error| {
+            // A TLS 1.3 server refuses a client certificate after the client's handshake is
+            // over: its alert arrives here.
+            if tls::rustls_error(&e).is_some() {
+                return tls::handshake_error(&target.host, e, verifier.as_deref());
+            }
             Error::from(e).context("the connection failed during the handshake")
         };
         io.write_all(&request).await.map_err(during)?;
@@ -171,6 +211,7 @@ async fn establish(
             headers,
             leftover,
         } => {
+            conn.set_handshake_response(101, &headers); // client-reach (issue 13)
             conn.set_subprotocol(subprotocol);
             if deflate.is_some() {
                 let ext = headers
@@ -189,8 +230,9 @@ async fn establish(
             status,
             reason,
             body,
-            ..
+            headers,
         } => {
+            conn.set_handshake_response(status, &headers); // client-reach (issue 13)
             let mut msg =
                 format!("the server refused the WebSocket upgrade: HTTP {status} {reason}");
             let body = String::from_utf8_lossy(&body);
@@ -204,6 +246,61 @@ async fn establish(
             Err(Error::http(status, msg))
         }
     }
+}
+
+/// client-reach (issue 13): the application's certificate check, on a callback thread (the
+/// I/O threads never run application code); the upgrade request waits for its verdict.
+async fn app_cert_check(
+    check: &crate::options::CertCheckHook,
+    verifier: &tls::Verifier,
+    host: &str,
+) -> Result<()> {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    let Some((chain, verdict)) = verifier.seen() else {
+        return Err(Error::new(
+            ErrorKind::Tls,
+            format!("TLS handshake with {host} failed: the server presented no certificate"),
+        ));
+    };
+    let default_error = tls::verdict_words(&verdict, host, &chain);
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    // Set when this wait is dropped (the connection was closed or freed meanwhile): a check
+    // that has not started by then does not run.
+    struct Gone(Arc<AtomicBool>);
+    impl Drop for Gone {
+        fn drop(&mut self) {
+            self.0.store(true, Ordering::SeqCst);
+        }
+    }
+    let gone = Gone(Arc::new(AtomicBool::new(false)));
+    let flag = gone.0.clone();
+    let hook = check.0.clone();
+    let h = host.to_owned();
+    let words = default_error.clone();
+    Arc::new(crate::delivery::Mailbox::default()).post(Box::new(move || {
+        if flag.load(Ordering::SeqCst) {
+            return;
+        }
+        let ok = hook.check(&crate::options::CertCheckInfo {
+            host: &h,
+            chain: &chain,
+            default_error: words.as_deref(),
+        });
+        let _ = tx.send(ok);
+    }));
+    let accepted = rx.await.unwrap_or(false);
+    drop(gone);
+    if accepted {
+        return Ok(());
+    }
+    let mut msg = format!(
+        "TLS handshake with {host} failed: the application's certificate check refused the server's certificate"
+    );
+    match default_error {
+        Some(w) => msg.push_str(&format!(" (the default validation also refused it: {w})")),
+        None => msg.push_str(" (the default validation had accepted it)"),
+    }
+    Err(Error::new(ErrorKind::Tls, msg))
 }
 
 /// The longest response head a client reads.

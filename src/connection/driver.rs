@@ -51,21 +51,32 @@ const MAX_SLICES: usize = 64;
 
 /// Runs an open connection to its end, then delivers the close event.
 pub(crate) async fn run(conn: Arc<Conn>, wire: Wire) {
+    let info = session(&conn, wire, true, true).await;
+    let _driving = super::Driving::enter(&conn);
+    super::finish(&conn, info);
+}
+
+/// One connection's life on `wire`, to its close event's info (not delivered). `open`: deliver
+/// `Open` first (a reconnect delivers it itself, before). `last`: the send queue closes when it
+/// ends (a reconnecting client keeps it for the next connection; client-reach, issue 13).
+pub(crate) async fn session(conn: &Arc<Conn>, wire: Wire, open: bool, last: bool) -> CloseInfo {
     if conn.state() == State::Connecting {
         conn.set_state(State::Open);
     }
-    {
-        let _driving = super::Driving::enter(&conn);
+    if open {
+        let _driving = super::Driving::enter(conn);
         conn.deliver(Event::Open);
     }
     let mut d = Driver::new(conn.clone(), wire);
     let info = std::future::poll_fn(|cx| {
-        let _driving = super::Driving::enter(&conn);
+        let _driving = super::Driving::enter(conn);
         d.poll(cx)
     })
     .await;
     conn.set_socket_fd(-1);
-    conn.commands.close();
+    if last {
+        conn.commands.close();
+    }
     // Say goodbye at the transport level (TLS close_notify, FIN), briefly.
     let _ = tokio::time::timeout(
         Duration::from_millis(100),
@@ -73,9 +84,8 @@ pub(crate) async fn run(conn: Arc<Conn>, wire: Wire) {
     )
     .await;
     drop(d); // the socket closes
-    log_end(&conn, &info);
-    let _driving = super::Driving::enter(&conn);
-    super::finish(&conn, info);
+    log_end(conn, &info);
+    info
 }
 
 /// One log record per connection end: why it failed (timeouts as warnings), or that it closed.

@@ -12,6 +12,8 @@ pub(super) struct Facts {
     peer_addr: OnceLock<(SocketAddr, CString)>,
     subprotocol: OnceLock<CString>,
     extensions: OnceLock<CString>,
+    /// client-reach (issue 13): the server's answer to the upgrade (101, or a refusal).
+    response: OnceLock<HandshakeResponse>,
 }
 
 impl Conn {
@@ -67,5 +69,43 @@ impl Conn {
             .facts
             .extensions
             .set(CString::new(e).unwrap_or_default());
+    }
+}
+
+// --- client-reach (issue 13): the handshake response ---
+
+/// The server's answer to a client's upgrade request: the 101 of an open connection, or the
+/// refusal of a failed one. NUL-terminated for C.
+#[derive(Debug)]
+pub struct HandshakeResponse {
+    /// The HTTP status (101 when accepted).
+    pub status: u16,
+    /// Every header in order, names as sent.
+    pub headers: Vec<(CString, CString)>,
+}
+
+impl HandshakeResponse {
+    /// The first header called `name` (case-insensitive).
+    pub fn header(&self, name: &str) -> Option<&CStr> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n.to_bytes().eq_ignore_ascii_case(name.as_bytes()))
+            .map(|(_, v)| v.as_c_str())
+    }
+}
+
+impl Conn {
+    /// A client's handshake response, once the server answered (set before the OPEN event,
+    /// or before the CLOSE event of a refused upgrade; never on server connections).
+    pub fn handshake_response(&self) -> Option<&HandshakeResponse> {
+        self.facts.response.get()
+    }
+
+    pub(crate) fn set_handshake_response(&self, status: u16, headers: &[(String, String)]) {
+        let c = |s: &str| CString::new(s.replace('\0', "")).unwrap_or_default();
+        let _ = self.facts.response.set(HandshakeResponse {
+            status,
+            headers: headers.iter().map(|(n, v)| (c(n), c(v))).collect(),
+        });
     }
 }

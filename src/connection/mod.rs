@@ -11,7 +11,8 @@ mod receive;
 mod send;
 
 pub use delivery::{Delivery, EventQueue, QueueTarget, Queued};
-pub(crate) use driver::{run, Wire};
+pub(crate) use driver::{run, session, Wire};
+pub use facts::HandshakeResponse;
 pub(crate) use ops::TagIndex;
 pub use ops::{check_tag, ConnStats, SharedFrame, MAX_TAGS};
 
@@ -71,6 +72,27 @@ pub enum Event {
     Drain {
         /// The id of the last message handed to the kernel.
         sent_id: u64,
+    },
+    /// client-reach (issue 13), reconnecting clients only: the connection dropped (or an
+    /// attempt failed) and attempt `attempt` starts after `delay`. `error` and `code`: why
+    /// the last connection or attempt ended. An `Open` follows when an attempt succeeds.
+    Reconnecting {
+        /// The attempt about to start, from 1 after each drop.
+        attempt: u32,
+        /// How long it waits first (full jitter).
+        delay: Duration,
+        /// The close code of the connection that dropped (1006 for a failed attempt).
+        code: u16,
+        /// What ended the last connection or attempt.
+        error: Option<Error>,
+    },
+    /// client-reach (issue 13): reconnecting stopped (the budget is spent, or a stop code or
+    /// HTTP status came); the `Close` follows.
+    ReconnectGaveUp {
+        /// Attempts made since the last drop.
+        attempts: u32,
+        /// Why it stopped.
+        error: Error,
     },
 }
 
@@ -149,6 +171,9 @@ pub struct Conn {
     ops: ops::ConnOps,
     /// A number unique in the process, never 0 (log records carry it as `conn`).
     id: u64,
+    /// client-reach (issue 13): the application closed or aborted (a reconnecting client then
+    /// stays closed).
+    user_closed: AtomicBool,
 }
 
 /// The next connection id (see `Conn::id`).
@@ -196,6 +221,7 @@ impl Conn {
             app_freed: AtomicBool::new(false),
             ops: ops::ConnOps::default(),
             id: NEXT_CONN_ID.fetch_add(1, Ordering::Relaxed),
+            user_closed: AtomicBool::new(false),
         });
         crate::runtime::on_fork(&LIVE_FORK);
         let mut live = LIVE.lock().unwrap_or_else(|p| p.into_inner());
@@ -250,6 +276,7 @@ impl Conn {
     /// Closing again, or after the peer closed, does nothing.
     pub fn close(&self, code: u16, reason: &str) -> Result<()> {
         check_close(code, reason)?;
+        self.user_closed.store(true, Ordering::Release);
         if !self.close_gate("the connection is closing") {
             return Ok(());
         }
@@ -260,6 +287,7 @@ impl Conn {
 
     /// Ends the connection at once, without a closing handshake (close event: 1006).
     pub fn abort(&self) {
+        self.user_closed.store(true, Ordering::Release);
         self.close_gate("the connection was aborted");
         let _ = self.notes.send(Note::Abort);
     }
@@ -545,4 +573,22 @@ pub(crate) fn aborted() -> Error {
         ErrorKind::Aborted,
         "the connection was aborted by this side",
     )
+}
+
+impl Conn {
+    /// The application closed or aborted the connection (no reconnect then).
+    pub(crate) fn user_closed(&self) -> bool {
+        self.user_closed.load(Ordering::Acquire)
+    }
+}
+
+// --- client-reach (issue 13): the pool hands a ready connection to its new owner ---
+
+impl Conn {
+    /// Hands an open pooled connection to `delivery`: its events go there from now on, starting
+    /// with an `Open` (the one of the handshake went to the pool).
+    pub(crate) fn adopt_delivery(self: &Arc<Self>, delivery: Option<Delivery>) {
+        *self.delivery.lock().unwrap_or_else(|p| p.into_inner()) = delivery;
+        self.deliver(Event::Open);
+    }
 }

@@ -24,6 +24,10 @@ pub(super) struct Outgoing {
     /// The TCP socket's descriptor while the connection task owns it (-1 otherwise): lets the
     /// close watchdog see bytes that the kernel has not sent yet.
     socket_fd: AtomicI32,
+    /// client-reach (issue 13), reconnecting clients: offline between connections, and the
+    /// offline queue's bound and policy.
+    offline: AtomicBool,
+    offline_queue: std::sync::OnceLock<(usize, crate::options::OfflinePolicy)>,
 }
 
 impl Outgoing {
@@ -41,6 +45,8 @@ impl Outgoing {
             drain_low: AtomicUsize::new(drain_low_water.unwrap_or(usize::MAX)),
             drain_armed: AtomicBool::new(false),
             socket_fd: AtomicI32::new(-1),
+            offline: AtomicBool::new(false),
+            offline_queue: std::sync::OnceLock::new(),
         }
     }
 }
@@ -148,6 +154,12 @@ impl Conn {
         if gate.closed {
             return Err(Error::state(format!("cannot send: {}", gate.why)));
         }
+        if self.outgoing.offline.load(Ordering::Acquire) {
+            // client-reach (issue 13): the offline queue's bound and policy.
+            if let Some(done) = self.offline_room(&mut gate, len) {
+                return done;
+            }
+        }
         let queued = self.buffered_amount();
         let limit = self.settings.max_send_queue;
         if queued > 0 && queued.saturating_add(len) > limit {
@@ -250,5 +262,86 @@ impl Conn {
         g.closed = true;
         g.why = why;
         true
+    }
+}
+
+// --- client-reach (issue 13): reconnect ---
+
+impl Conn {
+    /// Makes room in the offline queue for `len` bytes: `Some` ends the send (refused, or the
+    /// new message dropped), `None` lets it be queued.
+    fn offline_room(&self, gate: &mut Gate, len: usize) -> Option<Result<u64>> {
+        let (max, policy) = *self.outgoing.offline_queue.get()?;
+        use crate::options::OfflinePolicy as P;
+        if self.buffered_amount().saturating_add(len) <= max {
+            return None;
+        }
+        match policy {
+            P::Refuse => Some(Err(Error::new(
+                ErrorKind::WouldBlock,
+                format!(
+                    "offline (reconnecting) and the offline queue is full ({} of {max} bytes): nothing was queued",
+                    self.buffered_amount()
+                ),
+            ))),
+            P::DropNewest => {
+                gate.last_id += 1;
+                Some(Ok(gate.last_id))
+            }
+            P::DropOldest => {
+                // Offline, no task takes from the queue: the oldest messages can go.
+                while self.buffered_amount().saturating_add(len) > max {
+                    match self.commands.try_recv() {
+                        Some(Command::Send { len: l, .. } | Command::Frame { len: l, .. }) => {
+                            self.unqueue(l)
+                        }
+                        Some(Command::Close(..)) | None => break,
+                    }
+                }
+                None
+            }
+        }
+    }
+
+    /// Sets the offline queue's bound and policy (once, at connect).
+    pub(crate) fn set_offline_queue(&self, max: usize, policy: crate::options::OfflinePolicy) {
+        let _ = self.outgoing.offline_queue.set((max, policy));
+    }
+
+    /// Between connections (true) or not.
+    pub(crate) fn set_offline(&self, offline: bool) {
+        self.outgoing.offline.store(offline, Ordering::Release);
+    }
+
+    /// Opens the send queue again after a connection ended, unless the application closed it
+    /// meanwhile (true when reopened). Sends made now are queued for the next connection.
+    pub(crate) fn reopen_gate(&self) -> bool {
+        let mut g = self.outgoing.gate.lock().unwrap_or_else(|p| p.into_inner());
+        if self.user_closed() {
+            return false;
+        }
+        g.closed = false;
+        g.why = "";
+        self.set_unwritten(0);
+        true
+    }
+
+    /// Takes every queued command out of the send queue (the offline queue, held while the
+    /// reconnect hook runs).
+    pub(crate) fn take_queued(&self) -> std::collections::VecDeque<Command> {
+        let mut out = std::collections::VecDeque::new();
+        while let Some(c) = self.commands.try_recv() {
+            out.push_back(c);
+        }
+        out
+    }
+
+    /// Puts `held` back behind what was queued since it was taken (the hook's messages go
+    /// first, then the offline queue, then what comes later).
+    pub(crate) fn requeue(&self, held: std::collections::VecDeque<Command>) {
+        let newer = self.take_queued();
+        for c in newer.into_iter().chain(held) {
+            let _ = self.commands.send(c);
+        }
     }
 }

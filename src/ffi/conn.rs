@@ -39,6 +39,15 @@ pub enum wsn_event_kind {
     /// mark (only when asked for with wsn_*_options_set_drain_events): every message up to
     /// `sent_id` was handed to the kernel. The time to send more, or to complete awaited sends.
     WSN_EVENT_DRAIN = 4,
+    /// client-reach (issue 13), with a reconnect policy only: the connection dropped (or a
+    /// reconnect attempt failed) and attempt `attempt` starts in `delay_ms`; `close_code`,
+    /// `error`, `error_status`, `http_status` say why the last connection or attempt ended.
+    /// The state is CONNECTING; sends go to the offline queue. An OPEN follows when an
+    /// attempt succeeds (messages it sends go out before the offline queue).
+    WSN_EVENT_RECONNECTING = 5,
+    /// client-reach (issue 13): reconnecting stopped (the budget is spent, or a stop code or
+    /// HTTP status came): `attempt` attempts were made, `error` says why. The CLOSE follows.
+    WSN_EVENT_RECONNECT_GAVE_UP = 6,
 }
 
 /// The state of a connection.
@@ -84,6 +93,11 @@ pub struct wsn_event {
     /// DRAIN: the id of the last message handed to the kernel (ids as wsn_conn_send returns
     /// them); 0 for the other events.
     pub sent_id: u64,
+    /// RECONNECTING: the attempt about to start (1 after each drop); RECONNECT_GAVE_UP: the
+    /// attempts made. 0 for the other events.
+    pub attempt: u32,
+    /// RECONNECTING: the delay before that attempt, in milliseconds (full jitter). 0 otherwise.
+    pub delay_ms: u32,
 }
 
 /// Receives a connection's events. `user_data` is the pointer given at registration; `conn` is
@@ -137,6 +151,8 @@ pub(crate) fn c_event(event: &Event, strings: &mut Vec<CString>) -> wsn_event {
         error_status: wsn_status::WSN_OK,
         http_status: 0,
         sent_id: 0,
+        attempt: 0,
+        delay_ms: 0,
     };
     match event {
         Event::Open => {}
@@ -168,6 +184,34 @@ pub(crate) fn c_event(event: &Event, strings: &mut Vec<CString>) -> wsn_event {
                 ev.error_status = e.kind().into();
                 ev.http_status = e.http_status();
             }
+        }
+        // client-reach (issue 13)
+        Event::Reconnecting {
+            attempt,
+            delay,
+            code,
+            error,
+        } => {
+            ev.kind = wsn_event_kind::WSN_EVENT_RECONNECTING;
+            ev.attempt = *attempt;
+            ev.delay_ms = delay.as_millis().min(u32::MAX as u128) as u32;
+            ev.close_code = *code;
+            if let Some(e) = error {
+                let text = to_cstring(e.message());
+                ev.error = text.as_ptr();
+                strings.push(text);
+                ev.error_status = e.kind().into();
+                ev.http_status = e.http_status();
+            }
+        }
+        Event::ReconnectGaveUp { attempts, error } => {
+            ev.kind = wsn_event_kind::WSN_EVENT_RECONNECT_GAVE_UP;
+            ev.attempt = *attempts;
+            let text = to_cstring(error.message());
+            ev.error = text.as_ptr();
+            strings.push(text);
+            ev.error_status = error.kind().into();
+            ev.http_status = error.http_status();
         }
     }
     ev

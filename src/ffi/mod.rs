@@ -15,7 +15,11 @@ mod options;
 mod queue;
 mod server;
 mod server_ops;
+// client-reach (issue 13)
+mod client;
+mod tls;
 
+pub use client::*;
 pub use conn::*;
 pub use http::*;
 pub use logging::*;
@@ -23,6 +27,7 @@ pub use options::*;
 pub use queue::*;
 pub use server::*;
 pub use server_ops::*;
+pub use tls::*;
 
 use crate::error::{Error, ErrorKind};
 use std::cell::RefCell;

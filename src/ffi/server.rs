@@ -489,3 +489,20 @@ pub unsafe extern "C" fn wsn_request_accept_and_close(
     *r.decision.borrow_mut() = d;
     Ok(())
 }
+
+// --- client-reach (issue 13): mutual TLS ---
+
+/// The subject of the client certificate the server verified (wsn_server_options_set_client_auth),
+/// e.g. "CN=alice, O=Example"; NULL when the client presented none (or for NULL).
+/// Thread: only inside the accept callback that was given `request`; a returned string is
+/// borrowed until that callback returns.
+#[no_mangle]
+#[ffi_fn]
+pub unsafe extern "C" fn wsn_request_get_peer_cert_subject(
+    request: *const wsn_request,
+) -> *const c_char {
+    req_ref(request)
+        .ok()
+        .and_then(|r| r.request.peer_cert_subject.as_deref().map(|s| r.keep(s)))
+        .unwrap_or(std::ptr::null())
+}

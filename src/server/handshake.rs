@@ -69,6 +69,7 @@ pub(crate) async fn read_request(
             })
             .collect(),
         peer_addr: peer,
+        peer_cert_subject: None,
         subprotocols: Vec::new(),
         http_minor: parsed.version.unwrap_or(0),
         setup: Default::default(),

@@ -40,6 +40,9 @@ pub struct Request {
     pub subprotocols: Vec<String>,
     /// HTTP/1.x: the minor version (an upgrade needs 1.1).
     pub(crate) http_minor: u8,
+    /// client-reach (issue 13): the subject of the client certificate the TLS layer verified
+    /// ("CN=alice, O=Example"), when the client presented one.
+    pub peer_cert_subject: Option<String>,
     /// What the accept hook set up for the connection (deadline, tags; `ops.rs`).
     pub(crate) setup: ops::SetupSlot,
 }
@@ -259,7 +262,7 @@ impl Server {
     ) -> Result<Server> {
         opts.validate()?;
         let tls = match &opts.tls {
-            Some((cert, key)) => Some(crate::tls::server_acceptor(cert, key)?),
+            Some((cert, key)) => Some(crate::tls::server_acceptor(cert, key, opts)?),
             None => None,
         };
         let rt = crate::runtime::handle()?;
@@ -643,15 +646,26 @@ async fn handshake(
     tcp: tokio::net::TcpStream,
     peer: SocketAddr,
 ) -> Result<Option<Upgraded>> {
+    let mut peer_cert_subject = None;
     let mut io: BoxIo = match &shared.tls {
-        Some(acceptor) => Box::new(acceptor.accept(tcp).await?),
+        Some(acceptor) => {
+            let s = acceptor.accept(tcp).await?;
+            peer_cert_subject = s
+                .get_ref()
+                .1
+                .peer_certificates()
+                .and_then(|c| c.first())
+                .and_then(|c| crate::tls::subject(c));
+            Box::new(s)
+        }
         None => Box::new(tcp),
     };
-    let Some((req, leftover)) =
+    let Some((mut req, leftover)) =
         handshake::read_request(&mut io, shared.opts.max_header_size, peer).await?
     else {
         return Ok(None);
     };
+    req.peer_cert_subject = peer_cert_subject;
     // srv-defense: a request that is not an upgrade goes to the HTTP handler, when there is one.
     let http_handler = relock(&shared.http).clone();
     if let Some(h) = http_handler {

@@ -40,6 +40,8 @@ namespace WsNative.Native
         public int ErrorStatus;     // wsn_status
         public ushort HttpStatus;   // uint16_t
         public ulong SentId;        // uint64_t (DRAIN: the last message id handed to the kernel)
+        public uint Attempt;        // uint32_t (client-reach: RECONNECTING, RECONNECT_GAVE_UP)
+        public uint DelayMs;        // uint32_t (RECONNECTING: the delay before the attempt)
     }
 
     internal static class EventKind

@@ -37,6 +37,9 @@ namespace WsNative
 
         /// <summary>The HTTP status when the server refused the upgrade, else 0.</summary>
         public int HttpStatus { get; }
+
+        /// <summary>client-reach (issue 13): the refusal's status and headers, when the server answered the upgrade.</summary>
+        public WsHandshakeResponse Response { get; internal set; }
     }
 
     public enum WsState
@@ -112,6 +115,9 @@ namespace WsNative
         public WsError ErrorKind { get; }
         /// <summary>The HTTP status when the server refused the upgrade, else 0.</summary>
         public int HttpStatus { get; }
+
+        /// <summary>client-reach (issue 13): the refusal's status and headers, when the server answered the upgrade.</summary>
+        public WsHandshakeResponse Response { get; internal set; }
 
         internal WsException ToException() =>
             new WsException(ErrorKind == WsError.None ? WsError.Io : ErrorKind,

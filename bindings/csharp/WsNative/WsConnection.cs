@@ -259,7 +259,14 @@ namespace WsNative
             {
                 IntPtr conn;
                 using (var o = (options ?? new WsClientOptions()).ToNative())
+                {
+                    // client-reach (issue 13): the certificate check reaches this connection
+                    // through its event user_data; the connection holds the delegate.
+                    CertificateCheck = options?.ServerCertificateCheck;
+                    if (CertificateCheck != null)
+                        Status.Check(CertNative.wsn_client_options_set_cert_check(o, CertNative.Trampoline, GCHandle.ToIntPtr(gch)));
                     Status.Check(wsn_connect(urlZ, o, Trampolines.ClientEvent, GCHandle.ToIntPtr(gch), out conn));
+                }
                 wsn_conn_set_release_hook(conn, Trampolines.Release, GCHandle.ToIntPtr(gch)); // frees gch
                 _handle = new ConnHandle(conn);
                 _handleReady.Set();
@@ -273,6 +280,62 @@ namespace WsNative
         }
 
         internal Task OpenTask => _openTcs.Task;
+
+        /// <summary>client-reach (issue 13): takes a ready connection of a native pool; false when none is ready.</summary>
+        internal bool StartTake(IntPtr pool)
+        {
+            MonoExit.Ensure();
+            _openTcs = Tasks.New<bool>();
+            var gch = GCHandle.Alloc(this, GCHandleType.Weak);
+            _roots.Add(); // until the open or close event
+            IntPtr conn;
+            int st = CertNative.wsn_pool_take(pool, Trampolines.ClientEvent, GCHandle.ToIntPtr(gch), out conn);
+            if (st != Status.Ok)
+            {
+                gch.Free();
+                _roots.Clear();
+                if (st == (int)WsError.WouldBlock) return false;
+                throw Status.Error(st);
+            }
+            wsn_conn_set_release_hook(conn, Trampolines.Release, GCHandle.ToIntPtr(gch)); // frees gch
+            _handle = new ConnHandle(conn);
+            _handleReady.Set();
+            return true;
+        }
+
+        private WsHandshakeResponse _response;
+        private bool _everOpened;
+
+        /// <summary>With WsClientOptions.Reconnect: a reconnect attempt is about to start (the connection is Connecting; sends wait in the offline queue).</summary>
+        public event EventHandler<WsReconnectingEventArgs> Reconnecting;
+        /// <summary>With WsClientOptions.Reconnect: reconnected. Runs before the queued messages go out; what its handlers send goes first (authenticate, resubscribe).</summary>
+        public event EventHandler Reconnected;
+        /// <summary>With WsClientOptions.Reconnect: reconnecting stopped; Closed follows.</summary>
+        public event EventHandler<WsReconnectGaveUpEventArgs> ReconnectGaveUp;
+
+        private void OnReconnected()
+        {
+            var h = Reconnected;
+            if (h == null || _disposed != 0) return;
+            try { h(this, EventArgs.Empty); }
+            catch (Exception ex) { RaiseError(ex); }
+        }
+
+        private void Raise<TArgs>(EventHandler<TArgs> h, TArgs args)
+        {
+            if (h == null || _disposed != 0) return;
+            try { h(this, args); }
+            catch (Exception ex) { RaiseError(ex); }
+        }
+
+        /// <summary>
+        /// The server's answer to the upgrade (status 101 and its headers: a Set-Cookie, a
+        /// header of the server's choosing), from the open on; null on server connections.
+        /// </summary>
+        public WsHandshakeResponse HandshakeResponse => _response;
+
+        /// <summary>client-reach (issue 13): WsClientOptions.ServerCertificateCheck of this connect.</summary>
+        internal Func<WsCertificateCheck, bool> CertificateCheck { get; private set; }
 
         /// <summary>Server: called in the OPEN event, before any other event of this connection.</summary>
         internal void AttachServerHandle(IntPtr conn)
@@ -289,10 +352,21 @@ namespace WsNative
         {
             switch (e->Kind)
             {
-                case EventKind.Open: OnOpen(conn); break;
+                case EventKind.Open:
+                    if (_everOpened) { OnReconnected(); break; } // client-reach (issue 13): the reconnect hook
+                    _everOpened = true;
+                    _response = CertNative.ReadResponse(conn);
+                    OnOpen(conn);
+                    break;
+                case CertNative.EventReconnecting:
+                    Raise(Reconnecting, new WsReconnectingEventArgs((int)e->Attempt, TimeSpan.FromMilliseconds(e->DelayMs), e->CloseCode, Utf8.FromPtr(e->Error)));
+                    break;
+                case CertNative.EventReconnectGaveUp:
+                    Raise(ReconnectGaveUp, new WsReconnectGaveUpEventArgs((int)e->Attempt, Utf8.FromPtr(e->Error)));
+                    break;
                 case EventKind.Message: OnMessage(e); break;
                 case EventKind.Drain: if (_handle != null) _sends.OnDrain(_handle, e->SentId); break;
-                case EventKind.Close: OnClose(e); break;
+                case EventKind.Close: if (_response == null) _response = CertNative.ReadResponse(conn); OnClose(e); break;
             }
         }
 
@@ -356,7 +430,13 @@ namespace WsNative
             _sends.End(info, sent);
             _inbox.End(new WsMessage(WsMessageType.Close, new byte[0], info));
             _roots.Clear();
-            _openTcs?.TrySetException(info.ToException()); // a failed connect (no effect once open)
+            if (_openTcs != null && !_openTcs.Task.IsCompleted) // a failed connect (no effect once open)
+            {
+                var failure = info.ToException();
+                var wse = failure as WsException;
+                if (wse != null) wse.Response = _response; // client-reach (issue 13): a refusal's headers
+                _openTcs.TrySetException(failure);
+            }
             _closedTcs.TrySetResult(true);
 
             if (_disposed != 0) return;

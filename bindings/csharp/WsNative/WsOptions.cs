@@ -43,6 +43,71 @@ namespace WsNative
         /// </summary>
         public bool Compression { get; set; }
 
+        // ---- client-reach (issue 13): certificates ----
+        /// <summary>The client's certificate chain (PEM file, its own first) for mutual TLS; with ClientKeyPemPath.</summary>
+        public string ClientCertificatePemPath { get; set; }
+        /// <summary>The private key (PEM file) of ClientCertificatePemPath.</summary>
+        public string ClientKeyPemPath { get; set; }
+        /// <summary>The client's certificate chain as PEM text (instead of a file); with ClientKeyPem.</summary>
+        public string ClientCertificatePem { get; set; }
+        /// <summary>The private key as PEM text, for a key kept in a secret store.</summary>
+        public string ClientKeyPem { get; set; }
+        /// <summary>
+        /// PEM files of certificates trusted exactly, whoever issued them (development, pinning);
+        /// their name and dates are still checked. With TlsRoots = None they are the only trust.
+        /// </summary>
+        public IList<string> TrustedCertificateFiles { get; } = new List<string>();
+        /// <summary>SHA-256 fingerprints ("AB:CD:...") of certificates trusted exactly, as TrustedCertificateFiles.</summary>
+        public IList<string> TrustedFingerprints { get; } = new List<string>();
+        /// <summary>
+        /// The application's check of the server's certificate, which has the last word: return
+        /// true to accept. It runs on a wsnative thread after the TLS handshake and before the
+        /// upgrade request is sent. WARNING: returning true whatever DefaultError says turns
+        /// certificate validation off, as ServerCertificateCustomValidationCallback returning
+        /// true does in .NET: anyone on the network path can then impersonate the server and
+        /// read and change everything. Accept only what you checked (a pinned fingerprint, your
+        /// own CA); TrustedFingerprints does pinning without a callback.
+        /// </summary>
+        public Func<WsCertificateCheck, bool> ServerCertificateCheck { get; set; }
+
+        // ---- client-reach (issue 13): proxies ----
+        /// <summary>
+        /// Connect through a proxy: "http://user:password@host:3128" (HTTP CONNECT, Basic
+        /// credentials) or "socks5://user:password@host:1080" (SOCKS5). A refusal fails
+        /// ConnectAsync with WsError.Handshake and the proxy's HTTP status (407, 403, 502) in
+        /// WsException.HttpStatus. Null (the default): direct, unless UseEnvironmentProxy.
+        /// </summary>
+        public string Proxy { get; set; }
+        /// <summary>
+        /// Read the proxy from HTTPS_PROXY (wss://), HTTP_PROXY (ws://) or ALL_PROXY, lower case
+        /// first, with NO_PROXY (hosts, domain suffixes, CIDR blocks) as curl does. Default false.
+        /// </summary>
+        public bool UseEnvironmentProxy { get; set; }
+        /// <summary>Extra headers of the proxy's CONNECT request (not of the WebSocket upgrade).</summary>
+        public IList<KeyValuePair<string, string>> ProxyHeaders { get; } = new List<KeyValuePair<string, string>>();
+
+        // ---- client-reach (issue 13): reconnect ----
+        /// <summary>Reconnect after a drop with the same WsConnection (null: never, the default).</summary>
+        public WsReconnectPolicy Reconnect { get; set; }
+
+        private void CertificatesToNative(ClientOptionsHandle o)
+        {
+            if (Reconnect != null) Reconnect.Apply(o);
+            if (Proxy != null) Status.Check(CertNative.wsn_client_options_set_proxy(o, Utf8.Z(Proxy)));
+            if (UseEnvironmentProxy) Status.Check(CertNative.wsn_client_options_set_proxy_from_env(o, true));
+            foreach (var h in ProxyHeaders) Status.Check(CertNative.wsn_client_options_add_proxy_header(o, Utf8.Z(h.Key), Utf8.Z(h.Value)));
+            if ((ClientCertificatePemPath == null) != (ClientKeyPemPath == null))
+                throw new ArgumentException("ClientCertificatePemPath and ClientKeyPemPath go together");
+            if ((ClientCertificatePem == null) != (ClientKeyPem == null))
+                throw new ArgumentException("ClientCertificatePem and ClientKeyPem go together");
+            if (ClientCertificatePemPath != null)
+                Status.Check(CertNative.wsn_client_options_set_client_cert_files(o, Utf8.Z(ClientCertificatePemPath), Utf8.Z(ClientKeyPemPath)));
+            if (ClientCertificatePem != null)
+                Status.Check(CertNative.wsn_client_options_set_client_cert_pem(o, Utf8.Z(ClientCertificatePem), Utf8.Z(ClientKeyPem)));
+            foreach (var f in TrustedCertificateFiles) Status.Check(CertNative.wsn_client_options_add_trusted_cert_file(o, Utf8.Z(f)));
+            foreach (var fp in TrustedFingerprints) Status.Check(CertNative.wsn_client_options_add_trusted_fingerprint(o, Utf8.Z(fp)));
+        }
+
         internal ClientOptionsHandle ToNative()
         {
             var o = wsn_client_options_new();
@@ -69,6 +134,7 @@ namespace WsNative
                 if (Origin != null) Status.Check(wsn_client_options_set_origin(o, Utf8.Z(Origin)));
                 if (TlsRoots.HasValue) Status.Check(wsn_client_options_set_tls_roots(o, (uint)TlsRoots.Value));
                 foreach (var f in CaFiles) Status.Check(wsn_client_options_add_ca_file(o, Utf8.Z(f)));
+                CertificatesToNative(o); // client-reach (issue 13)
                 return o;
             }
             catch
@@ -139,6 +205,15 @@ namespace WsNative
         /// </summary>
         public Action<WsHttpRequest> HttpHandler { get; set; }
 
+        // ---- client-reach (issue 13): mutual TLS ----
+        /// <summary>
+        /// A PEM file of CAs: clients must present a certificate they issued (mutual TLS; see
+        /// ClientCertificateRequired). WsAcceptRequest.PeerCertificateSubject shows its subject.
+        /// </summary>
+        public string ClientCaPemPath { get; set; }
+        /// <summary>With ClientCaPemPath: refuse clients without a certificate (default true).</summary>
+        public bool ClientCertificateRequired { get; set; } = true;
+
         internal ServerOptionsHandle ToNative()
         {
             var o = wsn_server_options_new();
@@ -168,6 +243,8 @@ namespace WsNative
                 if (MaxPendingHandshakesPerIp.HasValue) Status.Check(wsn_server_options_set_max_pending_handshakes_per_ip(o, WsClientOptions.Size(MaxPendingHandshakesPerIp.Value)));
                 if (PendingHandshakePolicy.HasValue) Status.Check(wsn_server_options_set_pending_handshake_policy(o, (uint)PendingHandshakePolicy.Value));
                 if (HttpHandler != null) Status.Check(wsn_server_options_set_http_handler(o, Trampolines.ServerHttp));
+                if (ClientCaPemPath != null) // client-reach (issue 13)
+                    Status.Check(CertNative.wsn_server_options_set_client_auth(o, Utf8.Z(ClientCaPemPath), ClientCertificateRequired));
                 return o;
             }
             catch

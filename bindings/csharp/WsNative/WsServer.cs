@@ -183,10 +183,14 @@ namespace WsNative
             var n = (long)wsn_request_get_subprotocol_count(request).ToUInt64();
             for (long i = 0; i < n; i++) protocols.Add(Utf8.FromPtr(wsn_request_get_subprotocol(request, (UIntPtr)(ulong)i)));
             SubProtocols = protocols.AsReadOnly();
+            PeerCertificateSubject = Utf8.FromPtr(Native.CertNative.wsn_request_get_peer_cert_subject(request)); // client-reach
         }
 
         /// <summary>The request method (always GET for an upgrade).</summary>
         public string Method { get; }
+        /// <summary>The subject of the client certificate the server verified ("CN=alice, O=Example"), or null.</summary>
+        public string PeerCertificateSubject { get; }
+
         public string Path { get; }
         public string Query { get; }
         public string PeerAddress { get; }

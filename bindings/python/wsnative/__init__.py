@@ -19,12 +19,21 @@ asyncio API: ``wsnative.asyncio.connect`` and ``wsnative.asyncio.serve``.
 from __future__ import annotations
 
 from . import _native
-from ._convert import CloseInfo, Request, State
+from ._convert import (  # client-reach (issue 13)
+    CertCheck,
+    CloseInfo,
+    Reconnect,
+    ReconnectAttempt,
+    Request,
+    Response,
+    State,
+    cert_fingerprint,
+)
 from ._core import configure
 from ._lib import LibraryNotFound
 from ._log import disable_logging, enable_logging
 from ._ops import BroadcastReport, ConnStats, DrainReport, ServerStats
-from .client import Connection, connect
+from .client import Connection, Pool, connect
 from .errors import (
     ConnectError,
     ConnectionClosed,
@@ -60,6 +69,7 @@ def library_version() -> str:
 
 __all__ = [
     "BroadcastReport",
+    "CertCheck",
     "CloseInfo",
     "ConnStats",
     "ConnectError",
@@ -74,13 +84,18 @@ __all__ = [
     "InvalidState",
     "LibraryNotFound",
     "OpenTimeout",
+    "Pool",
+    "Reconnect",
+    "ReconnectAttempt",
     "Request",
+    "Response",
     "Server",
     "ServerStats",
     "State",
     "TLSError",
     "WebSocketError",
     "WouldBlock",
+    "cert_fingerprint",
     "configure",
     "connect",
     "disable_logging",

@@ -4,9 +4,10 @@ objects, upgrade requests. No handle lifetime here (that is ``_core``), no API (
 
 from __future__ import annotations
 
+import ctypes
 import os
 from enum import IntEnum
-from typing import Any, Iterable, Mapping, NamedTuple, Sequence, Tuple, Union
+from typing import Any, Callable, Iterable, List, Mapping, NamedTuple, Optional, Sequence, Tuple, Union
 
 from . import _native as N
 from .errors import (
@@ -24,6 +25,10 @@ from .errors import (
 
 Message = Union[str, bytes]
 Headers = Union[Mapping[str, str], Iterable[Tuple[str, str]]]
+#: ``cert_check(host, chain, default_error) -> bool``: the application's check of the server's
+#: certificate (client-reach, issue 13). ``chain`` is the certificates the server sent (DER, its
+#: own first), ``default_error`` None when the default validation accepted them, else why not.
+CertCheck = Callable[[str, List[bytes], Optional[str]], bool]
 
 #: Low-water mark of the send queue at which the core reports DRAIN (as websockets' write limit).
 DRAIN_LOW_WATER = 64 << 10
@@ -56,12 +61,15 @@ def closed_exception(info: CloseInfo | None) -> ConnectionClosed:
     return cls(info.code, info.reason, info.clean, info.error, info.error_status)
 
 
-def open_failure(info: CloseInfo) -> WebSocketError:
-    """The exception for a connection that closed before it opened."""
+def open_failure(info: CloseInfo, response: Response | None = None) -> WebSocketError:
+    """The exception for a connection that closed before it opened (``response``: the server's
+    refusal, when it answered)."""
     msg = info.error or f"the connection closed while opening ({info.code})"
     st = info.error_status
     if st == N.ERR_HANDSHAKE or info.http_status:
-        return HandshakeError(msg, info.http_status, st or N.ERR_HANDSHAKE)
+        e = HandshakeError(msg, info.http_status, st or N.ERR_HANDSHAKE)
+        e.response = response
+        return e
     if st == N.ERR_TLS:
         return TLSError(msg, st)
     if st == N.ERR_TIMEOUT:
@@ -133,8 +141,18 @@ def client_options(
     manual_ack: bool = True,
     max_send_queue: int | None = None,
     compression: str | None = None,
+    client_cert: str | os.PathLike[str] | None = None,
+    client_key: str | os.PathLike[str] | None = None,
+    trust_cert: str | os.PathLike[str] | Sequence[str | os.PathLike[str]] | None = None,
+    trust_fingerprint: str | Sequence[str] | None = None,
+    cert_check: CertCheck | None = None,
+    proxy: str | bool | None = None,
+    proxy_headers: Headers | None = None,
+    reconnect: Reconnect | None = None,
 ) -> int:
     """A native wsn_client_options (the caller frees it with wsn_client_options_free).
+
+    ``cert_check`` must stay referenced by the caller until the connection opened or failed.
 
     Flow control is the core's: ``max_queue`` unacknowledged messages at most (with
     ``manual_ack`` a message counts until the binding's reader took it), a send queue of
@@ -174,6 +192,10 @@ def client_options(
             files = [ca_file] if isinstance(ca_file, (str, os.PathLike)) else list(ca_file)
             for f in files:
                 check(N.wsn_client_options_add_ca_file(o, os.fsencode(f)))
+        _client_certs(o, client_cert, client_key, trust_cert, trust_fingerprint, cert_check)
+        _proxy(o, proxy, proxy_headers)
+        if reconnect is not None:
+            reconnect._apply(o)
         return o
     except BaseException:
         N.wsn_client_options_free(o)
@@ -224,6 +246,8 @@ def server_options(
     max_pending_handshakes: int = 256,
     max_pending_handshakes_per_ip: int = 32,
     pending_handshake_policy: str = "drop-oldest",
+    client_ca: str | os.PathLike[str] | None = None,
+    client_cert_required: bool = True,
 ) -> int:
     """A native wsn_server_options; server connections deliver to a reader (manual ack)."""
     o: int = N.wsn_server_options_new()
@@ -259,6 +283,8 @@ def server_options(
         check(N.wsn_server_options_set_max_pending_handshakes_per_ip(
             o, _count(max_pending_handshakes_per_ip, "max_pending_handshakes_per_ip")))
         check(N.wsn_server_options_set_pending_handshake_policy(o, _pending_policy(pending_handshake_policy)))
+        if client_ca is not None:
+            check(N.wsn_server_options_set_client_auth(o, os.fsencode(client_ca), bool(client_cert_required)))
         return o
     except BaseException:
         N.wsn_server_options_free(o)
@@ -315,6 +341,10 @@ class Request:
         self.subprotocols: list[str] = [
             _text(N.wsn_request_get_subprotocol(ptr, i)) for i in range(N.wsn_request_get_subprotocol_count(ptr))
         ]
+        subject = N.wsn_request_get_peer_cert_subject(ptr)
+        #: The subject of the client certificate the server verified ("CN=alice, O=Example"),
+        #: or None (no certificate; see ``serve(client_ca=...)``).
+        self.peer_cert_subject: str | None = subject.decode("utf-8", "replace") if subject else None
 
     def header(self, name: str) -> str | None:
         """The first header called ``name`` (case-insensitive), or None."""
@@ -422,3 +452,186 @@ def apply_http_result(req: Request, result: HttpResult) -> None:
                         "(status, headers, body)")
 
 
+
+
+# --- client-reach (issue 13): certificates ---
+
+
+def _on_cert_check(user_data: int, host: bytes | None, certs: Any, lens: Any, count: int,
+                   default_error: bytes | None) -> bool:
+    """The one native trampoline of every ``cert_check``: user_data is the callable's id."""
+    try:
+        fn: CertCheck = ctypes.cast(user_data, ctypes.py_object).value
+        chain = [ctypes.string_at(certs[i], lens[i]) for i in range(count)]
+        err = default_error.decode("utf-8", "replace") if default_error is not None else None
+        return bool(fn((host or b"").decode("utf-8", "replace"), chain, err))
+    except BaseException:
+        from ._core import report
+
+        report("a cert_check callback (the server is refused)")
+        return False
+
+
+cert_check_cb = N.wsn_cert_check_cb(_on_cert_check)
+ctypes.pythonapi.Py_IncRef(ctypes.py_object(cert_check_cb))  # never collected
+
+
+def _client_certs(
+    o: int,
+    client_cert: str | os.PathLike[str] | None,
+    client_key: str | os.PathLike[str] | None,
+    trust_cert: str | os.PathLike[str] | Sequence[str | os.PathLike[str]] | None,
+    trust_fingerprint: str | Sequence[str] | None,
+    cert_check: CertCheck | None,
+) -> None:
+    if (client_cert is None) != (client_key is None):
+        raise InvalidArgument("client_cert and client_key go together", N.ERR_INVALID_ARGUMENT)
+    if client_cert is not None and client_key is not None:
+        check(N.wsn_client_options_set_client_cert_files(o, os.fsencode(client_cert), os.fsencode(client_key)))
+    if trust_cert is not None:
+        certs = [trust_cert] if isinstance(trust_cert, (str, os.PathLike)) else list(trust_cert)
+        for f in certs:
+            check(N.wsn_client_options_add_trusted_cert_file(o, os.fsencode(f)))
+    if trust_fingerprint is not None:
+        fps = [trust_fingerprint] if isinstance(trust_fingerprint, str) else list(trust_fingerprint)
+        for fp in fps:
+            check(N.wsn_client_options_add_trusted_fingerprint(o, _b(fp)))
+    if cert_check is not None:
+        check(N.wsn_client_options_set_cert_check(o, cert_check_cb, id(cert_check)))
+
+
+def cert_fingerprint(der: bytes) -> str:
+    """The SHA-256 fingerprint of a DER certificate, "AB:CD:...", as ``trust_fingerprint``
+    takes it and ``openssl x509 -noout -fingerprint -sha256`` prints it."""
+    out = ctypes.create_string_buffer(96)
+    check(N.wsn_cert_fingerprint_sha256(der, len(der), out, len(out)))
+    return out.value.decode("ascii")
+
+
+# --- client-reach (issue 13): proxies ---
+
+
+def _proxy(o: int, proxy: str | bool | None, proxy_headers: Headers | None) -> None:
+    """``proxy``: a URL (http://[user:password@]host:port or socks5://...), True to read it from
+    the environment (HTTPS_PROXY, HTTP_PROXY, ALL_PROXY, NO_PROXY), None or False for none."""
+    if isinstance(proxy, str):
+        check(N.wsn_client_options_set_proxy(o, _b(proxy)))
+    elif proxy is True:
+        check(N.wsn_client_options_set_proxy_from_env(o, True))
+    elif proxy not in (None, False):
+        raise InvalidArgument(f"proxy must be a URL, True or None, not {proxy!r}", N.ERR_INVALID_ARGUMENT)
+    if proxy_headers:
+        items = proxy_headers.items() if isinstance(proxy_headers, Mapping) else proxy_headers
+        for name, value in items:
+            check(N.wsn_client_options_add_proxy_header(o, _b(name), _b(value)))
+
+
+# --- client-reach (issue 13): the handshake response ---
+
+
+class Response(NamedTuple):
+    """The server's answer to the upgrade: ``status`` (101 when accepted) and ``headers`` in
+    order (names as sent)."""
+
+    status: int
+    headers: list[tuple[str, str]]
+
+    def header(self, name: str) -> str | None:
+        """The first header called ``name`` (case-insensitive), or None."""
+        low = name.lower()
+        for k, v in self.headers:
+            if k.lower() == low:
+                return v
+        return None
+
+
+def read_response(conn: int) -> Response | None:
+    """The handshake response of a native client connection (None when the server never
+    answered: server connections, failures before the answer)."""
+    status = N.wsn_conn_get_response_status(conn)
+    if not status:
+        return None
+    headers = [
+        (_text(N.wsn_conn_get_response_header_name(conn, i)), _text(N.wsn_conn_get_response_header_value(conn, i)))
+        for i in range(N.wsn_conn_get_response_header_count(conn))
+    ]
+    return Response(status, headers)
+
+
+# --- client-reach (issue 13): reconnect ---
+
+
+class ReconnectAttempt(NamedTuple):
+    """A reconnect attempt about to start: its number (from 1 after each drop), the delay
+    before it in seconds, the close code of the connection that dropped (1006 for a failed
+    attempt) and why the last connection or attempt ended."""
+
+    attempt: int
+    delay: float
+    code: int
+    error: str | None
+
+
+class Reconnect:
+    """Reconnect when the connection drops, keeping the same ``Connection``.
+
+    Each attempt waits a delay drawn uniformly from 0 to ``min(max_delay, initial_delay *
+    2**(attempt-1))`` seconds (full jitter: clients spread out after a server restart). It
+    stops after ``max_attempts`` attempts or ``max_time`` seconds since the drop (None: no
+    limit), on a close code in ``stop_codes`` (added to 1002, 1003, 1007-1010: a 4001 "not
+    allowed" of your own) or an HTTP status in ``stop_statuses`` (added to 401 and 403), and
+    never after ``close()``. Meanwhile ``send`` queues up to ``offline_queue`` bytes;
+    ``when_full`` is "refuse" (send raises WouldBlock), "drop_oldest" or "drop_newest".
+
+    ``on_reconnect(conn)`` runs after each successful reconnect on a wsnative thread, before
+    the queued messages go out; what it sends (authentication, subscriptions) goes first.
+    ``on_attempt(conn, ReconnectAttempt)`` is told of every attempt, ``on_give_up(conn, why)``
+    when it stops (the close follows).
+    """
+
+    def __init__(
+        self,
+        *,
+        initial_delay: float = 0.5,
+        max_delay: float = 30.0,
+        max_attempts: int = 0,
+        max_time: float | None = None,
+        stop_codes: Sequence[int] = (),
+        stop_statuses: Sequence[int] = (),
+        offline_queue: int = 1 << 20,
+        when_full: str = "refuse",
+        on_reconnect: Callable[[Any], Any] | None = None,
+        on_attempt: Callable[[Any, ReconnectAttempt], Any] | None = None,
+        on_give_up: Callable[[Any, str], Any] | None = None,
+    ) -> None:
+        self.initial_delay = initial_delay
+        self.max_delay = max_delay
+        self.max_attempts = max_attempts
+        self.max_time = max_time
+        self.stop_codes = tuple(stop_codes)
+        self.stop_statuses = tuple(stop_statuses)
+        self.offline_queue = offline_queue
+        self.when_full = when_full
+        self.on_reconnect = on_reconnect
+        self.on_attempt = on_attempt
+        self.on_give_up = on_give_up
+
+    def _apply(self, o: int) -> None:
+        policy = {"refuse": N.OFFLINE_REFUSE, "drop_oldest": N.OFFLINE_DROP_OLDEST,
+                  "drop_newest": N.OFFLINE_DROP_NEWEST}.get(self.when_full)
+        if policy is None:
+            raise InvalidArgument(f"when_full must be 'refuse', 'drop_oldest' or 'drop_newest', not {self.when_full!r}")
+        p = N.wsn_reconnect_policy_new()
+        try:
+            check(N.wsn_reconnect_policy_set_delays(p, ms(self.initial_delay, "initial_delay"),
+                                                    ms(self.max_delay, "max_delay")))
+            check(N.wsn_reconnect_policy_set_budget(p, int(self.max_attempts),
+                                                    ms(self.max_time, "max_time", zero_ok=True)))
+            for code in self.stop_codes:
+                check(N.wsn_reconnect_policy_add_stop_code(p, int(code)))
+            for st in self.stop_statuses:
+                check(N.wsn_reconnect_policy_add_stop_status(p, int(st)))
+            check(N.wsn_reconnect_policy_set_offline_queue(p, _positive(self.offline_queue, "offline_queue"), policy))
+            check(N.wsn_client_options_set_reconnect(o, p))
+        finally:
+            N.wsn_reconnect_policy_free(p)

@@ -28,7 +28,10 @@ from typing import Any, Callable
 from . import _native as N
 from ._convert import (
     CloseInfo,
+    Reconnect,
+    ReconnectAttempt,
     Request,
+    Response,
     State,
     _text,
     apply_accept_result,
@@ -37,6 +40,7 @@ from ._convert import (
     closed_exception,
     ms,
     read_close,
+    read_response,
     server_options,
 )
 from ._ops import ConnOps, ServerOps
@@ -172,6 +176,8 @@ class NativeConn(ConnOps):
         self._peer_addr = ""
         self._was_open = False
         self._server: ServerCore | None = None
+        self._response: Response | None = None  # client-reach (issue 13)
+        self._reconnect: Reconnect | None = None
 
     @property
     def conn_id(self) -> int:
@@ -189,14 +195,27 @@ class NativeConn(ConnOps):
             self._on_message(data.decode("utf-8") if ev.is_text else data)
         elif kind == _DRAIN:
             self._on_drain()
+        elif kind == _OPEN and self._was_open:
+            # client-reach (issue 13): reconnected; the hook runs before the queued messages.
+            hook = self._reconnect.on_reconnect if self._reconnect is not None else None
+            if hook is not None:
+                try:
+                    hook(self)
+                except BaseException:
+                    report("on_reconnect")
+        elif kind == N.EVENT_RECONNECTING or kind == N.EVENT_RECONNECT_GAVE_UP:
+            self._reconnect_event(ev)
         elif kind == _OPEN:
             self._subprotocol = _text(N.wsn_conn_get_subprotocol(conn))
             self._extensions = _text(N.wsn_conn_get_extensions(conn))
             self._peer_addr = _text(N.wsn_conn_get_peer_addr(conn))
+            self._response = read_response(conn)
             self._was_open = True
             self._on_open()
         elif kind == _CLOSE:
             info = read_close(ev)
+            if not self._was_open:
+                self._response = read_response(conn)  # a refusal's status and headers
             self._close_info = info
             _targets.pop(self._id, None)  # the last event: nothing routes here any more
             self._on_close(info)
@@ -204,6 +223,20 @@ class NativeConn(ConnOps):
 
     def _on_open(self) -> None:  # pragma: no cover - overridden
         pass
+
+    def _reconnect_event(self, ev: N.wsn_event) -> None:
+        r = self._reconnect
+        if r is None:
+            return
+        err = ev.error.decode("utf-8", "replace") if ev.error is not None else None
+        try:
+            if ev.kind == N.EVENT_RECONNECTING:
+                if r.on_attempt is not None:
+                    r.on_attempt(self, ReconnectAttempt(ev.attempt, ev.delay_ms / 1000.0, ev.close_code, err))
+            elif r.on_give_up is not None:
+                r.on_give_up(self, err or "")
+        except BaseException:
+            report("a reconnect callback")
 
     def _on_message(self, message: Any) -> None:  # pragma: no cover - overridden
         pass
@@ -241,6 +274,20 @@ class NativeConn(ConnOps):
             _targets.pop(cid, None)
             raise from_status(rc)
         self._adopt(out.value)  # type: ignore[arg-type]  # c_void_p.value: not None once wsn_connect succeeded
+
+    def _take_from(self, pool: int) -> bool:
+        """client-reach (issue 13): takes a ready connection of a native pool (its events come
+        here, OPEN first); False when none is ready."""
+        cid = self._register()
+        out = c_void_p()
+        rc = N.wsn_pool_take(pool, event_cb, cid, byref(out))
+        if rc:
+            _targets.pop(cid, None)
+            if rc == N.ERR_WOULD_BLOCK_POOL:
+                return False
+            raise from_status(rc)
+        self._adopt(out.value)  # type: ignore[arg-type]  # set once wsn_pool_take succeeded
+        return True
 
     def __del__(self) -> None:
         ptr = self._ptr
@@ -286,6 +333,12 @@ class NativeConn(ConnOps):
     def buffered_amount(self) -> int:
         """Bytes queued by ``send`` and not yet handed to the socket."""
         return N.wsn_conn_get_buffered_amount(self._ptr) if self._ptr is not None else 0
+
+    @property
+    def response(self) -> Response | None:
+        """The server's answer to the upgrade (status 101 and its headers: a ``Set-Cookie``, a
+        header of the server's choosing); None on server connections."""
+        return self._response
 
     @property
     def subprotocol(self) -> str | None:

@@ -87,6 +87,8 @@ class wsn_event(Structure):
         ("error_status", c_int32),
         ("http_status", c_uint16),
         ("sent_id", c_uint64),
+        ("attempt", c_uint32),  # client-reach (issue 13): RECONNECTING, RECONNECT_GAVE_UP
+        ("delay_ms", c_uint32),
     ]
 
 
@@ -494,3 +496,71 @@ def last_error() -> str:
 
 def version() -> str:
     return (wsn_version() or b"").decode("ascii", "replace")
+
+
+# --- client-reach (issue 13): certificates ---
+# typedef bool (*wsn_cert_check_cb)(void *user_data, const char *host, const uint8_t *const *certs,
+#                                   const size_t *cert_lens, size_t count, const char *default_error);
+wsn_cert_check_cb = CFUNCTYPE(c_bool, c_void_p, c_char_p, POINTER(POINTER(c_uint8)), POINTER(c_size_t), c_size_t,
+                              c_char_p)
+# wsn_status wsn_client_options_set_client_cert_files(wsn_client_options *o, const char *chain, const char *key);
+wsn_client_options_set_client_cert_files = _fn(
+    "wsn_client_options_set_client_cert_files", [_ptr, c_char_p, c_char_p], _status)
+# wsn_status wsn_client_options_set_client_cert_pem(wsn_client_options *o, const char *chain, const char *key);
+wsn_client_options_set_client_cert_pem = _fn(
+    "wsn_client_options_set_client_cert_pem", [_ptr, c_char_p, c_char_p], _status)
+# wsn_status wsn_client_options_add_trusted_cert_file(wsn_client_options *o, const char *pem_path);
+wsn_client_options_add_trusted_cert_file = _fn("wsn_client_options_add_trusted_cert_file", [_ptr, c_char_p], _status)
+# wsn_status wsn_client_options_add_trusted_fingerprint(wsn_client_options *o, const char *sha256_hex);
+wsn_client_options_add_trusted_fingerprint = _fn(
+    "wsn_client_options_add_trusted_fingerprint", [_ptr, c_char_p], _status)
+# wsn_status wsn_client_options_set_cert_check(wsn_client_options *o, wsn_cert_check_cb check, void *user_data);
+wsn_client_options_set_cert_check = _fn(
+    "wsn_client_options_set_cert_check", [_ptr, wsn_cert_check_cb, c_void_p], _status)
+# wsn_status wsn_server_options_set_client_auth(wsn_server_options *o, const char *ca_pem_path, bool required);
+wsn_server_options_set_client_auth = _fn("wsn_server_options_set_client_auth", [_ptr, c_char_p, c_bool], _status)
+# const char *wsn_request_get_peer_cert_subject(const wsn_request *request);
+wsn_request_get_peer_cert_subject = _fn("wsn_request_get_peer_cert_subject", [_ptr], c_char_p)
+# wsn_status wsn_cert_fingerprint_sha256(const uint8_t *der, size_t len, char *out, size_t out_len);
+wsn_cert_fingerprint_sha256 = _fn("wsn_cert_fingerprint_sha256", [c_char_p, c_size_t, c_char_p, c_size_t], _status)
+
+# --- client-reach (issue 13): proxies ---
+# wsn_status wsn_client_options_set_proxy(wsn_client_options *o, const char *proxy_url);
+wsn_client_options_set_proxy = _fn("wsn_client_options_set_proxy", [_ptr, c_char_p], _status)
+# wsn_status wsn_client_options_set_proxy_from_env(wsn_client_options *o, bool enabled);
+wsn_client_options_set_proxy_from_env = _fn("wsn_client_options_set_proxy_from_env", [_ptr, c_bool], _status)
+# wsn_status wsn_client_options_add_proxy_header(wsn_client_options *o, const char *name, const char *value);
+wsn_client_options_add_proxy_header = _fn("wsn_client_options_add_proxy_header", [_ptr, c_char_p, c_char_p], _status)
+
+# --- client-reach (issue 13): the handshake response ---
+# uint16_t wsn_conn_get_response_status(const wsn_conn *conn);
+wsn_conn_get_response_status = _fn("wsn_conn_get_response_status", [_ptr], c_uint16)
+# const char *wsn_conn_get_response_header(const wsn_conn *conn, const char *name);
+wsn_conn_get_response_header = _fn("wsn_conn_get_response_header", [_ptr, c_char_p], c_char_p)
+# size_t wsn_conn_get_response_header_count(const wsn_conn *conn);
+wsn_conn_get_response_header_count = _fn("wsn_conn_get_response_header_count", [_ptr], c_size_t)
+# const char *wsn_conn_get_response_header_name(const wsn_conn *conn, size_t index);
+wsn_conn_get_response_header_name = _fn("wsn_conn_get_response_header_name", [_ptr, c_size_t], c_char_p)
+# const char *wsn_conn_get_response_header_value(const wsn_conn *conn, size_t index);
+wsn_conn_get_response_header_value = _fn("wsn_conn_get_response_header_value", [_ptr, c_size_t], c_char_p)
+
+# --- client-reach (issue 13): reconnect ---
+EVENT_RECONNECTING = 5
+EVENT_RECONNECT_GAVE_UP = 6
+OFFLINE_REFUSE, OFFLINE_DROP_OLDEST, OFFLINE_DROP_NEWEST = 0, 1, 2
+wsn_reconnect_policy_new = _fn("wsn_reconnect_policy_new", [], _ptr)
+wsn_reconnect_policy_free = _fn("wsn_reconnect_policy_free", [_ptr], None)
+wsn_reconnect_policy_set_delays = _fn("wsn_reconnect_policy_set_delays", [_ptr, c_uint32, c_uint32], _status)
+wsn_reconnect_policy_set_budget = _fn("wsn_reconnect_policy_set_budget", [_ptr, c_uint32, c_uint32], _status)
+wsn_reconnect_policy_add_stop_code = _fn("wsn_reconnect_policy_add_stop_code", [_ptr, c_uint16], _status)
+wsn_reconnect_policy_add_stop_status = _fn("wsn_reconnect_policy_add_stop_status", [_ptr, c_uint16], _status)
+wsn_reconnect_policy_set_offline_queue = _fn(
+    "wsn_reconnect_policy_set_offline_queue", [_ptr, c_size_t, c_uint32], _status)
+wsn_client_options_set_reconnect = _fn("wsn_client_options_set_reconnect", [_ptr, _ptr], _status)
+
+# --- client-reach (issue 13): pool ---
+wsn_pool_new = _fn("wsn_pool_new", [c_char_p, _ptr, c_size_t, POINTER(c_void_p)], _status)
+wsn_pool_take = _fn("wsn_pool_take", [_ptr, wsn_event_cb, c_void_p, POINTER(c_void_p)], _status)
+wsn_pool_ready = _fn("wsn_pool_ready", [_ptr], c_size_t)
+wsn_pool_free = _fn("wsn_pool_free", [_ptr], None)
+ERR_WOULD_BLOCK_POOL = -12

@@ -30,6 +30,7 @@ from . import _core
 from . import _native as N
 from ._convert import (
     AcceptResult,
+    CertCheck,
     CloseInfo,
     Headers,
     Message,
@@ -269,6 +270,13 @@ class connect:
         write_limit: int = 16 << 20,
         max_queue: int = 1024,
         compression: str | None = None,
+        client_cert: str | os.PathLike[str] | None = None,
+        client_key: str | os.PathLike[str] | None = None,
+        trust_cert: str | os.PathLike[str] | Sequence[str | os.PathLike[str]] | None = None,
+        trust_fingerprint: str | Sequence[str] | None = None,
+        cert_check: CertCheck | None = None,
+        proxy: str | bool | None = None,
+        proxy_headers: Headers | None = None,
     ) -> None:
         self._url = url
         self._max_queue = max_queue
@@ -288,6 +296,13 @@ class connect:
             manual_ack=True,
             max_send_queue=write_limit,
             compression=compression,
+            client_cert=client_cert,
+            client_key=client_key,
+            trust_cert=trust_cert,
+            trust_fingerprint=trust_fingerprint,
+            cert_check=cert_check,
+            proxy=proxy,
+            proxy_headers=proxy_headers,
         )
         self._conn: Connection | None = None
 
@@ -306,7 +321,7 @@ class connect:
             conn._start_abort()
             raise
         if not conn._was_open:
-            raise open_failure(await conn.wait_closed())
+            raise open_failure(await conn.wait_closed(), conn._response)
         return conn
 
     def __await__(self) -> Generator[Any, None, Connection]:

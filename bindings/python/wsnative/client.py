@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ctypes
 import os
 import queue
 import threading
@@ -11,9 +12,19 @@ from typing import Any, Callable, Iterator, Sequence
 
 from . import _core
 from . import _native as N
-from ._convert import CloseInfo, Headers, Message, client_options, closed_exception, encode, open_failure
+from ._convert import (
+    CertCheck,
+    CloseInfo,
+    Headers,
+    Message,
+    Reconnect,
+    client_options,
+    closed_exception,
+    encode,
+    open_failure,
+)
 from ._core import report
-from .errors import ConnectionClosedOK, WouldBlock
+from .errors import ConnectionClosedOK, InvalidState, WouldBlock, from_status
 
 __all__ = ["Connection", "connect"]
 
@@ -197,6 +208,14 @@ def connect(
     max_queue: int = 1024,
     write_limit: int | None = None,
     compression: str | None = None,
+    client_cert: str | os.PathLike[str] | None = None,
+    client_key: str | os.PathLike[str] | None = None,
+    trust_cert: str | os.PathLike[str] | Sequence[str | os.PathLike[str]] | None = None,
+    trust_fingerprint: str | Sequence[str] | None = None,
+    cert_check: CertCheck | None = None,
+    proxy: str | bool | None = None,
+    proxy_headers: Headers | None = None,
+    reconnect: Reconnect | None = None,
 ) -> Connection:
     """Opens a client connection to ``url`` (ws:// or wss://) and waits until it is open.
 
@@ -209,6 +228,27 @@ def connect(
     library's default, 64 MiB). ``compression="deflate"`` offers permessage-deflate (off by
     default: it costs CPU, and secrets sent next to attacker-chosen text must not be compressed:
     send those with ``compress=False`` where the send call offers it).
+
+    Certificates: ``client_cert``/``client_key`` (PEM files) present a client certificate
+    (mutual TLS). ``trust_cert`` (PEM files) and ``trust_fingerprint`` ("AB:CD:..." SHA-256, as
+    ``openssl x509 -noout -fingerprint -sha256`` prints it) trust exact certificates whoever
+    issued them (name and dates are still checked); with ``tls_roots="none"`` they are the only
+    ones accepted (pinning). A self-signed certificate given as ``ca_file`` is accepted too.
+    ``cert_check(host, chain, default_error) -> bool`` has the last word on the server's
+    certificate (``chain``: DER, the server's own first; ``default_error``: None when the
+    default validation accepted it, else why not); it runs on a wsnative thread before the
+    upgrade request is sent. WARNING: returning True whatever ``default_error`` says turns
+    validation off, and anyone on the network path can then read and change the traffic.
+
+    Proxies: ``proxy="http://user:password@host:3128"`` (HTTP CONNECT, Basic credentials) or
+    ``"socks5://user:password@host:1080"``; ``proxy=True`` reads ``HTTPS_PROXY``/``HTTP_PROXY``/
+    ``ALL_PROXY`` and ``NO_PROXY`` (hosts, domain suffixes, CIDR blocks) as curl does; the
+    default None connects directly. ``proxy_headers`` go to the proxy's CONNECT request. A
+    refusal raises HandshakeError with the proxy's status (407, 403, 502) in ``status``.
+
+    ``reconnect=wsnative.Reconnect(...)`` reconnects after a drop with the same Connection
+    (see ``Reconnect``); ``recv`` and ``send`` go on working across reconnects, ``on_close``
+    comes once, at the end.
 
     Raises HandshakeError (with the HTTP status), TLSError, ConnectError, OpenTimeout,
     InvalidArgument.
@@ -230,12 +270,72 @@ def connect(
         manual_ack=on_message is None,
         max_send_queue=write_limit,
         compression=compression,
+        client_cert=client_cert,
+        client_key=client_key,
+        trust_cert=trust_cert,
+        trust_fingerprint=trust_fingerprint,
+        cert_check=cert_check,
+        proxy=proxy,
+        proxy_headers=proxy_headers,
+        reconnect=reconnect,
     )
+    conn._reconnect = reconnect
     try:
         conn._connect(url, opts)
     finally:
         N.wsn_client_options_free(opts)
     conn._opened.wait()  # the library's connect and handshake timeouts bound it
     if not conn._was_open:
-        raise open_failure(conn._close_info)  # type: ignore[arg-type]  # set before CLOSE sets _opened
+        raise open_failure(conn._close_info, conn._response)  # type: ignore[arg-type]  # set before CLOSE sets _opened
     return conn
+
+
+class Pool:
+    """Keeps ``size`` connections to ``url`` open and ready (client-reach, issue 13), so that
+    ``take()`` hands one out without the connect and upgrade round trips; each one taken is
+    replaced in the background. ``options``: the keyword arguments of the connection options
+    (headers, subprotocols, ca_file, proxy, client_cert, ...). Close it (or use ``with``) to close
+    the connections still waiting.
+    """
+
+    def __init__(self, url: str, size: int = 4, **options: Any) -> None:
+        options.setdefault("manual_ack", True)
+        opts = client_options(**options)
+        out = ctypes.c_void_p()
+        try:
+            rc = N.wsn_pool_new(url.encode("utf-8"), opts, int(size), ctypes.byref(out))
+        finally:
+            N.wsn_client_options_free(opts)
+        if rc:
+            raise from_status(rc)
+        self._ptr: int | None = out.value
+
+    @property
+    def ready(self) -> int:
+        """Connections ready now."""
+        return int(N.wsn_pool_ready(self._ptr)) if self._ptr else 0
+
+    def take(self) -> Connection | None:
+        """An open Connection at once, or None when none is ready (connect directly then)."""
+        if not self._ptr:
+            raise InvalidState("the pool is closed")
+        conn = Connection()
+        if not conn._take_from(self._ptr):
+            return None
+        conn._opened.wait()  # the OPEN event is already on its way
+        return conn
+
+    def close(self) -> None:
+        """Closes the connections still waiting (1001); taken ones are not affected."""
+        ptr, self._ptr = self._ptr, None
+        if ptr:
+            N.wsn_pool_free(ptr)
+
+    def __enter__(self) -> Pool:
+        return self
+
+    def __exit__(self, t: type[BaseException] | None, v: BaseException | None, tb: TracebackType | None) -> None:
+        self.close()
+
+    def __del__(self) -> None:
+        self.close()

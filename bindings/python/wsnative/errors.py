@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from . import _native as N
 
 __all__ = [
@@ -65,6 +67,8 @@ class HandshakeError(WebSocketError):
     def __init__(self, message: str, status: int = 0, error_status: int = N.ERR_HANDSHAKE) -> None:
         super().__init__(message, error_status)
         self.status = status
+        #: The server's refusal (``wsnative.Response``: status and headers), when it answered.
+        self.response: Any = None
 
 
 class TLSError(WebSocketError):

@@ -105,6 +105,8 @@ def serve(
     max_pending_handshakes: int = 256,
     max_pending_handshakes_per_ip: int = 32,
     pending_handshake_policy: str = "drop-oldest",
+    client_ca: str | os.PathLike[str] | None = None,
+    client_cert_required: bool = True,
 ) -> Server:
     """Starts a server on ``host``:``port`` (port 0 picks a free one: see ``server.port``).
 
@@ -124,6 +126,9 @@ def serve(
     ``max_pending_handshakes_per_ip`` (32) cap handshakes in progress, 0 for no cap;
     ``pending_handshake_policy``: "drop-oldest" (the default: slow clients cannot lock out fast
     ones) or "refuse" (503).
+    ``client_ca``: a PEM file of CAs; clients must present a certificate they issued (mutual
+    TLS; with ``client_cert_required=False`` they may come without one), and ``accept`` sees
+    its subject as ``request.peer_cert_subject``.
     """
     options = dict(
         subprotocols=subprotocols,
@@ -146,5 +151,7 @@ def serve(
         max_pending_handshakes=max_pending_handshakes,
         max_pending_handshakes_per_ip=max_pending_handshakes_per_ip,
         pending_handshake_policy=pending_handshake_policy,
+        client_ca=client_ca,
+        client_cert_required=client_cert_required,
     )
     return Server(host, port, handler, accept, options)
