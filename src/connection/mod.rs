@@ -1,5 +1,5 @@
 //! A WebSocket connection: the handle every other part talks to. The connection task
-//! (`driver.rs`) owns the socket; this side holds the send queue, the state, the receive
+//! (`driver/`) owns the socket; this side holds the send queue, the state, the receive
 //! budget and the event mailbox.
 
 mod delivery;
