@@ -54,8 +54,8 @@ cargo rustc --release --lib --crate-type cdylib,staticlib -- \
 [ "${PIPESTATUS[0]}" = 0 ] || { echo "install-c: the build failed" >&2; exit 1; }
 static_libs=$(sed -n 's/.*native-static-libs: //p' "$log" | tail -1)
 [ -n "$static_libs" ] || static_libs="-lgcc_s -lutil -lrt -lpthread -lm -ldl -lc"
-# Only what a program must add; -lc and -lgcc_s come with every C link anyway.
-private=$(for l in $static_libs; do case "$l" in -lc|-lgcc_s) ;; *) printf '%s ' "$l" ;; esac; done | sed 's/ $//')
+private="$static_libs"  # as cargo-c writes it
+description=$(sed -n 's/^description = "\(.*\)"$/\1/p' Cargo.toml | head -1)
 
 got=$(readelf -d "$target/libwsnative.so" | sed -n 's/.*Library soname: \[\(.*\)\]/\1/p')
 [ "$got" = "$soname" ] || { echo "install-c: SONAME is '$got', not $soname" >&2; exit 1; }
@@ -75,7 +75,7 @@ libdir=${libdir/#$prefix/\$\{prefix\}}
 includedir=\${prefix}/include
 
 Name: wsnative
-Description: WebSocket client and server with a C ABI
+Description: $description
 Version: $version
 Libs: -L\${libdir} -lwsnative
 Libs.private: $private
