@@ -26,6 +26,12 @@ for the peer's answer. How the connection closed goes to stderr:
       --origin ORIGIN          the Origin header
       --ca-file FILE           trust this PEM CA (besides the bundled roots; repeatable)
       --system-roots           trust the system's CA store instead of the bundled roots
+      --trust-fingerprint SHA  trust exactly the certificate with this SHA-256 (hex; repeatable)
+      --client-cert FILE --client-key FILE
+                               present this PEM certificate chain and key (mutual TLS)
+      --proxy URL              connect through http://[user:pass@]host:port or socks5://...
+      --proxy-env              the proxy of the environment (HTTPS_PROXY, HTTP_PROXY, ALL_PROXY,
+                               NO_PROXY)
   -b, --binary                 send lines as binary messages
 
 Server (--listen PORT, 0 picks a free port; prints \"listening on ADDR\" to stderr):
@@ -62,6 +68,11 @@ struct Args {
     once: bool,
     cert: Option<PathBuf>,
     key: Option<PathBuf>,
+    client_cert: Option<PathBuf>,
+    client_key: Option<PathBuf>,
+    fingerprints: Vec<String>,
+    proxy: Option<String>,
+    proxy_env: bool,
     verbose: u8,
 }
 
@@ -114,6 +125,11 @@ fn parse_args() -> Args {
             "--once" => a.once = true,
             "--cert" => a.cert = Some(value(&mut it, &arg).into()),
             "--key" => a.key = Some(value(&mut it, &arg).into()),
+            "--client-cert" => a.client_cert = Some(value(&mut it, &arg).into()),
+            "--client-key" => a.client_key = Some(value(&mut it, &arg).into()),
+            "--trust-fingerprint" => a.fingerprints.push(value(&mut it, &arg)),
+            "--proxy" => a.proxy = Some(value(&mut it, &arg)),
+            "--proxy-env" => a.proxy_env = true,
             "-v" | "--verbose" => a.verbose += 1,
             "-vv" => a.verbose += 2,
             s if s.starts_with('-') => usage_error(&format!("unknown option {s}")),
@@ -131,6 +147,9 @@ fn parse_args() -> Args {
     }
     if a.cert.is_some() != a.key.is_some() {
         usage_error("--cert and --key go together");
+    }
+    if a.client_cert.is_some() != a.client_key.is_some() {
+        usage_error("--client-cert and --client-key go together");
     }
     a
 }
@@ -232,6 +251,25 @@ fn client(a: &Args, url: &str) -> i32 {
     if a.system_roots {
         o.tls_roots = wsnative::TlsRoots::System;
     }
+    if let (Some(chain), Some(key)) = (&a.client_cert, &a.client_key) {
+        o.client_cert = Some(wsnative::Identity {
+            chain: wsnative::Pem::File(chain.clone()),
+            key: wsnative::Pem::File(key.clone()),
+        });
+    }
+    for f in &a.fingerprints {
+        match wsnative::parse_fingerprint(f) {
+            Ok(fp) => o.trusted_fingerprints.push(fp),
+            Err(e) => usage_error(&e.to_string()),
+        }
+    }
+    if let Some(p) = &a.proxy {
+        match wsnative::Proxy::parse(p) {
+            Ok(p) => o.proxy = Some(p),
+            Err(e) => usage_error(&e.to_string()),
+        }
+    }
+    o.proxy_from_env = a.proxy_env;
     let (tx, rx) = mpsc::channel();
     let handler: Arc<dyn Handler> = Arc::new(ClientHandler {
         closed: Mutex::new(Some(tx)),

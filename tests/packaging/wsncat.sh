@@ -103,6 +103,31 @@ wss() {
   [ "$rc" = 1 ] && grep -qi 'certificate' "$OUT/client.err"
 }
 step wss-with-ca-file-and-without wss
+# The exact server certificate, by its SHA-256 (pinning), against the server of the last step.
+pinned() {
+  local fp; fp=$(openssl x509 -in "$OUT/srv.pem" -noout -fingerprint -sha256 | sed 's/.*=//; s/://g')
+  client $'pinned\n' "wss://localhost:$port/" --trust-fingerprint "$fp"
+  [ "$rc" = 0 ] && [ "$(cat "$OUT/client.out")" = pinned ] || return 1
+  client $'pinned\n' "wss://localhost:$port/" --trust-fingerprint "$(printf '%064d' 0)"
+  [ "$rc" = 1 ] && grep -qi 'certificate' "$OUT/client.err"
+}
+step wss-trusting-one-fingerprint pinned
+# Through a proxy that refuses (a raw HTTP 403): the refusal names the proxy and its status.
+proxy_refused() {
+  python3 -c '
+import socket
+s = socket.socket(); s.bind(("127.0.0.1", 0)); s.listen(1)
+print("port", s.getsockname()[1], flush=True)
+c, _ = s.accept(); c.recv(4096)
+c.sendall(b"HTTP/1.1 403 Forbidden\r\nContent-Length: 0\r\n\r\n"); c.close()
+' >"$OUT/proxy.out" 2>&1 &
+  local proxy=$!
+  for _ in $(seq 100); do grep -q '^port' "$OUT/proxy.out" && break; sleep 0.1; done
+  client '' "ws://127.0.0.1:$echo_port/" --proxy "http://127.0.0.1:$(sed -n 's/^port //p' "$OUT/proxy.out")"
+  wait "$proxy"
+  [ "$rc" = 1 ] && grep -qi 'proxy' "$OUT/client.err" && grep -q '403' "$OUT/client.err"
+}
+step proxy-refusal-names-the-proxy proxy_refused
 
 stop_on_signal() {
   kill -TERM "$echo_pid"; local t=0
@@ -112,5 +137,6 @@ stop_on_signal() {
 echo_pid=${pids[0]}
 step server-stops-on-sigterm-with-0 stop_on_signal
 step usage-error-exits-2 bash -c "\"$W\" --bogus; [ \$? = 2 ]"
+step client-cert-without-key-exits-2 bash -c "\"$W\" --client-cert x.pem ws://127.0.0.1:1/; [ \$? = 2 ]"
 echo "wsncat: $pass passed, $fail failed"
 [ "$fail" = 0 ]
