@@ -890,7 +890,8 @@ wsn_status wsn_conn_set_release_hook(struct wsn_conn *conn, wsn_release_cb relea
 
 /**
  * Most handshakes in progress at once: accepted TCP connections whose upgrade (or plain HTTP
- * request) is not answered yet, TLS included (default 256; 0: no limit). What happens to a
+ * request) is not answered yet, TLS included (default 512: room for a burst of reconnects,
+ * half of a common descriptor limit; 0: no limit). What happens to a
  * new connection at the cap is the policy's (wsn_server_options_set_pending_handshake_policy:
  * by default the oldest unfinished handshake is dropped). Keep it well under the process's
  * descriptor limit (`ulimit -n`, often 1024). Errors: INVALID_ARGUMENT for NULL.
@@ -900,8 +901,9 @@ wsn_status wsn_server_options_set_max_pending_handshakes(struct wsn_server_optio
 
 /**
  * Most handshakes in progress from one client address, an IPv4 address or an IPv6 /64
- * (default 32; 0: no limit). Browsers open one WebSocket at a time per server, so 32 leaves
- * room for many clients behind one NAT while one address cannot fill the server's cap.
+ * (default 0: no limit, because behind a reverse proxy or a NAT many clients share one
+ * address, and a cap would throttle all of them). For a server facing its clients directly,
+ * 32 leaves room for many browsers behind one NAT while one address cannot fill the total cap.
  * Errors: INVALID_ARGUMENT for NULL.
  * Thread: one thread at a time per options object.
  */
@@ -1176,7 +1178,7 @@ wsn_status wsn_client_options_add_ca_file(struct wsn_client_options *options, co
 /**
  * A new server options object with the defaults: handshake timeout 10 s, max request header
  * 16 KiB, close timeout 5 s, drain timeout 5 s, max message 64 MiB, ping every 30 s, no
- * connection limit, any Origin, at most 256 handshakes in progress and 32 per client address
+ * connection limit, any Origin, at most 512 handshakes in progress (no per-address cap)
  * (the oldest dropped at a cap), no plain HTTP handler (426). Ownership: the caller frees it
  * with wsn_server_options_free.
  * Thread: any.

@@ -197,10 +197,12 @@ pub struct ServerOptions {
     pub client_auth: Option<ClientAuth>,
     // --- srv-defense: handshake admission and plain HTTP (issue 15 §2, §3.5) ---
     /// Most handshakes in progress at once (accepted TCP connections whose upgrade is not
-    /// answered yet). Default 256; zero: no limit.
+    /// answered yet). Default 512 (room for a reconnect burst, half of a common `ulimit -n`);
+    /// zero: no limit.
     pub max_pending_handshakes: usize,
-    /// Most handshakes in progress from one client address (IPv6: one /64). Default 32; zero:
-    /// no limit.
+    /// Most handshakes in progress from one client address (IPv6: one /64). Default zero (no
+    /// limit): behind a reverse proxy or a NAT many clients share one address. Set it for a
+    /// server that faces its clients directly.
     pub max_pending_handshakes_per_ip: usize,
     /// What happens to a new connection when a cap is reached. Default: drop the oldest.
     pub pending_handshake_policy: PendingHandshakePolicy,
@@ -231,8 +233,8 @@ impl Default for ServerOptions {
             drain_timeout: Duration::from_secs(5),
             conn: ConnectionSettings::default(),
             client_auth: None,
-            max_pending_handshakes: 256,
-            max_pending_handshakes_per_ip: 32,
+            max_pending_handshakes: 512,
+            max_pending_handshakes_per_ip: 0,
             pending_handshake_policy: PendingHandshakePolicy::DropOldest,
             http_handler: None,
         }

@@ -444,3 +444,23 @@ fn the_refuse_policy_answers_503_at_the_cap_and_admits_again_once_below() {
         std::thread::sleep(Duration::from_millis(20));
     }
 }
+
+/// With the default caps, a burst of clients from one address (a reconnect stampede through a
+/// NAT, or every client behind a reverse proxy on the same host) all get in: the per-address
+/// cap is off by default, and the total cap leaves room for the burst.
+#[test]
+fn with_the_defaults_a_burst_of_300_handshakes_from_one_address_all_open() {
+    let server = echo_server();
+    let clients: Vec<TestClient> = (0..300)
+        .map(|_| TestClient::connect(&server.url(), std::ptr::null()))
+        .collect();
+    for (i, c) in clients.iter().enumerate() {
+        c.rec.wait(WAIT, "every client's open", |e| {
+            if let Some(Ev::Close { error, .. }) = e.iter().find(|e| matches!(e, Ev::Close { .. }))
+            {
+                panic!("client {i} was closed before it opened: {error:?}");
+            }
+            e.iter().any(|e| matches!(e, Ev::Open(_))).then_some(())
+        });
+    }
+}

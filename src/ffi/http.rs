@@ -69,7 +69,8 @@ pub(crate) fn with_http_handler(
 }
 
 /// Most handshakes in progress at once: accepted TCP connections whose upgrade (or plain HTTP
-/// request) is not answered yet, TLS included (default 256; 0: no limit). What happens to a
+/// request) is not answered yet, TLS included (default 512: room for a burst of reconnects,
+/// half of a common descriptor limit; 0: no limit). What happens to a
 /// new connection at the cap is the policy's (wsn_server_options_set_pending_handshake_policy:
 /// by default the oldest unfinished handshake is dropped). Keep it well under the process's
 /// descriptor limit (`ulimit -n`, often 1024). Errors: INVALID_ARGUMENT for NULL.
@@ -85,8 +86,9 @@ pub unsafe extern "C" fn wsn_server_options_set_max_pending_handshakes(
 }
 
 /// Most handshakes in progress from one client address, an IPv4 address or an IPv6 /64
-/// (default 32; 0: no limit). Browsers open one WebSocket at a time per server, so 32 leaves
-/// room for many clients behind one NAT while one address cannot fill the server's cap.
+/// (default 0: no limit, because behind a reverse proxy or a NAT many clients share one
+/// address, and a cap would throttle all of them). For a server facing its clients directly,
+/// 32 leaves room for many browsers behind one NAT while one address cannot fill the total cap.
 /// Errors: INVALID_ARGUMENT for NULL.
 /// Thread: one thread at a time per options object.
 #[no_mangle]

@@ -469,7 +469,7 @@ pub unsafe extern "C" fn wsn_client_options_add_ca_file(
 
 /// A new server options object with the defaults: handshake timeout 10 s, max request header
 /// 16 KiB, close timeout 5 s, drain timeout 5 s, max message 64 MiB, ping every 30 s, no
-/// connection limit, any Origin, at most 256 handshakes in progress and 32 per client address
+/// connection limit, any Origin, at most 512 handshakes in progress (no per-address cap)
 /// (the oldest dropped at a cap), no plain HTTP handler (426). Ownership: the caller frees it
 /// with wsn_server_options_free.
 /// Thread: any.

@@ -3,9 +3,9 @@
 # slow clients, each sending one byte of a request and then nothing (tests/defense/attack.py,
 # a separate process without the limit), while legitimate clients from 127.0.0.1 and 127.0.0.2
 # must still complete a handshake and an echo (bound 5 s, time printed). Cases:
-#   1. examples/c/echo_server (the defaults: 256 handshakes in progress, 32 per address, drop
-#      the oldest), attackers all from 127.0.0.1: the per-address cap; descriptors stay low;
-#   2. the same server, attackers spread over 127.0.0.1-250: the total cap;
+#   1. examples/c/echo_server (the defaults: 512 handshakes in progress, no per-address cap, drop
+#      the oldest), attackers all from 127.0.0.1: the total cap; descriptors stay under the limit;
+#   2. the same server, attackers spread over 127.0.0.1-250: the total cap again;
 #   3. tests/defense/server.c with both caps off: accept hits EMFILE, and dropping the oldest
 #      handshake makes room (the descriptor count reaches the limit, by design);
 #   4. caps off and the refuse policy: at EMFILE the reserve descriptor turns clients away with

@@ -71,6 +71,11 @@ static int run_server(void) {
     signal(SIGINT, on_term);
     wsn_server_options *o = wsn_server_options_new();
     wsn_server_options_set_max_connections(o, 1000000);
+    /* Every client of the soak comes from 127.0.0.1 and thousands open at once: the caps on
+     * handshakes in progress (32 per address by default, which drop the oldest) would stand
+     * between them, as they stand between a real server and a flood from one address. */
+    wsn_server_options_set_max_pending_handshakes(o, 0);
+    wsn_server_options_set_max_pending_handshakes_per_ip(o, 0);
     /* Keep-alive on; generous timeouts: the soak looks for leaks and losses, not for speed on
      * a loaded machine. */
     wsn_server_options_set_ping_interval_ms(o, 5000);

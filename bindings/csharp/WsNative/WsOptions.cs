@@ -191,9 +191,9 @@ namespace WsNative
         public string TlsKeyPemPath { get; set; }
         /// <summary>Accepts clients' permessage-deflate offers (browsers always offer it); off by default.</summary>
         public bool Compression { get; set; }
-        /// <summary>Most handshakes in progress at once (default 256; 0: no limit).</summary>
+        /// <summary>Most handshakes in progress at once (default 512; 0: no limit).</summary>
         public int? MaxPendingHandshakes { get; set; }
-        /// <summary>Most handshakes in progress from one client address, IPv6 by /64 (default 32; 0: no limit).</summary>
+        /// <summary>Most handshakes in progress from one client address, IPv6 by /64 (default 0: no limit, as behind a proxy or NAT clients share one address).</summary>
         public int? MaxPendingHandshakesPerIp { get; set; }
         /// <summary>What happens to a new connection at either cap (default DropOldest).</summary>
         public WsPendingHandshakePolicy? PendingHandshakePolicy { get; set; }

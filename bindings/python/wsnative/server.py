@@ -102,8 +102,8 @@ def serve(
     write_limit: int | None = None,
     compression: str | None = None,
     http_handler: Callable[[Request], HttpResult] | None = None,
-    max_pending_handshakes: int = 256,
-    max_pending_handshakes_per_ip: int = 32,
+    max_pending_handshakes: int = 512,
+    max_pending_handshakes_per_ip: int = 0,
     pending_handshake_policy: str = "drop-oldest",
     client_ca: str | os.PathLike[str] | None = None,
     client_cert_required: bool = True,
@@ -122,8 +122,8 @@ def serve(
     balancer's ``GET /healthz``), on a wsnative callback thread: return ``(status, body)`` or
     ``(status, headers, body)``, or None to leave the request to the default 426; without one
     such requests get 426. ``accept`` may add headers to the 101 with
-    ``request.add_response_header`` (a Set-Cookie). ``max_pending_handshakes`` (256) and
-    ``max_pending_handshakes_per_ip`` (32) cap handshakes in progress, 0 for no cap;
+    ``request.add_response_header`` (a Set-Cookie). ``max_pending_handshakes`` (512) and
+    ``max_pending_handshakes_per_ip`` (0: off, as behind a proxy) cap handshakes in progress, 0 for no cap;
     ``pending_handshake_policy``: "drop-oldest" (the default: slow clients cannot lock out fast
     ones) or "refuse" (503).
     ``client_ca``: a PEM file of CAs; clients must present a certificate they issued (mutual
