@@ -348,7 +348,6 @@ impl Driver {
                     id,
                     compress,
                 }) => {
-                    self.conn.unqueue(len);
                     let before = self.wbuf.len();
                     if self
                         .encoder
@@ -358,11 +357,13 @@ impl Driver {
                         self.encoded += (self.wbuf.len() - before) as u64;
                         self.in_flight.push_back((self.encoded, id));
                     }
+                    // Counted as unwritten before it leaves the queue's count: a sender that
+                    // looks in between never sees an empty queue that is not (the limit holds).
                     self.conn.set_unwritten(self.wbuf.len());
+                    self.conn.unqueue(len);
                     *busy = true;
                 }
                 Poll::Ready(Command::Frame { frame, len, id }) => {
-                    self.conn.unqueue(len);
                     let before = self.wbuf.len();
                     let payload = frame.frame.slice(frame.header..);
                     if self
@@ -374,6 +375,7 @@ impl Driver {
                         self.in_flight.push_back((self.encoded, id));
                     }
                     self.conn.set_unwritten(self.wbuf.len());
+                    self.conn.unqueue(len);
                     *busy = true;
                 }
                 Poll::Ready(Command::Close(code, reason)) => {
