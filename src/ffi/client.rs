@@ -4,7 +4,7 @@
 use super::handle::{free_box, out_arg, to_arc, to_box, try_mut, try_ref, Boxed, Castable};
 use super::{opt_str_arg, str_arg, wsn_client_options, wsn_conn, wsn_status};
 use crate::error::{Error, Result};
-use crate::options::{check_header, ClientOptions, Proxy};
+use crate::options::{ClientOptions, Proxy};
 use std::ffi::c_char;
 use wsnative_macros::ffi_fn;
 
@@ -67,11 +67,8 @@ pub unsafe extern "C" fn wsn_client_options_add_proxy_header(
     name: *const c_char,
     value: *const c_char,
 ) -> wsn_status {
-    let o = client(options)?;
-    let name = str_arg(name, "header name")?;
-    let value = str_arg(value, "header value")?;
-    check_header(name, value)?;
-    o.proxy_headers.push((name.to_owned(), value.to_owned()));
+    let header = super::header_arg(name, value)?;
+    client(options)?.proxy_headers.push(header);
     Ok(())
 }
 

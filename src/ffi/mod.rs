@@ -198,6 +198,17 @@ pub(crate) unsafe fn str_arg<'a>(p: *const c_char, what: &str) -> crate::Result<
         .map_err(|_| Error::invalid(format!("{what} is not valid UTF-8")))
 }
 
+/// An HTTP header from two C strings, checked by the core's rule (`options::check_header`).
+pub(crate) unsafe fn header_arg(
+    name: *const c_char,
+    value: *const c_char,
+) -> crate::Result<(String, String)> {
+    let name = str_arg(name, "header name")?;
+    let value = str_arg(value, "header value")?;
+    crate::options::check_header(name, value)?;
+    Ok((name.to_owned(), value.to_owned()))
+}
+
 /// Borrows an optional C string argument (NULL: `None`).
 pub(crate) unsafe fn opt_str_arg<'a>(
     p: *const c_char,

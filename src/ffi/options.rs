@@ -397,11 +397,8 @@ pub unsafe extern "C" fn wsn_client_options_add_header(
     name: *const c_char,
     value: *const c_char,
 ) -> wsn_status {
-    let o = client(options)?;
-    let name = str_arg(name, "header name")?;
-    let value = str_arg(value, "header value")?;
-    check_header(name, value)?;
-    o.headers.push((name.to_owned(), value.to_owned()));
+    let header = super::header_arg(name, value)?;
+    client(options)?.headers.push(header);
     Ok(())
 }
 
