@@ -59,6 +59,17 @@ def test_deadline_from_the_accept_hook_and_later_closes_with_the_chosen_code(ser
         sb.set_deadline(1.0, 1006)
 
 
+def test_a_connection_tagged_in_the_accept_hook_is_listed_as_soon_as_it_is_counted(server):
+    # The core counts the tag from the accept hook on; the Python object comes with the OPEN
+    # event a moment later: listing waits for it rather than leave the connection out.
+    for i in range(30):
+        c = connect(server, f"tag=race:{i}")
+        assert wait_until(lambda i=i: server.count_tag(f"race:{i}") == 1)
+        listed = server.connections_with_tag(f"race:{i}")
+        assert len(listed) == 1 and listed[0].has_tag(f"race:{i}")
+        c.close()
+
+
 def test_a_cleared_deadline_closes_nothing(server):
     a = connect(server, "tag=x")
     assert wait_until(lambda: server.count_tag("x") == 1)

@@ -407,6 +407,7 @@ class ServerCore(ServerOps):
                  queue: int | None = None) -> None:
         self._lock = threading.Lock()  # stop and free, which may come from two threads at once
         self._accept = accept
+        self._queued = queue is not None
         options = dict(options)
         self._http: Callable[[Request], Any] | None = options.pop("http_handler", None)
         self._drain_timeout = float(options.get("drain_timeout", 5.0))
@@ -491,6 +492,11 @@ class ServerCore(ServerOps):
     def _conn_object(self, ptr: int) -> Any:
         """The connection object of a native handle of this server (None when gone)."""
         return _targets.get(_get_user_data(ptr))
+
+    def _may_wait_for_open(self) -> bool:
+        """Whether an OPEN not yet delivered may be waited for: not on a callback thread, and
+        not in poll mode, where the caller's own loop delivers it."""
+        return not self._queued and not in_callback_thread()
 
     @property
     def connections(self) -> list[Any]:

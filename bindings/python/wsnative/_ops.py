@@ -5,6 +5,7 @@ that ``NativeConn`` and ``ServerCore`` (``_core.py``) take from the mixins below
 
 from __future__ import annotations
 
+import time
 from ctypes import byref, c_size_t, c_uint16, c_uint64, c_void_p, sizeof
 from dataclasses import dataclass, field
 from typing import Any, Callable
@@ -153,6 +154,9 @@ class ServerOps:
     def _conn_object(self, ptr: int) -> Any:  # pragma: no cover - overridden by ServerCore
         return None
 
+    def _may_wait_for_open(self) -> bool:  # pragma: no cover - overridden by ServerCore
+        return False
+
     def close_tag(self, tag: str, code: int = 4000, reason: str = "") -> int:
         """Closes every connection carrying ``tag`` (a log-out) with ``code`` and ``reason``;
         returns how many."""
@@ -167,11 +171,18 @@ class ServerOps:
     def connections_with_tag(self, tag: str) -> list[Any]:
         """The open connections carrying ``tag``, oldest first."""
         ptr, t = self._server_ptr(), tag.encode("utf-8")
-        n = N.wsn_server_list_tag(ptr, t, None, 0)
-        out = (c_void_p * max(n, 1))()
-        n = min(n, N.wsn_server_list_tag(ptr, t, out, n))
-        found = (self._conn_object(out[i]) for i in range(n) if out[i])
-        return [c for c in found if c is not None]
+        # The core tags a connection in its accept hook, before the OPEN event has reached
+        # Python and made its object: such a connection is waited for (briefly, and never on a
+        # callback thread, which is the one that would deliver that OPEN).
+        deadline = time.monotonic() + 2.0
+        while True:
+            n = N.wsn_server_list_tag(ptr, t, None, 0)
+            out = (c_void_p * max(n, 1))()
+            n = min(n, N.wsn_server_list_tag(ptr, t, out, n))
+            found = [self._conn_object(out[i]) for i in range(n) if out[i]]
+            if None not in found or not self._may_wait_for_open() or time.monotonic() > deadline:
+                return [c for c in found if c is not None]
+            time.sleep(0.002)
 
     def broadcast(self, message: str | bytes, tag: str | None = None) -> BroadcastReport:
         """Sends ``message`` (str: text, bytes: binary) to every open connection, or to those
