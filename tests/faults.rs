@@ -387,7 +387,11 @@ fn wait_until(bound: Duration, mut f: impl FnMut() -> bool) -> bool {
 }
 
 fn run_case(fault: Fault, side: Side, moment: Moment) -> Outcome {
-    let srec = Recorder::server();
+    // The server's connection handle is freed at the end of the case, not in its CLOSE
+    // callback: the case sends on it from this thread while the fault may be closing it (a
+    // handle freed in between made the send a use after free: CI saw tokio's task count go
+    // below zero when that send dropped the last reference).
+    let srec = Recorder::new();
     let sopts = server_options();
     let server = TestServer::start(srec.clone(), sopts, None);
     unsafe { wsn_server_options_free(sopts) };
@@ -504,6 +508,9 @@ fn run_case(fault: Fault, side: Side, moment: Moment) -> Outcome {
     drop(client);
     drop(relay);
     drop(server);
+    if let Some(sconn) = opened(&srec) {
+        unsafe { wsn_conn_free(sconn as *mut wsn_conn) };
+    }
     Outcome {
         client: cends.first().cloned(),
         server: sends.first().cloned(),
