@@ -93,7 +93,11 @@ pub fn connect(url: &str, opts: &ClientOptions, delivery: Option<Delivery>) -> R
         )
         .await
         {
-            Some(Ok(wire)) => run(c, wire).await,
+            // The connection's own task from here on (this one, with room for the
+            // handshake, ends).
+            Some(Ok(wire)) => {
+                tokio::spawn(run(c, wire, |_| {}));
+            }
             Some(Err(e)) => {
                 log::info!(target: "wsnative::client", conn = c.id(); "connect failed: {e}");
                 connection::finish(&c, connection::failed(e))

@@ -430,14 +430,14 @@ impl Shared {
     /// connection's close event was handled (or the connection released).
     fn delivery_for_conn(&self) -> Option<Delivery> {
         let base = relock(&self.delivery).clone()?;
-        let pending = Arc::new(PendingClose::new(self.undelivered.clone()));
+        let pending = PendingClose::new(self.undelivered.clone());
         Some(match base {
             Delivery::Callback(handler) => Delivery::Callback(Arc::new(Tracked {
                 handler,
                 _pending: pending,
             })),
             Delivery::Queue(mut target) => {
-                target.keep = Some(pending);
+                target.keep = Some(Arc::new(pending));
                 Delivery::Queue(target)
             }
         })
@@ -463,7 +463,7 @@ impl Drop for PendingClose {
 /// The server's handler, for one connection, with its pending close.
 struct Tracked {
     handler: Arc<dyn Handler>,
-    _pending: Arc<PendingClose>,
+    _pending: PendingClose,
 }
 
 impl Handler for Tracked {
@@ -631,14 +631,18 @@ async fn serve_one(
         role: Role::Server,
         deflate: deflate.map(|d| d.0),
     };
-    run(conn.clone(), wire).await;
-    shared.ops.ended(id, &conn);
-    drop(slot);
-    let mut conns = relock(&shared.conns);
-    conns.remove(&id);
-    if conns.is_empty() {
-        shared.drained.notify_all();
-    }
+    // The connection's own task from here on: this one, with room for the handshake, ends.
+    drop(shared); // the slot holds the server
+    tokio::spawn(run(conn, wire, move |conn| {
+        let shared = slot.0.clone();
+        shared.ops.ended(id, conn);
+        drop(slot);
+        let mut conns = relock(&shared.conns);
+        conns.remove(&id);
+        if conns.is_empty() {
+            shared.drained.notify_all();
+        }
+    }));
 }
 
 async fn handshake(

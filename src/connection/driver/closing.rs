@@ -21,7 +21,7 @@ impl Driver {
         self.encoded += (self.wbuf.len() - before) as u64;
         self.ours_end = self.encoded;
         self.we_started = self.theirs.is_none();
-        self.ours = Some(frame);
+        self.ours = Some(Box::new(frame));
         self.conn.close_gate("the connection is closing");
         self.conn.set_state(State::Closing);
         self.conn.set_unwritten(self.wbuf.len());
@@ -31,12 +31,8 @@ impl Driver {
 }
 
 /// The close event when the stream ended after the peer's Close (or without one).
-pub(super) fn read_end(
-    theirs: &Option<Option<(u16, String)>>,
-    ours: &Option<Option<(u16, String)>>,
-    we_started: bool,
-) -> CloseInfo {
-    match (theirs, ours) {
+pub(super) fn read_end(theirs: &CloseFrame, ours: &CloseFrame, we_started: bool) -> CloseInfo {
+    match (theirs.as_deref(), ours.as_deref()) {
         (Some(_), Some(Some((code, reason)))) if we_started => CloseInfo {
             code: *code,
             reason: reason.clone(),

@@ -56,43 +56,119 @@ const WRITE_AHEAD: usize = 256 << 10;
 /// Slices per vectored write.
 const MAX_SLICES: usize = 64;
 
-/// Runs an open connection to its end, then delivers the close event.
-pub(crate) async fn run(conn: Arc<Conn>, wire: Wire) {
-    let info = session(&conn, wire, true, true).await;
-    let _driving = super::Driving::enter(&conn);
-    super::finish(&conn, info);
+/// Runs an open connection to its end, delivers the close event, then calls `on_end`.
+///
+/// Spawned as a task of its own once the handshake is over, and written by hand rather than
+/// as an `async fn`: an idle connection's task then holds the driver and hardly anything
+/// else (an `async fn` keeps its arguments beside its locals, and a task that also did the
+/// handshake keeps room for the handshake's state for the connection's whole life).
+pub(crate) fn run<F: FnOnce(&Arc<Conn>) + Send + Unpin + 'static>(
+    conn: Arc<Conn>,
+    wire: Wire,
+    on_end: F,
+) -> Run<F> {
+    Run {
+        session: session(&conn, wire, true, true),
+        on_end: Some(on_end),
+    }
+}
+
+/// The future of `run`.
+pub(crate) struct Run<F> {
+    session: Session,
+    on_end: Option<F>,
+}
+
+impl<F: FnOnce(&Arc<Conn>) + Unpin> Future for Run<F> {
+    type Output = ();
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        let this = self.get_mut();
+        let (conn, info) = std::task::ready!(this.session.poll_end(cx));
+        {
+            let _driving = super::Driving::enter(&conn);
+            super::finish(&conn, info);
+        }
+        if let Some(on_end) = this.on_end.take() {
+            on_end(&conn);
+        }
+        Poll::Ready(())
+    }
 }
 
 /// One connection's life on `wire`, to its close event's info (not delivered). `open`: deliver
 /// `Open` first (a reconnect delivers it itself, before). `last`: the send queue closes when it
 /// ends (a reconnecting client keeps it for the next connection; client-reach, issue 13).
-pub(crate) async fn session(conn: &Arc<Conn>, wire: Wire, open: bool, last: bool) -> CloseInfo {
-    if conn.state() == State::Connecting {
-        conn.set_state(State::Open);
-    }
-    if open {
-        let _driving = super::Driving::enter(conn);
-        conn.deliver(Event::Open);
-    }
+pub(crate) fn session(conn: &Arc<Conn>, wire: Wire, open: bool, last: bool) -> Session {
     let mut d = Driver::new(conn.clone(), wire);
-    let info = std::future::poll_fn(|cx| {
-        let _driving = super::Driving::enter(conn);
-        d.poll(cx)
-    })
-    .await;
-    conn.set_socket_fd(-1);
-    if last {
-        conn.commands.close();
+    d.open_due = open;
+    d.last = last;
+    Session {
+        driver: Some(d),
+        ending: None,
     }
-    // Say goodbye at the transport level (TLS close_notify, FIN), briefly.
-    let _ = tokio::time::timeout(
-        Duration::from_millis(100),
-        tokio::io::AsyncWriteExt::shutdown(&mut d.io),
-    )
-    .await;
-    drop(d); // the socket closes
-    log_end(conn, &info);
-    info
+}
+
+/// The future of `session`.
+pub(crate) struct Session {
+    /// Dropped (the socket closes) when the session is over.
+    driver: Option<Driver>,
+    /// Once the connection has ended: its close info while the transport says goodbye.
+    ending: Option<Box<CloseInfo>>,
+}
+
+/// How long the transport's goodbye (TLS close_notify, FIN) may take.
+const SHUTDOWN_WAIT: Duration = Duration::from_millis(100);
+
+impl Session {
+    /// Drives the connection to its end; then its handle and close info.
+    fn poll_end(&mut self, cx: &mut Context<'_>) -> Poll<(Arc<Conn>, CloseInfo)> {
+        let Some(d) = self.driver.as_mut() else {
+            panic!("a connection's session polled after its end");
+        };
+        if !d.started {
+            d.started = true;
+            if d.conn.state() == State::Connecting {
+                d.conn.set_state(State::Open);
+            }
+            if d.open_due {
+                let _driving = super::Driving::enter(&d.conn);
+                d.conn.deliver(Event::Open);
+            }
+        }
+        if self.ending.is_none() {
+            let info = {
+                let conn = d.conn.clone();
+                let _driving = super::Driving::enter(&conn);
+                std::task::ready!(d.poll(cx))
+            };
+            d.conn.set_socket_fd(-1);
+            if d.last {
+                d.conn.commands.close();
+            }
+            let until = tokio::time::Instant::now() + SHUTDOWN_WAIT;
+            d.sleep.as_mut().reset(until);
+            self.ending = Some(Box::new(info));
+        }
+        // Say goodbye at the transport level, briefly.
+        let said = Pin::new(&mut d.io).poll_shutdown(cx).is_ready();
+        if !said && d.sleep.as_mut().poll(cx).is_pending() {
+            return Poll::Pending;
+        }
+        let conn = d.conn.clone();
+        self.driver = None; // the socket closes
+        let info = *self.ending.take().expect("set above");
+        log_end(&conn, &info);
+        Poll::Ready((conn, info))
+    }
+}
+
+impl Future for Session {
+    type Output = CloseInfo;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<CloseInfo> {
+        self.get_mut().poll_end(cx).map(|(_, info)| info)
+    }
 }
 
 /// One log record per connection end: why it failed (timeouts as warnings), or that it closed.
@@ -113,6 +189,9 @@ fn log_end(conn: &Conn, info: &CloseInfo) {
 
 /// This side fails the connection: the code and reason of our Close frame, and why.
 type Failure = (u16, &'static str, Error);
+
+/// A Close frame once sent or received (`None` inside: a Close without code).
+type CloseFrame = Option<Box<Option<(u16, String)>>>;
 
 /// Sends `Note::Delivered` when dropped: posted behind the callbacks queued so far, it is
 /// dropped once they ran (or at once when the connection no longer runs callbacks).
@@ -140,14 +219,16 @@ struct Driver {
     flush_due: bool,
     // The closing handshake.
     /// Our Close once queued (`None` inside: an empty Close), and where it ends in the stream.
-    ours: Option<Option<(u16, String)>>,
+    /// This and the other states of the closing handshake are boxed: an idle connection's
+    /// task keeps 8 bytes for each, not 32 to 56 (the task's size is the connection's cost).
+    ours: CloseFrame,
     ours_end: u64,
     /// The peer's Close once received.
-    theirs: Option<Option<(u16, String)>>,
+    theirs: CloseFrame,
     we_started: bool,
     /// The peer's Close waits for the callbacks before it (then it is answered).
     answer_due: bool,
-    failure: Option<Failure>,
+    failure: Option<Box<Failure>>,
     /// A failure's Close waits for the callbacks before it.
     fail_waits: bool,
     close_requested: bool,
@@ -158,6 +239,11 @@ struct Driver {
     leftover: bool,
     /// Our Close has been written.
     close_out: bool,
+    // The session (see `Session`): polled once, deliver `Open` then, close the send queue at
+    // the end.
+    started: bool,
+    open_due: bool,
+    last: bool,
     // Timers.
     sleep: Pin<Box<tokio::time::Sleep>>,
     ping_at: Option<Instant>,
@@ -172,7 +258,7 @@ struct Driver {
     /// The whole close is over by then.
     cap: Option<Instant>,
     /// Our last Ping not answered yet: when it went out and its payload (the round trip).
-    ping_out: Option<(Instant, Vec<u8>)>,
+    ping_out: Option<Box<(Instant, Vec<u8>)>>,
 }
 
 impl Driver {
@@ -209,6 +295,9 @@ impl Driver {
             blocked: false,
             leftover: !wire.leftover.is_empty(),
             close_out: false,
+            started: false,
+            open_due: false,
+            last: false,
             sleep: Box::pin(tokio::time::sleep(Duration::from_secs(3600))),
             ping_at: heartbeat.then(|| now + s.ping_interval),
             pong_due: None,
@@ -282,7 +371,7 @@ impl Driver {
                         let before = self.wbuf.len();
                         if self.encoder.ping(&mut self.wbuf, &payload).is_ok() {
                             self.encoded += (self.wbuf.len() - before) as u64;
-                            self.ping_out = Some((Instant::now(), payload.to_vec()));
+                            self.ping_out = Some(Box::new((Instant::now(), payload.to_vec())));
                         }
                     }
                 }
@@ -308,7 +397,7 @@ impl Driver {
         log::warn!(target: "wsnative::connection", conn = self.conn.id(); "failing with {}: {} (at byte {at} of the peer's stream)", f.0, f.2);
         let s = &self.conn.settings;
         // Sends stay open until our Close is queued: replies to earlier messages go first.
-        self.failure = Some(f);
+        self.failure = Some(Box::new(f));
         self.ping_at = None;
         self.pong_due = None;
         self.stall = None;
@@ -390,13 +479,13 @@ impl Driver {
         if holding {
             return None;
         }
-        if let Some((code, reason, _)) = &self.failure {
+        if let Some((code, reason, _)) = self.failure.as_deref() {
             let frame = Some((*code, (*reason).to_owned()));
             self.queue_close(frame);
             *busy = true;
         } else if let Some(theirs) = &self.theirs {
             // The peer closed first: echo its Close, after what the callbacks sent.
-            let echo = theirs.clone();
+            let echo = (**theirs).clone();
             self.queue_close(echo);
             *busy = true;
         }

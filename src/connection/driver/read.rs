@@ -157,7 +157,7 @@ impl Driver {
             }
             Incoming::Pong(p) => {
                 self.pong_due = None;
-                if let Some((at, want)) = &self.ping_out {
+                if let Some((at, want)) = self.ping_out.as_deref() {
                     if p[..] == want[..] {
                         self.conn.record_rtt(at.elapsed());
                         self.ping_out = None;
@@ -166,7 +166,7 @@ impl Driver {
             }
             Incoming::Close(frame) => {
                 let s = &self.conn.settings;
-                self.theirs = Some(frame);
+                self.theirs = Some(Box::new(frame));
                 // Sends stay open until the answer is queued: callbacks may still reply to
                 // the messages before the peer's Close.
                 self.ping_at = None;
@@ -193,12 +193,12 @@ impl Driver {
         self.eof = true;
         if self.theirs.is_some() || e.is_none() {
             if let Some(f) = self.failure.take() {
-                return Some(failed(f));
+                return Some(failed(*f));
             }
             return Some(read_end(&self.theirs, &self.ours, self.we_started));
         }
         if let Some(f) = self.failure.take() {
-            return Some(failed(f));
+            return Some(failed(*f));
         }
         Some(unclean(Error::from(e.unwrap_or_else(|| {
             std::io::ErrorKind::UnexpectedEof.into()

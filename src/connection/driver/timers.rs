@@ -79,7 +79,7 @@ impl Driver {
                 let sent = match s.heartbeat {
                     Heartbeat::Ping => {
                         self.pong_due.get_or_insert(now + s.pong_timeout);
-                        self.ping_out = Some((now, Vec::new()));
+                        self.ping_out = Some(Box::new((now, Vec::new())));
                         self.encoder.ping(&mut self.wbuf, &[])
                     }
                     Heartbeat::Pong => self.encoder.pong(&mut self.wbuf, &[]),

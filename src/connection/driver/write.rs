@@ -50,7 +50,7 @@ impl Driver {
             // Our Close is out.
             if let Some(f) = self.failure.take() {
                 // The Close frame told the peer why; there is nothing to wait for.
-                return Ok(Some(failed(f)));
+                return Ok(Some(failed(*f)));
             }
             if self.theirs.is_some() {
                 return Ok(Some(read_end(&self.theirs, &self.ours, self.we_started)));
@@ -79,7 +79,7 @@ impl Driver {
 
     pub(super) fn write_failed(&mut self, error: Error) -> CloseInfo {
         if let Some(f) = self.failure.take() {
-            return failed(f);
+            return failed(*f);
         }
         if self.theirs.is_some() {
             // The peer closed (and may have gone): its Close made the close clean.
