@@ -7,33 +7,38 @@ use std::net::SocketAddr;
 use std::sync::OnceLock;
 
 /// Set once by the handshake; read by anyone.
+/// What is rarely read or only on clients is made (or boxed) when first needed: every byte
+/// here is paid by each idle connection.
 #[derive(Default)]
 pub(super) struct Facts {
-    peer_addr: OnceLock<(SocketAddr, CString)>,
+    peer_addr: OnceLock<SocketAddr>,
+    /// The address as text, made on the first call of `peer_addr_cstr`.
+    peer_addr_text: OnceLock<CString>,
     subprotocol: OnceLock<CString>,
     extensions: OnceLock<CString>,
     /// client-reach (issue 13): the server's answer to the upgrade (101, or a refusal).
-    response: OnceLock<HandshakeResponse>,
+    response: OnceLock<Box<HandshakeResponse>>,
 }
 
 impl Conn {
     /// The peer's address, once connected.
     pub fn peer_addr(&self) -> Option<SocketAddr> {
-        self.facts.peer_addr.get().map(|p| p.0)
+        self.facts.peer_addr.get().copied()
     }
 
     /// The peer's address as text ("" before connected), NUL-terminated for C.
     pub fn peer_addr_cstr(&self) -> &CStr {
-        self.facts
-            .peer_addr
-            .get()
-            .map(|p| p.1.as_c_str())
-            .unwrap_or(c"")
+        match self.facts.peer_addr.get() {
+            Some(addr) => self
+                .facts
+                .peer_addr_text
+                .get_or_init(|| CString::new(addr.to_string()).unwrap_or_default()),
+            None => c"",
+        }
     }
 
     pub(crate) fn set_peer_addr(&self, addr: SocketAddr) {
-        let text = CString::new(addr.to_string()).unwrap_or_default();
-        let _ = self.facts.peer_addr.set((addr, text));
+        let _ = self.facts.peer_addr.set(addr);
     }
 
     /// The negotiated subprotocol ("" when none), NUL-terminated for C.
@@ -98,14 +103,14 @@ impl Conn {
     /// A client's handshake response, once the server answered (set before the OPEN event,
     /// or before the CLOSE event of a refused upgrade; never on server connections).
     pub fn handshake_response(&self) -> Option<&HandshakeResponse> {
-        self.facts.response.get()
+        self.facts.response.get().map(|b| &**b)
     }
 
     pub(crate) fn set_handshake_response(&self, status: u16, headers: &[(String, String)]) {
         let c = |s: &str| CString::new(s.replace('\0', "")).unwrap_or_default();
-        let _ = self.facts.response.set(HandshakeResponse {
+        let _ = self.facts.response.set(Box::new(HandshakeResponse {
             status,
             headers: headers.iter().map(|(n, v)| (c(n), c(v))).collect(),
-        });
+        }));
     }
 }

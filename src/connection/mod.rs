@@ -155,6 +155,8 @@ pub struct Conn {
     /// The send queue and the notes for the connection task (see `inbox.rs`).
     pub(crate) commands: inbox::Inbox<Command>,
     pub(crate) notes: inbox::Inbox<Note>,
+    /// Wakes the task that reads the inboxes (and waits for receive room).
+    pub(crate) task_waker: futures_util::task::AtomicWaker,
     outgoing: send::Outgoing,
     incoming: receive::Incoming,
     facts: facts::Facts,
@@ -211,6 +213,7 @@ impl Conn {
             state: AtomicU8::new(State::Connecting as u8),
             commands: inbox::Inbox::new(),
             notes: inbox::Inbox::new(),
+            task_waker: futures_util::task::AtomicWaker::new(),
             outgoing: send::Outgoing::new(settings.drain_low_water),
             incoming: receive::Incoming::default(),
             facts: facts::Facts::default(),
@@ -253,7 +256,7 @@ impl Conn {
         self.state.store(s as u8, Ordering::Release);
         if s as u8 >= State::Closing as u8 {
             // Closing overrides a pause: the peer's Close must be read.
-            self.incoming.room_waker.wake();
+            self.task_waker.wake();
         }
     }
 
@@ -281,8 +284,12 @@ impl Conn {
         if !self.close_gate("the connection is closing") {
             return Ok(());
         }
-        let _ = self.commands.send(Command::Close(code, reason.to_owned()));
-        let _ = self.notes.send(Note::CloseRequested(Instant::now()));
+        let _ = self
+            .commands
+            .send(Command::Close(code, reason.to_owned()), &self.task_waker);
+        let _ = self
+            .notes
+            .send(Note::CloseRequested(Instant::now()), &self.task_waker);
         Ok(())
     }
 
@@ -290,7 +297,7 @@ impl Conn {
     pub fn abort(&self) {
         self.user_closed.store(true, Ordering::Release);
         self.close_gate("the connection was aborted");
-        let _ = self.notes.send(Note::Abort);
+        let _ = self.notes.send(Note::Abort, &self.task_waker);
     }
 
     /// Stops every callback of this connection and closes it with 1001 when still open. No
@@ -423,7 +430,7 @@ impl Conn {
     }
 
     pub(crate) fn notify(&self, note: Note) {
-        let _ = self.notes.send(note);
+        let _ = self.notes.send(note, &self.task_waker);
     }
 }
 
@@ -549,7 +556,7 @@ pub(crate) async fn unless_cancelled<F: std::future::Future>(
         if let std::task::Poll::Ready(out) = fut.as_mut().poll(cx) {
             return std::task::Poll::Ready(Some(out));
         }
-        while let std::task::Poll::Ready(n) = conn.notes.poll_recv(cx) {
+        while let std::task::Poll::Ready(n) = conn.notes.poll_recv(cx, &conn.task_waker) {
             if matches!(n, Note::Abort | Note::CloseRequested(_)) {
                 return std::task::Poll::Ready(None);
             }

@@ -3,7 +3,6 @@
 //! reads only while there is room.
 
 use super::Conn;
-use futures_util::task::AtomicWaker;
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -21,8 +20,6 @@ pub(super) struct Incoming {
     /// The reader waits for receive room (paused or over its budget): while it does, a
     /// missing Pong proves nothing.
     read_waiting: AtomicBool,
-    /// Wakes the connection task when receive room frees up (or reading resumes, or a close).
-    pub(super) room_waker: AtomicWaker,
 }
 
 /// With `manual_ack`: the lengths of the messages delivered and not acknowledged yet, oldest
@@ -78,7 +75,7 @@ impl Conn {
     pub fn set_reading_paused(&self, paused: bool) {
         self.incoming.reading_paused.store(paused, Ordering::SeqCst);
         if !paused {
-            self.incoming.room_waker.wake();
+            self.task_waker.wake(); // receive room, a resume or a close
         }
     }
 
@@ -104,7 +101,7 @@ impl Conn {
             .receive_messages
             .fetch_sub(1, Ordering::AcqRel);
         if self.read_waiting() {
-            self.incoming.room_waker.wake();
+            self.task_waker.wake(); // receive room, a resume or a close
         }
     }
 

@@ -187,7 +187,7 @@ impl Conn {
         }
         self.outgoing.buffered.fetch_add(len, Ordering::Relaxed);
         let id = gate.last_id + 1;
-        if self.commands.send(make(id)).is_err() {
+        if self.commands.send(make(id), &self.task_waker).is_err() {
             self.outgoing.buffered.fetch_sub(len, Ordering::Relaxed);
             return Err(Error::state("cannot send: the connection is closed"));
         }
@@ -341,7 +341,7 @@ impl Conn {
     pub(crate) fn requeue(&self, held: std::collections::VecDeque<Command>) {
         let newer = self.take_queued();
         for c in newer.into_iter().chain(held) {
-            let _ = self.commands.send(c);
+            let _ = self.commands.send(c, &self.task_waker);
         }
     }
 }

@@ -342,7 +342,7 @@ impl Driver {
     // --- notes from the application and the callbacks ----------------------------------
 
     fn take_notes(&mut self, cx: &mut Context<'_>) -> Option<CloseInfo> {
-        while let Poll::Ready(note) = self.conn.notes.poll_recv(cx) {
+        while let Poll::Ready(note) = self.conn.notes.poll_recv(cx, &self.conn.task_waker) {
             match note {
                 Note::Abort => return Some(unclean(aborted())),
                 Note::CloseRequested(at) => {
@@ -429,7 +429,7 @@ impl Driver {
         // A failure's Close goes after the replies of the callbacks it waited for.
         let holding = self.fail_waits || self.answer_due;
         while self.wbuf.len() < WRITE_AHEAD {
-            match self.conn.commands.poll_recv(cx) {
+            match self.conn.commands.poll_recv(cx, &self.conn.task_waker) {
                 Poll::Ready(Command::Send {
                     text,
                     data,

@@ -23,7 +23,7 @@ impl Driver {
         }
         // Woken by an acknowledgement, a resume or a close; checked again after registering
         // so that a wake-up in between is not lost.
-        self.conn.incoming.room_waker.register(cx.waker());
+        self.conn.task_waker.register(cx.waker());
         let blocked = stop(&self.conn, true) && self.conn.state() == State::Open;
         self.set_blocked(blocked);
         !blocked
