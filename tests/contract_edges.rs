@@ -511,8 +511,12 @@ fn throttled_relay(to: u16, rate: usize, chunk: usize) -> u16 {
 #[test]
 fn a_close_behind_16_mib_finishes_while_bytes_keep_moving() {
     let server = echo_server();
-    let relay = throttled_relay(server.port, 8 << 20, 64 << 10);
-    let opts = client_opts(500, 0, 0);
+    let relay = throttled_relay(server.port, 4 << 20, 64 << 10);
+    // The message takes 4 s through the relay (4 MiB/s toward the server) and the close
+    // starts after 1 s, so 3 s of it are left, twice this close timeout: a timeout counted
+    // from the close call would fail the close. 1.5 s, not less: on a loaded machine the echo
+    // server can stall for half a second (this failed at 500 ms under load 15).
+    let opts = client_opts(1500, 0, 0);
     let client = TestClient::connect(&format!("ws://127.0.0.1:{relay}/"), opts);
     unsafe { wsn_client_options_free(opts) };
     client.rec.wait_open();
