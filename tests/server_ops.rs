@@ -52,6 +52,14 @@ fn server_conns(s: &TestServer, n: usize) -> Vec<usize> {
     })
 }
 
+/// The one server connection carrying `tag`.
+fn tagged_conn(s: &TestServer, tag: &std::ffi::CStr) -> *mut wsn_conn {
+    let mut out = [std::ptr::null_mut(); 2];
+    let n = unsafe { wsn_server_list_tag(s.server, tag.as_ptr(), out.as_mut_ptr(), out.len()) };
+    assert_eq!(n, 1, "connections tagged {tag:?}");
+    out[0]
+}
+
 fn close_code(ev: &Ev) -> (u16, String, bool) {
     match ev {
         Ev::Close {
@@ -72,13 +80,15 @@ fn a_deadline_of_one_second_closes_on_time_with_the_chosen_code() {
     let a = TestClient::connect(&format!("{}?deadline=1000", server.url()), std::ptr::null());
     a.rec.wait_open();
     // Set later on the server connection: first 60 s, then replaced by 1 s.
-    let b = TestClient::connect(&server.url(), std::ptr::null());
+    let b = TestClient::connect(&format!("{}?tag=b", server.url()), std::ptr::null());
     b.rec.wait_open();
     // Set then cleared: stays open.
-    let c = TestClient::connect(&server.url(), std::ptr::null());
+    let c = TestClient::connect(&format!("{}?tag=c", server.url()), std::ptr::null());
     c.rec.wait_open();
-    let opened = server_conns(&server, 3);
-    let (sb, sc) = (opened[1] as *mut wsn_conn, opened[2] as *mut wsn_conn);
+    server_conns(&server, 3);
+    // Found by tag: the server's OPENs of different connections may come in another order
+    // than the clients opened.
+    let (sb, sc) = (tagged_conn(&server, c"b"), tagged_conn(&server, c"c"));
     let tb = Instant::now();
     unsafe {
         assert_eq!(

@@ -99,10 +99,21 @@ impl<F: FnOnce(&Arc<Conn>) + Unpin> Future for Run<F> {
 /// One connection's life on `wire`, to its close event's info (not delivered). `open`: deliver
 /// `Open` first (a reconnect delivers it itself, before). `last`: the send queue closes when it
 /// ends (a reconnecting client keeps it for the next connection; client-reach, issue 13).
+///
+/// The connection is open, and `Open` delivered, before this returns (not at the first poll):
+/// a server's task spawns the connection's own task after the handshake, and the OPEN must not
+/// wait for that task's first turn (connections would then open in another order than their
+/// handshakes finished).
 pub(crate) fn session(conn: &Arc<Conn>, wire: Wire, open: bool, last: bool) -> Session {
     let mut d = Driver::new(conn.clone(), wire);
-    d.open_due = open;
     d.last = last;
+    if conn.state() == State::Connecting {
+        conn.set_state(State::Open);
+    }
+    if open {
+        let _driving = super::Driving::enter(conn);
+        conn.deliver(Event::Open);
+    }
     Session {
         driver: Some(d),
         ending: None,
@@ -126,16 +137,6 @@ impl Session {
         let Some(d) = self.driver.as_mut() else {
             panic!("a connection's session polled after its end");
         };
-        if !d.started {
-            d.started = true;
-            if d.conn.state() == State::Connecting {
-                d.conn.set_state(State::Open);
-            }
-            if d.open_due {
-                let _driving = super::Driving::enter(&d.conn);
-                d.conn.deliver(Event::Open);
-            }
-        }
         if self.ending.is_none() {
             let info = {
                 let conn = d.conn.clone();
@@ -239,10 +240,7 @@ struct Driver {
     leftover: bool,
     /// Our Close has been written.
     close_out: bool,
-    // The session (see `Session`): polled once, deliver `Open` then, close the send queue at
-    // the end.
-    started: bool,
-    open_due: bool,
+    /// Close the send queue at the end (see `session`).
     last: bool,
     // Timers.
     sleep: Pin<Box<tokio::time::Sleep>>,
@@ -295,8 +293,6 @@ impl Driver {
             blocked: false,
             leftover: !wire.leftover.is_empty(),
             close_out: false,
-            started: false,
-            open_due: false,
             last: false,
             sleep: Box::pin(tokio::time::sleep(Duration::from_secs(3600))),
             ping_at: heartbeat.then(|| now + s.ping_interval),
