@@ -5,14 +5,96 @@
 //! cost 480 bytes per connection).
 
 use std::collections::VecDeque;
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Mutex, MutexGuard};
 use std::task::{Context, Poll};
 
 use futures_util::task::AtomicWaker;
 
+/// Wakes a connection's task. A wake from inside that task's own turn (an inline callback
+/// that sends or acknowledges) is only noted: the turn looks again before it ends (see
+/// [`TaskWaker::take_woken_in_turn`]). Waking a running task through tokio would schedule it
+/// once more after the turn and, on the multi-thread runtime, wake a second worker thread to
+/// steal it: a futex and an eventfd write per echoed message.
+pub(crate) struct TaskWaker {
+    waker: AtomicWaker,
+}
+
+thread_local! {
+    /// The task waker of the connection whose turn this thread is running (its address; 0:
+    /// none), and whether it was woken during that turn.
+    static IN_TURN: std::cell::Cell<(usize, bool)> = const { std::cell::Cell::new((0, false)) };
+}
+
+/// Marks the calling thread as running the turn of the task `waker` wakes, until dropped.
+pub(crate) struct InTurn((usize, bool));
+
+impl InTurn {
+    pub(crate) fn enter(waker: &TaskWaker) -> InTurn {
+        let me = waker as *const TaskWaker as usize;
+        InTurn(
+            IN_TURN
+                .try_with(|t| t.replace((me, false)))
+                .unwrap_or((0, false)),
+        )
+    }
+}
+
+impl Drop for InTurn {
+    fn drop(&mut self) {
+        let _ = IN_TURN.try_with(|t| t.set(self.0));
+    }
+}
+
+impl TaskWaker {
+    pub(crate) fn new() -> Self {
+        TaskWaker {
+            waker: AtomicWaker::new(),
+        }
+    }
+
+    pub(crate) fn register(&self, waker: &std::task::Waker) {
+        self.waker.register(waker);
+    }
+
+    pub(crate) fn wake(&self) {
+        let me = self as *const TaskWaker as usize;
+        let noted = IN_TURN
+            .try_with(|t| {
+                let (who, _) = t.get();
+                if who == me {
+                    t.set((me, true));
+                }
+                who == me
+            })
+            .unwrap_or(false);
+        if !noted {
+            self.waker.wake();
+        }
+    }
+
+    /// Whether the task was woken from inside its current turn (and forgets it): the turn
+    /// must then look at its inboxes again instead of returning `Pending`.
+    pub(crate) fn take_woken_in_turn(&self) -> bool {
+        let me = self as *const TaskWaker as usize;
+        IN_TURN
+            .try_with(|t| {
+                let (who, woken) = t.get();
+                if who == me && woken {
+                    t.set((me, false));
+                }
+                who == me && woken
+            })
+            .unwrap_or(false)
+    }
+}
+
 /// An inbox; the waker of the task that reads it is passed in (one per connection serves all
 /// of the task's inboxes and the receive room: 24 bytes each saved on every connection).
 pub(crate) struct Inbox<T> {
+    /// How many items wait (written under the lock): an empty inbox is seen without taking
+    /// the lock, which the connection task looks at several times per turn.
+    len: AtomicU32,
     queue: Mutex<Queue<T>>,
 }
 
@@ -24,6 +106,7 @@ struct Queue<T> {
 impl<T> Inbox<T> {
     pub(crate) fn new() -> Self {
         Inbox {
+            len: AtomicU32::new(0),
             queue: Mutex::new(Queue {
                 items: VecDeque::new(),
                 closed: false,
@@ -36,19 +119,20 @@ impl<T> Inbox<T> {
     }
 
     /// Queues `v` and wakes the task; gives `v` back once the inbox is closed.
-    pub(crate) fn send(&self, v: T, waker: &AtomicWaker) -> Result<(), T> {
+    pub(crate) fn send(&self, v: T, waker: &TaskWaker) -> Result<(), T> {
         let mut q = self.lock();
         if q.closed {
             return Err(v);
         }
         q.items.push_back(v);
+        self.len.store(q.items.len() as u32, Ordering::Release);
         drop(q);
         waker.wake();
         Ok(())
     }
 
     /// The next item, or `Pending` (the task is woken by the next `send`).
-    pub(crate) fn poll_recv(&self, cx: &mut Context<'_>, waker: &AtomicWaker) -> Poll<T> {
+    pub(crate) fn poll_recv(&self, cx: &mut Context<'_>, waker: &TaskWaker) -> Poll<T> {
         if let Some(v) = self.try_recv() {
             return Poll::Ready(v);
         }
@@ -62,8 +146,13 @@ impl<T> Inbox<T> {
 
     /// The next item, if one waits.
     pub(crate) fn try_recv(&self) -> Option<T> {
+        // A send that stores its count after this look wakes the task, which looks again.
+        if self.len.load(Ordering::Acquire) == 0 {
+            return None;
+        }
         let mut q = self.lock();
         let v = q.items.pop_front();
+        self.len.store(q.items.len() as u32, Ordering::Release);
         if q.items.is_empty() && q.items.capacity() > 0 {
             q.items = VecDeque::new();
         }
@@ -75,6 +164,7 @@ impl<T> Inbox<T> {
         let dropped = {
             let mut q = self.lock();
             q.closed = true;
+            self.len.store(0, Ordering::Release);
             std::mem::take(&mut q.items)
         };
         drop(dropped);

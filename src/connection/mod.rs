@@ -156,7 +156,7 @@ pub struct Conn {
     pub(crate) commands: inbox::Inbox<Command>,
     pub(crate) notes: inbox::Inbox<Note>,
     /// Wakes the task that reads the inboxes (and waits for receive room).
-    pub(crate) task_waker: futures_util::task::AtomicWaker,
+    pub(crate) task_waker: inbox::TaskWaker,
     outgoing: send::Outgoing,
     incoming: receive::Incoming,
     facts: facts::Facts,
@@ -213,7 +213,7 @@ impl Conn {
             state: AtomicU8::new(State::Connecting as u8),
             commands: inbox::Inbox::new(),
             notes: inbox::Inbox::new(),
-            task_waker: futures_util::task::AtomicWaker::new(),
+            task_waker: inbox::TaskWaker::new(),
             outgoing: send::Outgoing::new(settings.drain_low_water),
             incoming: receive::Incoming::default(),
             facts: facts::Facts::default(),
@@ -375,7 +375,7 @@ impl Conn {
             Event::Message { data, .. } => ReceiveQueued::new(self.clone(), data.len()),
             _ => None,
         };
-        let job: Box<dyn FnOnce() + Send> = Box::new(move || {
+        let job = move || {
             let delivery = {
                 let mut d = me.delivery.lock().unwrap_or_else(|p| p.into_inner());
                 // After the last event the delivery is no longer needed: dropping it ends
@@ -391,13 +391,13 @@ impl Conn {
             }
             drop(queued);
             drop(delivery);
-        });
+        };
         if self.inline() {
             self.mailbox.run_or_post(job, last)
         } else if last {
-            self.mailbox.post_last(job)
+            self.mailbox.post_last(Box::new(job))
         } else {
-            self.mailbox.post(job)
+            self.mailbox.post(Box::new(job))
         }
     }
 

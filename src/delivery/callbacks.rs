@@ -72,6 +72,15 @@ pub(crate) struct Mailbox {
     idle: Condvar,
 }
 
+/// The calling thread's id (`thread::current()` clones and drops an `Arc` each time).
+fn this_thread() -> ThreadId {
+    thread_local! {
+        static ME: ThreadId = std::thread::current().id();
+    }
+    ME.try_with(|id| *id)
+        .unwrap_or_else(|_| std::thread::current().id())
+}
+
 fn relock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
 }
@@ -102,8 +111,9 @@ impl Mailbox {
     /// Runs `job` now on the calling thread when the mailbox is idle (nothing queued, none
     /// running, not scheduled), else queues it as `post` does: jobs keep their order and never
     /// run two at a time either way. `last`: as `post_last`.
-    pub(crate) fn run_or_post(self: &Arc<Self>, job: Job, last: bool) {
-        let me = std::thread::current().id();
+    /// Generic so that a job run at once (the usual case) is never boxed.
+    pub(crate) fn run_or_post<F: FnOnce() + Send + 'static>(self: &Arc<Self>, job: F, last: bool) {
+        let me = this_thread();
         let mut g = relock(&self.inner);
         if g.released || g.sealed {
             drop(g);
@@ -112,7 +122,7 @@ impl Mailbox {
         }
         g.sealed |= last;
         if g.scheduled {
-            g.jobs.push_back(job);
+            g.jobs.push_back(Box::new(job));
             return;
         }
         // Held while the job runs: posts from other threads queue behind it.

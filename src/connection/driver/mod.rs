@@ -51,6 +51,11 @@ pub(crate) struct Wire {
 
 /// Read buffer size for small messages; allocated on demand, freed when empty.
 const READ_CHUNK: usize = 4 << 10;
+/// The last bytes of a directly read payload go through the read buffer: a read that fills
+/// exactly what it was offered leaves tokio's readiness set, and the next read (for the next
+/// frame) would cost a syscall that only says EAGAIN; a read of the tail offered the read
+/// buffer's larger room ends short, and readiness is cleared without it.
+const DIRECT_TAIL: usize = 256;
 /// Encoded bytes the writer keeps ready before it stops taking from the send queue.
 const WRITE_AHEAD: usize = 256 << 10;
 /// Slices per vectored write.
@@ -244,6 +249,9 @@ struct Driver {
     last: bool,
     // Timers.
     sleep: Pin<Box<tokio::time::Sleep>>,
+    /// `sleep` was polled (with this task's waker) for its current deadline and had not
+    /// fired: until it does, no timer is due.
+    sleep_armed: bool,
     ping_at: Option<Instant>,
     pong_due: Option<Instant>,
     /// Waiting for the callbacks (peer's Close to answer, or a failure to report) ends then.
@@ -295,6 +303,7 @@ impl Driver {
             close_out: false,
             last: false,
             sleep: Box::pin(tokio::time::sleep(Duration::from_secs(3600))),
+            sleep_armed: false,
             ping_at: heartbeat.then(|| now + s.ping_interval),
             pong_due: None,
             callbacks_due: None,
@@ -310,12 +319,18 @@ impl Driver {
     /// One turn of the task: notes, the send queue, writing, reading, timers. `Ready` with
     /// the close event once the connection has ended.
     fn poll(&mut self, cx: &mut Context<'_>) -> Poll<CloseInfo> {
+        let conn = self.conn.clone();
+        let _turn = super::inbox::InTurn::enter(&conn.task_waker);
+        // Registered once per turn, before anything is looked at: whatever comes after this
+        // (a send, a note, receive room) wakes the task, so the inboxes are read without
+        // registering again.
+        conn.task_waker.register(cx.waker());
         loop {
             let mut busy = false;
-            if let Some(end) = self.take_notes(cx) {
+            if let Some(end) = self.take_notes() {
                 return Poll::Ready(end);
             }
-            if let Some(end) = self.take_commands(cx, &mut busy) {
+            if let Some(end) = self.take_commands(&mut busy) {
                 return Poll::Ready(end);
             }
             match self.write(cx, &mut busy) {
@@ -326,10 +341,13 @@ impl Driver {
             if let Some(end) = self.read(cx, &mut busy) {
                 return Poll::Ready(end);
             }
+            if busy {
+                continue; // timers are looked at once the work at hand is done
+            }
             if let Some(end) = self.timers(cx, &mut busy) {
                 return Poll::Ready(end);
             }
-            if !busy {
+            if !busy && !conn.task_waker.take_woken_in_turn() {
                 return Poll::Pending;
             }
         }
@@ -337,8 +355,8 @@ impl Driver {
 
     // --- notes from the application and the callbacks ----------------------------------
 
-    fn take_notes(&mut self, cx: &mut Context<'_>) -> Option<CloseInfo> {
-        while let Poll::Ready(note) = self.conn.notes.poll_recv(cx, &self.conn.task_waker) {
+    fn take_notes(&mut self) -> Option<CloseInfo> {
+        while let Some(note) = self.conn.notes.try_recv() {
             match note {
                 Note::Abort => return Some(unclean(aborted())),
                 Note::CloseRequested(at) => {
@@ -418,15 +436,15 @@ impl Driver {
 
     /// Encodes what the application queued, in order, up to the write-ahead mark; queues our
     /// Close when its turn comes.
-    fn take_commands(&mut self, cx: &mut Context<'_>, busy: &mut bool) -> Option<CloseInfo> {
+    fn take_commands(&mut self, busy: &mut bool) -> Option<CloseInfo> {
         if self.ours.is_some() {
             return None;
         }
         // A failure's Close goes after the replies of the callbacks it waited for.
         let holding = self.fail_waits || self.answer_due;
         while self.wbuf.len() < WRITE_AHEAD {
-            match self.conn.commands.poll_recv(cx, &self.conn.task_waker) {
-                Poll::Ready(Command::Send {
+            match self.conn.commands.try_recv() {
+                Some(Command::Send {
                     text,
                     data,
                     len,
@@ -448,7 +466,7 @@ impl Driver {
                     self.conn.unqueue(len);
                     *busy = true;
                 }
-                Poll::Ready(Command::Frame { frame, len, id }) => {
+                Some(Command::Frame { frame, len, id }) => {
                     let before = self.wbuf.len();
                     let payload = frame.frame.slice(frame.header..);
                     if self
@@ -463,13 +481,13 @@ impl Driver {
                     self.conn.unqueue(len);
                     *busy = true;
                 }
-                Poll::Ready(Command::Close(code, reason)) => {
+                Some(Command::Close(code, reason)) => {
                     if self.failure.is_none() && self.theirs.is_none() {
                         self.queue_close(Some((code, reason)));
                     }
                     *busy = true;
                 }
-                Poll::Pending => break,
+                None => break,
             }
         }
         if holding {

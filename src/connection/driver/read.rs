@@ -48,7 +48,7 @@ impl Driver {
             let got = match self.decoder.read_hint() {
                 ReadHint::Direct { remaining } => {
                     let mut dst = self.decoder.direct_buf();
-                    let room = dst.remaining_mut().min(remaining);
+                    let room = dst.remaining_mut().min(remaining - DIRECT_TAIL);
                     let n = match poll_read_into(&mut self.io, cx, dst.get_mut(), room) {
                         Poll::Pending => return None,
                         Poll::Ready(r) => {
@@ -78,7 +78,7 @@ impl Driver {
                     }
                 }
                 ReadHint::Idle | ReadHint::Buffered => {
-                    if self.rbuf.capacity() - self.rbuf.len() < 512 {
+                    if self.rbuf.capacity() - self.rbuf.len() < 2 * DIRECT_TAIL {
                         self.rbuf.reserve(READ_CHUNK);
                     }
                     let room = self.rbuf.capacity() - self.rbuf.len();

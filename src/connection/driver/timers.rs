@@ -6,6 +6,14 @@ use super::*;
 
 impl Driver {
     pub(super) fn timers(&mut self, cx: &mut Context<'_>, busy: &mut bool) -> Option<CloseInfo> {
+        let Some(next) = self.next_timer() else {
+            return None; // no timer: no need to read the clock
+        };
+        // The sleep was set for the earliest timer and has not fired: nothing is due (and
+        // neither the clock nor the timer wheel need a look; it wakes the task when it fires).
+        if self.sleep_armed && self.sleep.deadline() == next.into() && !self.sleep.is_elapsed() {
+            return None;
+        }
         let s = &*self.conn.settings.clone();
         let now = Instant::now();
         if self.cap.is_some_and(|d| now >= d) {
@@ -90,7 +98,23 @@ impl Driver {
                 }
             }
         }
-        let next = [
+        self.sleep_armed = false;
+        if let Some(next) = self.next_timer() {
+            if self.sleep.deadline() != next.into() {
+                self.sleep.as_mut().reset(next.into());
+            }
+            if self.sleep.as_mut().poll(cx).is_ready() {
+                *busy = true;
+            } else {
+                self.sleep_armed = true;
+            }
+        }
+        None
+    }
+
+    /// The earliest timer set, if any.
+    fn next_timer(&self) -> Option<Instant> {
+        [
             self.cap,
             self.callbacks_due,
             self.deadline,
@@ -100,16 +124,7 @@ impl Driver {
         ]
         .into_iter()
         .flatten()
-        .min();
-        if let Some(next) = next {
-            if self.sleep.deadline() != next.into() {
-                self.sleep.as_mut().reset(next.into());
-            }
-            if self.sleep.as_mut().poll(cx).is_ready() {
-                *busy = true;
-            }
-        }
-        None
+        .min()
     }
 }
 
