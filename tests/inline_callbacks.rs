@@ -314,3 +314,119 @@ fn shutdown_from_an_inline_callback_returns_and_completes() {
         "wsn_shutdown returned inside the callback"
     );
 }
+
+/// A server callback that sends parts of the message it was given, straight from `ev->data`
+/// (the send keeps a slice of the delivered message instead of a copy): its second half, then
+/// its first half, then the whole as text through wsn_conn_send; a cut through a UTF-8
+/// sequence must still be refused as text.
+unsafe extern "C" fn send_parts(
+    user: *mut std::ffi::c_void,
+    conn: *mut wsn_conn,
+    ev: *const wsn_event,
+) {
+    let ev = &*ev;
+    match ev.kind {
+        wsn_event_kind::WSN_EVENT_MESSAGE => {
+            let refused = &*(user as *const AtomicUsize);
+            let half = ev.len / 2;
+            assert_eq!(
+                wsn_conn_send_binary(conn, ev.data.add(half), ev.len - half),
+                wsn_status::WSN_OK
+            );
+            assert_eq!(
+                wsn_conn_send_binary(conn, ev.data, half),
+                wsn_status::WSN_OK
+            );
+            let mut id = 0u64;
+            assert_eq!(
+                wsn_conn_send(conn, ev.data, ev.len, WSN_SEND_TEXT, &mut id),
+                wsn_status::WSN_OK
+            );
+            // "é" is two bytes: a text send of its first byte alone is invalid UTF-8.
+            let at = std::slice::from_raw_parts(ev.data, ev.len)
+                .iter()
+                .position(|&b| b == 0xC3)
+                .unwrap();
+            if wsn_conn_send_text(conn, ev.data.add(at) as *const _, 1)
+                == wsn_status::WSN_ERR_INVALID_ARGUMENT
+            {
+                refused.fetch_add(1, Ordering::SeqCst);
+            }
+        }
+        wsn_event_kind::WSN_EVENT_CLOSE => wsn_conn_free(conn),
+        _ => {}
+    }
+}
+
+#[test]
+fn sends_of_parts_of_the_message_in_its_callback_arrive_intact() {
+    for inline in [true, false] {
+        let refused = Box::new(AtomicUsize::new(0));
+        let opts = wsn_server_options_new();
+        unsafe { wsn_server_options_set_inline_callbacks(opts, inline) };
+        let mut server = std::ptr::null_mut();
+        let st = unsafe {
+            wsn_server_listen(
+                cstr("127.0.0.1").as_ptr(),
+                0,
+                opts,
+                None,
+                Some(send_parts),
+                &*refused as *const AtomicUsize as *mut _,
+                &mut server,
+            )
+        };
+        unsafe { wsn_server_options_free(opts) };
+        assert_eq!(st, wsn_status::WSN_OK, "{}", last_error());
+        let url = format!("ws://127.0.0.1:{}/", unsafe { wsn_server_get_port(server) });
+        let client = TestClient::connect(&url, std::ptr::null());
+        client.rec.wait_open();
+        // Small (copied out of the read buffer) and large (read into its own buffer) messages.
+        let mut sent = Vec::new();
+        for (i, size) in [5usize, 300, 5_000, 70_000, 300_000]
+            .into_iter()
+            .enumerate()
+        {
+            let mut m: Vec<u8> = (0..size).map(|k| b'a' + ((k * 7 + i) % 26) as u8).collect();
+            m[size / 3] = 0xC3;
+            m[size / 3 + 1] = 0xA9; // é
+            assert_eq!(
+                client.send_text(std::str::from_utf8(&m).unwrap()),
+                wsn_status::WSN_OK
+            );
+            sent.push(m);
+        }
+        let n = sent.len();
+        client.rec.wait(WAIT, "three replies per message", |e| {
+            (msg_count(e) == 3 * n).then_some(())
+        });
+        let got = client.rec.messages();
+        for (i, m) in sent.iter().enumerate() {
+            let half = m.len() / 2;
+            assert_eq!(
+                got[3 * i],
+                (false, m[half..].to_vec()),
+                "inline {inline}: second half of message {i}"
+            );
+            assert_eq!(
+                got[3 * i + 1],
+                (false, m[..half].to_vec()),
+                "inline {inline}: first half of message {i}"
+            );
+            assert_eq!(
+                got[3 * i + 2],
+                (true, m.clone()),
+                "inline {inline}: message {i} as text"
+            );
+        }
+        assert_eq!(
+            refused.load(Ordering::SeqCst),
+            n,
+            "inline {inline}: a cut UTF-8 sequence is refused as text"
+        );
+        client.close(1000, "");
+        client.rec.wait_close();
+        drop(client);
+        unsafe { wsn_server_free(server) };
+    }
+}

@@ -120,8 +120,11 @@ impl Conn {
     /// Queues a message; `compress` false keeps it uncompressed even when permessage-deflate
     /// was negotiated (secrets next to attacker-controlled text: CRIME/BREACH).
     pub fn send(&self, text: bool, data: Bytes, compress: bool) -> Result<u64> {
-        if text && std::str::from_utf8(&data).is_err() {
-            return Err(Error::invalid("text message is not valid UTF-8"));
+        if text && simdutf8::basic::from_utf8(&data).is_err() {
+            let at = simdutf8::compat::from_utf8(&data).map_or_else(|e| e.valid_up_to(), |_| 0);
+            return Err(Error::invalid(format!(
+                "text message is not valid UTF-8 (at byte {at})"
+            )));
         }
         self.enqueue(text, data, compress)
     }

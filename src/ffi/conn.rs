@@ -124,8 +124,60 @@ impl Handler for CHandler {
         hand_over_at_open(conn, event, self.server);
         let mut strings = Vec::new();
         let ev = c_event(event, &mut strings);
+        let _message = match event {
+            Event::Message { data, .. } => Some(InCallback::enter(data)),
+            _ => None,
+        };
         unsafe { (self.callback)(self.user_data as *mut c_void, as_ptr(conn), &ev) }
     }
+}
+
+thread_local! {
+    /// The message whose callback this thread is running.
+    static MESSAGE_IN_CALLBACK: std::cell::RefCell<Option<bytes::Bytes>> = const { std::cell::RefCell::new(None) };
+}
+
+/// Marks a message as the one whose callback runs on this thread, until dropped.
+struct InCallback(Option<bytes::Bytes>);
+
+impl InCallback {
+    fn enter(data: &bytes::Bytes) -> InCallback {
+        let prev = MESSAGE_IN_CALLBACK
+            .try_with(|m| m.replace(Some(data.clone())))
+            .unwrap_or(None);
+        InCallback(prev)
+    }
+}
+
+impl Drop for InCallback {
+    fn drop(&mut self) {
+        let prev = self.0.take();
+        let _ = MESSAGE_IN_CALLBACK.try_with(|m| *m.borrow_mut() = prev);
+    }
+}
+
+/// The bytes of a message to send, as the send queue keeps them: copied, except when they lie
+/// inside the message whose callback is running on this thread (an echo or a relay from the
+/// callback): that message's buffer is immutable and shared by reference count, so the send
+/// keeps a slice of it instead of a copy (64 KiB echoed: one memcpy and one allocation fewer).
+fn payload(bytes: &[u8]) -> bytes::Bytes {
+    if !bytes.is_empty() {
+        let shared = MESSAGE_IN_CALLBACK
+            .try_with(|m| {
+                m.borrow().as_ref().and_then(|msg| {
+                    let start = msg.as_ptr() as usize;
+                    let at = bytes.as_ptr() as usize;
+                    (at >= start && at + bytes.len() <= start + msg.len())
+                        .then(|| msg.slice_ref(bytes))
+                })
+            })
+            .ok()
+            .flatten();
+        if let Some(b) = shared {
+            return b;
+        }
+    }
+    bytes::Bytes::copy_from_slice(bytes)
 }
 
 /// At a server connection's open event the application takes its handle: one reference of
@@ -283,13 +335,7 @@ pub unsafe extern "C" fn wsn_conn_send_text(
 ) -> wsn_status {
     let c = conn_ref(conn)?;
     let bytes = bytes_arg(data as *const u8, len, "data")?;
-    let text = std::str::from_utf8(bytes).map_err(|e| {
-        Error::invalid(format!(
-            "text message is not valid UTF-8 (at byte {})",
-            e.valid_up_to()
-        ))
-    })?;
-    c.send_text(text).map(drop)
+    c.send(true, payload(bytes), true).map(drop)
 }
 
 /// Queues a binary message and returns at once; the bytes are copied. Same rules as
@@ -303,7 +349,7 @@ pub unsafe extern "C" fn wsn_conn_send_binary(
     len: usize,
 ) -> wsn_status {
     conn_ref(conn)?
-        .send_binary(bytes_arg(data, len, "data")?)
+        .send(false, payload(bytes_arg(data, len, "data")?), true)
         .map(drop)
 }
 
@@ -340,19 +386,7 @@ pub unsafe extern "C" fn wsn_conn_send(
     }
     let bytes = bytes_arg(data, len, "data")?;
     let text = flags & WSN_SEND_TEXT != 0;
-    if text {
-        std::str::from_utf8(bytes).map_err(|e| {
-            Error::invalid(format!(
-                "text message is not valid UTF-8 (at byte {})",
-                e.valid_up_to()
-            ))
-        })?;
-    }
-    let id = c.send(
-        text,
-        bytes::Bytes::copy_from_slice(bytes),
-        flags & WSN_SEND_NO_COMPRESS == 0,
-    )?;
+    let id = c.send(text, payload(bytes), flags & WSN_SEND_NO_COMPRESS == 0)?;
     if !id_out.is_null() {
         *id_out = id;
     }
