@@ -108,13 +108,13 @@ impl Conn {
     /// Queues a text message and returns its id. Safe from any thread; messages from one
     /// thread keep their order.
     pub fn send_text(&self, text: &str) -> Result<u64> {
-        self.enqueue(true, Bytes::copy_from_slice(text.as_bytes()), true)
+        self.enqueue(true, crate::protocol::buffers::copy(text.as_bytes()), true)
     }
 
     /// Queues a binary message and returns its id. Safe from any thread; messages from one
     /// thread keep their order.
     pub fn send_binary(&self, data: &[u8]) -> Result<u64> {
-        self.enqueue(false, Bytes::copy_from_slice(data), true)
+        self.enqueue(false, crate::protocol::buffers::copy(data), true)
     }
 
     /// Queues a message; `compress` false keeps it uncompressed even when permessage-deflate

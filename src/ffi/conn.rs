@@ -177,7 +177,7 @@ fn payload(bytes: &[u8]) -> bytes::Bytes {
             return b;
         }
     }
-    bytes::Bytes::copy_from_slice(bytes)
+    crate::protocol::buffers::copy(bytes)
 }
 
 /// At a server connection's open event the application takes its handle: one reference of

@@ -220,8 +220,13 @@ impl Decoder {
                 let msg = self.msg.as_mut().expect("checked in check_header");
                 msg.frames += 1;
                 if !msg.compressed {
-                    // Limits were checked: the final buffer, reserved once.
-                    msg.data.reserve(len);
+                    // Limits were checked: the final buffer, reserved once (a large one from
+                    // the pool of kept buffers).
+                    if msg.data.capacity() == 0 && len >= super::buffers::MIN {
+                        msg.data = super::buffers::with_capacity(len);
+                    } else {
+                        msg.data.reserve(len);
+                    }
                 }
                 self.frame = Some(FrameState {
                     fin: h.fin,

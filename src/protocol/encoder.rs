@@ -146,7 +146,9 @@ impl WriteBuf {
                     b.advance(k);
                     n -= k;
                     if b.is_empty() {
-                        self.segs.pop_front();
+                        if let Some(Seg::Chunk(done)) = self.segs.pop_front() {
+                            super::buffers::recycle(done);
+                        }
                     }
                 }
             }
@@ -373,7 +375,7 @@ impl Encoder {
                     own.freeze()
                 }
                 Err(shared) => {
-                    let mut copy = BytesMut::with_capacity(shared.len());
+                    let mut copy = super::buffers::with_capacity(shared.len());
                     extend_masked(&mut copy, &shared, m, 0);
                     copy.freeze()
                 }

@@ -10,9 +10,11 @@
 //! does with [`Encoder::close`] once its own replies are out. That replaces
 //! `connection/close_hold.rs`.
 
-// Not wired in yet: the connection task that drives it comes next.
+// `close.rs` (`Closing`, `close_reply`) is used by the sans-IO interop tests and the fuzz
+// targets only: the connection task has its own closing state (connection/driver/closing.rs).
 #![allow(dead_code, unused_imports)]
 
+pub mod buffers;
 pub mod close;
 pub mod decoder;
 pub mod deflate;

@@ -3,6 +3,7 @@
 //! messages, pings and the peer's Close handed on in order.
 
 use super::*;
+use crate::protocol::buffers;
 
 impl Driver {
     /// Whether reading goes on: always while closing (the peer's Close must be read); else
@@ -144,7 +145,13 @@ impl Driver {
             Incoming::Message { text, data } => {
                 self.conn.count_message_in();
                 if self.ours.is_none() || self.theirs.is_none() {
+                    // A large message's buffer goes back to the pool once its callback is
+                    // done with it (when it ran here, inline, and kept no reference).
+                    let large = (data.len() >= buffers::MIN).then(|| data.clone());
                     self.conn.deliver(Event::Message { text, data });
+                    if let Some(data) = large {
+                        buffers::recycle(data);
+                    }
                 }
             }
             Incoming::Ping(p) => {
