@@ -92,40 +92,36 @@ impl TaskWaker {
 /// An inbox; the waker of the task that reads it is passed in (one per connection serves all
 /// of the task's inboxes and the receive room: 24 bytes each saved on every connection).
 pub(crate) struct Inbox<T> {
-    /// How many items wait (written under the lock): an empty inbox is seen without taking
-    /// the lock, which the connection task looks at several times per turn.
-    len: AtomicU32,
-    queue: Mutex<Queue<T>>,
+    /// How many items wait, and [`CLOSED`]; written under the lock, read without it: an empty
+    /// inbox is seen without taking the lock (the connection task looks several times per
+    /// turn). Beside the mutex it costs no room: a `closed` flag inside took the same bytes.
+    state: AtomicU32,
+    queue: Mutex<VecDeque<T>>,
 }
 
-struct Queue<T> {
-    items: VecDeque<T>,
-    closed: bool,
-}
+/// `Inbox::state`: sends are refused.
+const CLOSED: u32 = 1 << 31;
 
 impl<T> Inbox<T> {
     pub(crate) fn new() -> Self {
         Inbox {
-            len: AtomicU32::new(0),
-            queue: Mutex::new(Queue {
-                items: VecDeque::new(),
-                closed: false,
-            }),
+            state: AtomicU32::new(0),
+            queue: Mutex::new(VecDeque::new()),
         }
     }
 
-    fn lock(&self) -> MutexGuard<'_, Queue<T>> {
+    fn lock(&self) -> MutexGuard<'_, VecDeque<T>> {
         self.queue.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     /// Queues `v` and wakes the task; gives `v` back once the inbox is closed.
     pub(crate) fn send(&self, v: T, waker: &TaskWaker) -> Result<(), T> {
         let mut q = self.lock();
-        if q.closed {
+        if self.state.load(Ordering::Relaxed) & CLOSED != 0 {
             return Err(v);
         }
-        q.items.push_back(v);
-        self.len.store(q.items.len() as u32, Ordering::Release);
+        q.push_back(v);
+        self.state.store(q.len() as u32, Ordering::Release);
         drop(q);
         waker.wake();
         Ok(())
@@ -147,14 +143,15 @@ impl<T> Inbox<T> {
     /// The next item, if one waits.
     pub(crate) fn try_recv(&self) -> Option<T> {
         // A send that stores its count after this look wakes the task, which looks again.
-        if self.len.load(Ordering::Acquire) == 0 {
+        if self.state.load(Ordering::Acquire) & !CLOSED == 0 {
             return None;
         }
         let mut q = self.lock();
-        let v = q.items.pop_front();
-        self.len.store(q.items.len() as u32, Ordering::Release);
-        if q.items.is_empty() && q.items.capacity() > 0 {
-            q.items = VecDeque::new();
+        let v = q.pop_front();
+        let closed = self.state.load(Ordering::Relaxed) & CLOSED;
+        self.state.store(closed | q.len() as u32, Ordering::Release);
+        if q.is_empty() && q.capacity() > 0 {
+            *q = VecDeque::new();
         }
         v
     }
@@ -163,9 +160,8 @@ impl<T> Inbox<T> {
     pub(crate) fn close(&self) {
         let dropped = {
             let mut q = self.lock();
-            q.closed = true;
-            self.len.store(0, Ordering::Release);
-            std::mem::take(&mut q.items)
+            self.state.store(CLOSED, Ordering::Release);
+            std::mem::take(&mut *q)
         };
         drop(dropped);
     }
