@@ -369,3 +369,34 @@ fn a_thousand_compressed_messages_each_way_arrive_in_order() {
         .enumerate()
         .all(|(i, (_, d))| d.starts_with(format!("{i:06}").as_bytes())));
 }
+
+/// Reads past a large frame's end land in the message's buffer and are handed to the read
+/// buffer: a fragmented message whose large first frame, a Ping and the last frame come in
+/// one write, then a large and a small message in another, are all answered (the frames after
+/// the large one must be decoded from there at once: no more bytes come until they are).
+#[test]
+fn frames_that_follow_a_large_frame_in_the_same_write_are_read() {
+    let server = echo_server(false, 1 << 20);
+    let (mut s, head) = raw_upgrade(server.port, None);
+    assert!(head.starts_with("HTTP/1.1 101"), "{head}");
+    let big: Vec<u8> = (0..100_000u32).map(|i| (i % 251) as u8).collect();
+    let mut first = frame(0x2, false, &big);
+    first[0] &= 0x7f; // not final
+    let mut wire = first;
+    wire.extend(frame(0x9, false, b"are you there"));
+    wire.extend(frame(0x0, false, b"tail")); // continuation, final
+    s.write_all(&wire).unwrap();
+    let mut joined = big.clone();
+    joined.extend_from_slice(b"tail");
+    assert_eq!(
+        read_frame(&mut s),
+        (0x8a, b"are you there".to_vec()),
+        "the Pong first"
+    );
+    assert_eq!(read_frame(&mut s), (0x82, joined));
+    let mut wire = frame(0x2, false, &big[..70_000]);
+    wire.extend(frame(0x1, false, b"last"));
+    s.write_all(&wire).unwrap();
+    assert_eq!(read_frame(&mut s), (0x82, big[..70_000].to_vec()));
+    assert_eq!(read_frame(&mut s), (0x81, b"last".to_vec()));
+}

@@ -21,6 +21,12 @@ use bytes::{Buf, BufMut, Bytes, BytesMut};
 /// off it (no copy, but the message then shares the read buffer's allocation).
 pub const SPLIT_MIN: usize = 1024;
 
+/// Room a directly read payload's buffer has past the payload's end: a read into it is offered
+/// more than the frame has left, so the last read of a payload ends short (tokio then knows
+/// the socket is drained without another read that only says EAGAIN), and whatever follows
+/// the frame lands there, to be moved to the read buffer ([`Decoder::direct_overflow`]).
+pub const DIRECT_SLACK: usize = 4 << 10;
+
 /// Payloads at least this long left in a frame are worth reading directly into the
 /// message buffer rather than through the connection's small read buffer.
 pub const DIRECT_MIN: usize = 16 << 10;
@@ -222,10 +228,17 @@ impl Decoder {
                 if !msg.compressed {
                     // Limits were checked: the final buffer, reserved once (a large one from
                     // the pool of kept buffers).
-                    if msg.data.capacity() == 0 && len >= super::buffers::MIN {
-                        msg.data = super::buffers::with_capacity(len);
+                    // Payloads read directly get room for what may follow them (see
+                    // `direct_target`).
+                    let room = if len >= DIRECT_MIN {
+                        len + DIRECT_SLACK
                     } else {
-                        msg.data.reserve(len);
+                        len
+                    };
+                    if msg.data.capacity() == 0 && len >= super::buffers::MIN {
+                        msg.data = super::buffers::with_capacity(room);
+                    } else {
+                        msg.data.reserve(room);
                     }
                 }
                 self.frame = Some(FrameState {
@@ -485,6 +498,39 @@ impl Decoder {
         // Reserved when the frame started; a no-op unless the caller consumed it.
         msg.data.reserve(remaining);
         (&mut msg.data).limit(remaining)
+    }
+
+    /// The message's own buffer and the bytes left in the current frame, for a read that may
+    /// go past the frame's end into the buffer's spare room: call `direct_overflow` with
+    /// what was read. Only valid while `read_hint` says `Direct`.
+    pub fn direct_target(&mut self) -> (&mut BytesMut, usize) {
+        let remaining = self.frame.as_ref().map_or(0, |f| f.remaining as usize);
+        let msg = self
+            .msg
+            .as_mut()
+            .expect("direct_target outside a data frame");
+        msg.data.reserve(remaining);
+        (&mut msg.data, remaining)
+    }
+
+    /// `n` bytes were read into `direct_target`'s buffer: those past the frame's end are moved
+    /// to `rest` (the read buffer, decoded next), the frame's own are unmasked and checked, and
+    /// the message is returned if they completed it.
+    pub fn direct_overflow(
+        &mut self,
+        n: usize,
+        rest: &mut BytesMut,
+    ) -> Result<Option<Incoming>, ProtocolError> {
+        let remaining = self.frame.as_ref().map_or(0, |f| f.remaining as usize);
+        let mut n = n;
+        if n > remaining {
+            let data = &mut self.msg.as_mut().expect("inside a data frame").data;
+            let end = data.len() - (n - remaining);
+            rest.extend_from_slice(&data[end..]);
+            data.truncate(end);
+            n = remaining;
+        }
+        self.direct_filled(n)
     }
 
     /// `n` bytes were read into `direct_buf`: unmasks and checks them, and returns the

@@ -504,6 +504,78 @@ fn large_payload_is_read_directly_into_the_message_buffer() {
     assert_eq!(d.read_hint(), ReadHint::Idle);
 }
 
+/// Reads `wire` the way the connection task does: into a small read buffer between frames,
+/// straight into the message's buffer (offered its spare room past the frame's end) inside a
+/// large payload; each read takes at most what `chunk` says is available.
+fn feed_like_the_driver(dec: &mut Decoder, wire: &[u8], rng: &mut Rng) -> Out {
+    let mut rbuf = BytesMut::new();
+    let mut out = Vec::new();
+    let mut at = 0;
+    while at < wire.len() {
+        let available = (1 + rng.below(200_000)).min(wire.len() - at);
+        match dec.read_hint() {
+            ReadHint::Direct { .. } => {
+                let (dst, remaining) = dec.direct_target();
+                let spare = dst.capacity() - dst.len();
+                assert!(spare > remaining, "room past the frame's end");
+                let n = available.min(remaining + (spare - remaining).min(4096));
+                dst.extend_from_slice(&wire[at..at + n]);
+                at += n;
+                match dec.direct_overflow(n, &mut rbuf) {
+                    Ok(Some(x)) => out.push(Ok(x)),
+                    Ok(None) => {}
+                    Err(e) => {
+                        out.push(Err(e));
+                        return out;
+                    }
+                }
+            }
+            _ => {
+                let n = available.min(4096);
+                rbuf.extend_from_slice(&wire[at..at + n]);
+                at += n;
+            }
+        }
+        loop {
+            match dec.decode(&mut rbuf) {
+                Ok(Some(x)) => out.push(Ok(x)),
+                Ok(None) => break,
+                Err(e) => {
+                    out.push(Err(e));
+                    return out;
+                }
+            }
+        }
+    }
+    out
+}
+
+#[test]
+fn direct_reads_past_the_frame_end_hand_the_rest_to_the_read_buffer() {
+    // A fragmented message whose first frame is large, a Ping between its frames, a large
+    // text message, small ones: everything sent at once, so reads run past frame ends.
+    let big: Vec<u8> = (0..100_000u32).map(|i| (i % 251) as u8).collect();
+    let text = "é".repeat(40_000);
+    let mut wire = Vec::new();
+    wire.extend(cf(0x02, &big)); // binary, not final
+    wire.extend(cf(0x89, b"ping"));
+    wire.extend(cf(0x80, b"tail")); // continuation, final
+    wire.extend(cf(0x81, text.as_bytes()));
+    wire.extend(cf(0x82, b"small"));
+    wire.extend(cf(0x82, &big[..70_000]));
+    wire.extend(cf(0x81, b"last"));
+    let want = feed(&mut server_dec(), &wire, &[wire.len()]);
+    assert_eq!(want.len(), 6, "{want:?}");
+    let mut joined = big.clone();
+    joined.extend_from_slice(b"tail");
+    assert_eq!(want[1], msg(false, &joined));
+    for seed in 1..40 {
+        let mut rng = Rng(seed);
+        let got = feed_like_the_driver(&mut server_dec(), &wire, &mut rng);
+        assert_eq!(got, want, "seed {seed}");
+    }
+}
+
 #[test]
 fn direct_reads_check_utf8_as_they_come() {
     let mut p = vec![b'a'; 100_000];

@@ -29,7 +29,7 @@ use crate::protocol::{
     Decoder, DecoderConfig, DeflateParams, Encoder, EncoderConfig, Incoming, ProtocolError,
     ReadHint, Role, WriteBuf,
 };
-use bytes::{BufMut, BytesMut};
+use bytes::BytesMut;
 use std::collections::VecDeque;
 use std::future::Future;
 use std::io::IoSlice;

@@ -47,10 +47,18 @@ impl Driver {
                 continue;
             }
             let got = match self.decoder.read_hint() {
-                ReadHint::Direct { remaining } => {
-                    let mut dst = self.decoder.direct_buf();
-                    let room = dst.remaining_mut().min(remaining - DIRECT_TAIL);
-                    let n = match poll_read_into(&mut self.io, cx, dst.get_mut(), room) {
+                ReadHint::Direct { .. } => {
+                    let (dst, remaining) = self.decoder.direct_target();
+                    let spare = dst.capacity() - dst.len();
+                    // Offered more than the frame has left when there is room (the read then
+                    // ends short: see DIRECT_SLACK); else all but the last bytes, which go
+                    // through the read buffer's larger room for the same reason.
+                    let room = if spare > remaining {
+                        remaining + (spare - remaining).min(READ_CHUNK)
+                    } else {
+                        remaining - DIRECT_TAIL
+                    };
+                    let n = match poll_read_into(&mut self.io, cx, dst, room) {
                         Poll::Pending => return None,
                         Poll::Ready(r) => {
                             if let Ok(k) = &r {
@@ -61,14 +69,29 @@ impl Driver {
                     };
                     match n {
                         Ok(0) => Ok(0),
-                        Ok(n) => match self.decoder.direct_filled(n) {
+                        Ok(n) => match self.decoder.direct_overflow(n, &mut self.rbuf) {
                             Ok(Some(item)) => {
                                 if let Some(end) = self.incoming(item) {
                                     return Some(end);
                                 }
+                                // What came after the message (moved to the read buffer).
+                                if !self.rbuf.is_empty() {
+                                    if let Some(end) = self.decode_buffered() {
+                                        return Some(end);
+                                    }
+                                }
                                 Ok(n)
                             }
-                            Ok(None) => Ok(n),
+                            Ok(None) => {
+                                // The frame ended without ending its message: the next frame
+                                // may be in the read buffer already.
+                                if !self.rbuf.is_empty() {
+                                    if let Some(end) = self.decode_buffered() {
+                                        return Some(end);
+                                    }
+                                }
+                                Ok(n)
+                            }
                             Err(e) => {
                                 self.fail_now(protocol_failure(e), true);
                                 *busy = true;
