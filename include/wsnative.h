@@ -93,14 +93,6 @@
 #define WSN_OFFLINE_DROP_NEWEST 2
 
 /**
- * Room a directly read payload's buffer has past the payload's end: a read into it is offered
- * more than the frame has left, so the last read of a payload ends short (tokio then knows
- * the socket is drained without another read that only says EAGAIN), and whatever follows
- * the frame lands there, to be moved to the read buffer ([`Decoder::direct_overflow`]).
- */
-#define DIRECT_SLACK (4 << 10)
-
-/**
  * Result of a call: WSN_OK (0) or a negative error; wsn_last_error() then says why.
  */
 enum wsn_status

@@ -25,7 +25,7 @@ pub const SPLIT_MIN: usize = 1024;
 /// more than the frame has left, so the last read of a payload ends short (tokio then knows
 /// the socket is drained without another read that only says EAGAIN), and whatever follows
 /// the frame lands there, to be moved to the read buffer ([`Decoder::direct_overflow`]).
-pub const DIRECT_SLACK: usize = 4 << 10;
+pub(crate) const DIRECT_SLACK: usize = 4 << 10;
 
 /// Payloads at least this long left in a frame are worth reading directly into the
 /// message buffer rather than through the connection's small read buffer.
