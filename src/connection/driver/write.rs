@@ -14,7 +14,15 @@ impl Driver {
         while !self.wbuf.is_empty() {
             let mut slices = [IoSlice::new(&[]); MAX_SLICES];
             let n = self.wbuf.io_slices(&mut slices);
-            match Pin::new(&mut self.io).poll_write_vectored(cx, &slices[..n]) {
+            // One slice (small messages, batched): send(2), which costs the kernel less than
+            // writev(2) (no iovec to import, no VFS layer): measured, writev took 44% of the
+            // server's CPU echoing 64 B messages to 50 clients.
+            let wrote = if n == 1 {
+                Pin::new(&mut self.io).poll_write(cx, &slices[0])
+            } else {
+                Pin::new(&mut self.io).poll_write_vectored(cx, &slices[..n])
+            };
+            match wrote {
                 Poll::Ready(Ok(0)) => {
                     return Err(
                         self.write_failed(Error::new(ErrorKind::Io, "the socket took no bytes"))
