@@ -144,6 +144,11 @@ impl Conn {
         self.ops.bytes_read.fetch_add(n as u64, Ordering::Relaxed);
     }
 
+    /// Bytes read from the socket so far.
+    pub(crate) fn bytes_read(&self) -> u64 {
+        self.ops.bytes_read.load(Ordering::Relaxed)
+    }
+
     /// A whole message was received.
     pub(crate) fn count_message_in(&self) {
         self.ops.messages_in.fetch_add(1, Ordering::Relaxed);

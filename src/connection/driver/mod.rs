@@ -58,6 +58,28 @@ const READ_CHUNK: usize = 4 << 10;
 const DIRECT_TAIL: usize = 256;
 /// Encoded bytes the writer keeps ready before it stops taking from the send queue.
 const WRITE_AHEAD: usize = 256 << 10;
+/// A turn that read less than this and answered from a callback keeps a worker awake (see
+/// `Driver::poll`).
+const HOT_TURN: u64 = 16 << 10;
+/// A thread whose previous connection turn started at least this long before the current one
+/// had a pause (see `Driver::poll`).
+const PAUSE: Duration = Duration::from_micros(20);
+
+thread_local! {
+    /// When this thread last started a connection turn.
+    static LAST_TURN: std::cell::Cell<Option<Instant>> = const { std::cell::Cell::new(None) };
+}
+
+/// Whether this thread was idle (no connection turn) for a while before this turn.
+fn after_a_pause() -> bool {
+    let now = Instant::now();
+    LAST_TURN
+        .try_with(|t| t.replace(Some(now)))
+        .ok()
+        .flatten()
+        .is_none_or(|last| now.duration_since(last) >= PAUSE)
+}
+
 /// Slices per vectored write.
 const MAX_SLICES: usize = 64;
 
@@ -325,6 +347,9 @@ impl Driver {
         // (a send, a note, receive room) wakes the task, so the inboxes are read without
         // registering again.
         conn.task_waker.register(cx.waker());
+        let read_at_start = conn.bytes_read();
+        let mut woken_in_turn = false;
+        let after_a_pause = after_a_pause();
         loop {
             let mut busy = false;
             if let Some(end) = self.take_notes() {
@@ -347,9 +372,25 @@ impl Driver {
             if let Some(end) = self.timers(cx, &mut busy) {
                 return Poll::Ready(end);
             }
-            if !busy && !conn.task_waker.take_woken_in_turn() {
-                return Poll::Pending;
+            if busy {
+                continue;
             }
+            if conn.task_waker.take_woken_in_turn() {
+                woken_in_turn = true;
+                continue;
+            }
+            if woken_in_turn && after_a_pause && conn.bytes_read() - read_at_start < HOT_TURN {
+                // A callback answered a small message in this turn, and this thread had been
+                // idle before it: wake the task once more (tokio polls it again and nudges an
+                // idle worker awake), so that a worker is still running when the peer's next
+                // message comes instead of sleeping in epoll_wait. Measured with one
+                // connection, 64 B ping-pong: 20-25k messages/s and 25-29 µs of CPU each,
+                // against 11k and 40 µs when the thread slept between them (waking a sleeping
+                // thread costs more than the nudge). Not on a busy thread (50 connections:
+                // the nudge cost 1.2 µs per message there) nor after a large read.
+                cx.waker().wake_by_ref();
+            }
+            return Poll::Pending;
         }
     }
 
