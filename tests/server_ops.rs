@@ -52,6 +52,21 @@ fn server_conns(s: &TestServer, n: usize) -> Vec<usize> {
     })
 }
 
+/// Of the server's connections `opened`, the one whose peer is our socket on `port`. (Not
+/// the last OPEN recorded: the callback threads record OPENs of different connections in any
+/// order. Taking the last one once filled a reader's queue instead of the stalled client's.)
+fn conn_of_peer_port(opened: &[usize], port: u16) -> *mut wsn_conn {
+    let suffix = format!(":{port}");
+    opened
+        .iter()
+        .map(|&c| c as *mut wsn_conn)
+        .find(|&c| {
+            let addr = unsafe { std::ffi::CStr::from_ptr(wsn_conn_get_peer_addr(c)) };
+            addr.to_str().unwrap().ends_with(&suffix)
+        })
+        .unwrap_or_else(|| panic!("no server connection from port {port}"))
+}
+
 /// The one server connection carrying `tag`.
 fn tagged_conn(s: &TestServer, tag: &std::ffi::CStr) -> *mut wsn_conn {
     let mut out = [std::ptr::null_mut(); 2];
@@ -478,9 +493,9 @@ fn broadcast_server_child() {
         let line = line.unwrap();
         let words: Vec<&str> = line.split_whitespace().collect();
         match words.as_slice() {
-            ["fill", n] => {
+            ["fill", n, port] => {
                 let opened = server_conns(&server, n.parse().unwrap());
-                stalled = *opened.last().unwrap() as *mut wsn_conn;
+                stalled = conn_of_peer_port(&opened, port.parse().unwrap());
                 held = fill_stalled(stalled);
                 println!("@@ held {held} {}", rss_line());
             }
@@ -586,8 +601,12 @@ fn broadcast_of_10000_messages_to_1000_connections_one_stalled_refused() {
     let mut child = Child::start();
     let port: u16 = child.ask("", WAIT)[1].parse().unwrap();
     let readers = seq_clients(&format!("ws://127.0.0.1:{port}/"), 999);
-    let _stalled = stalled_client(port);
-    let filled = child.ask("fill 1000", Duration::from_secs(60));
+    let stalled = stalled_client(port);
+    let stalled_port = stalled.local_addr().unwrap().port();
+    let filled = child.ask(
+        &format!("fill 1000 {stalled_port}"),
+        Duration::from_secs(60),
+    );
     let held: u64 = filled[1].parse().unwrap();
     assert!(
         held > 0,
@@ -647,9 +666,9 @@ fn broadcast_under_the_close_policy_closes_the_stalled_connection_with_1008() {
     let server = TestServer::start(Recorder::server(), o, None);
     unsafe { wsn_server_options_free(o) };
     let readers = seq_clients(&server.url(), 10);
-    let _stalled = stalled_client(server.port);
+    let stalled = stalled_client(server.port);
     let opened = server_conns(&server, 11);
-    let stalled_conn = *opened.last().unwrap();
+    let stalled_conn = conn_of_peer_port(&opened, stalled.local_addr().unwrap().port()) as usize;
     fill_stalled(stalled_conn as *mut wsn_conn);
     let sum = broadcast_paced(server.server, &readers, 10_000, 200, 32);
     wait_all_received(&readers, 10_000);
