@@ -38,6 +38,18 @@ impl InTurn {
                 .unwrap_or((0, false)),
         )
     }
+
+    /// Whether the task was woken from inside this turn (and forgets it): the turn must then
+    /// look at its inboxes again instead of returning `Pending`.
+    pub(crate) fn take_woken(&self) -> bool {
+        IN_TURN
+            .try_with(|t| {
+                let (who, woken) = t.get();
+                t.set((who, false));
+                woken
+            })
+            .unwrap_or(false)
+    }
 }
 
 impl Drop for InTurn {
@@ -71,21 +83,6 @@ impl TaskWaker {
         if !noted {
             self.waker.wake();
         }
-    }
-
-    /// Whether the task was woken from inside its current turn (and forgets it): the turn
-    /// must then look at its inboxes again instead of returning `Pending`.
-    pub(crate) fn take_woken_in_turn(&self) -> bool {
-        let me = self as *const TaskWaker as usize;
-        IN_TURN
-            .try_with(|t| {
-                let (who, woken) = t.get();
-                if who == me && woken {
-                    t.set((me, false));
-                }
-                who == me && woken
-            })
-            .unwrap_or(false)
     }
 }
 

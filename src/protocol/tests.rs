@@ -58,18 +58,25 @@ fn feed(dec: &mut Decoder, wire: &[u8], sizes: &[usize]) -> Out {
         i += 1;
         buf.extend_from_slice(&wire[at..at + n]);
         at += n;
-        loop {
-            match dec.decode(&mut buf) {
-                Ok(Some(x)) => out.push(Ok(x)),
-                Ok(None) => break,
-                Err(e) => {
-                    out.push(Err(e));
-                    return out;
-                }
-            }
+        if !decode_all(dec, &mut buf, &mut out) {
+            return out;
         }
     }
     out
+}
+
+/// Decodes everything `buf` holds into `out`; false after an error (pushed last).
+fn decode_all(dec: &mut Decoder, buf: &mut BytesMut, out: &mut Out) -> bool {
+    loop {
+        match dec.decode(buf) {
+            Ok(Some(x)) => out.push(Ok(x)),
+            Ok(None) => return true,
+            Err(e) => {
+                out.push(Err(e));
+                return false;
+            }
+        }
+    }
 }
 
 fn msg(text: bool, data: &[u8]) -> Result<Incoming, ProtocolError> {
@@ -536,15 +543,8 @@ fn feed_like_the_driver(dec: &mut Decoder, wire: &[u8], rng: &mut Rng) -> Out {
                 at += n;
             }
         }
-        loop {
-            match dec.decode(&mut rbuf) {
-                Ok(Some(x)) => out.push(Ok(x)),
-                Ok(None) => break,
-                Err(e) => {
-                    out.push(Err(e));
-                    return out;
-                }
-            }
+        if !decode_all(dec, &mut rbuf, &mut out) {
+            return out;
         }
     }
     out

@@ -341,13 +341,12 @@ impl Driver {
     /// One turn of the task: notes, the send queue, writing, reading, timers. `Ready` with
     /// the close event once the connection has ended.
     fn poll(&mut self, cx: &mut Context<'_>) -> Poll<CloseInfo> {
-        let conn = self.conn.clone();
-        let _turn = super::inbox::InTurn::enter(&conn.task_waker);
+        let turn = super::inbox::InTurn::enter(&self.conn.task_waker);
         // Registered once per turn, before anything is looked at: whatever comes after this
         // (a send, a note, receive room) wakes the task, so the inboxes are read without
         // registering again.
-        conn.task_waker.register(cx.waker());
-        let read_at_start = conn.bytes_read();
+        self.conn.task_waker.register(cx.waker());
+        let read_at_start = self.conn.bytes_read();
         let mut woken_in_turn = false;
         let after_a_pause = after_a_pause();
         loop {
@@ -375,11 +374,11 @@ impl Driver {
             if busy {
                 continue;
             }
-            if conn.task_waker.take_woken_in_turn() {
+            if turn.take_woken() {
                 woken_in_turn = true;
                 continue;
             }
-            if woken_in_turn && after_a_pause && conn.bytes_read() - read_at_start < HOT_TURN {
+            if woken_in_turn && after_a_pause && self.conn.bytes_read() - read_at_start < HOT_TURN {
                 // A callback answered a small message in this turn, and this thread had been
                 // idle before it: wake the task once more (tokio polls it again and nudges an
                 // idle worker awake), so that a worker is still running when the peer's next
