@@ -8,6 +8,8 @@ use common::*;
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 use wsnative::ffi::*;
 
@@ -359,4 +361,102 @@ fn drain_events_come_when_due_not_after_every_write_and_can_be_turned_on_per_con
         unsafe { wsn_conn_set_drain_events(std::ptr::null_mut(), true, 0) },
         wsn_status::WSN_ERR_INVALID_ARGUMENT
     );
+}
+
+/// A server that completes the upgrade, then reads slowly (a little at a time, with pauses) for
+/// `hold` at most: the client's queue fills and keeps moving.
+fn slow_reading_server(hold: Duration) -> u16 {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        if let Ok((mut s, _)) = listener.accept() {
+            let head = read_head(&mut s);
+            let _ = s.write_all(upgrade_response(&head).as_bytes());
+            let end = Instant::now() + hold;
+            let mut buf = vec![0u8; 16 << 10];
+            while Instant::now() < end {
+                if s.read(&mut buf).map_or(true, |n| n == 0) {
+                    break;
+                }
+                std::thread::sleep(Duration::from_micros(200));
+            }
+        }
+    });
+    port
+}
+
+#[test]
+fn the_buffered_amount_never_counts_a_message_twice_while_the_queue_moves() {
+    // The count is queued plus encoded-and-unwritten bytes. Read as two numbers, a reader
+    // preempted between them while the connection task moved messages from one to the other
+    // saw those messages twice (seen as a broadcast reader closed with 1008 under the CLOSE
+    // policy though well under its limit). Readers on more threads than cores, so that they
+    // are preempted often, check every value against what can truly be buffered.
+    let port = slow_reading_server(Duration::from_secs(30));
+    let o = wsn_client_options_new();
+    unsafe { wsn_client_options_set_max_send_queue(o, 64 << 20) };
+    let client = TestClient::connect(&format!("ws://127.0.0.1:{port}/"), o);
+    unsafe { wsn_client_options_free(o) };
+    client.rec.wait_open();
+    const SIZE: usize = 1000;
+    // Frame header of a masked client frame of SIZE bytes: 2 + 2 (length) + 4 (mask).
+    const HEADER: usize = 8;
+    let enqueued = Arc::new(AtomicUsize::new(0)); // bytes counted before each send
+    let stop = Arc::new(AtomicBool::new(false));
+    let conn = send_ptr(client.conn);
+    let readers: Vec<_> = (0..6)
+        .map(|_| {
+            let (enqueued, stop) = (enqueued.clone(), stop.clone());
+            std::thread::spawn(move || {
+                let conn = conn as *mut wsn_conn;
+                let (mut reads, mut worst) = (0u64, None);
+                while !stop.load(Ordering::Acquire) {
+                    let mut st = wsn_conn_stats {
+                        size: std::mem::size_of::<wsn_conn_stats>() as u32,
+                        ..Default::default()
+                    };
+                    unsafe { wsn_conn_get_stats(conn, &mut st) };
+                    let b = unsafe { wsn_conn_get_buffered_amount(conn) };
+                    let e = enqueued.load(Ordering::Acquire);
+                    // At most what was queued (with headers), less what the socket took.
+                    let bound = (e / SIZE) * (SIZE + HEADER) - st.bytes_sent as usize;
+                    if b > bound && worst.is_none() {
+                        worst = Some((b, bound));
+                    }
+                    reads += 1;
+                }
+                (reads, worst)
+            })
+        })
+        .collect();
+    let msg = vec![7u8; SIZE];
+    let end = Instant::now() + Duration::from_secs(3);
+    let mut sent = 0u64;
+    while Instant::now() < end {
+        // Keep about 2 MiB queued: the connection task moves messages as the reader takes them.
+        if unsafe { wsn_conn_get_buffered_amount(client.conn) } > (2 << 20) {
+            std::thread::sleep(Duration::from_micros(100));
+            continue;
+        }
+        enqueued.fetch_add(SIZE, Ordering::AcqRel);
+        assert_eq!(
+            client.send_binary(&msg),
+            wsn_status::WSN_OK,
+            "{}",
+            last_error()
+        );
+        sent += 1;
+    }
+    stop.store(true, Ordering::Release);
+    let mut total = 0;
+    for r in readers {
+        let (reads, worst) = r.join().unwrap();
+        total += reads;
+        if let Some((b, bound)) = worst {
+            panic!("buffered_amount said {b} bytes where at most {bound} could be buffered");
+        }
+    }
+    println!("{sent} messages sent; buffered_amount read {total} times, never over the bound");
+    assert!(sent > 2000, "the queue moved ({sent} messages)");
+    unsafe { wsn_conn_abort(client.conn) };
 }

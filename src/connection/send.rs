@@ -10,8 +10,13 @@ use std::sync::{Arc, Mutex};
 /// A connection's send accounting, shared by the senders and the connection task.
 pub(super) struct Outgoing {
     gate: Mutex<Gate>,
-    /// Bytes of messages queued and not yet encoded, and encoded bytes not yet written.
+    /// Bytes of messages queued and not yet encoded plus encoded bytes not yet written, in
+    /// one count: a sender reads both at once. (Two counts, read one after the other, could
+    /// see a message in both while the connection task moved it from one to the other: under
+    /// load a queue twice its real size, and a connection closed with 1008 that was not
+    /// over its limit.)
     buffered: AtomicUsize,
+    /// The encoded part of `buffered`, as the connection task last told it.
     unwritten: AtomicUsize,
     /// Bytes the socket took so far.
     wire_written: AtomicUsize,
@@ -66,27 +71,37 @@ impl Conn {
     /// included, compressed payloads as compressed).
     pub fn buffered_amount(&self) -> usize {
         self.outgoing.buffered.load(Ordering::Acquire)
-            + self.outgoing.unwritten.load(Ordering::Acquire)
     }
 
-    /// The connection task took a message of `len` bytes from the queue.
+    /// Messages of `len` bytes in all left the queue without being encoded (dropped).
     pub(crate) fn unqueue(&self, len: usize) {
         self.outgoing.buffered.fetch_sub(len, Ordering::AcqRel);
     }
 
-    /// The connection task holds `n` encoded bytes not yet written.
-    pub(crate) fn set_unwritten(&self, n: usize) {
-        self.outgoing.unwritten.store(n, Ordering::Release);
+    /// The connection task holds `unwritten` encoded bytes not yet written, after taking
+    /// messages of `taken` bytes in all from the queue: both in one step of the count.
+    pub(crate) fn set_unwritten(&self, unwritten: usize, taken: usize) {
+        let before = self.outgoing.unwritten.swap(unwritten, Ordering::AcqRel);
+        let (up, down) = (unwritten, before + taken);
+        if up >= down {
+            self.outgoing
+                .buffered
+                .fetch_add(up - down, Ordering::AcqRel);
+        } else {
+            self.outgoing
+                .buffered
+                .fetch_sub(down - up, Ordering::AcqRel);
+        }
     }
 
     /// The socket took `n` more bytes.
     pub(crate) fn add_wire_written(&self, n: usize) {
-        self.outgoing.wire_written.fetch_add(n, Ordering::Relaxed);
+        self.outgoing.wire_written.fetch_add(n, Ordering::Release);
     }
 
     /// Bytes the socket took so far.
     pub(crate) fn progress(&self) -> usize {
-        self.outgoing.wire_written.load(Ordering::Relaxed)
+        self.outgoing.wire_written.load(Ordering::Acquire)
     }
 
     /// Sets (or, with -1, forgets) the TCP descriptor under this connection.
@@ -325,7 +340,7 @@ impl Conn {
         }
         g.closed = false;
         g.why = "";
-        self.set_unwritten(0);
+        self.set_unwritten(0, 0); // the ended connection's encoded bytes went with it
         true
     }
 

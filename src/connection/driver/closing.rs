@@ -24,7 +24,7 @@ impl Driver {
         self.ours = Some(Box::new(frame));
         self.conn.close_gate("the connection is closing");
         self.conn.set_state(State::Closing);
-        self.conn.set_unwritten(self.wbuf.len());
+        self.conn.set_unwritten(self.wbuf.len(), 0);
         self.ping_at = None;
         self.pong_due = None;
     }

@@ -31,8 +31,10 @@ impl Driver {
                 Poll::Ready(Ok(k)) => {
                     self.wbuf.advance(k);
                     self.written += k as u64;
+                    // Out of the buffered count before counted as sent: an observer never
+                    // sees a byte in both.
+                    self.conn.set_unwritten(self.wbuf.len(), 0);
                     self.conn.add_wire_written(k);
-                    self.conn.set_unwritten(self.wbuf.len());
                     self.flush_due = true;
                     *busy = true;
                     self.sent_up_to();
