@@ -203,10 +203,10 @@ impl Conn {
                 format!("{why}: wait for the drain event and send again"),
             ));
         }
-        self.outgoing.buffered.fetch_add(len, Ordering::Relaxed);
+        self.outgoing.buffered.fetch_add(len, Ordering::AcqRel);
         let id = gate.last_id + 1;
         if self.commands.send(make(id), &self.task_waker).is_err() {
-            self.outgoing.buffered.fetch_sub(len, Ordering::Relaxed);
+            self.outgoing.buffered.fetch_sub(len, Ordering::AcqRel);
             return Err(Error::state("cannot send: the connection is closed"));
         }
         gate.last_id = id;

@@ -51,12 +51,6 @@ pub(crate) struct Wire {
 
 /// Read buffer size for small messages; allocated on demand, freed when empty.
 const READ_CHUNK: usize = 4 << 10;
-/// A read buffer's first size, grown to [`READ_CHUNK`] when a read fills it. An idle
-/// connection holds none, so one is allocated and freed per message when messages come one
-/// at a time; glibc serves requests up to 1032 bytes from a per-thread cache, where 4 KiB
-/// requests took its locks and consolidated its bins each time (perf: 5% of the server's
-/// CPU echoing 64 B messages to 50 clients).
-const READ_FIRST: usize = 1024;
 /// The last bytes of a directly read payload go through the read buffer: a read that fills
 /// exactly what it was offered leaves tokio's readiness set, and the next read (for the next
 /// frame) would cost a syscall that only says EAGAIN; a read of the tail offered the read

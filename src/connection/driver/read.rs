@@ -102,9 +102,7 @@ impl Driver {
                     }
                 }
                 ReadHint::Idle | ReadHint::Buffered => {
-                    if self.rbuf.capacity() == 0 {
-                        self.rbuf = BytesMut::with_capacity(READ_FIRST);
-                    } else if self.rbuf.capacity() - self.rbuf.len() < 2 * DIRECT_TAIL {
+                    if self.rbuf.capacity() - self.rbuf.len() < 2 * DIRECT_TAIL {
                         self.rbuf.reserve(READ_CHUNK);
                     }
                     let room = self.rbuf.capacity() - self.rbuf.len();
