@@ -13,18 +13,24 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 use wsnative::ffi::*;
 
-/// A server that completes the upgrade and then never reads again (for `hold` at most).
-fn non_reading_server(hold: Duration) -> u16 {
+/// A raw server on a thread of its own: it accepts one client, completes the upgrade, then
+/// hands the socket to `then`. Returns its port.
+fn upgraded_server(then: impl FnOnce(TcpStream) + Send + 'static) -> u16 {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let port = listener.local_addr().unwrap().port();
     std::thread::spawn(move || {
         if let Ok((mut s, _)) = listener.accept() {
             let head = read_head(&mut s);
             let _ = s.write_all(upgrade_response(&head).as_bytes());
-            std::thread::sleep(hold);
+            then(s);
         }
     });
     port
+}
+
+/// A server that completes the upgrade and then never reads again (for `hold` at most).
+fn non_reading_server(hold: Duration) -> u16 {
+    upgraded_server(move |_s| std::thread::sleep(hold))
 }
 
 #[test]
@@ -366,23 +372,16 @@ fn drain_events_come_when_due_not_after_every_write_and_can_be_turned_on_per_con
 /// A server that completes the upgrade, then reads slowly (a little at a time, with pauses) for
 /// `hold` at most: the client's queue fills and keeps moving.
 fn slow_reading_server(hold: Duration) -> u16 {
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let port = listener.local_addr().unwrap().port();
-    std::thread::spawn(move || {
-        if let Ok((mut s, _)) = listener.accept() {
-            let head = read_head(&mut s);
-            let _ = s.write_all(upgrade_response(&head).as_bytes());
-            let end = Instant::now() + hold;
-            let mut buf = vec![0u8; 16 << 10];
-            while Instant::now() < end {
-                if s.read(&mut buf).map_or(true, |n| n == 0) {
-                    break;
-                }
-                std::thread::sleep(Duration::from_micros(200));
+    upgraded_server(move |mut s| {
+        let end = Instant::now() + hold;
+        let mut buf = vec![0u8; 16 << 10];
+        while Instant::now() < end {
+            if s.read(&mut buf).map_or(true, |n| n == 0) {
+                break;
             }
+            std::thread::sleep(Duration::from_micros(200));
         }
-    });
-    port
+    })
 }
 
 #[test]
