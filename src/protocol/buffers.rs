@@ -98,6 +98,44 @@ pub fn give(mut m: BytesMut) {
     }
 }
 
+/// Read buffers larger than this are not kept as a thread's spare.
+const SPARE_MAX: usize = 16 << 10;
+
+thread_local! {
+    /// This thread's spare read buffer: a connection that goes idle gives its emptied read
+    /// buffer here and the next connection with bytes to read takes it. With 50 busy
+    /// connections taking turns, each turn otherwise allocated a 4 KiB buffer and freed it,
+    /// and every allocation that size makes glibc consolidate its small free chunks first
+    /// (`malloc_consolidate`, with `malloc` and `free` about 5% of the server's samples at
+    /// 64 B x 50). A connection's first read still allocates its own: glibc consolidates the
+    /// small chunks a handshake leaves free only when such an allocation comes, and without it
+    /// 10,000 idle connections held 2.04 KiB each instead of 1.98 (measured).
+    static SPARE_READ: std::cell::Cell<Option<BytesMut>> = const { std::cell::Cell::new(None) };
+}
+
+/// An empty buffer with room for at least `room` bytes: this thread's spare read buffer when
+/// it has one that large, else a new one.
+pub(crate) fn read_buffer(room: usize) -> BytesMut {
+    let spare = SPARE_READ.try_with(|s| s.take()).ok().flatten();
+    match spare {
+        Some(b) if b.capacity() >= room => b,
+        _ => BytesMut::with_capacity(room),
+    }
+}
+
+/// Keeps `b`, an emptied read buffer, as this thread's spare when it has room for `room`
+/// bytes without allocating (room consumed from its front is reclaimed) and is not large;
+/// else drops it.
+pub(crate) fn spare_read_buffer(mut b: BytesMut, room: usize) {
+    b.clear();
+    if b.try_reclaim(room) && b.capacity() <= SPARE_MAX {
+        let _ = SPARE_READ.try_with(|s| {
+            let kept = s.take();
+            s.set(Some(kept.unwrap_or(b))); // an earlier spare stays: `b` is freed at once
+        });
+    }
+}
+
 /// A Vec becomes a BytesMut through a Bytes (unique, so never copied).
 fn to_bytes_mut(v: Vec<u8>) -> BytesMut {
     let cap = v.capacity();
@@ -160,6 +198,50 @@ mod tests {
         );
         pool.keep(Vec::with_capacity(MAX_ONE + 1));
         assert!(pool.bytes <= MAX_KEPT);
+    }
+
+    // Each test runs on a thread of its own, so the spare read buffer is the test's own.
+
+    #[test]
+    fn an_emptied_read_buffer_is_the_next_one_this_thread_hands_out() {
+        let mut b = read_buffer(4096);
+        let at = b.as_ptr();
+        b.extend_from_slice(&[5u8; 3000]);
+        bytes::Buf::advance(&mut b, 3000); // read and decoded: consumed from the front
+        spare_read_buffer(b, 4096);
+        let again = read_buffer(4096);
+        assert_eq!(
+            again.as_ptr(),
+            at,
+            "the same allocation, its front reclaimed"
+        );
+        assert!(again.is_empty() && again.capacity() >= 4096);
+        let other = read_buffer(4096);
+        assert_ne!(other.as_ptr(), at, "the spare is handed out once");
+    }
+
+    #[test]
+    fn the_first_spare_stays_and_large_or_too_small_buffers_are_not_kept() {
+        let first = read_buffer(4096);
+        let at = first.as_ptr();
+        spare_read_buffer(first, 4096);
+        spare_read_buffer(BytesMut::with_capacity(4096), 4096);
+        assert_eq!(
+            read_buffer(4096).as_ptr(),
+            at,
+            "an earlier spare is not replaced"
+        );
+
+        spare_read_buffer(BytesMut::with_capacity(SPARE_MAX * 2), 4096);
+        assert!(
+            read_buffer(4096).capacity() < SPARE_MAX * 2,
+            "a large buffer is not kept"
+        );
+        spare_read_buffer(BytesMut::with_capacity(1024), 4096);
+        assert!(
+            read_buffer(4096).capacity() >= 4096,
+            "room for a whole read"
+        );
     }
 
     #[test]

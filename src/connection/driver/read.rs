@@ -102,14 +102,18 @@ impl Driver {
                     }
                 }
                 ReadHint::Idle | ReadHint::Buffered => {
-                    if self.rbuf.capacity() - self.rbuf.len() < 2 * DIRECT_TAIL {
+                    if self.rbuf.capacity() == 0 && self.conn.bytes_read() > 0 {
+                        self.rbuf = buffers::read_buffer(READ_CHUNK);
+                    } else if self.rbuf.capacity() - self.rbuf.len() < 2 * DIRECT_TAIL {
                         self.rbuf.reserve(READ_CHUNK);
                     }
                     let room = self.rbuf.capacity() - self.rbuf.len();
                     match poll_read_into(&mut self.io, cx, &mut self.rbuf, room) {
                         Poll::Pending => {
                             if self.rbuf.is_empty() {
-                                self.rbuf = BytesMut::new(); // idle: hold no buffer
+                                // Idle: hold no buffer (the thread keeps one spare).
+                                let b = std::mem::take(&mut self.rbuf);
+                                buffers::spare_read_buffer(b, READ_CHUNK);
                             }
                             return None;
                         }
