@@ -431,3 +431,35 @@ fn decode_small_baseline() {
     let (_, wire) = encode_run(Role::Server, &payload, 1 << 20, true);
     assert!(!wire.is_empty());
 }
+
+/// Masking: in place and while copying (the client's sends, a payload arriving in pieces),
+/// 64 KiB and 1 MiB, best of 200 runs.
+#[test]
+#[ignore]
+fn masking() {
+    let mask = [0x12, 0x34, 0x56, 0x78];
+    for size in [64usize << 10, 1 << 20] {
+        let src = vec![0xa5u8; size];
+        let mut buf = src.clone();
+        let mut dst = BytesMut::with_capacity(size);
+        let (mut inplace, mut copying) = (f64::MAX, f64::MAX);
+        for _ in 0..200 {
+            let t = Instant::now();
+            frame::apply_mask(&mut buf, mask, 1);
+            inplace = inplace.min(t.elapsed().as_secs_f64());
+            dst.clear();
+            let t = Instant::now();
+            frame::extend_masked(&mut dst, &src, mask, 1);
+            copying = copying.min(t.elapsed().as_secs_f64());
+        }
+        assert_eq!(dst.len(), size);
+        println!(
+            "{:>5} KiB: in place {:.1} us ({:.0} MB/s), while copying {:.1} us ({:.0} MB/s)",
+            size >> 10,
+            inplace * 1e6,
+            mbps(size, inplace),
+            copying * 1e6,
+            mbps(size, copying)
+        );
+    }
+}

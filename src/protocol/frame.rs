@@ -284,21 +284,16 @@ pub fn extend_masked(dst: &mut bytes::BytesMut, src: &[u8], mask: [u8; 4], phase
 
 #[inline(always)]
 fn mask_into(dst: &mut bytes::BytesMut, src: &[u8], mask: [u8; 4], phase: usize) {
-    let m = mask32(mask, phase);
+    // Copied, then masked in place while still in the L1 cache, 8 KiB at a time (a multiple
+    // of 4, so the phase stays): 64 KiB in 2.1 µs and 1 MiB in 76 µs, where a fused loop
+    // writing byte by byte into the spare capacity took 11 and 200 µs (the compiler did not
+    // vectorize it). `cargo test --release --lib protocol::bench::masking -- --ignored`.
     dst.reserve(src.len());
-    let spare = &mut dst.spare_capacity_mut()[..src.len()];
-    let mut d = spare.chunks_exact_mut(32);
-    let mut s = src.chunks_exact(32);
-    for (d, s) in (&mut d).zip(&mut s) {
-        for i in 0..32 {
-            d[i].write(s[i] ^ m[i]);
-        }
+    for piece in src.chunks(8 << 10) {
+        let at = dst.len();
+        dst.extend_from_slice(piece);
+        mask_in_place(&mut dst[at..], mask, phase);
     }
-    for (i, (d, s)) in d.into_remainder().iter_mut().zip(s.remainder()).enumerate() {
-        d.write(*s ^ m[i]);
-    }
-    // SAFETY: the first src.len() bytes of the spare capacity were written above.
-    unsafe { dst.set_len(dst.len() + src.len()) };
 }
 
 #[cfg(test)]
@@ -334,7 +329,8 @@ mod tests {
     #[test]
     fn extend_masked_matches_naive() {
         let mask = [0xa5, 0x5a, 0x01, 0x80];
-        for len in (0..40).chain([255, 256, 257, 1000, 4099]) {
+        // Across the 8 KiB pieces too.
+        for len in (0..40).chain([255, 256, 257, 1000, 4099, 8191, 8192, 8193, 20001]) {
             for phase in 0..4 {
                 let data: Vec<u8> = (0..len).map(|i| (i * 13) as u8).collect();
                 let mut want = data.clone();
