@@ -692,8 +692,9 @@ const char *wsn_last_error(void);
 const char *wsn_version(void);
 
 /**
- * Sets the number of I/O threads (0: one per core, at most 4). Call before the first
- * connection or server. Thread: any.
+ * Sets the number of I/O threads (0: the default, one per two cores, at least 1, at most 4:
+ * the application keeps cores of its own). Call before the first connection or server.
+ * Thread: any.
  * Errors: WSN_ERR_INVALID_STATE when the runtime already runs; WSN_ERR_INVALID_ARGUMENT over 256.
  */
 wsn_status wsn_runtime_set_io_threads(uint32_t threads);

@@ -261,7 +261,7 @@ namespace WsNative
         /// <summary>The native library's version ("major.minor.patch").</summary>
         public static string Version => Utf8.FromPtr(wsn_version());
 
-        /// <summary>I/O threads (0: one per core, at most 4). Before the first connection or server.</summary>
+        /// <summary>I/O threads (0: one per two cores, at least 1, at most 4). Before the first connection or server.</summary>
         public static void SetIoThreads(int threads) => Status.Check(wsn_runtime_set_io_threads(checked((uint)threads)));
 
         /// <summary>Threads that run event handlers (0: 2). Before the first connection or server.</summary>

@@ -16,6 +16,7 @@
 
 mod closing;
 mod read;
+mod spin;
 mod timers;
 mod write;
 
@@ -58,11 +59,10 @@ const READ_CHUNK: usize = 4 << 10;
 const DIRECT_TAIL: usize = 256;
 /// Encoded bytes the writer keeps ready before it stops taking from the send queue.
 const WRITE_AHEAD: usize = 256 << 10;
-/// A turn that read less than this and answered from a callback keeps a worker awake (see
-/// `Driver::poll`).
+/// A turn that read less than this and answered from a callback may spin (see `spin.rs`).
 const HOT_TURN: u64 = 16 << 10;
 /// A thread whose previous connection turn started at least this long before the current one
-/// had a pause (see `Driver::poll`).
+/// had a pause (see `spin.rs`).
 const PAUSE: Duration = Duration::from_micros(20);
 
 thread_local! {
@@ -378,17 +378,14 @@ impl Driver {
                 woken_in_turn = true;
                 continue;
             }
-            if woken_in_turn && after_a_pause && self.conn.bytes_read() - read_at_start < HOT_TURN {
-                // A callback answered a small message in this turn, and this thread had been
-                // idle before it: wake the task once more (tokio polls it again and nudges an
-                // idle worker awake), so that a worker is still running when the peer's next
-                // message comes instead of sleeping in epoll_wait. Measured with one
-                // connection, 64 B ping-pong: 20-25k messages/s and 25-29 µs of CPU each,
-                // against 11k and 40 µs when the thread slept between them (waking a sleeping
-                // thread costs more than the nudge). Not on a busy thread (50 connections:
-                // the nudge cost 1.2 µs per message there) nor after a large read.
-                cx.waker().wake_by_ref();
-            }
+            let read = self.conn.bytes_read() - read_at_start;
+            spin::end_of_turn(
+                Arc::as_ptr(&self.conn) as usize,
+                woken_in_turn && read < HOT_TURN,
+                after_a_pause,
+                read > 0,
+                cx,
+            );
             return Poll::Pending;
         }
     }
