@@ -6,7 +6,9 @@
  * (the process's own CPU time: wsnative's I/O and callback threads, over the same window).
  *   client_inflight URL [SECS=3] [SIZE=64] [W=16] [N=50000000]
  * Derived from bindings/csharp/bench/inflight.c, which counts a fixed number of echoes.
- * Its callback runs inline on the I/O thread unless WSN_INLINE=0. */
+ * Its callback runs inline on the I/O thread unless WSN_INLINE=0. Every message is the same
+ * payload, lent with wsn_conn_send_nocopy (as tokio-tungstenite's client shares one Bytes);
+ * WSN_COPY=1 sends with wsn_conn_send_binary, which copies each message. */
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -23,13 +25,30 @@ static long received, sent, total;
 static int opened, closed, stop;
 static unsigned char *payload;
 static size_t size;
+static int copy_each; /* WSN_COPY=1 */
+static long lent, released;
+
+/* The payload stays valid and unchanged for the whole run: release only counts. */
+static void on_release(void *user_data, const uint8_t *data, size_t len) {
+    (void)user_data, (void)data, (void)len;
+    __atomic_add_fetch(&released, 1, __ATOMIC_RELAXED);
+}
+
+static void send_one(struct wsn_conn *conn) {
+    if (copy_each) {
+        wsn_conn_send_binary(conn, payload, size);
+        return;
+    }
+    __atomic_add_fetch(&lent, 1, __ATOMIC_RELAXED);
+    wsn_conn_send_nocopy(conn, payload, size, 0, on_release, NULL, NULL);
+}
 
 static void on_event(void *user_data, struct wsn_conn *conn, const struct wsn_event *ev) {
     (void)user_data;
     if (ev->kind == WSN_EVENT_MESSAGE) {
         __atomic_add_fetch(&received, 1, __ATOMIC_RELAXED);
         if (!__atomic_load_n(&stop, __ATOMIC_RELAXED) && __atomic_add_fetch(&sent, 1, __ATOMIC_RELAXED) <= total)
-            wsn_conn_send_binary(conn, payload, size);
+            send_one(conn);
         return;
     }
     pthread_mutex_lock(&lock);
@@ -72,6 +91,8 @@ int main(int argc, char **argv) {
         fprintf(stderr, "client_inflight: 0 < SECS <= 600, W >= 1\n");
         return 2;
     }
+    const char *copy_text = getenv("WSN_COPY");
+    copy_each = copy_text && copy_text[0] == '1';
     payload = malloc(size ? size : 1);
     for (size_t i = 0; i < size; i++)
         payload[i] = (unsigned char)(i * 31);
@@ -101,7 +122,7 @@ int main(int argc, char **argv) {
     long first = window < total ? window : total;
     __atomic_store_n(&sent, first, __ATOMIC_RELAXED); /* echoes may come before the loop ends */
     for (long i = 0; i < first; i++)
-        wsn_conn_send_binary(conn, payload, size);
+        send_one(conn);
     sleep_s(0.3);
     long r0 = __atomic_load_n(&received, __ATOMIC_RELAXED);
     double t0 = now(), c0 = cpu();
@@ -124,5 +145,11 @@ int main(int argc, char **argv) {
     wsn_conn_close(conn, 1000, NULL);
     wsn_conn_free(conn);
     wsn_shutdown(500);
+    /* Every lent message was released once (written, or dropped when the connection ended). */
+    long l = __atomic_load_n(&lent, __ATOMIC_RELAXED), r = __atomic_load_n(&released, __ATOMIC_RELAXED);
+    if (l != r) {
+        fprintf(stderr, "client_inflight: %ld messages lent, %ld released\n", l, r);
+        return 1;
+    }
     return 0;
 }

@@ -15,9 +15,13 @@ import statistics
 from collections import defaultdict
 
 SERVERS = ["wsnative", "tokio-tungstenite", "fastwebsockets"]
-CLIENTS = ["wsnative", "tokio-tungstenite"]
+CLIENTS = ["wsnative", "wsnative-copy", "tokio-tungstenite"]
 SIZES = [64, 65536, 1048576]
 CONNS = [1, 50]
+# Server workloads: (size, connections, messages in flight per connection). One in flight is
+# ping-pong; 16 in flight is issue 14's own setting (the rows of its table).
+WORKLOADS = [(s, c, 1) for s in SIZES for c in CONNS] + [(64, 50, 16), (65536, 1, 16), (65536, 50, 16),
+                                                         (1048576, 1, 16)]
 METRICS = ["msgs_per_s", "mb_per_s", "p50_us", "p99_us", "server_cpu_us_per_msg", "client_cpu_us_per_msg",
            "per_s", "server_cpu_us_per_hs", "errors"]
 
@@ -45,7 +49,7 @@ def medians(rows, kind):
     for r in rows:
         if r.get("kind") != kind:
             continue
-        key = (r["name"], int(r["size"]), int(r["conns"]))
+        key = (r["name"], int(r["size"]), int(r["conns"]), int(r.get("inflight", 1)))
         if r.get("failed"):
             failed[key] += 1
         else:
@@ -86,9 +90,9 @@ def handshake_lines(hs) -> list[str]:
          "p50/p99 are of one whole open-and-close cycle; server CPU is per handshake.", "",
          "| server | handshakes/s | p50 µs | p99 µs | server CPU µs/handshake | errors | handshakes/s vs fws | CPU vs fws |",
          "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
-    base = hs.get(("fastwebsockets", 0, 8))
+    base = hs.get(("fastwebsockets", 0, 8, 1))
     for name in SERVERS:
-        m = hs.get((name, 0, 8))
+        m = hs.get((name, 0, 8, 1))
         if not m:
             continue
         note = f" ({m['failed']} failed)" if m["failed"] else ""
@@ -113,18 +117,25 @@ def build_block(meta, srv, cli, idle, chart_rel: str | None, hs=None) -> str:
     L.append("")
     L.append("### Servers")
     L.append("")
-    L.append("Echo servers driven by `bench/src/bin/loadgen.rs` (raw tokio sockets, prebuilt masked binary frames), "
-             "one message in flight per connection (ping-pong). MB/s counts the payload echoed (10^6 bytes). "
-             "Server CPU is utime+stime of the server process over the measured window, per message echoed. "
-             "The last two columns compare with fastwebsockets (messages/s: higher is better; CPU: lower is better).")
-    L.append("")
-    L.append("| message | conns | server | messages/s | MB/s | p50 µs | p99 µs | server CPU µs/msg | msgs/s vs fws | CPU vs fws |")
-    L.append("| --- | ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
-    for s in SIZES:
-        for c in CONNS:
-            base = srv.get(("fastwebsockets", s, c))
+    L.append("Echo servers driven by `bench/src/bin/loadgen.rs` (raw tokio sockets, prebuilt masked binary frames): "
+             "first with one message in flight per connection (ping-pong: every message waits for the previous "
+             "echo), then with 16 in flight per connection, the setting of issue 14's own table. MB/s counts the "
+             "payload echoed (10^6 bytes). Server CPU is utime+stime of the server process over the measured "
+             "window, per message echoed. The last two columns compare with fastwebsockets (messages/s: higher is "
+             "better; CPU: lower is better).")
+    for inflight, title in ((1, "One message in flight per connection"), (16, "16 messages in flight per connection")):
+        rows = [w for w in WORKLOADS if w[2] == inflight]
+        if not any(srv.get((n, *w)) for n in SERVERS for w in rows):
+            continue
+        L.append("")
+        L.append(f"{title}:")
+        L.append("")
+        L.append("| message | conns | server | messages/s | MB/s | p50 µs | p99 µs | server CPU µs/msg | msgs/s vs fws | CPU vs fws |")
+        L.append("| --- | ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
+        for s, c, k in rows:
+            base = srv.get(("fastwebsockets", s, c, k))
             for name in SERVERS:
-                m = srv.get((name, s, c))
+                m = srv.get((name, s, c, k))
                 if not m:
                     continue
                 note = f" ({m['failed']} failed)" if m["failed"] else ""
@@ -138,15 +149,17 @@ def build_block(meta, srv, cli, idle, chart_rel: str | None, hs=None) -> str:
     L.append("### Clients")
     L.append("")
     L.append("One connection, 16 messages in flight, against the fastwebsockets echo server: wsnative's client through "
-             "the C ABI (`bench/client_inflight.c`, a new message sent from each echo's callback) and "
+             "the C ABI (`bench/client_inflight.c`, a new message sent from each echo's callback; `wsnative` lends "
+             "the payload with `wsn_conn_send_nocopy`, as tokio-tungstenite's client shares one `Bytes`, and "
+             "`wsnative-copy` sends it with `wsn_conn_send_binary`, which copies it) and "
              "tokio-tungstenite's client (`bench/src/bin/tt_client.rs`). CPU is the client process's own.")
     L.append("")
     L.append("| message | client | messages/s | MB/s | client CPU µs/msg | msgs/s vs tokio-tungstenite | CPU vs tokio-tungstenite |")
     L.append("| --- | --- | ---: | ---: | ---: | ---: | ---: |")
     for s in SIZES:
-        base = cli.get(("tokio-tungstenite", s, 1))
+        base = cli.get(("tokio-tungstenite", s, 1, 1))
         for name in CLIENTS:
-            m = cli.get((name, s, 1))
+            m = cli.get((name, s, 1, 1))
             if not m:
                 continue
             note = f" ({m['failed']} failed)" if m["failed"] else ""
@@ -179,26 +192,39 @@ def build_block(meta, srv, cli, idle, chart_rel: str | None, hs=None) -> str:
         m = d.get(key)
         return m[k] if m else float("nan")
 
-    for s in (65536, 1048576):
-        for c in CONNS:
-            wm, fm = g(srv, ("wsnative", s, c), "msgs_per_s"), g(srv, ("fastwebsockets", s, c), "msgs_per_s")
-            wc, fc = g(srv, ("wsnative", s, c), "server_cpu_us_per_msg"), g(srv, ("fastwebsockets", s, c), "server_cpu_us_per_msg")
-            ok = wm >= fm and wc <= fc
-            L.append(f"| {size_name(s)} x {c}: messages/s >= fastwebsockets', CPU/msg <= fastwebsockets' | "
-                     f"{fmt(wm)} vs {fmt(fm)} msgs/s; {fmt(wc, 1)} vs {fmt(fc, 1)} µs/msg | {'yes' if ok else 'no'} |")
-    best = max((g(srv, (n, 64, 50), "msgs_per_s") for n in SERVERS), default=float("nan"))
-    wm = g(srv, ("wsnative", 64, 50), "msgs_per_s")
-    L.append(f"| 64 B x 50: near the best messages/s | {fmt(wm)} vs best {fmt(best)} ({ratio(wm, best)}) | "
-             f"{'yes' if wm >= 0.9 * best else 'no'} (within 10%) |")
-    wc, tc = g(srv, ("wsnative", 64, 1), "server_cpu_us_per_msg"), g(srv, ("tokio-tungstenite", 64, 1), "server_cpu_us_per_msg")
+    def inflight(k):
+        return "one in flight" if k == 1 else f"{k} in flight"
+
+    for s, c, k in WORKLOADS:
+        if s == 64:
+            continue
+        key_w, key_f = ("wsnative", s, c, k), ("fastwebsockets", s, c, k)
+        if key_w not in srv:
+            continue
+        wm, fm = g(srv, key_w, "msgs_per_s"), g(srv, key_f, "msgs_per_s")
+        wc, fc = g(srv, key_w, "server_cpu_us_per_msg"), g(srv, key_f, "server_cpu_us_per_msg")
+        ok = wm >= fm and wc <= fc
+        L.append(f"| {size_name(s)} x {c}, {inflight(k)}: messages/s >= fastwebsockets', CPU/msg <= fastwebsockets' | "
+                 f"{fmt(wm)} vs {fmt(fm)} msgs/s; {fmt(wc, 1)} vs {fmt(fc, 1)} µs/msg | {'yes' if ok else 'no'} |")
+    for k in (1, 16):
+        if ("wsnative", 64, 50, k) not in srv:
+            continue
+        best = max((g(srv, (n, 64, 50, k), "msgs_per_s") for n in SERVERS), default=float("nan"))
+        wm = g(srv, ("wsnative", 64, 50, k), "msgs_per_s")
+        L.append(f"| 64 B x 50, {inflight(k)}: near the best messages/s (uWebSockets is measured by hand, not here) | "
+                 f"{fmt(wm)} vs best {fmt(best)} ({ratio(wm, best)}) | {'yes' if wm >= 0.9 * best else 'no'} (within 10%) |")
+    wc, tc = g(srv, ("wsnative", 64, 1, 1), "server_cpu_us_per_msg"), g(srv, ("tokio-tungstenite", 64, 1, 1), "server_cpu_us_per_msg")
     L.append(f"| 64 B x 1 ping-pong: server CPU/msg <= 1.5x tokio-tungstenite's | {fmt(wc, 1)} vs {fmt(tc, 1)} µs/msg "
              f"({ratio(wc, tc)}) | {'yes' if wc <= 1.5 * tc else 'no'} |")
-    for s in SIZES:
-        wm, tm = g(cli, ("wsnative", s, 1), "msgs_per_s"), g(cli, ("tokio-tungstenite", s, 1), "msgs_per_s")
-        wc, tc = g(cli, ("wsnative", s, 1), "client_cpu_us_per_msg"), g(cli, ("tokio-tungstenite", s, 1), "client_cpu_us_per_msg")
-        L.append(f"| client {size_name(s)}, 16 in flight: vs tokio-tungstenite's client | {fmt(wm)} vs {fmt(tm)} msgs/s "
-                 f"({ratio(wm, tm)}); {fmt(wc, 1)} vs {fmt(tc, 1)} µs/msg ({ratio(wc, tc)}) | "
-                 f"{'yes' if wm >= tm and wc <= tc else 'no'} |")
+    for name, how in (("wsnative", "lent"), ("wsnative-copy", "copied")):
+        for s in SIZES:
+            if (name, s, 1, 1) not in cli:
+                continue
+            wm, tm = g(cli, (name, s, 1, 1), "msgs_per_s"), g(cli, ("tokio-tungstenite", s, 1, 1), "msgs_per_s")
+            wc, tc = g(cli, (name, s, 1, 1), "client_cpu_us_per_msg"), g(cli, ("tokio-tungstenite", s, 1, 1), "client_cpu_us_per_msg")
+            L.append(f"| client {size_name(s)}, 16 in flight, {how}: vs tokio-tungstenite's client | {fmt(wm)} vs {fmt(tm)} msgs/s "
+                     f"({ratio(wm, tm)}); {fmt(wc, 1)} vs {fmt(tc, 1)} µs/msg ({ratio(wc, tc)}) | "
+                     f"{'yes' if wm >= tm and wc <= tc else 'no'} |")
     if chart_rel:
         L.append("")
         L.append(f"![benchmark chart]({chart_rel})")
@@ -216,14 +242,15 @@ def chart(path, srv, cli, idle, meta):
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    colors = {"wsnative": "#d62728", "tokio-tungstenite": "#1f77b4", "fastwebsockets": "#2ca02c"}
-    fig, axes = plt.subplots(2, 2, figsize=(13, 9))
-    labels = [f"{size_name(s)}\nx{c}" for s in SIZES for c in CONNS]
+    colors = {"wsnative": "#d62728", "wsnative-copy": "#ff9896", "tokio-tungstenite": "#1f77b4",
+              "fastwebsockets": "#2ca02c"}
+    fig, axes = plt.subplots(2, 2, figsize=(16, 9))
+    labels = [f"{size_name(s)}\nx{c}" + ("" if k == 1 else f"\n{k} in fl.") for s, c, k in WORKLOADS]
     width = 0.27
     for ax, key, title in ((axes[0][0], "msgs_per_s", "Server: messages/s (higher is better)"),
                            (axes[0][1], "server_cpu_us_per_msg", "Server: CPU µs per message (lower is better)")):
         for i, name in enumerate(SERVERS):
-            vals = [srv.get((name, s, c), {}).get(key, float("nan")) for s in SIZES for c in CONNS]
+            vals = [srv.get((name, *w), {}).get(key, float("nan")) for w in WORKLOADS]
             xs = [j + (i - 1) * width for j in range(len(labels))]
             ax.bar(xs, vals, width, label=name, color=colors[name])
         ax.set_xticks(range(len(labels)))
@@ -234,8 +261,8 @@ def chart(path, srv, cli, idle, meta):
         ax.legend(fontsize=8)
     ax = axes[1][0]
     for i, name in enumerate(CLIENTS):
-        vals = [cli.get((name, s, 1), {}).get("msgs_per_s", float("nan")) for s in SIZES]
-        ax.bar([j + (i - 0.5) * 0.4 for j in range(len(SIZES))], vals, 0.4, label=name + " client", color=colors[name])
+        vals = [cli.get((name, s, 1, 1), {}).get("msgs_per_s", float("nan")) for s in SIZES]
+        ax.bar([j + (i - 1) * 0.27 for j in range(len(SIZES))], vals, 0.27, label=name + " client", color=colors[name])
     ax.set_xticks(range(len(SIZES)))
     ax.set_xticklabels([size_name(s) for s in SIZES])
     ax.set_yscale("log")

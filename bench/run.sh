@@ -8,11 +8,14 @@
 #   bash bench/run.sh [--quick] [--rounds R] [--secs T] [--idle N] [--no-readme] [--no-chart]
 #
 # Server workloads: 64 B, 64 KiB and 1 MiB binary messages, 1 and 50 connections, one message
-# in flight per connection (ping-pong). For each: messages/s, MB/s (payload, one direction),
+# in flight per connection (ping-pong); and issue 14's own setting, 16 messages in flight per
+# connection, at 64 B x 50, 64 KiB x 1, 64 KiB x 50 and 1 MiB x 1 (the rows of the issue's
+# table; 1 MiB x 50 x 16 would keep 800 MiB in flight). For each: messages/s, MB/s (payload, one direction),
 # p50/p99 round trip, and the server's CPU time per message (utime+stime from /proc/PID/stat
 # over the measured window, divided by the messages echoed).
 # Client workloads: one connection, 16 messages in flight, against the fastwebsockets echo
-# server: wsnative's C client through the C ABI (bench/client_inflight.c) against
+# server: wsnative's C client through the C ABI (bench/client_inflight.c; lending each message
+# with wsn_conn_send_nocopy, and copying it with wsn_conn_send_binary) against
 # tokio-tungstenite's client (bench/src/bin/tt_client.rs), at 64 B, 64 KiB and 1 MiB; messages/s
 # and the client process's CPU per message.
 # Idle memory: bench/idle_memory.sh at N connections (default 10000) for the three servers.
@@ -89,22 +92,24 @@ start wsnative build/echo_server
 start tokio-tungstenite target/release/examples/tt_echo_server
 start fastwebsockets "$BT/release/fws_echo_server"
 
-WORKLOADS=("64 1" "64 50" "65536 1" "65536 50" "1048576 1" "1048576 50")
+# size, connections, messages in flight per connection
+WORKLOADS=("64 1 1" "64 50 1" "65536 1 1" "65536 50 1" "1048576 1 1" "1048576 50 1"
+  "64 50 16" "65536 1 16" "65536 50 16" "1048576 1 16")
 n=${#SERVERS[@]}
 [ "$HS_ONLY" = 1 ] && WORKLOADS=()
 echo "== servers: $ROUNDS round(s) x ${#WORKLOADS[@]} workloads x $n servers, ${SECS}s each"
 for r in $(seq "$ROUNDS"); do
   for w in "${WORKLOADS[@]}"; do
-    read -r size conns <<<"$w"
+    read -r size conns inflight <<<"$w"
     for i in $(seq 0 $((n - 1))); do
       name=${SERVERS[$(((i + r - 1) % n))]}
-      if line=$(timeout $((${SECS%.*} + 40)) "$LOADGEN" "127.0.0.1:${PORT[$name]}" --conns "$conns" --inflight 1 \
+      if line=$(timeout $((${SECS%.*} + 40)) "$LOADGEN" "127.0.0.1:${PORT[$name]}" --conns "$conns" --inflight "$inflight" \
           --size "$size" --secs "$SECS" --warmup "$WARMUP" --pid "${PID[$name]}"); then
-        echo "kind=server name=$name size=$size conns=$conns round=$r $line" >>"$RAW"
-        printf '  round %d  %-18s %8s B x %2s conns  %s\n' "$r" "$name" "$size" "$conns" "$line"
+        echo "kind=server name=$name size=$size conns=$conns inflight=$inflight round=$r $line" >>"$RAW"
+        printf '  round %d  %-18s %8s B x %2s conns x %2s  %s\n' "$r" "$name" "$size" "$conns" "$inflight" "$line"
       else
-        echo "kind=server name=$name size=$size conns=$conns round=$r failed=1" >>"$RAW"
-        printf '  round %d  %-18s %8s B x %2s conns  FAILED\n' "$r" "$name" "$size" "$conns"
+        echo "kind=server name=$name size=$size conns=$conns inflight=$inflight round=$r failed=1" >>"$RAW"
+        printf '  round %d  %-18s %8s B x %2s conns x %2s  FAILED\n' "$r" "$name" "$size" "$conns" "$inflight"
       fi
     done
   done
@@ -127,14 +132,19 @@ done
 
 echo "== clients: one connection, 16 in flight, against the fastwebsockets echo server"
 URL="ws://127.0.0.1:${PORT[fastwebsockets]}/"
-CLIENTS=(wsnative tokio-tungstenite)
+# wsnative lends each message (wsn_conn_send_nocopy, as tokio-tungstenite's client shares one
+# Bytes); wsnative-copy sends with wsn_conn_send_binary, which copies each message.
+CLIENTS=(wsnative wsnative-copy tokio-tungstenite)
 [ "$HS_ONLY" = 1 ] && ROUNDS_CLIENT=0 || ROUNDS_CLIENT=$ROUNDS
 for r in $(seq "$ROUNDS_CLIENT"); do
   for size in 64 65536 1048576; do
-    for i in 0 1; do
-      c=${CLIENTS[$(((i + r - 1) % 2))]}
-      if [ "$c" = wsnative ]; then cmd=(build/client_inflight "$URL" "$SECS" "$size" 16)
-      else cmd=("$BT/release/tt_client" "$URL" "$SECS" "$size" 16); fi
+    for i in 0 1 2; do
+      c=${CLIENTS[$(((i + r - 1) % 3))]}
+      case "$c" in
+        wsnative) cmd=(env WSN_COPY=0 build/client_inflight "$URL" "$SECS" "$size" 16) ;;
+        wsnative-copy) cmd=(env WSN_COPY=1 build/client_inflight "$URL" "$SECS" "$size" 16) ;;
+        *) cmd=("$BT/release/tt_client" "$URL" "$SECS" "$size" 16) ;;
+      esac
       if line=$(timeout $((${SECS%.*} + 40)) "${cmd[@]}"); then
         echo "kind=client name=$c size=$size conns=1 round=$r $line" >>"$RAW"
         printf '  round %d  %-18s client %8s B  %s\n' "$r" "$c" "$size" "$line"

@@ -456,6 +456,12 @@ typedef struct wsn_event {
 typedef void (*wsn_event_cb)(void *user_data, struct wsn_conn *conn, const struct wsn_event *event);
 
 /**
+ * Called once, as `release(user_data, data, len)`, when wsnative no longer reads the bytes
+ * lent to it by wsn_conn_send_nocopy.
+ */
+typedef void (*wsn_lent_release_cb)(void *user_data, const uint8_t *data, size_t len);
+
+/**
  * Called once with its `arg` when a freed handle's callbacks have all ended.
  */
 typedef void (*wsn_release_cb)(void *arg);
@@ -767,6 +773,23 @@ wsn_status wsn_conn_send_binary(struct wsn_conn *conn, const uint8_t *data, size
  * Thread: any, concurrently. Ownership: `data` is copied before this returns.
  */
 wsn_status wsn_conn_send(struct wsn_conn *conn, const uint8_t *data, size_t len, uint32_t flags, uint64_t *id_out);
+
+/**
+ * Queues a message like wsn_conn_send, without copying its bytes: wsnative reads `data` in
+ * place until it calls `release(user_data, data, len)`, after which the bytes are the
+ * caller's again; until then they must stay valid and unchanged. wsnative never writes to
+ * them (a client masks into its frame buffer as it writes; a server hands them to the socket
+ * as they are). For large messages: a copy of each 1 MiB message costs a client about a
+ * tenth of its CPU per message (`bench/`).
+ * `release` is called exactly once for every call with a non-NULL `release`, whatever this
+ * returns: before it returns when the message was not queued (any error); else on an I/O
+ * thread once the message was written (a server's, or a client's compressed one), masked
+ * into its frame (a client's), or dropped because the connection ended, also after
+ * wsn_conn_free. It must not block and must not call wsnative functions: it frees or reuses
+ * the buffer, or tells a thread that does. Errors: as wsn_conn_send; INVALID_ARGUMENT also
+ * for a NULL `release` (nothing is called then). Thread: any, concurrently.
+ */
+wsn_status wsn_conn_send_nocopy(struct wsn_conn *conn, const uint8_t *data, size_t len, uint32_t flags, wsn_lent_release_cb release, void *user_data, uint64_t *id_out);
 
 /**
  * Turns WSN_EVENT_DRAIN on (`enabled`, with a `low_water` mark in bytes) or off for this

@@ -459,3 +459,269 @@ fn the_buffered_amount_never_counts_a_message_twice_while_the_queue_moves() {
     assert!(sent > 2000, "the queue moved ({sent} messages)");
     unsafe { wsn_conn_abort(client.conn) };
 }
+
+/// Bytes lent to wsn_conn_send_nocopy by a test: the buffer, a copy of what it must still
+/// hold when it is given back, and the ledger that counts returns.
+struct Loan {
+    bytes: Vec<u8>,
+    expected: Vec<u8>,
+    ledger: Arc<Ledger>,
+}
+
+#[derive(Default)]
+struct Ledger {
+    released: AtomicUsize,
+    /// Returns with another pointer or length than lent, or with changed bytes.
+    wrong: AtomicUsize,
+}
+
+unsafe extern "C" fn give_back(user: *mut std::ffi::c_void, data: *const u8, len: usize) {
+    let loan = Box::from_raw(user as *mut Loan);
+    let same_place = len == loan.bytes.len() && (len == 0 || data == loan.bytes.as_ptr());
+    if !same_place || loan.bytes != loan.expected {
+        loan.ledger.wrong.fetch_add(1, Ordering::SeqCst);
+    }
+    loan.ledger.released.fetch_add(1, Ordering::SeqCst);
+}
+
+/// Lends `bytes` to `conn`; the status and the message id.
+fn lend(
+    conn: *mut wsn_conn,
+    bytes: Vec<u8>,
+    flags: u32,
+    ledger: &Arc<Ledger>,
+) -> (wsn_status, u64) {
+    let loan = Box::new(Loan {
+        expected: bytes.clone(),
+        bytes,
+        ledger: ledger.clone(),
+    });
+    let (ptr, len) = (loan.bytes.as_ptr(), loan.bytes.len());
+    let user = Box::into_raw(loan) as *mut std::ffi::c_void;
+    let mut id = 0u64;
+    let st = unsafe { wsn_conn_send_nocopy(conn, ptr, len, flags, Some(give_back), user, &mut id) };
+    (st, id)
+}
+
+fn wait_released(ledger: &Ledger, want: usize, what: &str) {
+    let end = Instant::now() + WAIT;
+    while ledger.released.load(Ordering::SeqCst) < want {
+        assert!(
+            Instant::now() < end,
+            "{what}: {} of {want} lent messages released",
+            ledger.released.load(Ordering::SeqCst)
+        );
+        std::thread::sleep(Duration::from_millis(2));
+    }
+}
+
+/// Payloads of every frame-length class (7-bit, 16-bit and 64-bit lengths, the read buffer's
+/// size, several MiB), each with its own content.
+fn lent_payloads() -> Vec<Vec<u8>> {
+    [0usize, 1, 125, 126, 4096, 65535, 65536, 1 << 20, 3 << 20]
+        .iter()
+        .enumerate()
+        .map(|(k, &n)| (0..n).map(|i| (i * 31 + k * 7) as u8).collect())
+        .collect()
+}
+
+/// A client and a server that both lend their messages (the server lends a copy of each
+/// message back from its callback), with and without permessage-deflate.
+fn lent_round_trip(compression: bool) {
+    let server_ledger = Arc::new(Ledger::default());
+    let rec = Recorder::server();
+    let sl = server_ledger.clone();
+    rec.set_hook(move |conn, ev| {
+        if let Ev::Msg { text, data, .. } = ev {
+            let flags = if *text { WSN_SEND_TEXT } else { 0 };
+            let (st, _) = lend(conn, data.clone(), flags, &sl);
+            assert_eq!(st, wsn_status::WSN_OK, "{}", last_error());
+        }
+    });
+    let so = wsn_server_options_new();
+    unsafe {
+        wsn_server_options_set_compression(so, compression);
+        wsn_server_options_set_max_message_size(so, 16 << 20);
+    }
+    let server = TestServer::start(rec, so, None);
+    unsafe { wsn_server_options_free(so) };
+    let o = wsn_client_options_new();
+    unsafe {
+        wsn_client_options_set_compression(o, compression);
+        wsn_client_options_set_max_message_size(o, 16 << 20);
+    }
+    let client = TestClient::connect(&server.url(), o);
+    unsafe { wsn_client_options_free(o) };
+    client.rec.wait_open();
+    let negotiated = unsafe { std::ffi::CStr::from_ptr(wsn_conn_get_extensions(client.conn)) }
+        .to_string_lossy()
+        .into_owned();
+    assert_eq!(
+        negotiated.contains("permessage-deflate"),
+        compression,
+        "{negotiated:?}"
+    );
+    let client_ledger = Arc::new(Ledger::default());
+    let mut sent = Vec::new();
+    for (i, p) in lent_payloads().into_iter().enumerate() {
+        let (st, id) = lend(client.conn, p.clone(), 0, &client_ledger);
+        assert_eq!(st, wsn_status::WSN_OK, "{}", last_error());
+        assert_eq!(id, i as u64 + 1);
+        sent.push((false, p));
+    }
+    let text = "lent text, é, and more text ".repeat(100).into_bytes();
+    let (st, _) = lend(client.conn, text.clone(), WSN_SEND_TEXT, &client_ledger);
+    assert_eq!(st, wsn_status::WSN_OK, "{}", last_error());
+    sent.push((true, text));
+    client.rec.wait(WAIT, "every echo", |e| {
+        (msg_count(e) == sent.len()).then_some(())
+    });
+    assert!(
+        client.rec.messages() == sent,
+        "the echoes differ from what was lent"
+    );
+    wait_released(&client_ledger, sent.len(), "client");
+    wait_released(&server_ledger, sent.len(), "server");
+    assert_eq!(
+        client_ledger.wrong.load(Ordering::SeqCst),
+        0,
+        "a client loan came back changed"
+    );
+    assert_eq!(
+        server_ledger.wrong.load(Ordering::SeqCst),
+        0,
+        "a server loan came back changed"
+    );
+    assert_eq!(
+        client_ledger.released.load(Ordering::SeqCst),
+        sent.len(),
+        "released twice"
+    );
+}
+
+#[test]
+fn lent_messages_are_sent_unchanged_and_each_loan_is_released_once_by_client_and_server() {
+    lent_round_trip(false);
+}
+
+#[test]
+fn lent_messages_are_released_once_when_they_are_compressed() {
+    lent_round_trip(true);
+}
+
+#[test]
+fn a_lent_message_that_is_not_queued_is_released_before_the_call_returns() {
+    let ledger = Arc::new(Ledger::default());
+    let server = echo_server();
+    let client = TestClient::connect(&server.url(), std::ptr::null());
+    client.rec.wait_open();
+    let refused =
+        |conn: *mut wsn_conn, bytes: Vec<u8>, flags: u32, want: wsn_status, what: &str| {
+            let before = ledger.released.load(Ordering::SeqCst);
+            let (st, _) = lend(conn, bytes, flags, &ledger);
+            assert_eq!(st, want, "{what}: {}", last_error());
+            assert_eq!(
+                ledger.released.load(Ordering::SeqCst),
+                before + 1,
+                "{what}: released once, before the call returned"
+            );
+        };
+    refused(
+        std::ptr::null_mut(),
+        vec![1, 2, 3],
+        0,
+        wsn_status::WSN_ERR_INVALID_ARGUMENT,
+        "NULL conn",
+    );
+    refused(
+        client.conn,
+        vec![1],
+        0x80,
+        wsn_status::WSN_ERR_INVALID_ARGUMENT,
+        "unknown flags",
+    );
+    refused(
+        client.conn,
+        vec![b'a', 0xff],
+        WSN_SEND_TEXT,
+        wsn_status::WSN_ERR_INVALID_ARGUMENT,
+        "invalid UTF-8",
+    );
+    assert!(last_error().contains("UTF-8"), "{}", last_error());
+    // NULL data with a length: refused, and the release still comes (with what was passed).
+    let before = ledger.released.load(Ordering::SeqCst);
+    let st = unsafe {
+        wsn_conn_send_nocopy(
+            client.conn,
+            std::ptr::null(),
+            5,
+            0,
+            Some(count_release),
+            Arc::as_ptr(&ledger) as *mut _,
+            std::ptr::null_mut(),
+        )
+    };
+    assert_eq!(st, wsn_status::WSN_ERR_INVALID_ARGUMENT);
+    assert_eq!(ledger.released.load(Ordering::SeqCst), before + 1);
+    // No release function: refused, nothing to call.
+    let st = unsafe {
+        wsn_conn_send_nocopy(
+            client.conn,
+            [1u8].as_ptr(),
+            1,
+            0,
+            None,
+            std::ptr::null_mut(),
+            std::ptr::null_mut(),
+        )
+    };
+    assert_eq!(st, wsn_status::WSN_ERR_INVALID_ARGUMENT);
+    assert!(last_error().contains("release is NULL"), "{}", last_error());
+    // After the close: INVALID_STATE, released at once.
+    assert_eq!(client.close(1000, "bye"), wsn_status::WSN_OK);
+    client.rec.wait_close();
+    refused(
+        client.conn,
+        vec![7; 100],
+        0,
+        wsn_status::WSN_ERR_INVALID_STATE,
+        "after close",
+    );
+    assert_eq!(ledger.wrong.load(Ordering::SeqCst), 0);
+}
+
+/// A release that only counts (for a loan without a `Loan` box).
+unsafe extern "C" fn count_release(user: *mut std::ffi::c_void, _data: *const u8, _len: usize) {
+    (*(user as *const Ledger))
+        .released
+        .fetch_add(1, Ordering::SeqCst);
+}
+
+#[test]
+fn lent_messages_still_queued_when_the_connection_ends_are_released_once() {
+    let port = non_reading_server(Duration::from_secs(20));
+    let client = TestClient::connect(&format!("ws://127.0.0.1:{port}/"), std::ptr::null());
+    client.rec.wait_open();
+    let ledger = Arc::new(Ledger::default());
+    // The peer never reads: most of these stay in the kernel's buffers and the send queue.
+    let n = 24;
+    for i in 0..n {
+        let (st, _) = lend(client.conn, vec![i as u8; 1 << 20], 0, &ledger);
+        assert_eq!(st, wsn_status::WSN_OK, "{}", last_error());
+    }
+    std::thread::sleep(Duration::from_millis(100));
+    assert!(
+        ledger.released.load(Ordering::SeqCst) < n,
+        "every loan came back although the peer reads nothing"
+    );
+    assert_eq!(unsafe { wsn_conn_abort(client.conn) }, wsn_status::WSN_OK);
+    client.rec.wait_close();
+    wait_released(&ledger, n, "after the abort");
+    std::thread::sleep(Duration::from_millis(100));
+    assert_eq!(
+        ledger.released.load(Ordering::SeqCst),
+        n,
+        "a loan was released twice"
+    );
+    assert_eq!(ledger.wrong.load(Ordering::SeqCst), 0);
+}

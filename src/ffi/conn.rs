@@ -393,6 +393,95 @@ pub unsafe extern "C" fn wsn_conn_send(
     Ok(())
 }
 
+/// Called once, as `release(user_data, data, len)`, when wsnative no longer reads the bytes
+/// lent to it by wsn_conn_send_nocopy.
+pub type wsn_lent_release_cb =
+    Option<unsafe extern "C" fn(user_data: *mut c_void, data: *const u8, len: usize)>;
+
+/// Queues a message like wsn_conn_send, without copying its bytes: wsnative reads `data` in
+/// place until it calls `release(user_data, data, len)`, after which the bytes are the
+/// caller's again; until then they must stay valid and unchanged. wsnative never writes to
+/// them (a client masks into its frame buffer as it writes; a server hands them to the socket
+/// as they are). For large messages: a copy of each 1 MiB message costs a client about a
+/// tenth of its CPU per message (`bench/`).
+/// `release` is called exactly once for every call with a non-NULL `release`, whatever this
+/// returns: before it returns when the message was not queued (any error); else on an I/O
+/// thread once the message was written (a server's, or a client's compressed one), masked
+/// into its frame (a client's), or dropped because the connection ended, also after
+/// wsn_conn_free. It must not block and must not call wsnative functions: it frees or reuses
+/// the buffer, or tells a thread that does. Errors: as wsn_conn_send; INVALID_ARGUMENT also
+/// for a NULL `release` (nothing is called then). Thread: any, concurrently.
+#[no_mangle]
+#[ffi_fn]
+pub unsafe extern "C" fn wsn_conn_send_nocopy(
+    conn: *mut wsn_conn,
+    data: *const u8,
+    len: usize,
+    flags: u32,
+    release: wsn_lent_release_cb,
+    user_data: *mut c_void,
+    id_out: *mut u64,
+) -> wsn_status {
+    let Some(release) = release else {
+        return Err(Error::invalid(
+            "release is NULL: wsn_conn_send_nocopy must say when the bytes are free again",
+        ));
+    };
+    // Owned from here on: every way out of this function, or the message's end, releases it.
+    let lent = Lent {
+        data,
+        len,
+        release,
+        user_data,
+    };
+    let c = conn_ref(conn)?;
+    if flags & !(WSN_SEND_TEXT | WSN_SEND_NO_COMPRESS) != 0 {
+        return Err(Error::invalid(format!(
+            "unknown send flags {flags:#x}: use WSN_SEND_TEXT and WSN_SEND_NO_COMPRESS"
+        )));
+    }
+    bytes_arg(data, len, "data")?;
+    let text = flags & WSN_SEND_TEXT != 0;
+    let id = c.send(
+        text,
+        bytes::Bytes::from_owner(lent),
+        flags & WSN_SEND_NO_COMPRESS == 0,
+    )?;
+    if !id_out.is_null() {
+        *id_out = id;
+    }
+    Ok(())
+}
+
+/// Bytes lent by the application (wsn_conn_send_nocopy), handed back when dropped.
+struct Lent {
+    data: *const u8,
+    len: usize,
+    release: unsafe extern "C" fn(*mut c_void, *const u8, usize),
+    user_data: *mut c_void,
+}
+
+// SAFETY: the caller of wsn_conn_send_nocopy promised that the bytes stay valid and unchanged
+// until `release`, from whichever thread reads them, and that `release` may run on any thread.
+unsafe impl Send for Lent {}
+
+impl AsRef<[u8]> for Lent {
+    fn as_ref(&self) -> &[u8] {
+        if self.data.is_null() || self.len == 0 {
+            return &[];
+        }
+        // SAFETY: valid until `release` (the caller's promise); checked non-NULL above.
+        unsafe { std::slice::from_raw_parts(self.data, self.len) }
+    }
+}
+
+impl Drop for Lent {
+    fn drop(&mut self) {
+        // SAFETY: the caller's function, called once, with what it lent.
+        unsafe { (self.release)(self.user_data, self.data, self.len) }
+    }
+}
+
 /// Turns WSN_EVENT_DRAIN on (`enabled`, with a `low_water` mark in bytes) or off for this
 /// connection, whatever its options said. A DRAIN comes once after the queue went over the
 /// mark, after a send was refused with WSN_ERR_WOULD_BLOCK, or after this call turned them on,
