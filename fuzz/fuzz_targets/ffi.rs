@@ -1,7 +1,8 @@
 //! The C ABI itself: arbitrary sequences of calls on real handles, as a C program could make
 //! them, with NULLs, invalid UTF-8, out-of-range values, the double frees the API allows
 //! (a connection freed twice inside its own callback, a server stopped twice, NULL frees),
-//! calls from several threads at once and from inside callbacks, over real loopback
+//! calls from several threads at once and from inside callbacks, bytes lent to
+//! wsn_conn_send_nocopy, over real loopback
 //! connections to a wsnative server (bounded: at most 4 client handles, 48 calls, short
 //! timeouts). Checked: no crash, no panic across the boundary (WSN_ERR_INTERNAL), every
 //! string returned is readable, at most one CLOSE per connection and nothing after it, no
@@ -51,6 +52,20 @@ unsafe fn read_str(p: *const c_char) {
 /// half-way through their close (a read buffer consumed to its end is only referenced past it).
 static LIVE_CLIENTS: AtomicUsize = AtomicUsize::new(0);
 static LIVE_SERVER_CONNS: AtomicUsize = AtomicUsize::new(0);
+/// Bytes lent with wsn_conn_send_nocopy, and how often they were released: exactly once (a
+/// second release would free the box twice: AddressSanitizer), at once when refused. (That every
+/// loan comes back once its connection ended is tests/flow_control.rs's: here a fuzzed
+/// close_max may keep a connection closing past the input.)
+type Loan = (Vec<u8>, std::sync::Arc<AtomicU32>);
+
+unsafe extern "C" fn release_loan(user: *mut c_void, data: *const u8, len: usize) {
+    let loan = Box::from_raw(user as *mut Loan);
+    assert!(
+        len == loan.0.len() && (len == 0 || data == loan.0.as_ptr()),
+        "released other bytes than lent"
+    );
+    loan.1.fetch_add(1, SeqCst);
+}
 
 unsafe extern "C" fn release_track(arg: *mut c_void) {
     drop(Box::from_raw(arg as *mut Track));
@@ -254,7 +269,23 @@ unsafe fn conn_call(u: &mut Unstructured, c: *mut wsn_conn) -> AResult<()> {
         3 => {
             let mut id = 0u64;
             let flags = u.int_in_range(0..=4)?;
-            ok_status(wsn_conn_send(c, data.as_ptr(), data.len(), flags, &mut id));
+            if u.arbitrary()? {
+                let released = std::sync::Arc::new(AtomicU32::new(0));
+                let loan: Box<Loan> = Box::new((data.to_vec(), released.clone()));
+                let (p, n) = (loan.0.as_ptr(), loan.0.len());
+                let user = Box::into_raw(loan) as *mut c_void;
+                let st = wsn_conn_send_nocopy(c, p, n, flags, Some(release_loan), user, &mut id);
+                ok_status(st);
+                if st != wsn_status::WSN_OK {
+                    assert_eq!(
+                        released.load(SeqCst),
+                        1,
+                        "a refused loan was not released at once"
+                    );
+                }
+            } else {
+                ok_status(wsn_conn_send(c, data.as_ptr(), data.len(), flags, &mut id));
+            }
         }
         4 => {
             let code = *u.choose(&[1000u16, 1001, 1005, 1006, 2999, 3000, 4999, 5000, 0])?;
