@@ -135,6 +135,24 @@ struct sender {
     int thread;
 };
 
+/* G1: bytes lent with wsn_conn_send_nocopy come back once each, unchanged. */
+static int lent_released, lent_wrong;
+static uint8_t lent_bytes[256 * 1024];
+
+static void on_lent_release(void *user_data, const uint8_t *data, size_t len) {
+    if (data != lent_bytes || len != sizeof lent_bytes || user_data != (void *)lent_bytes)
+        __atomic_add_fetch(&lent_wrong, 1, __ATOMIC_SEQ_CST);
+    __atomic_add_fetch(&lent_released, 1, __ATOMIC_SEQ_CST);
+}
+
+static int wait_released(int want) {
+    for (int i = 0; i < 30000 && __atomic_load_n(&lent_released, __ATOMIC_SEQ_CST) < want; i++) {
+        struct timespec ms = {0, 1000000};
+        nanosleep(&ms, NULL);
+    }
+    return __atomic_load_n(&lent_released, __ATOMIC_SEQ_CST) == want;
+}
+
 static void *send_many(void *arg) {
     struct sender *snd = (struct sender *)arg;
     char msg[32];
@@ -204,10 +222,20 @@ int main(void) {
     CHECK(wait_until(&server_sides[2], &server_sides[2].messages, 80000), "got %d", server_sides[2].messages);
     CHECK(server_sides[2].out_of_order == 0, "%d out of order", server_sides[2].out_of_order);
 
-    /* G3: close while 1,000 messages are queued: all arrive before the Close. */
+    /* G3: close while 1,000 messages are queued (100 of them lent): all arrive before the Close. */
     static uint8_t big[64 * 1024];
-    for (int i = 0; i < 1000; i++)
-        wsn_conn_send_binary(cd, big, sizeof big);
+    for (size_t i = 0; i < sizeof lent_bytes; i++)
+        lent_bytes[i] = (uint8_t)(i * 7);
+    int lend_errors = 0;
+    for (int i = 0; i < 1000; i++) {
+        if (i % 10 == 0) {
+            uint64_t id = 0;
+            lend_errors += wsn_conn_send_nocopy(cd, lent_bytes, sizeof lent_bytes, 0, on_lent_release, lent_bytes, &id) != WSN_OK;
+        } else {
+            wsn_conn_send_binary(cd, big, sizeof big);
+        }
+    }
+    CHECK(lend_errors == 0, "lending failed: %s", wsn_last_error());
     pthread_mutex_lock(&server_sides[2].lock); /* the callbacks count under it (TSan) */
     int before = server_sides[2].messages;
     pthread_mutex_unlock(&server_sides[2].lock);
@@ -215,6 +243,18 @@ int main(void) {
     CHECK(wait_until(&server_sides[2], &server_sides[2].closed, 1), "server closed");
     CHECK(server_sides[2].messages - before == 1000 || server_sides[2].messages == 81000, "got %d", server_sides[2].messages);
     CHECK(server_sides[2].code == 1000 && server_sides[2].clean, "code %u", server_sides[2].code);
+    CHECK(wait_released(100), "%d of 100 lent messages released", __atomic_load_n(&lent_released, __ATOMIC_SEQ_CST));
+    CHECK(__atomic_load_n(&lent_wrong, __ATOMIC_SEQ_CST) == 0, "%d releases with other bytes than lent", lent_wrong);
+    for (size_t i = 0; i < sizeof lent_bytes; i++)
+        if (lent_bytes[i] != (uint8_t)(i * 7)) {
+            CHECK(0, "the lent bytes were changed at %zu", i);
+            break;
+        }
+    /* Refused (the connection is closed): released before the call returns. */
+    CHECK(wsn_conn_send_nocopy(cd, lent_bytes, sizeof lent_bytes, 0, on_lent_release, lent_bytes, NULL) == WSN_ERR_INVALID_STATE,
+          "lend after close");
+    CHECK(__atomic_load_n(&lent_released, __ATOMIC_SEQ_CST) == 101, "a refused loan is released at once");
+    CHECK(wsn_conn_send_nocopy(cd, lent_bytes, 1, 0, NULL, NULL, NULL) == WSN_ERR_INVALID_ARGUMENT, "NULL release");
     wsn_conn_free(cd);
 
     /* G10: accept hook: 403 refusal, and accept-then-close with 4001. */
