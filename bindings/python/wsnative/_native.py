@@ -101,6 +101,8 @@ wsn_accept_cb = CFUNCTYPE(None, c_void_p, c_void_p)
 wsn_release_cb = CFUNCTYPE(None, c_void_p)
 # typedef void (*wsn_http_cb)(void *user_data, struct wsn_request *request);
 wsn_http_cb = CFUNCTYPE(None, c_void_p, c_void_p)
+# typedef void (*wsn_lent_release_cb)(void *user_data, const uint8_t *data, size_t len);
+wsn_lent_release_cb = CFUNCTYPE(None, c_void_p, c_void_p, c_size_t)
 
 # typedef void (*wsn_log_fn)(void *user_data, wsn_log_level level, const char *target,
 #                            const char *message, uint64_t conn_id);
@@ -140,6 +142,15 @@ wsn_conn_send_text = _fn("wsn_conn_send_text", [_ptr, c_char_p, c_size_t], _stat
 wsn_conn_send_binary = _fn("wsn_conn_send_binary", [_ptr, c_char_p, c_size_t], _status)
 # wsn_status wsn_conn_send(wsn_conn *conn, const uint8_t *data, size_t len, uint32_t flags, uint64_t *id_out);
 wsn_conn_send = _fn("wsn_conn_send", [_ptr, c_char_p, c_size_t, c_uint32, POINTER(c_uint64)], _status)
+# wsn_status wsn_conn_send_nocopy(wsn_conn *conn, const uint8_t *data, size_t len, uint32_t flags,
+#                                 wsn_lent_release_cb release, void *user_data, uint64_t *id_out);
+# Declared for completeness; Connection.send copies: a release called back into Python on an
+# I/O thread would wait for the GIL there, and the C ABI asks that it never blocks.
+wsn_conn_send_nocopy = _fn(
+    "wsn_conn_send_nocopy",
+    [_ptr, c_char_p, c_size_t, c_uint32, wsn_lent_release_cb, c_void_p, POINTER(c_uint64)],
+    _status,
+)
 # uint64_t wsn_conn_get_sent_id(const wsn_conn *conn);
 wsn_conn_get_sent_id = _fn("wsn_conn_get_sent_id", [_ptr], c_uint64)
 # wsn_status wsn_conn_ack(wsn_conn *conn, size_t count);
