@@ -464,3 +464,67 @@ fn a_thousand_clients_reconnect_spread_out_after_a_server_restart() {
     drop(clients);
     drop(restarted);
 }
+
+/// A loan whose release sends on the connection that lent it (the contract asks releases not
+/// to call wsnative; one that does must still not deadlock on the send queue's lock).
+struct SendingLoan {
+    conn: usize,
+    bytes: Vec<u8>,
+    sent: std::sync::mpsc::Sender<wsn_status>,
+}
+
+unsafe extern "C" fn release_and_send(user: *mut c_void, _data: *const u8, _len: usize) {
+    let loan = Box::from_raw(user as *mut SendingLoan);
+    let st = wsn_conn_send_text(loan.conn as *mut wsn_conn, c"r".as_ptr(), 1);
+    let _ = loan.sent.send(st);
+}
+
+#[test]
+fn a_lent_message_dropped_from_a_full_offline_queue_is_released_after_the_queue_lock() {
+    let port = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap().port()
+    };
+    let p = policy(50, 200);
+    unsafe { wsn_reconnect_policy_set_offline_queue(p, 8, WSN_OFFLINE_DROP_OLDEST) };
+    let rec = Arc::new(RRec::default());
+    let c = rconnect(&format!("ws://127.0.0.1:{port}/"), p, rec.clone());
+    rec.wait_count(wsn_event_kind::WSN_EVENT_RECONNECTING, 1, WAIT);
+    let (tx, rx) = std::sync::mpsc::channel();
+    let conn = c.conn as usize;
+    // Sent from another thread: a deadlock fails the test instead of hanging it.
+    let sender = std::thread::spawn(move || {
+        let loan = Box::new(SendingLoan {
+            conn,
+            bytes: b"m1xx".to_vec(),
+            sent: tx,
+        });
+        let (ptr, len) = (loan.bytes.as_ptr(), loan.bytes.len());
+        let user = Box::into_raw(loan) as *mut c_void;
+        let lent = unsafe {
+            wsn_conn_send_nocopy(
+                conn as *mut wsn_conn,
+                ptr,
+                len,
+                WSN_SEND_TEXT,
+                Some(release_and_send),
+                user,
+                std::ptr::null_mut(),
+            )
+        };
+        assert_eq!(lent, wsn_status::WSN_OK, "{}", last_error());
+        // Two more fill the 8-byte offline queue: the lent message is the oldest and goes.
+        for m in ["m2xx", "m3xx"] {
+            let st =
+                unsafe { wsn_conn_send_text(conn as *mut wsn_conn, m.as_ptr() as *const _, 4) };
+            assert_eq!(st, wsn_status::WSN_OK, "{}", last_error());
+        }
+    });
+    let Ok(from_release) = rx.recv_timeout(Duration::from_secs(10)) else {
+        // Deadlocked: freeing the handle would wait for the same lock.
+        std::mem::forget(c);
+        panic!("the lent message was not released, or its release deadlocked on the queue's lock");
+    };
+    assert_eq!(from_release, wsn_status::WSN_OK, "a send from the release");
+    sender.join().unwrap();
+}

@@ -168,13 +168,18 @@ impl Conn {
         len: usize,
         make: impl FnOnce(u64) -> Command,
     ) -> Result<u64> {
+        // Messages this call drops (the offline queue's oldest, or the one refused) are dropped
+        // after the gate is unlocked: a lent message's release runs then (wsn_conn_send_nocopy),
+        // and whatever it does cannot wait for this lock.
+        let mut dropped = Vec::new();
         let mut gate = self.outgoing.gate.lock().unwrap_or_else(|p| p.into_inner());
         if gate.closed {
             return Err(Error::state(format!("cannot send: {}", gate.why)));
         }
         if self.outgoing.offline.load(Ordering::Acquire) {
             // client-reach (issue 13): the offline queue's bound and policy.
-            if let Some(done) = self.offline_room(&mut gate, len) {
+            if let Some(done) = self.offline_room(&mut gate, len, &mut dropped) {
+                drop(gate);
                 return done;
             }
         }
@@ -205,8 +210,10 @@ impl Conn {
         }
         self.outgoing.buffered.fetch_add(len, Ordering::AcqRel);
         let id = gate.last_id + 1;
-        if self.commands.send(make(id), &self.task_waker).is_err() {
+        if let Err(refused) = self.commands.send(make(id), &self.task_waker) {
             self.outgoing.buffered.fetch_sub(len, Ordering::AcqRel);
+            drop(gate);
+            drop(refused);
             return Err(Error::state("cannot send: the connection is closed"));
         }
         gate.last_id = id;
@@ -288,7 +295,12 @@ impl Conn {
 impl Conn {
     /// Makes room in the offline queue for `len` bytes: `Some` ends the send (refused, or the
     /// new message dropped), `None` lets it be queued.
-    fn offline_room(&self, gate: &mut Gate, len: usize) -> Option<Result<u64>> {
+    fn offline_room(
+        &self,
+        gate: &mut Gate,
+        len: usize,
+        dropped: &mut Vec<Command>,
+    ) -> Option<Result<u64>> {
         let (max, policy) = *self.outgoing.offline_queue.get()?;
         use crate::options::OfflinePolicy as P;
         if self.buffered_amount().saturating_add(len) <= max {
@@ -310,8 +322,9 @@ impl Conn {
                 // Offline, no task takes from the queue: the oldest messages can go.
                 while self.buffered_amount().saturating_add(len) > max {
                     match self.commands.try_recv() {
-                        Some(Command::Send { len: l, .. } | Command::Frame { len: l, .. }) => {
-                            self.unqueue(l)
+                        Some(c @ (Command::Send { len: l, .. } | Command::Frame { len: l, .. })) => {
+                            self.unqueue(l);
+                            dropped.push(c);
                         }
                         Some(Command::Close(..)) | None => break,
                     }
