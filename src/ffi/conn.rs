@@ -379,18 +379,26 @@ pub unsafe extern "C" fn wsn_conn_send(
     id_out: *mut u64,
 ) -> wsn_status {
     let c = conn_ref(conn)?;
+    let (text, compress) = send_flags(flags)?;
+    let bytes = bytes_arg(data, len, "data")?;
+    let id = c.send(text, payload(bytes), compress)?;
+    if !id_out.is_null() {
+        *id_out = id;
+    }
+    Ok(())
+}
+
+/// wsn_conn_send's `flags`: (text, may be compressed); unknown flags are refused.
+fn send_flags(flags: u32) -> Result<(bool, bool)> {
     if flags & !(WSN_SEND_TEXT | WSN_SEND_NO_COMPRESS) != 0 {
         return Err(Error::invalid(format!(
             "unknown send flags {flags:#x}: use WSN_SEND_TEXT and WSN_SEND_NO_COMPRESS"
         )));
     }
-    let bytes = bytes_arg(data, len, "data")?;
-    let text = flags & WSN_SEND_TEXT != 0;
-    let id = c.send(text, payload(bytes), flags & WSN_SEND_NO_COMPRESS == 0)?;
-    if !id_out.is_null() {
-        *id_out = id;
-    }
-    Ok(())
+    Ok((
+        flags & WSN_SEND_TEXT != 0,
+        flags & WSN_SEND_NO_COMPRESS == 0,
+    ))
 }
 
 /// Called once, as `release(user_data, data, len)`, when wsnative no longer reads the bytes
@@ -435,18 +443,9 @@ pub unsafe extern "C" fn wsn_conn_send_nocopy(
         user_data,
     };
     let c = conn_ref(conn)?;
-    if flags & !(WSN_SEND_TEXT | WSN_SEND_NO_COMPRESS) != 0 {
-        return Err(Error::invalid(format!(
-            "unknown send flags {flags:#x}: use WSN_SEND_TEXT and WSN_SEND_NO_COMPRESS"
-        )));
-    }
+    let (text, compress) = send_flags(flags)?;
     bytes_arg(data, len, "data")?;
-    let text = flags & WSN_SEND_TEXT != 0;
-    let id = c.send(
-        text,
-        bytes::Bytes::from_owner(lent),
-        flags & WSN_SEND_NO_COMPRESS == 0,
-    )?;
+    let id = c.send(text, bytes::Bytes::from_owner(lent), compress)?;
     if !id_out.is_null() {
         *id_out = id;
     }
